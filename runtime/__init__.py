@@ -1,0 +1,1 @@
+"""Runtime that generated model packages plug into: protocols, parallelism helpers, trainer."""

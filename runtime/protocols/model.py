@@ -1,0 +1,41 @@
+"""Model protocols: the args dataclass base and the shape every generated model has."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BaseModelArgs:
+    """Base of every generated ``ModelArgs`` dataclass.
+
+    Subclasses hold the model's dimensions and feature switches and implement the two hooks the
+    trainer calls.
+    """
+
+    _enforced: str = "This field is used to enforce all fields have defaults."
+
+    @abstractmethod
+    def update_from_config(self, job_config: Any, **kwargs: Any) -> None:
+        """Adjust the args from the training config (sequence length, for instance)."""
+
+    @abstractmethod
+    def get_nparams_and_flops(self, model: nn.Module, seq_len: int) -> tuple[int, int]:
+        """Return ``(number of parameters, training FLOPs per token)`` for ``model``."""
+
+
+class ModelProtocol(Protocol):
+    """What the trainer needs from a model class."""
+
+    def __init__(self, model_args: BaseModelArgs) -> None: ...
+
+    def init_weights(self, buffer_device: torch.device | None = None) -> None:
+        """Initialize parameters and (re)compute buffers, recursively per submodule."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Map token ids ``[batch, seq]`` to logits ``[batch, seq, vocab]``."""

@@ -1,0 +1,38 @@
+"""Base class for converting between a generated model's state dict and transformers' one."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+
+class StateDictAdapter(ABC):
+    """Maps state dicts between the generated model and the Hugging Face checkpoint layout.
+
+    Args:
+        model_args: the model's ``ModelArgs``.
+        hf_assets_path: optional folder with Hugging Face assets (``config.json``,
+            ``model.safetensors.index.json``); used to keep the original shard layout on export.
+    """
+
+    def __init__(self, model_args: Any, hf_assets_path: str | Path | None) -> None:
+        self.model_args = model_args
+        self.hf_assets_path = Path(hf_assets_path) if hf_assets_path else None
+        self.fqn_to_index_mapping: dict[str, int] | None = None
+        if self.hf_assets_path is not None:
+            index = self.hf_assets_path / "model.safetensors.index.json"
+            if index.is_file():
+                weight_map = json.loads(index.read_text())["weight_map"]
+                self.fqn_to_index_mapping = {
+                    key: int(name.split("-")[1]) for key, name in weight_map.items()
+                }
+
+    @abstractmethod
+    def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """Convert the generated model's state dict to transformers' key names and layout."""
+
+    @abstractmethod
+    def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+        """Convert a transformers state dict to the generated model's key names and layout."""
