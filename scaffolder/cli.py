@@ -1,0 +1,118 @@
+"""The ``scaffold`` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from scaffolder import __version__
+from scaffolder.errors import ScaffoldError
+
+app = typer.Typer(
+    name="scaffold",
+    help="Onboard a Hugging Face decoder model into a PyTorch-native training stack, "
+    "verified against transformers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(error: ScaffoldError) -> None:
+    """Print a bad-input error as one line and exit 2."""
+    err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+    raise typer.Exit(code=error.exit_code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"scaffold {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=version_callback, is_eager=True, help="Show version."),
+    ] = False,
+) -> None:
+    """scaffold: config.json in, verified training package out."""
+
+
+@app.command("new-model")
+def new_model(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Hub repo id (org/name), a local config.json (any file name), or a model folder."
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Package name (a Python identifier). Default: from SOURCE."),
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder to create the package in."),
+    ] = Path("."),
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="Hub revision: branch, tag or commit hash."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing package folder.")
+    ] = False,
+) -> None:
+    """Render a model package from SOURCE's config.json and say how to verify it."""
+    from scaffolder.generate import generate
+    from scaffolder.render import write_package
+
+    started = time.perf_counter()
+    try:
+        with console.status("Resolving config and rendering package..."):
+            generated = generate(source, name=name, revision=revision)
+            destination = output / generated.package_name
+            write_package(generated.files, destination, force=force)
+    except ScaffoldError as error:
+        fail(error)
+    spec, resolved = generated.spec, generated.resolved
+    elapsed = time.perf_counter() - started
+    console.print(f"[bold]source[/]   {resolved.description}")
+    console.print(f"[bold]sha256[/]   {resolved.sha256}")
+    console.print(
+        f"[bold]model[/]    {spec.model_type} ({spec.hf_architecture}), {spec.size_name} parameters: "
+        f"{spec.n_layers} layers, hidden {spec.dim}, {spec.n_heads} heads / "
+        f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, rope {spec.rope.type}"
+    )
+    console.print(
+        f"[bold green]wrote[/]    {len(generated.files)} files to {destination} "
+        f"in {elapsed:.1f}s"
+    )
+    console.print(f"[bold]next[/]     cd {output} && pytest {generated.package_name}")
+
+
+@app.command("families")
+def families() -> None:
+    """List the supported model families (config.json model_type) and their features."""
+    from scaffolder.families import RECIPES
+
+    for model_type, recipe in sorted(RECIPES.items()):
+        summary = (recipe.__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{model_type}[/]  {summary}")
+
+
+def run() -> None:
+    """Entry point that never shows a traceback for bad input."""
+    try:
+        app()
+    except ScaffoldError as error:
+        err_console.print(f"error: {error}")
+        sys.exit(error.exit_code)

@@ -1,0 +1,26 @@
+"""Family recipes: one small module per model family, keyed by config.json ``model_type``."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from scaffolder.errors import ConfigFieldError
+from scaffolder.families import llama
+
+RECIPES: dict[str, ModuleType] = {model_type: llama for model_type in llama.MODEL_TYPES}
+
+
+def recipe_for(model_type: str, config: dict[str, Any]) -> ModuleType:
+    """The recipe module for ``model_type``; unknown types fail with the supported list."""
+    if model_type in RECIPES:
+        return RECIPES[model_type]
+    supported = ", ".join(sorted(RECIPES))
+    hint = (
+        " (its auto_map points at custom code, which is never executed)"
+        if "auto_map" in config
+        else ""
+    )
+    raise ConfigFieldError(
+        "model_type", f"unsupported model type {model_type!r}{hint}; supported: {supported}"
+    )

@@ -1,0 +1,157 @@
+"""Llama family recipe: RMSNorm, SwiGLU MLP, rotary attention with optional GQA.
+
+config.json field -> spec field:
+  vocab_size -> vocab_size, hidden_size -> dim, num_hidden_layers -> n_layers,
+  num_attention_heads -> n_heads, num_key_value_heads -> n_kv_heads, head_dim -> head_dim,
+  intermediate_size -> ffn_dim, max_position_embeddings -> max_seq_len, rms_norm_eps -> norm_eps,
+  rope_theta / rope_scaling (old) or rope_parameters (new) -> rope,
+  tie_word_embeddings, attention_bias, mlp_bias, hidden_act, initializer_range, torch_dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec, normalize_with_transformers
+
+MODEL_TYPES = ("llama",)
+HF_ARCHITECTURE = "LlamaForCausalLM"
+HF_CONFIG_CLASS = "LlamaConfig"
+
+_INT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "max_position_embeddings",
+)
+
+
+def build(config: dict[str, Any]) -> ArchSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    _check_raw(config)
+    hf = normalize_with_transformers(config, config["model_type"])
+    n_heads = read_int(hf, "num_attention_heads")
+    n_kv_heads = read_int(hf, "num_key_value_heads")
+    require(
+        n_heads % n_kv_heads == 0,
+        "num_key_value_heads",
+        f"{n_kv_heads} must divide num_attention_heads ({n_heads})",
+    )
+    dim = read_int(hf, "hidden_size")
+    return ArchSpec(
+        family="llama",
+        model_type=hf["model_type"],
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        vocab_size=read_int(hf, "vocab_size"),
+        dim=dim,
+        n_layers=read_int(hf, "num_hidden_layers"),
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        head_dim=read_int(hf, "head_dim", dim // n_heads),
+        ffn_dim=read_int(hf, "intermediate_size"),
+        max_seq_len=read_int(hf, "max_position_embeddings"),
+        norm_eps=read_float(hf, "rms_norm_eps"),
+        rope=_read_rope(hf),
+        tie_word_embeddings=read_bool(hf, "tie_word_embeddings", False),
+        attention_bias=read_bool(hf, "attention_bias", False),
+        mlp_bias=read_bool(hf, "mlp_bias", False),
+        hidden_act=read_choice(hf, "hidden_act", ("silu",)),
+        initializer_range=read_float(hf, "initializer_range", 0.02),
+        torch_dtype=_read_dtype(config),
+        bos_token_id=_optional_token_id(hf, "bos_token_id"),
+        eos_token_id=_optional_token_id(hf, "eos_token_id"),
+    )
+
+
+def _check_raw(config: dict[str, Any]) -> None:
+    """Type and consistency checks on the fields as written, before transformers sees them."""
+    for name in _INT_FIELDS:
+        if config.get(name) is not None:
+            read_int(config, name)
+    for name in ("attention_bias", "mlp_bias", "tie_word_embeddings"):
+        if name in config:
+            read_bool(config, name)
+    if "rms_norm_eps" in config:
+        read_float(config, "rms_norm_eps")
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    if hidden and heads and config.get("head_dim") is None:
+        require(
+            hidden % heads == 0,
+            "hidden_size",
+            f"{hidden} is not divisible by num_attention_heads ({heads}); "
+            "set head_dim explicitly or fix the sizes",
+        )
+    kv_heads = config.get("num_key_value_heads")
+    if heads and kv_heads:
+        require(
+            heads % kv_heads == 0,
+            "num_key_value_heads",
+            f"{kv_heads} must divide num_attention_heads ({heads})",
+        )
+    _check_raw_rope_type(config)
+
+
+def _check_raw_rope_type(config: dict[str, Any]) -> None:
+    for name in ("rope_scaling", "rope_parameters"):
+        block = config.get(name)
+        if block is None:
+            continue
+        require(isinstance(block, dict), name, "must be an object or null")
+        key = "rope_type" if "rope_type" in block else "type"
+        rope_type = block.get(key, "default")
+        require(
+            rope_type in ROPE_TYPES,
+            f"{name}.{key}",
+            f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
+        )
+
+
+def _read_rope(hf: dict[str, Any]) -> RopeSpec:
+    params = hf.get("rope_parameters") or {}
+    rope_type = params.get("rope_type", "default")
+    require(
+        rope_type in ROPE_TYPES,
+        "rope_parameters.rope_type",
+        f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
+    )
+    theta = read_float(params, "rope_theta", 10000.0)
+    if rope_type == "default":
+        return RopeSpec(type="default", theta=theta)
+    factor = read_float(params, "factor")
+    if rope_type in ("linear", "dynamic"):
+        require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
+        return RopeSpec(type=rope_type, theta=theta, factor=factor)
+    low = read_float(params, "low_freq_factor")
+    high = read_float(params, "high_freq_factor")
+    require(
+        high > low,
+        "rope_scaling.high_freq_factor",
+        f"must be greater than low_freq_factor ({low}), got {high}",
+    )
+    return RopeSpec(
+        type="llama3",
+        theta=theta,
+        factor=factor,
+        low_freq_factor=low,
+        high_freq_factor=high,
+        original_max_position_embeddings=read_int(params, "original_max_position_embeddings"),
+    )
+
+
+def _read_dtype(config: dict[str, Any]) -> str:
+    value = config.get("torch_dtype", config.get("dtype")) or "float32"
+    field = "torch_dtype" if "torch_dtype" in config else "dtype"
+    return read_choice({field: value}, field, DTYPES)
+
+
+def _optional_token_id(hf: dict[str, Any], field: str) -> int | None:
+    value = hf.get(field)
+    if value is None or isinstance(value, list):
+        return None
+    return read_int(hf, field, minimum=0)

@@ -1,0 +1,55 @@
+"""One pass of the pipeline: source -> spec -> rendered files (in memory)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from scaffolder.render import SourceInfo, render_package
+from scaffolder.source import ResolvedSource, package_name_from_source, resolve_source
+from scaffolder.source import validate_package_name
+from scaffolder.spec import ArchSpec, build_spec
+
+_PROVENANCE = {
+    "local": "a local file",
+    "hf-cache": "the Hugging Face cache",
+    "hub": "the Hugging Face Hub",
+    "bundled": "the config.json snapshot bundled with model-scaffolder",
+}
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A rendered package, not yet written anywhere."""
+
+    package_name: str
+    resolved: ResolvedSource
+    spec: ArchSpec
+    files: dict[str, str]
+
+
+def source_info(resolved: ResolvedSource) -> SourceInfo:
+    """Provenance for the README: the repo id and where the config was read, never raw paths."""
+    where = _PROVENANCE[resolved.kind]
+    description = f"{resolved.repo_id}, from {where}" if resolved.repo_id else f"{where}"
+    return SourceInfo(
+        description=description,
+        repo_id=resolved.repo_id,
+        revision=resolved.revision,
+        config_sha256=resolved.sha256,
+        config_text=json.dumps(resolved.config, indent=2) + "\n",
+    )
+
+
+def render_resolved(resolved: ResolvedSource, package_name: str) -> Generated:
+    """Build the spec for an already-resolved config and render the package."""
+    spec = build_spec(resolved.config)
+    files = render_package(spec, package_name, source_info(resolved))
+    return Generated(package_name=package_name, resolved=resolved, spec=spec, files=files)
+
+
+def generate(source: str, *, name: str | None = None, revision: str | None = None) -> Generated:
+    """Resolve ``source``, validate it into a spec and render the package in memory."""
+    resolved = resolve_source(source, revision)
+    package_name = validate_package_name(name) if name else package_name_from_source(resolved)
+    return render_resolved(resolved, package_name)

@@ -1,0 +1,190 @@
+"""Render a model package from the cookiecutter template in ``templates/package``.
+
+``render_package`` returns ``{relative path: text}`` in memory (regeneration merges against it);
+``write_package`` moves a finished render into place atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2.ext import Extension
+
+from scaffolder import __version__
+from scaffolder.errors import ScaffoldError
+from scaffolder.spec import ArchSpec
+
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "templates" / "package"
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where the config came from, as the generated README and record state it."""
+
+    description: str
+    repo_id: str | None
+    revision: str | None
+    config_sha256: str
+    config_text: str
+
+
+# ---------------------------------------------------------------- literal filters
+
+
+def py_literal(value: Any) -> str:
+    """A Python literal for a validated scalar: bool, int, finite float, None, or an escaped str."""
+    if value is None or isinstance(value, bool | int | str):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ScaffoldError(f"cannot render non-finite number {value!r}")
+        return repr(value)
+    raise ScaffoldError(f"cannot render a {type(value).__name__} as a Python literal")
+
+
+def toml_literal(value: Any) -> str:
+    """A TOML literal: true/false, numbers, or a basic string with JSON escaping."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return py_literal(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    raise ScaffoldError(f"cannot render a {type(value).__name__} as a TOML literal")
+
+
+def yaml_literal(value: Any) -> str:
+    """A YAML scalar: true/false/null, numbers, or a double-quoted string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return py_literal(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    raise ScaffoldError(f"cannot render a {type(value).__name__} as a YAML scalar")
+
+
+class LiteralsExtension(Extension):
+    """Jinja filters ``py``, ``toml`` and ``yaml``: the only way config values enter a file."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        environment.filters.update(py=py_literal, toml=toml_literal, yaml=yaml_literal)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def class_prefix(spec: ArchSpec) -> str:
+    """CamelCase family name used in class names, e.g. ``Llama``."""
+    return "".join(part.capitalize() for part in spec.family.split("_"))
+
+
+def build_context(spec: ArchSpec, package_name: str, source: SourceInfo) -> dict[str, Any]:
+    """The cookiecutter context: validated values only."""
+    return {
+        "package_name": package_name,
+        "display_name": source.repo_id or package_name,
+        "hf_repo_id": source.repo_id or "",
+        "source_description": source.description,
+        "revision": source.revision or "",
+        "config_sha256": source.config_sha256,
+        "generator_version": __version__,
+        "class_prefix": class_prefix(spec),
+        "spec": spec.to_context(),
+        "_extensions": ["scaffolder.render.LiteralsExtension"],
+    }
+
+
+def render_package(spec: ArchSpec, package_name: str, source: SourceInfo) -> dict[str, str]:
+    """Render the package in memory: ``{path relative to the package folder: text}``."""
+    from cookiecutter.generate import generate_files
+
+    context = {"cookiecutter": build_context(spec, package_name, source)}
+    with tempfile.TemporaryDirectory(prefix="scaffold-render-") as tmp:
+        project = Path(
+            generate_files(
+                repo_dir=str(TEMPLATE_ROOT),
+                context=context,
+                output_dir=tmp,
+                accept_hooks=False,
+            )
+        )
+        (project / "hf_config.json").write_text(source.config_text)
+        format_python(project, package_name)
+        files = {
+            path.relative_to(project).as_posix(): path.read_text()
+            for path in sorted(project.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+    return files
+
+
+def ruff_args(package_name: str) -> list[str]:
+    """The style generated packages follow: ruff defaults, 100 columns, our imports first-party."""
+    first_party = f"lint.isort.known-first-party = ['runtime', {package_name!r}]"
+    return ["--isolated", "--line-length", "100", "--config", first_party]
+
+
+def format_python(folder: Path, package_name: str) -> None:
+    """Sort imports and format generated Python with ruff (deterministic, ruff-clean)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    executable = str(ruff) if ruff.exists() else "ruff"
+    for command in (
+        [executable, "check", "--fix", "--select", "I", "--quiet", *ruff_args(package_name)],
+        [executable, "format", "--quiet", *ruff_args(package_name)],
+    ):
+        result = subprocess.run([*command, str(folder)], capture_output=True, text=True)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip()
+            raise RuntimeError(f"ruff failed on the rendered package: {detail}")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_package(files: Mapping[str, str], destination: Path, *, force: bool = False) -> None:
+    """Write ``files`` under ``destination`` atomically: all of them, or nothing.
+
+    The tree is built in a sibling temp folder and renamed into place; with ``force`` an
+    existing folder is replaced only after the new one is complete.
+    """
+    destination = destination.resolve()
+    if destination.exists() and not force:
+        raise ScaffoldError(
+            f"output folder {destination} already exists; pass --force to replace it"
+        )
+    parent = destination.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScaffoldError(f"cannot create output folder {parent}: {exc.strerror}") from None
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
+    try:
+        for relpath, text in files.items():
+            target = staging / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        if destination.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=parent))
+            backup.rmdir()
+            os.replace(destination, backup)
+            os.replace(staging, destination)
+            shutil.rmtree(backup)
+        else:
+            os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

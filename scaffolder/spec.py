@@ -1,0 +1,193 @@
+"""The normalized architecture spec: dimensions plus explicit feature switches.
+
+A family recipe (``scaffolder/families/<family>.py``) turns a config.json dict into an
+:class:`ArchSpec`; templates only ever see ``ArchSpec.to_context()``, whose values are validated
+numbers, booleans and known names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scaffolder.errors import ConfigFieldError, ScaffoldError
+
+ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class RopeSpec:
+    """Rotary embedding settings as transformers resolves them (``rope_parameters``)."""
+
+    type: str
+    theta: float
+    factor: float | None = None
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
+    original_max_position_embeddings: int | None = None
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A decoder-only architecture, normalized.
+
+    Field names follow the generated ``ModelArgs``; the docstring of each recipe names the
+    config.json field each one comes from.
+    """
+
+    family: str
+    model_type: str
+    hf_architecture: str
+    hf_config_class: str
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    ffn_dim: int
+    max_seq_len: int
+    norm_eps: float
+    rope: RopeSpec
+    tie_word_embeddings: bool
+    attention_bias: bool
+    mlp_bias: bool
+    hidden_act: str
+    initializer_range: float
+    torch_dtype: str
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_gqa(self) -> bool:
+        return self.n_kv_heads < self.n_heads
+
+    @property
+    def explicit_head_dim(self) -> bool:
+        return self.head_dim * self.n_heads != self.dim
+
+    def num_params(self) -> int:
+        """Parameter count of the full model (matches transformers' count)."""
+        attn = self.dim * self.head_dim * (self.n_heads + 2 * self.n_kv_heads)
+        attn += self.n_heads * self.head_dim * self.dim
+        if self.attention_bias:
+            attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads) + self.dim
+        mlp = 3 * self.dim * self.ffn_dim
+        if self.mlp_bias:
+            mlp += 2 * self.ffn_dim + self.dim
+        per_layer = attn + mlp + 2 * self.dim
+        embeddings = self.vocab_size * self.dim * (1 if self.tie_word_embeddings else 2)
+        return embeddings + self.n_layers * per_layer + self.dim
+
+    @property
+    def size_name(self) -> str:
+        """Flavor name for the full-size model, e.g. ``"1.1B"`` or ``"135M"``."""
+        n = self.num_params()
+        if n >= 1e9:
+            return f"{n / 1e9:.1f}B".replace(".0B", "B")
+        if n >= 1e6:
+            return f"{round(n / 1e6)}M"
+        return f"{round(n / 1e3)}K"
+
+    def layer_params(self) -> int:
+        """Parameters in one transformer block."""
+        return (self.num_params() - self.dim - self.vocab_size * self.dim * (
+            1 if self.tie_word_embeddings else 2
+        )) // self.n_layers
+
+    def pipeline_output_weight(self) -> int:
+        """How many blocks the output projection weighs when balancing pipeline stages.
+
+        The vocab x hidden matmul costs about ``vocab_size * dim / layer_params`` blocks.
+        """
+        return max(1, round(self.vocab_size * self.dim / self.layer_params()))
+
+    def debug_dims(self) -> dict[str, Any]:
+        """Small dimensions for the ``debugmodel`` flavor that keep every feature of this spec.
+
+        GQA keeps its ratio of query heads to kv heads, an explicit head_dim stays different from
+        dim / heads, and there are enough layers for two pipeline stages of two blocks each.
+        """
+        group = self.n_heads // self.n_kv_heads
+        n_heads = 8 if group <= 8 else group
+        n_kv_heads = max(1, n_heads // group)
+        head_dim = 32
+        dim = n_heads * head_dim
+        if self.explicit_head_dim:
+            head_dim = 48
+        ffn_dim = max(64, int(round(dim * self.ffn_dim / self.dim / 32)) * 32)
+        return {
+            "vocab_size": 2048,
+            "dim": dim,
+            "n_layers": 4,
+            "n_heads": n_heads,
+            "n_kv_heads": n_kv_heads,
+            "head_dim": head_dim,
+            "ffn_dim": ffn_dim,
+            "max_seq_len": min(self.max_seq_len, 512),
+        }
+
+    def to_context(self) -> dict[str, Any]:
+        """The plain dict the templates see as ``cookiecutter.spec``."""
+        context = asdict(self)
+        context.update(
+            uses_gqa=self.uses_gqa,
+            explicit_head_dim=self.explicit_head_dim,
+            size_name=self.size_name,
+            num_params=self.num_params(),
+            debug=self.debug_dims(),
+            pipeline_output_weight=self.pipeline_output_weight(),
+        )
+        return context
+
+
+def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict[str, Any]:
+    """Resolve defaults, aliases and rope settings exactly as transformers' config class does.
+
+    Old-style ``rope_theta``/``rope_scaling`` and new-style ``rope_parameters`` both come back as
+    ``rope_parameters``. Remote code (``auto_map``) is never imported.
+    """
+    from transformers import CONFIG_MAPPING
+
+    config_cls = CONFIG_MAPPING[model_type]
+    clean = {k: v for k, v in config.items() if k not in ("auto_map", "model_type")}
+    tf_logger = logging.getLogger("transformers")
+    previous = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            hf_config = config_cls(**clean)
+    except (ValueError, TypeError, KeyError) as exc:
+        reason = _first_line(exc)
+        raise ScaffoldError(
+            f"config.json rejected by transformers' {config_cls.__name__}: {reason}"
+        ) from None
+    finally:
+        tf_logger.setLevel(previous)
+    normalized = hf_config.to_dict()
+    normalized["model_type"] = model_type
+    return normalized
+
+
+def _first_line(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def build_spec(config: dict[str, Any]) -> ArchSpec:
+    """Dispatch ``config`` to its family recipe and return the validated spec."""
+    from scaffolder.families import recipe_for
+
+    if not isinstance(config, dict):
+        raise ScaffoldError("config.json must hold a JSON object")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigFieldError("model_type", "is missing; config.json must name its model_type")
+    return recipe_for(model_type, config).build(config)
