@@ -12,6 +12,7 @@ from rich.console import Console
 
 from scaffolder import __version__
 from scaffolder.errors import ScaffoldError
+from scaffolder.regenerate import regenerate_command
 
 app = typer.Typer(
     name="scaffold",
@@ -21,8 +22,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(stderr=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(error: ScaffoldError) -> None:
@@ -73,6 +74,7 @@ def new_model(
 ) -> None:
     """Render a model package from SOURCE's config.json and say how to verify it."""
     from scaffolder.generate import generate
+    from scaffolder.record import record_files
     from scaffolder.render import write_package
 
     started = time.perf_counter()
@@ -80,7 +82,18 @@ def new_model(
         with console.status("Resolving config and rendering package..."):
             generated = generate(source, name=name, revision=revision)
             destination = output / generated.package_name
-            write_package(generated.files, destination, force=force)
+            # Regeneration record (.scaffold/): see scaffolder/record.py and issue 4.
+            files = {
+                **generated.files,
+                **record_files(
+                    generated.resolved,
+                    generated.spec,
+                    generated.package_name,
+                    generated.files,
+                    requested_revision=revision,
+                ),
+            }
+            write_package(files, destination, force=force)
     except ScaffoldError as error:
         fail(error)
     spec, resolved = generated.spec, generated.resolved
@@ -93,7 +106,7 @@ def new_model(
         f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, rope {spec.rope.type}"
     )
     console.print(
-        f"[bold green]wrote[/]    {len(generated.files)} files to {destination} "
+        f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) to {destination} "
         f"in {elapsed:.1f}s"
     )
     console.print(f"[bold]next[/]     cd {output} && pytest {generated.package_name}")
@@ -107,6 +120,10 @@ def families() -> None:
     for model_type, recipe in sorted(RECIPES.items()):
         summary = (recipe.__doc__ or "").strip().splitlines()[0]
         console.print(f"[bold]{model_type}[/]  {summary}")
+
+
+# `scaffold regenerate` lives in scaffolder/regenerate.py (issue 4).
+app.command("regenerate")(regenerate_command)
 
 
 def run() -> None:

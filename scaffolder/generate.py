@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from scaffolder.record import record_files
 from scaffolder.render import SourceInfo, render_package
 from scaffolder.source import ResolvedSource, package_name_from_source, resolve_source
 from scaffolder.source import validate_package_name
@@ -26,6 +27,18 @@ class Generated:
     resolved: ResolvedSource
     spec: ArchSpec
     files: dict[str, str]
+    requested_revision: str | None = None
+
+    def files_with_record(self) -> dict[str, str]:
+        """The rendered files plus the ``.scaffold/`` regeneration record, ready to write."""
+        record = record_files(
+            self.resolved,
+            self.spec,
+            self.package_name,
+            self.files,
+            requested_revision=self.requested_revision,
+        )
+        return {**self.files, **record}
 
 
 def source_info(resolved: ResolvedSource) -> SourceInfo:
@@ -41,15 +54,17 @@ def source_info(resolved: ResolvedSource) -> SourceInfo:
     )
 
 
-def render_resolved(resolved: ResolvedSource, package_name: str) -> Generated:
+def render_resolved(
+    resolved: ResolvedSource, package_name: str, requested_revision: str | None = None
+) -> Generated:
     """Build the spec for an already-resolved config and render the package."""
     spec = build_spec(resolved.config)
     files = render_package(spec, package_name, source_info(resolved))
-    return Generated(package_name=package_name, resolved=resolved, spec=spec, files=files)
+    return Generated(package_name, resolved, spec, files, requested_revision)
 
 
 def generate(source: str, *, name: str | None = None, revision: str | None = None) -> Generated:
     """Resolve ``source``, validate it into a spec and render the package in memory."""
     resolved = resolve_source(source, revision)
     package_name = validate_package_name(name) if name else package_name_from_source(resolved)
-    return render_resolved(resolved, package_name)
+    return render_resolved(resolved, package_name, revision)

@@ -69,7 +69,14 @@ def yaml_literal(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        # YAML 1.1 (PyYAML) reads 1e-05 as a string: the mantissa needs a dot.
+        text = py_literal(value)
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, int):
         return py_literal(value)
     if isinstance(value, str):
         return json.dumps(value)

@@ -19,6 +19,15 @@ MODEL_TYPES = ("llama",)
 HF_ARCHITECTURE = "LlamaForCausalLM"
 HF_CONFIG_CLASS = "LlamaConfig"
 
+# Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
+# silently describe a different model.
+_REQUIRED_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
 _INT_FIELDS = (
     "vocab_size",
     "hidden_size",
@@ -71,6 +80,8 @@ def build(config: dict[str, Any]) -> ArchSpec:
 
 def _check_raw(config: dict[str, Any]) -> None:
     """Type and consistency checks on the fields as written, before transformers sees them."""
+    for name in _REQUIRED_FIELDS:
+        read_int(config, name)
     for name in _INT_FIELDS:
         if config.get(name) is not None:
             read_int(config, name)

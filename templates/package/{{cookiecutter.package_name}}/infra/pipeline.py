@@ -1,9 +1,44 @@
 {%- set s = cookiecutter.spec -%}
+{%- if s.tie_word_embeddings -%}
+"""Pipeline parallelism for {{ cookiecutter.display_name }}: not available.
+
+The embedding table is tied to the output projection (tie_word_embeddings), so the first and
+the last stage would have to share one weight. Train with FSDP and tensor parallelism instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from runtime.distributed import ParallelDims
+
+from ..model.args import ModelArgs
+
+
+def pipeline_{{ s.family }}(
+    model: nn.Module,
+    parallel_dims: ParallelDims,
+    job_config: Any,
+    device: torch.device,
+    model_args: ModelArgs,
+    parallelize_fn: Callable[..., nn.Module],
+    loss_fn: Callable[..., torch.Tensor],
+) -> tuple[Any, list[nn.Module], bool, bool]:
+    """Refuse pipeline parallelism with one clear message."""
+    raise ValueError(
+        "parallelism.pipeline_parallel_degree must be 1 for this model: its embeddings are tied "
+        "to the output projection (tie_word_embeddings)"
+    )
+{%- else -%}
 """Pipeline parallelism for {{ cookiecutter.display_name }}.
 
-Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final
-norm plus the {{ s.vocab_size }} x {{ s.dim }} output projection {{ s.pipeline_output_weight }}
-(its matmul costs about that many blocks).
+Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm
+plus the {{ s.vocab_size }} x {{ s.dim }} output projection {{ s.pipeline_output_weight }} (its
+matmul costs about that many blocks).
 """
 
 from __future__ import annotations
@@ -40,12 +75,6 @@ def pipeline_{{ s.family }}(
 
     Returns ``(schedule, model_parts, has_first_stage, has_last_stage)``.
     """
-{%- if s.tie_word_embeddings %}
-    raise ValueError(
-        "pipeline parallelism is not supported for tied embeddings (tie_word_embeddings): "
-        "the first and last stage would share one weight; set pipeline_parallel_degree = 1"
-    )
-{%- else %}
     parallelism = job_config.parallelism
     num_stages = num_pipeline_stages(
         model_args.n_layers,

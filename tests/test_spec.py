@@ -1,0 +1,123 @@
+"""Spec derivation: TinyLlama's facts, rope styles, and one-line errors for bad fields."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from scaffolder.errors import ScaffoldError
+from scaffolder.spec import build_spec
+from tests.helpers import tinyllama_config
+
+
+def test_tinyllama_spec() -> None:
+    spec = build_spec(tinyllama_config())
+    assert (spec.family, spec.hf_architecture) == ("llama", "LlamaForCausalLM")
+    assert (spec.vocab_size, spec.dim, spec.n_layers) == (32000, 2048, 22)
+    assert (spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.ffn_dim) == (32, 4, 64, 5632)
+    assert spec.max_seq_len == 2048 and spec.norm_eps == 1e-5
+    assert spec.rope.type == "default" and spec.rope.theta == 10000.0
+    assert not spec.tie_word_embeddings and not spec.attention_bias and not spec.mlp_bias
+    assert spec.torch_dtype == "bfloat16"
+    assert spec.num_params() == 1_100_048_384
+    assert spec.size_name == "1.1B"
+
+
+def test_debug_dims_keep_features() -> None:
+    spec = build_spec(tinyllama_config())
+    debug = spec.debug_dims()
+    assert debug["n_heads"] // debug["n_kv_heads"] == spec.n_heads // spec.n_kv_heads
+    explicit = build_spec(tinyllama_config(head_dim=128))
+    assert explicit.explicit_head_dim
+    d = explicit.debug_dims()
+    assert d["head_dim"] * d["n_heads"] != d["dim"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            {"rope_theta": 500000.0, "rope_scaling": {"type": "linear", "factor": 2.0}},
+            {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 500000.0}},
+        ),
+        (
+            {"rope_theta": 10000.0, "rope_scaling": {"type": "dynamic", "factor": 4.0}},
+            {"rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}},
+        ),
+        (
+            {
+                "rope_theta": 500000.0,
+                "max_position_embeddings": 131072,
+                "rope_scaling": {
+                    "rope_type": "llama3",
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 8192,
+                },
+            },
+            {
+                "max_position_embeddings": 131072,
+                "rope_parameters": {
+                    "rope_type": "llama3",
+                    "rope_theta": 500000.0,
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 8192,
+                },
+            },
+        ),
+    ],
+)
+def test_old_and_new_rope_styles_give_the_same_spec(old: dict, new: dict) -> None:
+    old_spec = build_spec(tinyllama_config(**old))
+    new_spec = build_spec(tinyllama_config(rope_theta=None, rope_scaling=None, **new))
+    assert old_spec == new_spec
+    assert old_spec.rope.type != "default"
+
+
+def test_defaults_come_from_transformers() -> None:
+    spec = build_spec(tinyllama_config(rms_norm_eps=None, num_key_value_heads=None))
+    assert spec.norm_eps == 1e-6  # LlamaConfig's default
+    assert spec.n_kv_heads == spec.n_heads
+
+
+def test_unknown_harmless_keys_are_ignored() -> None:
+    assert build_spec(tinyllama_config(my_metadata={"x": 1})) == build_spec(tinyllama_config())
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"hidden_size": 2050}, "hidden_size"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers"),
+        ({"vocab_size": -3}, "vocab_size"),
+        ({"num_hidden_layers": True}, "num_hidden_layers"),
+        ({"intermediate_size": 5632.0}, "intermediate_size"),
+        ({"rms_norm_eps": math.nan}, "rms_norm_eps"),
+        ({"rms_norm_eps": "1e-5"}, "rms_norm_eps"),
+        ({"tie_word_embeddings": 1}, "tie_word_embeddings"),
+        ({"model_type": "llama_x"}, "model_type"),
+        ({"model_type": None}, "model_type"),
+        ({"rope_scaling": {"type": "yarnish", "factor": 2.0}}, "rope_scaling.type"),
+        ({"rope_scaling": {"type": "linear", "factor": "2"}}, "factor"),
+        ({"hidden_act": "relu"}, "hidden_act"),
+        ({"vocab_size": None}, "vocab_size"),
+    ],
+)
+def test_bad_fields_name_the_field(changes: dict, field: str) -> None:
+    config = tinyllama_config(**changes)
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(config)
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message
+
+
+def test_custom_code_is_refused_without_running_it() -> None:
+    config = tinyllama_config(model_type="evil", auto_map={"AutoConfig": "evil.Config"})
+    with pytest.raises(ScaffoldError, match="never executed"):
+        build_spec(config)
