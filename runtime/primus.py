@@ -1,0 +1,707 @@
+"""Resolve Primus experiment YAMLs and map their Megatron-LM fields onto the runtime's config.
+
+Primus describes a Megatron run with three layers of YAML:
+
+1. the **experiment** (entry point): ``work_group``, ``user_name``, ``exp_name``, ``workspace``
+   and ``modules.<name>`` with ``framework``, ``config`` (a module preset), ``model`` (a model
+   preset) and ``overrides``;
+2. the **module preset** (trainer defaults, e.g. ``pre_trainer.yaml``);
+3. the **model preset** (architecture and tokenizer, e.g. ``tinyllama.yaml``).
+
+Every file may ``extends:`` other files (one name or a list), resolved relative to the file
+itself: parents are merged in order, a later parent overriding an earlier one, and the file's own
+keys win last. Dicts merge key by key; any other value (lists included) is replaced whole.
+``${VAR}`` / ``${VAR:default}`` placeholders in string values are expanded from the environment
+in each file before its parents are merged.
+
+A module's parameters are ``module preset <- model preset <- overrides`` (later wins), as in
+Primus. Preset files are looked up relative to the experiment's folder; for a module preset named
+``N`` of framework ``F`` the search path is::
+
+    <exp dir>/modules/N, <exp dir>/modules/F/N, <exp dir>/N
+
+and for a model preset ``<exp dir>/models/N``, ``<exp dir>/models/F/N``, ``<exp dir>/N``; the
+first existing file wins. ``N`` may omit its ``.yaml`` suffix; an absolute ``N`` is used as is.
+
+Every error is a :class:`PrimusConfigError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "PrimusConfigError",
+    "ResolvedExperiment",
+    "ResolvedModule",
+    "deep_merge",
+    "expand_env",
+    "load_yaml_with_extends",
+    "megatron_to_runtime",
+    "resolve_experiment",
+]
+
+
+class PrimusConfigError(ValueError):
+    """A Primus YAML that cannot be resolved or mapped; the message is a single line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# --------------------------------------------------------------------------------------------
+# Environment placeholders
+# --------------------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_INT_TEXT = re.compile(r"[-+]?\d+")
+_FLOAT_TEXT = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?\d+[eE][-+]?\d+")
+
+
+def _typed_scalar(text: str) -> Any:
+    """Read ``text`` as an int, float or bool when it looks like one; otherwise keep the string."""
+    if _INT_TEXT.fullmatch(text):
+        return int(text)
+    if _FLOAT_TEXT.fullmatch(text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _expand_string(text: str, environ: Mapping[str, str]) -> Any:
+    """Substitute every placeholder in ``text``; type the result if ``text`` was one placeholder."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise PrimusConfigError(
+                f"environment variable {name} is not set and ${{{name}}} has no default "
+                f"(write ${{{name}:default}} or set {name})"
+            )
+        return default
+
+    expanded = _PLACEHOLDER.sub(substitute, text)
+    if _PLACEHOLDER.fullmatch(text):
+        return _typed_scalar(expanded)
+    return expanded
+
+
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:default}`` in every string inside ``value``.
+
+    Dicts and lists are walked recursively (dict keys are left alone); other values are returned
+    unchanged. ``environ`` defaults to ``os.environ``. When a string is exactly one placeholder,
+    the substituted text is typed back: ``"42"`` -> 42, ``"3e-4"`` -> 0.0003, ``"true"`` -> True;
+    anything else stays a string. A placeholder inside a longer string is always substituted as
+    text. ``${VAR}`` with VAR unset raises :class:`PrimusConfigError`.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {key: expand_env(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_env(item, env) for item in value]
+    if isinstance(value, str):
+        return _expand_string(value, env)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# extends
+# --------------------------------------------------------------------------------------------
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a new dict: ``base`` updated by ``override``, merging nested dicts key by key.
+
+    Values that are not dicts on both sides (lists included) are replaced by ``override``'s.
+    Neither input is modified.
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """Parse one YAML file that must hold a mapping (an empty file counts as ``{}``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PrimusConfigError(f"config file not found: {path}") from None
+    except OSError as error:
+        raise PrimusConfigError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise PrimusConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PrimusConfigError(
+            f"{path}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def _parent_names(path: Path, data: dict[str, Any]) -> list[str]:
+    """The file names listed under ``extends`` (absent -> none)."""
+    parents = data.pop("extends", None)
+    if parents is None:
+        return []
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) and p for p in parents):
+        raise PrimusConfigError(f"{path}: 'extends' must be a file name or a list of file names")
+    return parents
+
+
+def _resolve_file(path: Path, chain: tuple[Path, ...], environ: Mapping[str, str]) -> dict:
+    """Resolve ``path`` and its ``extends`` ancestry; ``chain`` holds the files including it."""
+    if path in chain:
+        cycle = chain[chain.index(path) :] + (path,)
+        raise PrimusConfigError("extends cycle: " + " -> ".join(str(p) for p in cycle))
+    data = expand_env(_read_mapping(path), environ)
+    merged: dict[str, Any] = {}
+    for parent in _parent_names(path, data):
+        parent_path = (path.parent / parent).resolve()
+        if not parent_path.is_file():
+            raise PrimusConfigError(f"{path}: extends '{parent}', but {parent_path} does not exist")
+        merged = deep_merge(merged, _resolve_file(parent_path, chain + (path,), environ))
+    return deep_merge(merged, data)
+
+
+def load_yaml_with_extends(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Load a YAML mapping and resolve its ``extends`` chain recursively.
+
+    ``extends`` is a file name or a list of them, relative to the file that names them. Parents
+    merge in order (a later parent overrides an earlier one) and the file's own keys win last;
+    nested dicts deep-merge. ``${VAR:default}`` placeholders are expanded with ``environ``
+    (default ``os.environ``) in each file. The result has no ``extends`` key.
+
+    Raises :class:`PrimusConfigError` for a missing file, invalid YAML, a non-mapping document, a
+    malformed ``extends`` or a cycle (the message shows the cycle).
+    """
+    env = os.environ if environ is None else environ
+    return _resolve_file(Path(path).resolve(), (), env)
+
+
+# --------------------------------------------------------------------------------------------
+# Experiments
+# --------------------------------------------------------------------------------------------
+
+_EXPERIMENT_META = ("work_group", "user_name", "exp_name", "workspace")
+_MODULE_KEYS = ("framework", "config", "model", "overrides")
+
+
+@dataclass(frozen=True)
+class ResolvedModule:
+    """One entry of an experiment's ``modules``, with its presets resolved.
+
+    ``params`` is what the framework receives: ``module_preset`` <- ``model_preset`` <-
+    ``overrides``, later wins, nested dicts deep-merged.
+    """
+
+    name: str
+    framework: str
+    config_file: Path
+    model_file: Path | None
+    module_preset: dict[str, Any]
+    model_preset: dict[str, Any]
+    overrides: dict[str, Any]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResolvedExperiment:
+    """A Primus experiment YAML with its metadata and every module resolved."""
+
+    path: Path
+    work_group: str
+    user_name: str
+    exp_name: str
+    workspace: str
+    modules: dict[str, ResolvedModule]
+
+    @property
+    def exp_root(self) -> Path:
+        """Primus's output folder for this experiment: workspace/work_group/user_name/exp_name."""
+        return Path(self.workspace) / self.work_group / self.user_name / self.exp_name
+
+
+def _find_preset(exp_dir: Path, folder: str, framework: str, name: str, what: str) -> Path:
+    """Locate a preset file named by an experiment (see the module docstring's search path)."""
+    file_name = name if Path(name).suffix in (".yaml", ".yml") else f"{name}.yaml"
+    if Path(file_name).is_absolute():
+        candidates = [Path(file_name)]
+    else:
+        candidates = [
+            exp_dir / folder / file_name,
+            exp_dir / folder / framework / file_name,
+            exp_dir / file_name,
+        ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise PrimusConfigError(f"{what} '{name}' not found (looked for {tried})")
+
+
+def _resolve_module(
+    exp_path: Path, name: str, entry: Any, environ: Mapping[str, str]
+) -> ResolvedModule:
+    """Resolve ``modules.<name>`` of the experiment at ``exp_path``."""
+    where = f"{exp_path}: modules.{name}"
+    if not isinstance(entry, dict):
+        raise PrimusConfigError(f"{where} must be a mapping")
+    unknown = sorted(set(entry) - set(_MODULE_KEYS))
+    if unknown:
+        raise PrimusConfigError(
+            f"{where} has unknown key(s) {', '.join(unknown)} (expected {', '.join(_MODULE_KEYS)})"
+        )
+    framework, config, model = entry.get("framework"), entry.get("config"), entry.get("model")
+    for key, value in (("framework", framework), ("config", config)):
+        if not isinstance(value, str) or not value:
+            raise PrimusConfigError(f"{where}.{key} must be a non-empty string")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise PrimusConfigError(f"{where}.model must be a non-empty string when given")
+    overrides = entry.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise PrimusConfigError(f"{where}.overrides must be a mapping")
+
+    exp_dir = exp_path.parent
+    config_file = _find_preset(exp_dir, "modules", framework, config, f"{where}: module preset")
+    module_preset = load_yaml_with_extends(config_file, environ)
+    model_file = None
+    model_preset: dict[str, Any] = {}
+    if model is not None:
+        model_file = _find_preset(exp_dir, "models", framework, model, f"{where}: model preset")
+        model_preset = load_yaml_with_extends(model_file, environ)
+    params = deep_merge(deep_merge(module_preset, model_preset), overrides)
+    return ResolvedModule(
+        name=name,
+        framework=framework,
+        config_file=config_file,
+        model_file=model_file,
+        module_preset=module_preset,
+        model_preset=model_preset,
+        overrides=copy.deepcopy(overrides),
+        params=params,
+    )
+
+
+def resolve_experiment(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> ResolvedExperiment:
+    """Resolve a Primus experiment YAML: metadata plus, per module, the merged parameters.
+
+    The experiment itself may use ``extends``. It needs ``work_group``, ``user_name``,
+    ``exp_name``, ``workspace`` and a non-empty ``modules`` mapping whose entries have
+    ``framework`` and ``config`` and optionally ``model`` and ``overrides``. Placeholders are
+    expanded with ``environ`` (default ``os.environ``). See the module docstring for the preset
+    search path and the precedence (module preset <- model preset <- overrides).
+    """
+    env = os.environ if environ is None else environ
+    exp_path = Path(path).resolve()
+    data = load_yaml_with_extends(exp_path, env)
+    missing = [key for key in _EXPERIMENT_META if data.get(key) in (None, "")]
+    if missing:
+        raise PrimusConfigError(f"{exp_path}: missing {', '.join(missing)}")
+    modules = data.get("modules")
+    if not isinstance(modules, dict) or not modules:
+        raise PrimusConfigError(f"{exp_path}: 'modules' must be a non-empty mapping")
+    return ResolvedExperiment(
+        path=exp_path,
+        work_group=str(data["work_group"]),
+        user_name=str(data["user_name"]),
+        exp_name=str(data["exp_name"]),
+        workspace=str(data["workspace"]),
+        modules={
+            str(name): _resolve_module(exp_path, str(name), entry, env)
+            for name, entry in modules.items()
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Megatron field names -> runtime config
+# --------------------------------------------------------------------------------------------
+
+# (Megatron field, runtime section, runtime key, expected type) for one-to-one renames.
+_RENAMES: tuple[tuple[str, str, str, type], ...] = (
+    ("seq_length", "training", "seq_len", int),
+    ("micro_batch_size", "training", "local_batch_size", int),
+    ("global_batch_size", "training", "global_batch_size", int),
+    ("train_iters", "training", "steps", int),
+    ("seed", "training", "seed", int),
+    ("clip_grad", "training", "max_norm", float),
+    ("lr", "optimizer", "lr", float),
+    ("weight_decay", "optimizer", "weight_decay", float),
+    ("adam_beta1", "optimizer", "beta1", float),
+    ("adam_beta2", "optimizer", "beta2", float),
+    ("adam_eps", "optimizer", "eps", float),
+    ("lr_warmup_iters", "lr_scheduler", "warmup_steps", int),
+    ("tensor_model_parallel_size", "parallelism", "tensor_parallel_degree", int),
+    ("pipeline_model_parallel_size", "parallelism", "pipeline_parallel_degree", int),
+    ("context_parallel_size", "parallelism", "context_parallel_degree", int),
+    ("save_interval", "checkpoint", "interval", int),
+    ("log_interval", "metrics", "log_freq", int),
+)
+
+# Megatron fields that describe the model architecture (returned under "architecture").
+ARCHITECTURE_FIELDS: tuple[str, ...] = (
+    "num_layers",
+    "hidden_size",
+    "ffn_hidden_size",
+    "num_attention_heads",
+    "group_query_attention",
+    "num_query_groups",
+    "kv_channels",
+    "max_position_embeddings",
+    "vocab_size",
+    "norm_epsilon",
+    "layernorm_epsilon",
+    "normalization",
+    "apply_layernorm_1p",
+    "qk_layernorm",
+    "swiglu",
+    "position_embedding_type",
+    "rotary_base",
+    "rotary_percent",
+    "rotary_interleaved",
+    "rotary_seq_len_interpolation_factor",
+    "use_rope_scaling",
+    "rope_scaling_factor",
+    "untie_embeddings_and_output_weights",
+    "add_qkv_bias",
+    "add_bias_linear",
+    "hidden_dropout",
+    "attention_dropout",
+    "init_method_std",
+)
+
+
+# Megatron-LM's llama3 rope scaling: only the factor is an argument (--rope-scaling-factor,
+# default 8.0); the other three are fixed in its RotaryEmbedding. Keys are ModelArgs names.
+MEGATRON_LLAMA3_ROPE: dict[str, float | int] = {
+    "rope_factor": 8.0,
+    "rope_low_freq_factor": 1.0,
+    "rope_high_freq_factor": 4.0,
+    "rope_original_max_seq_len": 8192,
+}
+
+
+def _typed(params: Mapping[str, Any], key: str, kind: type) -> Any:
+    """``params[key]`` checked against ``kind`` (int, float or bool); bools are not numbers."""
+    value = params[key]
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        raise PrimusConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _present(params: Mapping[str, Any], key: str) -> bool:
+    """Whether ``key`` is set to something other than null (Megatron's "unset")."""
+    return params.get(key) is not None
+
+
+def _flag(params: Mapping[str, Any], key: str) -> bool:
+    """A boolean field; unset or null counts as false."""
+    return _present(params, key) and _typed(params, key, bool)
+
+
+def _map_training_extras(params: Mapping[str, Any], sections: dict, notes: list[str]) -> None:
+    """Data source and precision."""
+    if _flag(params, "mock_data"):
+        sections["training"]["dataset"] = "mock"
+    else:
+        for key in ("data_path", "train_data_path"):
+            if _present(params, key):
+                notes.append(
+                    f"{key}: Megatron indexed datasets are not readable by the runtime; "
+                    "set training.dataset"
+                )
+    bf16, fp16 = _flag(params, "bf16"), _flag(params, "fp16")
+    if bf16 and fp16:
+        raise PrimusConfigError("bf16 and fp16 are both true")
+    if _present(params, "bf16") or _present(params, "fp16"):
+        precision = "bfloat16" if bf16 else "float16" if fp16 else "float32"
+        sections["training"]["mixed_precision_param"] = precision
+
+
+def _map_optimizer(params: Mapping[str, Any], sections: dict, notes: list[str]) -> None:
+    """Optimizer name, LR schedule shape, warmup fraction, minimum LR."""
+    optimizer = params.get("optimizer")
+    if optimizer == "adam":
+        # Megatron's "adam" applies decoupled weight decay: AdamW.
+        sections["optimizer"]["name"] = "AdamW"
+    elif optimizer is not None:
+        notes.append(f"optimizer: {optimizer!r} has no runtime equivalent (AdamW only)")
+
+    schedule = sections["lr_scheduler"]
+    style = params.get("lr_decay_style")
+    if style in ("linear", "cosine"):
+        schedule["decay_type"] = style
+    elif style == "constant":
+        schedule["decay_ratio"] = 0.0
+    elif style == "WSD":
+        wsd_style = params.get("lr_wsd_decay_style")
+        if wsd_style in ("linear", "cosine"):
+            schedule["decay_type"] = wsd_style
+        elif wsd_style is not None:
+            notes.append(f"lr_wsd_decay_style: {wsd_style!r} has no runtime equivalent")
+        if _present(params, "lr_wsd_decay_iters") and _present(params, "train_iters"):
+            decay_iters = _typed(params, "lr_wsd_decay_iters", int)
+            schedule["decay_ratio"] = decay_iters / _typed(params, "train_iters", int)
+    elif style is not None:
+        notes.append(f"lr_decay_style: {style!r} has no runtime equivalent")
+
+    if _present(params, "lr_warmup_fraction"):
+        # Megatron prefers the fraction (of the decay horizon) over lr_warmup_iters.
+        horizon_key = "lr_decay_iters" if _present(params, "lr_decay_iters") else "train_iters"
+        if _present(params, horizon_key):
+            fraction = _typed(params, "lr_warmup_fraction", float)
+            schedule["warmup_steps"] = round(fraction * _typed(params, horizon_key, int))
+    if _present(params, "lr_decay_iters") and _present(params, "train_iters"):
+        if _typed(params, "lr_decay_iters", int) != _typed(params, "train_iters", int):
+            notes.append(
+                "lr_decay_iters: the runtime decays over the remaining train_iters, "
+                "not a separate horizon"
+            )
+    if _present(params, "min_lr") and _present(params, "lr"):
+        lr = _typed(params, "lr", float)
+        if lr > 0:
+            schedule["min_lr_factor"] = _typed(params, "min_lr", float) / lr
+
+
+def _map_parallel_and_io(params: Mapping[str, Any], sections: dict, notes: list[str]) -> None:
+    """Pipeline schedule, checkpointing, activation recomputation."""
+    if _present(params, "pipeline_model_parallel_size"):
+        if _typed(params, "pipeline_model_parallel_size", int) > 1:
+            virtual = _present(params, "num_layers_per_virtual_pipeline_stage") or _present(
+                params, "num_virtual_stages_per_pipeline_rank"
+            )
+            schedule = "Interleaved1F1B" if virtual else "1F1B"
+            sections["parallelism"]["pipeline_parallel_schedule"] = schedule
+
+    if "save" in params:
+        save = params["save"]
+        if save is not None and not isinstance(save, str):
+            raise PrimusConfigError(f"save: expected a folder name or null, got {save!r}")
+        sections["checkpoint"]["enable"] = save is not None
+        if save is not None:
+            sections["checkpoint"]["folder"] = save
+    if _present(params, "load"):
+        notes.append("load: Megatron checkpoints are not readable by the runtime")
+
+    if "recompute_granularity" in params:
+        granularity = params["recompute_granularity"]
+        modes = {None: "none", "full": "full", "selective": "selective"}
+        if granularity not in modes:
+            raise PrimusConfigError(
+                f"recompute_granularity: expected full, selective or null, got {granularity!r}"
+            )
+        sections["activation_checkpoint"]["mode"] = modes[granularity]
+
+
+_MODEL_ARG_RENAMES: tuple[tuple[str, str, type], ...] = (
+    ("vocab_size", "vocab_size", int),
+    ("hidden_size", "dim", int),
+    ("num_layers", "n_layers", int),
+    ("num_attention_heads", "n_heads", int),
+    ("ffn_hidden_size", "ffn_dim", int),
+    ("max_position_embeddings", "max_seq_len", int),
+    ("rotary_base", "rope_theta", float),
+    ("init_method_std", "initializer_range", float),
+)
+
+# (Megatron field, "the runtime cannot build this value" predicate, why) -> a note when true.
+_UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("normalization", lambda v: v != "RMSNorm", "the runtime models use RMSNorm"),
+    ("swiglu", lambda v: v is not True, "the runtime models use a SwiGLU MLP"),
+    ("position_embedding_type", lambda v: v != "rope", "the runtime models use rotary"),
+    ("rotary_percent", lambda v: v != 1.0, "the runtime rotates the full head_dim"),
+    ("rotary_interleaved", lambda v: v is True, "the runtime uses the half-split layout"),
+    ("qk_layernorm", lambda v: v is True, "the runtime models have no q/k norm"),
+    ("apply_layernorm_1p", lambda v: v is True, "the runtime models have no 1+gamma norm"),
+    ("hidden_dropout", lambda v: v != 0, "the runtime models have no dropout"),
+    ("attention_dropout", lambda v: v != 0, "the runtime models have no dropout"),
+)
+
+
+def _map_heads(params: Mapping[str, Any], args: dict[str, Any]) -> None:
+    """n_kv_heads from num_query_groups (under group_query_attention), head_dim from kv_channels."""
+    if "n_heads" not in args:
+        return
+    if _flag(params, "group_query_attention"):
+        if not _present(params, "num_query_groups"):
+            raise PrimusConfigError("group_query_attention is true but num_query_groups is unset")
+        args["n_kv_heads"] = _typed(params, "num_query_groups", int)
+    else:
+        args["n_kv_heads"] = args["n_heads"]
+    if _present(params, "kv_channels"):
+        args["head_dim"] = _typed(params, "kv_channels", int)
+    elif "dim" in args:
+        args["head_dim"] = args["dim"] // args["n_heads"]
+
+
+def _map_norm_eps(params: Mapping[str, Any], args: dict[str, Any], notes: list[str]) -> None:
+    """norm_eps; Megatron-LM reads --norm-epsilon and copies it into layernorm_epsilon."""
+    eps = {
+        key: _typed(params, key, float)
+        for key in ("norm_epsilon", "layernorm_epsilon")
+        if _present(params, key)
+    }
+    if eps:
+        args["norm_eps"] = eps.get("norm_epsilon", eps.get("layernorm_epsilon"))
+    if len(set(eps.values())) > 1:
+        notes.append("norm_epsilon and layernorm_epsilon disagree; Megatron-LM uses norm_epsilon")
+
+
+def _map_biases(params: Mapping[str, Any], args: dict[str, Any], notes: list[str]) -> None:
+    """tie_word_embeddings, attention_bias and mlp_bias in the HF sense."""
+    if _present(params, "untie_embeddings_and_output_weights"):
+        args["tie_word_embeddings"] = not _flag(params, "untie_embeddings_and_output_weights")
+    if not (_present(params, "add_bias_linear") or _present(params, "add_qkv_bias")):
+        return
+    bias_linear, qkv_bias = _flag(params, "add_bias_linear"), _flag(params, "add_qkv_bias")
+    # Megatron biases linear_qkv when either flag is set, linear_proj and the MLP only with
+    # add_bias_linear; an HF attention_bias covers q, k, v and o together.
+    args["attention_bias"] = bias_linear or qkv_bias
+    args["mlp_bias"] = bias_linear
+    if qkv_bias and not bias_linear:
+        notes.append(
+            "add_qkv_bias without add_bias_linear: q/k/v get biases but the output "
+            "projection does not, which no HF attention_bias setting matches"
+        )
+
+
+def _map_rope(params: Mapping[str, Any], args: dict[str, Any]) -> None:
+    """rope_type and its factors (llama3: Megatron's fixed frequency bands)."""
+    if params.get("position_embedding_type") != "rope":
+        return
+    if _flag(params, "use_rope_scaling"):
+        args["rope_type"] = "llama3"
+        args.update(MEGATRON_LLAMA3_ROPE)
+        if _present(params, "rope_scaling_factor"):
+            args["rope_factor"] = _typed(params, "rope_scaling_factor", float)
+    elif _present(params, "rotary_seq_len_interpolation_factor"):
+        args["rope_type"] = "linear"
+        args["rope_factor"] = _typed(params, "rotary_seq_len_interpolation_factor", float)
+    else:
+        args["rope_type"] = "default"
+
+
+def _map_model_args(params: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Translate the architecture fields into the generated packages' ModelArgs names."""
+    args: dict[str, Any] = {}
+    for megatron_key, args_key, kind in _MODEL_ARG_RENAMES:
+        if _present(params, megatron_key):
+            args[args_key] = _typed(params, megatron_key, kind)
+    _map_heads(params, args)
+    _map_norm_eps(params, args, notes)
+    _map_biases(params, args, notes)
+    _map_rope(params, args)
+    for key, unsupported, reason in _UNSUPPORTED:
+        if _present(params, key) and unsupported(params[key]):
+            notes.append(f"{key}: {params[key]!r} is not supported ({reason})")
+    return args
+
+
+def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> dict[str, Any]:
+    """Map a resolved Megatron module (or its ``params`` dict) onto the runtime's config.
+
+    Only fields that are present and not null are mapped, so the runtime's own defaults stand for
+    the rest. Returns::
+
+        {
+          "sections": {                      # torchtitan-style JobConfig sections
+            "training": {seq_len <- seq_length, local_batch_size <- micro_batch_size,
+                         global_batch_size, steps <- train_iters, seed, max_norm <- clip_grad,
+                         dataset: "mock" <- mock_data: true,
+                         mixed_precision_param: "bfloat16" | "float16" | "float32" <- bf16/fp16},
+            "optimizer": {name: "AdamW" <- optimizer: adam, lr, weight_decay,
+                          beta1/beta2 <- adam_beta1/2, eps <- adam_eps},
+            "lr_scheduler": {warmup_steps <- lr_warmup_iters (or lr_warmup_fraction x horizon),
+                             decay_type <- lr_decay_style linear | cosine (WSD: its decay style),
+                             decay_ratio: 0.0 <- constant (WSD: lr_wsd_decay_iters/train_iters),
+                             min_lr_factor <- min_lr / lr},
+            "parallelism": {tensor_parallel_degree <- tensor_model_parallel_size,
+                            pipeline_parallel_degree <- pipeline_model_parallel_size,
+                            context_parallel_degree <- context_parallel_size,
+                            pipeline_parallel_schedule: "1F1B" | "Interleaved1F1B" (pp > 1)},
+            "checkpoint": {enable <- save is not null, folder <- save, interval <- save_interval},
+            "activation_checkpoint": {mode: none | full | selective <- recompute_granularity},
+            "metrics": {log_freq <- log_interval},
+          },                                 # every section key is present, possibly empty
+          "architecture": {<Megatron name>: value},   # ARCHITECTURE_FIELDS that are set
+          "model_args": {                    # the same, in the generated ModelArgs' names
+            vocab_size, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, max_seq_len,
+            norm_eps, rope_theta, initializer_range <- init_method_std,
+            tie_word_embeddings, attention_bias, mlp_bias,       # the package's ARCHITECTURE
+            rope_type: "default" | "linear" | "llama3",          # when position_embedding_type
+            rope_factor,                                         # is rope; linear and llama3
+            rope_low_freq_factor, rope_high_freq_factor,         # llama3 only: Megatron's
+            rope_original_max_seq_len,                           # fixed values
+          },
+          "notes": [str, ...],               # set fields the runtime cannot honour, one line each
+        }
+
+    Raises :class:`PrimusConfigError` for a mapped field of the wrong type or inconsistent
+    settings (bf16 and fp16 both true, group_query_attention without num_query_groups).
+    """
+    params = (
+        resolved_module.params
+        if isinstance(resolved_module, ResolvedModule)
+        else dict(resolved_module)
+    )
+    sections: dict[str, dict[str, Any]] = {
+        name: {}
+        for name in (
+            "training",
+            "optimizer",
+            "lr_scheduler",
+            "parallelism",
+            "checkpoint",
+            "activation_checkpoint",
+            "metrics",
+        )
+    }
+    notes: list[str] = []
+    for megatron_key, section, runtime_key, kind in _RENAMES:
+        if _present(params, megatron_key):
+            sections[section][runtime_key] = _typed(params, megatron_key, kind)
+    _map_training_extras(params, sections, notes)
+    _map_optimizer(params, sections, notes)
+    _map_parallel_and_io(params, sections, notes)
+    model_args = _map_model_args(params, notes)
+    architecture = {key: params[key] for key in ARCHITECTURE_FIELDS if _present(params, key)}
+    return {
+        "sections": sections,
+        "architecture": architecture,
+        "model_args": model_args,
+        "notes": notes,
+    }

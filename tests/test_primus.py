@@ -1,0 +1,596 @@
+"""Primus YAML resolution (extends, env placeholders, experiments) and the Megatron mapping."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runtime.primus import (
+    PrimusConfigError,
+    deep_merge,
+    expand_env,
+    load_yaml_with_extends,
+    megatron_to_runtime,
+    resolve_experiment,
+)
+from scaffolder.cli import app
+
+
+def write(path: Path, text: str) -> Path:
+    """Write dedented YAML ``text`` to ``path`` (creating folders) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def one_line(error: pytest.ExceptionInfo[BaseException]) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+# ------------------------------------------------------------------------------------ extends
+
+
+def test_extends_three_levels_file_wins_last(tmp_path: Path) -> None:
+    write(tmp_path / "root.yaml", "a: root\nb: root\nc: root\nonly_root: 1\n")
+    write(tmp_path / "mid.yaml", "extends: root.yaml\nb: mid\nc: mid\nonly_mid: 2\n")
+    leaf = write(tmp_path / "leaf.yaml", "extends:\n  - mid.yaml\nc: leaf\n")
+    assert load_yaml_with_extends(leaf, environ={}) == {
+        "a": "root",
+        "b": "mid",
+        "c": "leaf",
+        "only_root": 1,
+        "only_mid": 2,
+    }
+
+
+def test_later_parent_overrides_earlier(tmp_path: Path) -> None:
+    write(tmp_path / "first.yaml", "x: first\ny: first\n")
+    write(tmp_path / "second.yaml", "x: second\nz: second\n")
+    child = write(tmp_path / "child.yaml", "extends: [first.yaml, second.yaml]\n")
+    assert load_yaml_with_extends(child, environ={}) == {
+        "x": "second",
+        "y": "first",
+        "z": "second",
+    }
+    swapped = write(tmp_path / "swapped.yaml", "extends: [second.yaml, first.yaml]\n")
+    assert load_yaml_with_extends(swapped, environ={})["x"] == "first"
+
+
+def test_dicts_deep_merge_lists_replace(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", "opt: {lr: 1, betas: [0.9, 0.99], name: adam}\n")
+    child = write(tmp_path / "child.yaml", "extends: base.yaml\nopt: {lr: 2, betas: [0.8]}\n")
+    assert load_yaml_with_extends(child, environ={}) == {
+        "opt": {"lr": 2, "betas": [0.8], "name": "adam"}
+    }
+
+
+def test_parents_resolve_relative_to_the_naming_file(tmp_path: Path) -> None:
+    write(tmp_path / "shared" / "base.yaml", "from_base: true\n")
+    write(tmp_path / "shared" / "mid.yaml", "extends: base.yaml\nfrom_mid: true\n")
+    leaf = write(tmp_path / "models" / "leaf.yaml", "extends: ../shared/mid.yaml\n")
+    assert load_yaml_with_extends(leaf, environ={}) == {"from_base": True, "from_mid": True}
+
+
+def test_diamond_is_not_a_cycle(tmp_path: Path) -> None:
+    write(tmp_path / "d.yaml", "v: d\n")
+    write(tmp_path / "b.yaml", "extends: d.yaml\nv: b\n")
+    write(tmp_path / "c.yaml", "extends: d.yaml\n")
+    top = write(tmp_path / "a.yaml", "extends: [b.yaml, c.yaml]\n")
+    # c re-applies d after b, so d's value wins over b's.
+    assert load_yaml_with_extends(top, environ={}) == {"v": "d"}
+
+
+def test_cycle_is_reported_on_one_line(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", "extends: b.yaml\n")
+    write(tmp_path / "b.yaml", "extends: [c.yaml]\n")
+    write(tmp_path / "c.yaml", "extends: a.yaml\n")
+    with pytest.raises(PrimusConfigError) as error:
+        load_yaml_with_extends(tmp_path / "a.yaml", environ={})
+    message = one_line(error)
+    assert message.startswith("extends cycle: ")
+    assert [Path(p).name for p in message.removeprefix("extends cycle: ").split(" -> ")] == [
+        "a.yaml",
+        "b.yaml",
+        "c.yaml",
+        "a.yaml",
+    ]
+
+
+def test_self_extension_is_a_cycle(tmp_path: Path) -> None:
+    write(tmp_path / "self.yaml", "extends: self.yaml\n")
+    with pytest.raises(PrimusConfigError, match="extends cycle"):
+        load_yaml_with_extends(tmp_path / "self.yaml", environ={})
+
+
+def test_missing_parent_names_file_and_parent(tmp_path: Path) -> None:
+    child = write(tmp_path / "child.yaml", "extends: [nowhere.yaml]\n")
+    with pytest.raises(PrimusConfigError) as error:
+        load_yaml_with_extends(child, environ={})
+    message = one_line(error)
+    assert "child.yaml" in message
+    assert "extends 'nowhere.yaml'" in message
+    assert "does not exist" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PrimusConfigError) as error:
+        load_yaml_with_extends(tmp_path / "absent.yaml", environ={})
+    assert one_line(error).startswith("config file not found: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: [1, 2\n", "invalid YAML"),
+        ("- 1\n- 2\n", "expected a mapping at the top level, got list"),
+        ("extends: {a: 1}\n", "'extends' must be a file name or a list of file names"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(PrimusConfigError) as error:
+        load_yaml_with_extends(path, environ={})
+    assert expected in one_line(error)
+
+
+def test_deep_merge_leaves_inputs_alone() -> None:
+    base = {"a": {"b": 1, "c": [1]}}
+    override = {"a": {"b": 2}}
+    merged = deep_merge(base, override)
+    merged["a"]["c"].append(2)
+    assert merged == {"a": {"b": 2, "c": [1, 2]}}
+    assert base == {"a": {"b": 1, "c": [1]}}
+
+
+# ------------------------------------------------------------------------ env placeholders
+
+
+def test_expand_env_uses_environment_then_default() -> None:
+    env = {"TEAM": "infra"}
+    assert expand_env("${TEAM:amd}", env) == "infra"
+    assert expand_env("${USER_X:root}", env) == "root"
+    assert expand_env("${EMPTY_DEFAULT:}", env) == ""
+    assert expand_env("${TEAM}", env) == "infra"
+
+
+def test_expand_env_without_default_requires_the_variable() -> None:
+    with pytest.raises(PrimusConfigError) as error:
+        expand_env({"a": ["${NOT_SET_ANYWHERE}"]}, {})
+    assert "NOT_SET_ANYWHERE is not set" in one_line(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("${N:42}", {}, 42),
+        ("${N:-3}", {}, -3),
+        ("${N}", {"N": "7"}, 7),
+        ("${LR:3.0e-4}", {}, 3.0e-4),
+        ("${LR:1e-5}", {}, 1e-5),
+        ("${LR:.5}", {}, 0.5),
+        ("${FLAG:true}", {}, True),
+        ("${FLAG:False}", {}, False),
+        ("${FLAG}", {"FLAG": "TRUE"}, True),
+        ("${PATH_X:./output}", {}, "./output"),
+        ("${V:1.2.3}", {}, "1.2.3"),
+        ("${V:12abc}", {}, "12abc"),
+    ],
+)
+def test_whole_placeholder_is_typed(text: str, env: dict[str, str], expected: object) -> None:
+    value = expand_env(text, env)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_embedded_placeholders_stay_strings() -> None:
+    env = {"ROOT": "/data", "N": "8"}
+    assert expand_env("${ROOT}/run-${N}", env) == "/data/run-8"
+    assert expand_env("n=${N:1}", env) == "n=8"
+    assert expand_env("$HOME and ${ not a placeholder", env) == "$HOME and ${ not a placeholder"
+
+
+def test_expand_env_walks_containers_and_keeps_other_values() -> None:
+    env = {"A": "1"}
+    value = {"list": ["${A}", {"deep": "${B:x}"}], "n": 3, "none": None, "${A}": "key kept"}
+    assert expand_env(value, env) == {
+        "list": [1, {"deep": "x"}],
+        "n": 3,
+        "none": None,
+        "${A}": "key kept",
+    }
+
+
+def test_placeholders_expand_in_every_file_of_a_chain(tmp_path: Path) -> None:
+    write(tmp_path / "base.yaml", "iters: ${ITERS:10}\nname: ${NAME:base}\n")
+    child = write(tmp_path / "child.yaml", "extends: base.yaml\nname: ${NAME:child}\n")
+    assert load_yaml_with_extends(child, environ={"ITERS": "20"}) == {
+        "iters": 20,
+        "name": "child",
+    }
+
+
+# ----------------------------------------------------------------------------- experiments
+
+
+def make_experiment(root: Path, overrides: str = "    overrides: {}\n") -> Path:
+    """An experiment with module and model presets that all set ``who`` and ``layer``."""
+    write(root / "modules" / "trainer_base.yaml", "who: trainer_base\nfrom_base: true\n")
+    write(
+        root / "modules" / "pre_trainer.yaml",
+        "extends: trainer_base.yaml\nwho: module\nlayer: module\nfrom_module: true\n",
+    )
+    write(root / "models" / "language_model.yaml", "who: language_model\nfrom_lm: true\n")
+    write(
+        root / "models" / "tiny.yaml",
+        "extends: [language_model.yaml]\nwho: model\nlayer: model\nnested: {a: 1, b: 1}\n",
+    )
+    experiment = textwrap.dedent(
+        """
+        work_group: ${TEAM:amd}
+        user_name: ${USER_NAME:root}
+        exp_name: ${EXP:tiny-pretrain}
+        workspace: ${WORKSPACE:./output}
+        modules:
+          pre_trainer:
+            framework: megatron
+            config: pre_trainer.yaml
+            model: tiny
+        """
+    )
+    return write(root / "exp.yaml", experiment + overrides)
+
+
+def test_experiment_precedence_module_then_model_then_overrides(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path, "    overrides:\n      who: override\n      nested: {b: 2}\n")
+    resolved = resolve_experiment(exp, environ={})
+    module = resolved.modules["pre_trainer"]
+    assert module.params["who"] == "override"
+    assert module.params["layer"] == "model"
+    assert module.params["nested"] == {"a": 1, "b": 2}
+    for flag in ("from_base", "from_module", "from_lm"):
+        assert module.params[flag] is True
+    assert module.module_preset["who"] == "module"
+    assert module.model_preset["who"] == "model"
+    assert module.overrides == {"who": "override", "nested": {"b": 2}}
+    assert module.config_file == tmp_path / "modules" / "pre_trainer.yaml"
+    assert module.model_file == tmp_path / "models" / "tiny.yaml"
+
+
+def test_experiment_metadata_and_env(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path)
+    resolved = resolve_experiment(exp, environ={"TEAM": "research", "EXP": "42"})
+    assert (resolved.work_group, resolved.user_name) == ("research", "root")
+    assert resolved.exp_name == "42"
+    assert resolved.exp_root == Path("./output") / "research" / "root" / "42"
+
+
+def test_presets_found_in_framework_subfolder(tmp_path: Path) -> None:
+    write(tmp_path / "modules" / "megatron" / "pre_trainer.yaml", "where: framework folder\n")
+    exp = write(
+        tmp_path / "exp.yaml",
+        """
+        work_group: g
+        user_name: u
+        exp_name: e
+        workspace: w
+        modules:
+          pre_trainer: {framework: megatron, config: pre_trainer}
+        """,
+    )
+    module = resolve_experiment(exp, environ={}).modules["pre_trainer"]
+    assert module.params == {"where": "framework folder"}
+    assert module.model_file is None
+
+
+def test_missing_model_preset_lists_the_search_path(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path)
+    exp.write_text(exp.read_text().replace("model: tiny", "model: huge.yaml"))
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(exp, environ={})
+    message = one_line(error)
+    assert "model preset 'huge.yaml' not found" in message
+    for tried in ("models/huge.yaml", "models/megatron/huge.yaml"):
+        assert str(tmp_path / tried) in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("workspace: ${WORKSPACE:./output}\n", ""), "missing workspace"),
+        (("model: tiny", "model: tiny\n    override: {}"), "unknown key(s) override"),
+        (("framework: megatron", "framework: 3"), "framework must be a non-empty string"),
+        (("modules:", "other:"), "'modules' must be a non-empty mapping"),
+    ],
+)
+def test_experiment_errors(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
+    exp = make_experiment(tmp_path)
+    text = exp.read_text()
+    assert edit[0] in text
+    exp.write_text(text.replace(*edit))
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(exp, environ={})
+    assert expected in one_line(error)
+
+
+# ------------------------------------------------------------------------ Megatron mapping
+
+LLAMA_PARAMS = {
+    "num_layers": 22,
+    "hidden_size": 2048,
+    "ffn_hidden_size": 5632,
+    "num_attention_heads": 32,
+    "group_query_attention": True,
+    "num_query_groups": 4,
+    "kv_channels": 64,
+    "max_position_embeddings": 2048,
+    "vocab_size": 32000,
+    "norm_epsilon": 1e-5,
+    "layernorm_epsilon": 1e-5,
+    "normalization": "RMSNorm",
+    "swiglu": True,
+    "position_embedding_type": "rope",
+    "rotary_base": 10000,
+    "rotary_percent": 1.0,
+    "rotary_interleaved": False,
+    "rotary_seq_len_interpolation_factor": None,
+    "use_rope_scaling": False,
+    "untie_embeddings_and_output_weights": True,
+    "add_qkv_bias": False,
+    "add_bias_linear": False,
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "init_method_std": 0.02,
+    "seq_length": 2048,
+    "micro_batch_size": 2,
+    "global_batch_size": 16,
+    "train_iters": 50,
+    "seed": 1234,
+    "clip_grad": 1.0,
+    "optimizer": "adam",
+    "lr": 3.0e-4,
+    "min_lr": 3.0e-5,
+    "lr_decay_style": "cosine",
+    "lr_warmup_iters": 5,
+    "weight_decay": 0.1,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.95,
+    "adam_eps": 1e-8,
+    "tensor_model_parallel_size": 2,
+    "pipeline_model_parallel_size": 4,
+    "context_parallel_size": 1,
+    "mock_data": True,
+    "bf16": True,
+    "fp16": False,
+    "save": "ckpt",
+    "save_interval": 25,
+    "recompute_granularity": "full",
+    "log_interval": 1,
+}
+
+
+def test_mapping_sections_and_model_args() -> None:
+    mapped = megatron_to_runtime(LLAMA_PARAMS)
+    assert mapped["sections"] == {
+        "training": {
+            "seq_len": 2048,
+            "local_batch_size": 2,
+            "global_batch_size": 16,
+            "steps": 50,
+            "seed": 1234,
+            "max_norm": 1.0,
+            "dataset": "mock",
+            "mixed_precision_param": "bfloat16",
+        },
+        "optimizer": {
+            "name": "AdamW",
+            "lr": 3.0e-4,
+            "weight_decay": 0.1,
+            "beta1": 0.9,
+            "beta2": 0.95,
+            "eps": 1e-8,
+        },
+        "lr_scheduler": {
+            "warmup_steps": 5,
+            "decay_type": "cosine",
+            "min_lr_factor": pytest.approx(0.1),
+        },
+        "parallelism": {
+            "tensor_parallel_degree": 2,
+            "pipeline_parallel_degree": 4,
+            "context_parallel_degree": 1,
+            "pipeline_parallel_schedule": "1F1B",
+        },
+        "checkpoint": {"enable": True, "folder": "ckpt", "interval": 25},
+        "activation_checkpoint": {"mode": "full"},
+        "metrics": {"log_freq": 1},
+    }
+    assert mapped["model_args"] == {
+        "vocab_size": 32000,
+        "dim": 2048,
+        "n_layers": 22,
+        "n_heads": 32,
+        "n_kv_heads": 4,
+        "head_dim": 64,
+        "ffn_dim": 5632,
+        "max_seq_len": 2048,
+        "norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "rope_type": "default",
+    }
+    assert mapped["architecture"]["num_query_groups"] == 4
+    assert "seq_length" not in mapped["architecture"]
+    assert mapped["notes"] == []
+
+
+def test_mapping_only_maps_what_is_set() -> None:
+    mapped = megatron_to_runtime({"lr": 1e-3, "train_iters": None, "mock_data": False})
+    assert mapped["sections"]["optimizer"] == {"lr": 1e-3}
+    assert mapped["sections"]["training"] == {}
+    assert mapped["model_args"] == {}
+    assert mapped["architecture"] == {}
+
+
+def test_mapping_without_gqa_uses_all_heads_and_derives_head_dim() -> None:
+    params = {"hidden_size": 512, "num_attention_heads": 8, "group_query_attention": False}
+    params["num_query_groups"] = 2  # ignored by Megatron without group_query_attention
+    args = megatron_to_runtime(params)["model_args"]
+    assert (args["n_kv_heads"], args["head_dim"]) == (8, 64)
+
+
+@pytest.mark.parametrize(
+    ("rope", "expected"),
+    [
+        (
+            {"rotary_seq_len_interpolation_factor": 4},
+            {"rope_type": "linear", "rope_factor": 4.0},
+        ),
+        (
+            {"use_rope_scaling": True, "rope_scaling_factor": 32.0},
+            {
+                "rope_type": "llama3",
+                "rope_factor": 32.0,
+                "rope_low_freq_factor": 1.0,
+                "rope_high_freq_factor": 4.0,
+                "rope_original_max_seq_len": 8192,
+            },
+        ),
+    ],
+)
+def test_mapping_rope_scaling(rope: dict, expected: dict) -> None:
+    args = megatron_to_runtime({**LLAMA_PARAMS, **rope})["model_args"]
+    assert {key: args[key] for key in expected} == expected
+
+
+def test_mapping_schedules() -> None:
+    constant = megatron_to_runtime({"lr_decay_style": "constant"})["sections"]["lr_scheduler"]
+    assert constant == {"decay_ratio": 0.0}
+    wsd = megatron_to_runtime(
+        {
+            "lr_decay_style": "WSD",
+            "lr_wsd_decay_style": "linear",
+            "lr_wsd_decay_iters": 20,
+            "train_iters": 100,
+            "lr_warmup_fraction": 0.1,
+            "lr_warmup_iters": 3,
+        }
+    )["sections"]["lr_scheduler"]
+    assert wsd == {"warmup_steps": 10, "decay_type": "linear", "decay_ratio": 0.2}
+    interleaved = megatron_to_runtime(
+        {"pipeline_model_parallel_size": 2, "num_layers_per_virtual_pipeline_stage": 2}
+    )
+    assert interleaved["sections"]["parallelism"]["pipeline_parallel_schedule"] == (
+        "Interleaved1F1B"
+    )
+    off = megatron_to_runtime({"save": None, "recompute_granularity": None})["sections"]
+    assert off["checkpoint"] == {"enable": False}
+    assert off["activation_checkpoint"] == {"mode": "none"}
+
+
+def test_mapping_notes_what_the_runtime_cannot_honour() -> None:
+    params = {
+        **LLAMA_PARAMS,
+        "normalization": "LayerNorm",
+        "hidden_dropout": 0.1,
+        "add_qkv_bias": True,
+        "layernorm_epsilon": 1e-6,
+        "lr_decay_style": "inverse-square-root",
+        "mock_data": False,
+        "data_path": ["1.0", "/data/corpus_text_document"],
+        "load": "/megatron/ckpt",
+    }
+    notes = megatron_to_runtime(params)["notes"]
+    joined = " | ".join(notes)
+    for fragment in (
+        "normalization: 'LayerNorm' is not supported",
+        "hidden_dropout: 0.1 is not supported",
+        "add_qkv_bias without add_bias_linear",
+        "norm_epsilon and layernorm_epsilon disagree",
+        "lr_decay_style: 'inverse-square-root'",
+        "data_path: Megatron indexed datasets",
+        "load: Megatron checkpoints",
+    ):
+        assert fragment in joined
+    assert len(notes) == 7
+    assert megatron_to_runtime(params)["model_args"]["norm_eps"] == 1e-5
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"train_iters": "50"}, "train_iters: expected int, got '50'"),
+        ({"micro_batch_size": True}, "micro_batch_size: expected int, got True"),
+        ({"lr": "3e-4"}, "lr: expected float, got '3e-4'"),
+        ({"bf16": True, "fp16": True}, "bf16 and fp16 are both true"),
+        ({"recompute_granularity": "block"}, "recompute_granularity: expected full"),
+        (
+            {"num_attention_heads": 8, "group_query_attention": True},
+            "num_query_groups is unset",
+        ),
+    ],
+)
+def test_mapping_rejects_bad_values(params: dict, expected: str) -> None:
+    with pytest.raises(PrimusConfigError) as error:
+        megatron_to_runtime(params)
+    assert expected in one_line(error)
+
+
+# ------------------------------------------------------------------ rendered TinyLlama YAML
+
+TINYLLAMA_MODEL_PRESET = {
+    "num_layers": 22,
+    "hidden_size": 2048,
+    "ffn_hidden_size": 5632,
+    "num_attention_heads": 32,
+    "num_query_groups": 4,
+    "group_query_attention": True,
+    "kv_channels": 64,
+    "layernorm_epsilon": 1e-5,
+    "norm_epsilon": 1e-5,
+    "untie_embeddings_and_output_weights": True,
+    "add_qkv_bias": False,
+    "add_bias_linear": False,
+    "normalization": "RMSNorm",
+    "swiglu": True,
+    "position_embedding_type": "rope",
+    "rotary_base": 10000,
+    "max_position_embeddings": 2048,
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "tokenizer_type": "HuggingFaceTokenizer",
+    "tokenizer_model": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+}
+
+
+@pytest.fixture(scope="module")
+def tinyllama_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Render TinyLlama (bundled config, offline) with the CLI; return its experiment YAML."""
+    output = tmp_path_factory.mktemp("render")
+    source = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+    result = CliRunner().invoke(app, ["new-model", source, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    return output / "tinyllama_1_1b_chat_v1_0" / "megatron" / "exp_pretrain.yaml"
+
+
+def test_rendered_tinyllama_model_preset(tinyllama_experiment: Path) -> None:
+    module = resolve_experiment(tinyllama_experiment, environ={}).modules["pre_trainer"]
+    assert module.model_file.name == "tinyllama_1_1b_chat_v1_0.yaml"
+    preset = load_yaml_with_extends(module.model_file, environ={})
+    assert preset == module.model_preset
+    # Compare types too: a YAML string "1e-05" or an int 1 for true must not pass.
+    actual = {key: (type(preset[key]), preset[key]) for key in TINYLLAMA_MODEL_PRESET}
+    assert actual == {key: (type(v), v) for key, v in TINYLLAMA_MODEL_PRESET.items()}
+    for key in ("seq_length", "make_vocab_size_divisible_by"):
+        assert key not in preset
+        assert key in module.overrides
+    assert module.params["seq_length"] == 2048
+    assert module.params["make_vocab_size_divisible_by"] == 128
+    assert megatron_to_runtime(module)["notes"] == []
