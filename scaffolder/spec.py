@@ -16,6 +16,13 @@ from typing import Any
 from scaffolder.errors import ConfigFieldError, ScaffoldError
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+LLAMA_PARTS = {
+    "rope": "rope",
+    "attention": "attention",
+    "feed_forward": "feed_forward_swiglu",
+    "block": "block_pre_norm",
+    "transformer": "transformer",
+}
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -61,7 +68,10 @@ class ArchSpec:
     torch_dtype: str
     bos_token_id: int | None = None
     eos_token_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Which template part renders each piece of model.py (parts/model/<name>.py.j2).
+    parts: dict[str, str] = field(default_factory=lambda: dict(LLAMA_PARTS))
+    # Family-specific switches and values (validated), e.g. {"sliding_window": 4096}.
+    features: dict[str, Any] = field(default_factory=dict)
 
     @property
     def uses_gqa(self) -> bool:

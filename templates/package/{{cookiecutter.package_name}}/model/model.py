@@ -18,16 +18,16 @@ from torch import nn
 from .args import ModelArgs
 
 
-{% include 'parts/model/rope.py.j2' %}
+{% include 'parts/model/' ~ s.parts.rope ~ '.py.j2' %}
 
 
-{% include 'parts/model/attention.py.j2' %}
+{% include 'parts/model/' ~ s.parts.attention ~ '.py.j2' %}
 
 
-{% include 'parts/model/feed_forward_swiglu.py.j2' %}
+{% include 'parts/model/' ~ s.parts.feed_forward ~ '.py.j2' %}
 
 
-{% include 'parts/model/block_pre_norm.py.j2' %}
+{% include 'parts/model/' ~ s.parts.block ~ '.py.j2' %}
 
 
-{% include 'parts/model/transformer.py.j2' %}
+{% include 'parts/model/' ~ s.parts.transformer ~ '.py.j2' %}
