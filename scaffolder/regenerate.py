@@ -1,0 +1,490 @@
+"""``scaffold regenerate``: apply a new config (or a newer generator) to a package, keeping edits.
+
+Every file is merged three ways: base = the pristine previous render in ``.scaffold/pristine/``,
+ours = the file on disk, theirs = the new render (see ``docs/regeneration.md``). The new package
+is staged in a sibling temp folder and swapped in at once, so an interrupted run leaves the
+package as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import difflib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from scaffolder.errors import ScaffoldError
+from scaffolder.record import (
+    GENERATOR_FILE,
+    PRISTINE_DIR,
+    RECORD_DIR,
+    SOURCE_FILE,
+    SPEC_FILE,
+    Record,
+    read_record,
+    read_text,
+    record_files,
+    spec_dict,
+)
+
+if TYPE_CHECKING:
+    from scaffolder.source import ResolvedSource
+
+# Spec fields -> the config.json fields they come from (for the change report).
+HF_FIELDS = {
+    "vocab_size": "vocab_size",
+    "dim": "hidden_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "n_kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "ffn_dim": "intermediate_size",
+    "max_seq_len": "max_position_embeddings",
+    "norm_eps": "rms_norm_eps",
+    "rope": "rope_scaling / rope_parameters",
+    "tie_word_embeddings": "tie_word_embeddings",
+    "attention_bias": "attention_bias",
+    "mlp_bias": "mlp_bias",
+    "hidden_act": "hidden_act",
+    "initializer_range": "initializer_range",
+    "torch_dtype": "torch_dtype",
+}
+
+# What happened to a file, as reported.
+UNCHANGED = "unchanged"
+UPDATED = "updated"  # only the generator changed it
+MERGED = "merged"  # both changed it; merged cleanly
+CONFLICT = "conflict"
+ADDED = "added"  # the generator renders a new file
+REMOVED = "removed"  # the generator dropped an unedited file
+KEPT_EDITED = "kept"  # the generator dropped a file you edited; yours stays
+KEPT_DELETED = "deleted"  # you deleted the file; it stays deleted
+EXIT_CONFLICT = 1
+EXIT_DRIFT = 1
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One package file: its text now and after regeneration (None = absent), and how."""
+
+    relpath: str
+    action: str
+    before: str | None
+    after: str | None
+    conflicts: int = 0
+    note: str = ""
+
+    @property
+    def writes(self) -> bool:
+        """True when regeneration changes this file on disk."""
+        return self.before != self.after
+
+
+@dataclass
+class Plan:
+    """Everything a regeneration would do, computed without touching the package."""
+
+    package_dir: Path
+    resolved: ResolvedSource
+    spec_changes: list[str]
+    rendered_changes: list[str]
+    changes: list[FileChange]
+    record: dict[str, str]
+    record_changed: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def conflicted(self) -> list[str]:
+        """Files that hold conflict markers after regeneration."""
+        return [c.relpath for c in self.changes if c.conflicts]
+
+    @property
+    def writes(self) -> list[FileChange]:
+        """Package files regeneration changes, adds or deletes."""
+        return [c for c in self.changes if c.writes]
+
+    @property
+    def changes_anything(self) -> bool:
+        """True when regenerating would change the package or its record."""
+        return bool(self.writes) or self.record_changed
+
+
+# ---------------------------------------------------------------- planning
+
+
+def resolve_new_source(
+    record: Record, config: Path | None, revision: str | None
+) -> tuple[ResolvedSource, str | None]:
+    """Resolve the recorded source again, or the one given; return it and the revision asked."""
+    from scaffolder.source import resolve_source
+
+    if config is not None and revision is not None:
+        raise ScaffoldError("pass --config or --revision, not both")
+    if config is not None:
+        if not config.is_file():
+            raise ScaffoldError(f"--config '{config}' is not an existing config file")
+        return resolve_source(str(config)), None
+    recorded = record.source
+    if recorded.kind == "local":
+        if revision is not None:
+            raise ScaffoldError(
+                f"--revision applies to hub sources; this package was generated from the local "
+                f"file {recorded.path}; pass --config PATH instead"
+            )
+        if not Path(recorded.path).is_file():
+            raise ScaffoldError(
+                f"the recorded config {recorded.path} no longer exists; pass --config PATH"
+            )
+        return resolve_source(recorded.path), None
+    asked = revision if revision is not None else recorded.requested_revision
+    return resolve_source(recorded.repo_id, asked), asked
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"rope": {"type": x}}`` -> ``{"rope.type": x}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Lines naming each architecture field that changed, with its config.json field."""
+    before, after = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key) == after.get(key):
+            continue
+        top = key.split(".", 1)[0]
+        hf = f" ({HF_FIELDS[top]})" if top in HF_FIELDS else ""
+        lines.append(f"{key}{hf}: {before.get(key)!r} -> {after.get(key)!r}")
+    return lines
+
+
+def has_conflict_markers(text: str) -> bool:
+    """True when ``text`` still holds a conflict block from an earlier regeneration."""
+    lines = text.splitlines()
+    return any(line.startswith("<<<<<<< ") for line in lines) and any(
+        line.startswith(">>>>>>> ") for line in lines
+    )
+
+
+def _read_disk(package_dir: Path, relpath: str) -> str | None:
+    """A package file's text, or None when it is absent."""
+    path = package_dir / relpath
+    if not path.is_file():
+        return None
+    try:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScaffoldError(f"cannot read {path}: {error}") from None
+    if has_conflict_markers(text):
+        raise ScaffoldError(
+            f"{path} still has conflict markers from an earlier regeneration; "
+            "resolve them, then run regenerate again"
+        )
+    return text
+
+
+def _merged(relpath: str, base: str, ours: str, theirs: str) -> FileChange:
+    """Merge a file on disk with the new render (base: the previous render, or empty)."""
+    from scaffolder.merge import merge_file
+
+    result = merge_file(relpath, base, ours, theirs)
+    if result.conflicts:
+        return FileChange(relpath, CONFLICT, ours, result.text, result.conflicts)
+    if result.text == ours:
+        return FileChange(relpath, UNCHANGED, ours, ours)
+    action = UPDATED if ours == base else MERGED
+    return FileChange(relpath, action, ours, result.text)
+
+
+def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | None) -> FileChange:
+    """Decide one file: base = previous render, ours = on disk, theirs = new render."""
+    if base is not None and theirs is not None:
+        if ours is None:
+            changed = (
+                " (the new render changes it; see .scaffold/pristine/)" if base != theirs else ""
+            )
+            return FileChange(relpath, KEPT_DELETED, None, None, note=f"you deleted it{changed}")
+        return _merged(relpath, base, ours, theirs)
+    if theirs is not None:  # the generator adds it
+        if ours is None:
+            return FileChange(relpath, ADDED, None, theirs)
+        return _merged(relpath, "", ours, theirs)
+    if base is not None and ours is not None:  # the generator drops it
+        if ours == base:
+            return FileChange(relpath, REMOVED, ours, None)
+        return FileChange(
+            relpath, KEPT_EDITED, ours, ours, note="the generator dropped it; your edits keep it"
+        )
+    return FileChange(relpath, UNCHANGED, ours, ours)
+
+
+def _current_record(package_dir: Path, record: Record) -> dict[str, str]:
+    """The record files on disk now, as ``{relpath: text}``."""
+    current = {f"{PRISTINE_DIR}/{rel}": text for rel, text in record.pristine.items()}
+    for relpath in (SOURCE_FILE, SPEC_FILE, GENERATOR_FILE):
+        current[relpath] = read_text(package_dir / relpath)
+    return current
+
+
+def plan_regeneration(
+    package_dir: Path, config: Path | None = None, revision: str | None = None
+) -> Plan:
+    """Resolve, render and merge in memory: what regenerating ``package_dir`` would do."""
+    from scaffolder.generate import render_resolved
+
+    package_dir = Path(package_dir)
+    record = read_record(package_dir)
+    resolved, asked = resolve_new_source(record, config, revision)
+    generated = render_resolved(resolved, record.package_name)
+    new_record = record_files(
+        resolved, generated.spec, record.package_name, generated.files, requested_revision=asked
+    )
+    paths = sorted(record.pristine.keys() | generated.files.keys())
+    changes = [
+        plan_file(
+            rel, record.pristine.get(rel), _read_disk(package_dir, rel), generated.files.get(rel)
+        )
+        for rel in paths
+    ]
+    rendered = [rel for rel in paths if record.pristine.get(rel) != generated.files.get(rel)]
+    return Plan(
+        package_dir=package_dir,
+        resolved=resolved,
+        spec_changes=spec_changes(record.spec, spec_dict(generated.spec)),
+        rendered_changes=rendered,
+        changes=changes,
+        record=new_record,
+        record_changed=new_record != _current_record(package_dir, record),
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link a file into the staging tree (cheap), copying where links are not possible."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _put(root: Path, relpath: str, text: str | None) -> None:
+    """Write (or, for None, delete) a staged file; never writes through a hard link."""
+    path = root / relpath
+    path.unlink(missing_ok=True)
+    if text is None:
+        _remove_empty_parents(root, path.parent)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
+def _remove_empty_parents(root: Path, folder: Path) -> None:
+    """Remove folders left empty by a deletion, up to (not including) ``root``."""
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    at_fdcwd, rename_exchange = -100, 2
+    return (
+        renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
+    )
+
+
+def swap_in(current: Path, staged: Path) -> None:
+    """Put ``staged`` at ``current``; afterwards ``staged`` holds the old tree (or is gone)."""
+    if _exchange(current, staged):
+        return
+    previous = staged.with_name(staged.name + ".previous")
+    os.replace(current, previous)
+    try:
+        os.replace(staged, current)
+    except BaseException:
+        os.replace(previous, current)
+        raise
+
+
+def write_atomically(
+    package_dir: Path, files: dict[str, str | None], record: dict[str, str]
+) -> None:
+    """Apply file writes/deletions and a fresh ``.scaffold/`` record to the package, all at once.
+
+    The package is copied (hard links) into a sibling temp folder, changed there and swapped in;
+    any failure before the swap leaves the package untouched and removes the temp folder.
+    """
+    package_dir = package_dir.resolve()
+    workspace = Path(
+        tempfile.mkdtemp(prefix=f".{package_dir.name}.regenerate.", dir=package_dir.parent)
+    )
+    staged = workspace / "package"
+    try:
+        shutil.copytree(
+            package_dir,
+            staged,
+            symlinks=True,
+            copy_function=_link_or_copy,
+            ignore=lambda folder, names: [RECORD_DIR] if Path(folder) == package_dir else [],
+        )
+        for relpath, text in {**files, **record}.items():
+            _put(staged, relpath, text)
+        swap_in(package_dir, staged)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def apply_plan(plan: Plan) -> None:
+    """Write what the plan decided: merged files, additions, deletions and the new record."""
+    files = {change.relpath: change.after for change in plan.writes}
+    write_atomically(plan.package_dir, files, plan.record)
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def unified_diff(plan: Plan) -> str:
+    """A unified diff of every package file regeneration would change (record excluded)."""
+    chunks = []
+    for change in plan.writes:
+        before = (change.before or "").splitlines(keepends=True)
+        after = (change.after or "").splitlines(keepends=True)
+        from_name = f"a/{change.relpath}" if change.before is not None else "/dev/null"
+        to_name = f"b/{change.relpath}" if change.after is not None else "/dev/null"
+        lines = difflib.unified_diff(before, after, from_name, to_name)
+        chunks.append("".join(line if line.endswith("\n") else line + "\n" for line in lines))
+    return "".join(chunks)
+
+
+def _listing(label: str, items: Iterable[str]) -> list[str]:
+    """``label first-item`` then the other items aligned under it."""
+    items = list(items)
+    return [f"{label if i == 0 else '':<10} {item}" for i, item in enumerate(items)]
+
+
+def summary_lines(plan: Plan) -> list[str]:
+    """The human report: source, field changes, touched files, what happens to each file."""
+    lines = _listing("source", [plan.resolved.description])
+    lines += _listing("changed", plan.spec_changes or ["no architecture field changed"])
+    lines += _listing("touches", plan.rendered_changes or ["no rendered file changed"])
+    reported = [
+        f"{c.action:<9} {c.relpath}" + (f" ({c.note})" if c.note else "")
+        for c in plan.changes
+        if c.action != UNCHANGED
+    ]
+    lines += _listing("files", reported)
+    return lines
+
+
+def run_regenerate(
+    package_dir: Path,
+    config: Path | None = None,
+    revision: str | None = None,
+    *,
+    dry_run: bool = False,
+    check: bool = False,
+) -> int:
+    """Plan, report and (unless ``dry_run``/``check``) apply a regeneration; return exit code."""
+    plan = plan_regeneration(package_dir, config, revision)
+    for line in summary_lines(plan):
+        typer.echo(line)
+    if dry_run:
+        typer.echo(unified_diff(plan), nl=False)
+    if check:
+        return _report_check(plan)
+    if not dry_run and plan.changes_anything:
+        apply_plan(plan)
+    return _report_result(plan, dry_run)
+
+
+def _say(label: str, text: str) -> None:
+    """Print one report line: a label column, then the text."""
+    typer.echo(f"{label:<10} {text}")
+
+
+def _report_check(plan: Plan) -> int:
+    """Exit status of ``--check``: 1 when regenerating would change anything."""
+    if not plan.changes_anything:
+        _say("check", f"{plan.package_dir} is up to date")
+        return 0
+    changed = [c.relpath for c in plan.writes]
+    if plan.record_changed:
+        changed.append(f"{RECORD_DIR}/ (regeneration record)")
+    _say("check", f"regenerating {plan.package_dir} would change: {', '.join(changed)}")
+    return EXIT_DRIFT
+
+
+def _report_result(plan: Plan, dry_run: bool) -> int:
+    """Final line(s) after writing (or not, for ``--dry-run``), and the exit status."""
+    if not plan.changes_anything:
+        _say("result", f"{plan.package_dir} is already up to date")
+    else:
+        verb = "would write" if dry_run else "wrote"
+        files = f"{len(plan.writes)} file(s)"
+        _say("result", f"{verb} {files} in {plan.package_dir} and its {RECORD_DIR}/ record")
+    if plan.conflicted:
+        _say(
+            "conflicts",
+            f"{len(plan.conflicted)} file(s): {', '.join(plan.conflicted)}; edit the "
+            "<<<<<<< ... >>>>>>> blocks, keeping what you want",
+        )
+        return EXIT_CONFLICT
+    return 0
+
+
+def regenerate_command(
+    package: Annotated[Path, typer.Argument(help="The generated package folder.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Regenerate from this config.json instead of the recorded source."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Hub revision to resolve the recorded repo at.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print a unified diff; write nothing.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when regenerating would change anything.")
+    ] = False,
+) -> None:
+    """Apply a changed config.json (or a newer generator) to PACKAGE, keeping every hand edit."""
+    try:
+        code = run_regenerate(package, config, revision, dry_run=dry_run, check=check)
+    except ScaffoldError as error:
+        from scaffolder.cli import fail
+
+        fail(error)
+    raise typer.Exit(code=code)
