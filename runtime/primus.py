@@ -23,14 +23,19 @@ Primus. Preset files are looked up relative to the experiment's folder; for a mo
 and for a model preset ``<exp dir>/models/N``, ``<exp dir>/models/F/N``, ``<exp dir>/N``; the
 first existing file wins. ``N`` may omit its ``.yaml`` suffix; an absolute ``N`` is used as is.
 
-Every error is a :class:`PrimusConfigError` with a one-line message.
+:func:`megatron_to_runtime` maps a module's Megatron field names onto the runtime's
+torchtitan-style sections; :func:`load_runtime_sections` does the whole path for
+``--job.config_file <experiment>.yaml``. Every error is a :class:`PrimusConfigError` with a
+one-line message.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +49,9 @@ __all__ = [
     "ResolvedModule",
     "deep_merge",
     "expand_env",
+    "load_runtime_sections",
     "load_yaml_with_extends",
+    "match_flavor",
     "megatron_to_runtime",
     "resolve_experiment",
 ]
@@ -361,7 +368,6 @@ _RENAMES: tuple[tuple[str, str, str, type], ...] = (
     ("lr_warmup_iters", "lr_scheduler", "warmup_steps", int),
     ("tensor_model_parallel_size", "parallelism", "tensor_parallel_degree", int),
     ("pipeline_model_parallel_size", "parallelism", "pipeline_parallel_degree", int),
-    ("context_parallel_size", "parallelism", "context_parallel_degree", int),
     ("save_interval", "checkpoint", "interval", int),
     ("log_interval", "metrics", "log_freq", int),
 )
@@ -516,6 +522,9 @@ def _map_parallel_and_io(params: Mapping[str, Any], sections: dict, notes: list[
             sections["checkpoint"]["folder"] = save
     if _present(params, "load"):
         notes.append("load: Megatron checkpoints are not readable by the runtime")
+    if _present(params, "context_parallel_size"):
+        if _typed(params, "context_parallel_size", int) > 1:
+            notes.append("context_parallel_size: the runtime has no context parallelism")
 
     if "recompute_granularity" in params:
         granularity = params["recompute_granularity"]
@@ -651,7 +660,6 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
                              min_lr_factor <- min_lr / lr},
             "parallelism": {tensor_parallel_degree <- tensor_model_parallel_size,
                             pipeline_parallel_degree <- pipeline_model_parallel_size,
-                            context_parallel_degree <- context_parallel_size,
                             pipeline_parallel_schedule: "1F1B" | "Interleaved1F1B" (pp > 1)},
             "checkpoint": {enable <- save is not null, folder <- save, interval <- save_interval},
             "activation_checkpoint": {mode: none | full | selective <- recompute_granularity},
@@ -667,8 +675,14 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
             rope_low_freq_factor, rope_high_freq_factor,         # llama3 only: Megatron's
             rope_original_max_seq_len,                           # fixed values
           },
-          "notes": [str, ...],               # set fields the runtime cannot honour, one line each
+          "unsupported": [str, ...],         # training settings the runtime cannot honour
+                                             # (data_path, load, context_parallel_size > 1, ...)
+          "architecture_notes": [str, ...],  # model features the runtime's llama models lack
+                                             # or Megatron cannot express (LayerNorm, dropout,
+                                             # q/k/v bias without an output bias, ...)
         }
+
+    Every note is one line naming the field. Section keys are ``runtime.config.JobConfig`` names.
 
     Raises :class:`PrimusConfigError` for a mapped field of the wrong type or inconsistent
     settings (bf16 and fp16 both true, group_query_attention without num_query_groups).
@@ -690,18 +704,133 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
             "metrics",
         )
     }
-    notes: list[str] = []
+    unsupported: list[str] = []
     for megatron_key, section, runtime_key, kind in _RENAMES:
         if _present(params, megatron_key):
             sections[section][runtime_key] = _typed(params, megatron_key, kind)
-    _map_training_extras(params, sections, notes)
-    _map_optimizer(params, sections, notes)
-    _map_parallel_and_io(params, sections, notes)
-    model_args = _map_model_args(params, notes)
+    _map_training_extras(params, sections, unsupported)
+    _map_optimizer(params, sections, unsupported)
+    _map_parallel_and_io(params, sections, unsupported)
+    architecture_notes: list[str] = []
+    model_args = _map_model_args(params, architecture_notes)
     architecture = {key: params[key] for key in ARCHITECTURE_FIELDS if _present(params, key)}
     return {
         "sections": sections,
         "architecture": architecture,
         "model_args": model_args,
-        "notes": notes,
+        "unsupported": unsupported,
+        "architecture_notes": architecture_notes,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment -> runtime.config sections
+# --------------------------------------------------------------------------------------------
+
+# ModelArgs fields that tell one flavor of a package from another.
+FLAVOR_FIELDS: tuple[str, ...] = (
+    "vocab_size",
+    "dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "ffn_dim",
+    "max_seq_len",
+    "norm_eps",
+    "rope_theta",
+)
+
+
+def match_flavor(flavors: Mapping[str, Any], model_args: Mapping[str, Any]) -> str:
+    """The first flavor whose ModelArgs equal ``model_args`` on every FLAVOR_FIELDS key both have.
+
+    ``flavors`` maps flavor names to ModelArgs (a package's ``TrainSpec.model_args``);
+    ``model_args`` is ``megatron_to_runtime(...)["model_args"]``. Raises
+    :class:`PrimusConfigError` naming the first difference from each flavor when none matches.
+    """
+    differences = []
+    for name, args in flavors.items():
+        keys = [key for key in FLAVOR_FIELDS if key in model_args and hasattr(args, key)]
+        mismatch = next((key for key in keys if getattr(args, key) != model_args[key]), None)
+        if mismatch is None:
+            return name
+        differences.append(
+            f"{name}: {mismatch} {getattr(args, mismatch)!r} vs {model_args[mismatch]!r}"
+        )
+    raise PrimusConfigError(
+        "the model preset matches no flavor of the package (" + "; ".join(differences) + ")"
+    )
+
+
+def _training_module(experiment: ResolvedExperiment) -> ResolvedModule:
+    """The Megatron module to train: ``pre_trainer`` if present, else the only Megatron one."""
+    megatron = {n: m for n, m in experiment.modules.items() if m.framework == "megatron"}
+    if "pre_trainer" in megatron:
+        return megatron["pre_trainer"]
+    if len(megatron) == 1:
+        return next(iter(megatron.values()))
+    found = ", ".join(megatron) or "none"
+    raise PrimusConfigError(
+        f"{experiment.path}: expected a megatron module named pre_trainer or exactly one "
+        f"megatron module (found: {found})"
+    )
+
+
+def _package_flavors(experiment_path: Path) -> Mapping[str, Any] | None:
+    """The flavors of the generated package that holds ``experiment_path``, if any."""
+    if not any((folder / "__init__.py").is_file() for folder in experiment_path.parents):
+        return None
+    # Imported here: runtime.package pulls in torch, which resolving YAML alone does not need.
+    from runtime.package import package_dir_from_config_file
+
+    package_dir = package_dir_from_config_file(str(experiment_path))
+    if package_dir is None:
+        return None
+    if str(package_dir.parent) not in sys.path:
+        sys.path.insert(0, str(package_dir.parent))
+    package = importlib.import_module(package_dir.name)
+    imported_from = Path(package.__file__ or "").resolve().parent
+    if imported_from != package_dir.resolve():
+        raise PrimusConfigError(
+            f"package {package_dir.name} is already imported from {imported_from}, "
+            f"not {package_dir}"
+        )
+    if not hasattr(package, "get_train_spec"):
+        return None
+    return package.get_train_spec().model_args
+
+
+def load_runtime_sections(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Read a Primus experiment YAML as ``runtime.config`` sections: ``{section: {key: value}}``.
+
+    The Megatron module (``pre_trainer``, or the only Megatron module) is mapped with
+    :func:`megatron_to_runtime`; empty sections are left out. Added to its sections:
+
+    - ``job``: ``dump_folder`` = Primus's ``workspace/work_group/user_name/exp_name``,
+      ``description`` = the experiment name;
+    - ``model``: ``flavor`` = the flavor of the generated package holding the YAML (found as
+      ``runtime.package`` finds a config file's package) whose ModelArgs the model preset
+      describes; no ``model`` section for a YAML outside a package.
+
+    Raises :class:`PrimusConfigError` when a set training field cannot be honoured (the
+    ``unsupported`` notes) or the model preset matches no flavor of the package. Architecture
+    notes do not stop a run: the runtime builds the package's model, checked by flavor.
+    """
+    experiment = resolve_experiment(path, environ)
+    mapped = megatron_to_runtime(_training_module(experiment))
+    if mapped["unsupported"]:
+        raise PrimusConfigError(
+            f"{experiment.path.name}: the runtime cannot honour " + "; ".join(mapped["unsupported"])
+        )
+    sections = {name: values for name, values in mapped["sections"].items() if values}
+    sections["job"] = {
+        "dump_folder": str(experiment.exp_root),
+        "description": f"Primus experiment {experiment.exp_name}",
+    }
+    flavors = _package_flavors(experiment.path)
+    if flavors is not None:
+        sections["model"] = {"flavor": match_flavor(flavors, mapped["model_args"])}
+    return sections
