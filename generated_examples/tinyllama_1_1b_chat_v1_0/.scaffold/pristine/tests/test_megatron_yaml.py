@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from runtime.primus import ResolvedModule, megatron_to_runtime, resolve_experiment
+from runtime.config import JobConfig
+from runtime.primus import (
+    ResolvedModule,
+    load_runtime_sections,
+    megatron_to_runtime,
+    resolve_experiment,
+)
 from tinyllama_1_1b_chat_v1_0.model.args import ARCHITECTURE, ModelArgs
 
 from .conftest import PACKAGE_DIR
@@ -135,7 +141,15 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     if rope_type in ("linear", "llama3"):
         assert model_args["rope_factor"] == args.rope_factor
 
-    training = mapped["sections"]["training"]
-    assert training["dataset"] == "mock"
-    assert training["seq_len"] == module.params["seq_length"]
-    assert training["global_batch_size"] % training["local_batch_size"] == 0
+    assert mapped["unsupported"] == []
+
+
+def test_experiment_loads_as_runtime_config(module: ResolvedModule):
+    sections = load_runtime_sections(EXPERIMENT, environ={})
+    # The model preset describes the full-size model, so the runtime trains that flavor.
+    assert sections["model"] == {"flavor": "1.1B"}
+    config = JobConfig.from_dict(sections)
+    assert config.training.dataset == "mock"
+    assert config.training.seq_len == module.params["seq_length"]
+    assert config.training.global_batch_size == module.params["global_batch_size"]
+    assert config.training.global_batch_size % config.training.local_batch_size == 0
