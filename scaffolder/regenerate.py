@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -99,7 +99,6 @@ class Plan:
     changes: list[FileChange]
     record: dict[str, str]
     record_changed: bool
-    notes: list[str] = field(default_factory=list)
 
     @property
     def conflicted(self) -> list[str]:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaffolder.merge import merge_file, merge_lines, merge_python
+from scaffolder.merge import DEFAULT_LABELS, merge_file, merge_lines, merge_python
+from scaffolder.merge.python import _line_fallback
 
 MERGE_SETTINGS = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -242,6 +243,23 @@ def test_python_falls_back_to_lines_when_the_structure_is_too_different():
     ours = "def totally():\n    return 'rewritten'\n"
     result = merge_python(BASE_PY, ours, BASE_PY.replace("SCALE = 2", "SCALE = 3"))
     assert result.strategy == "python->lines"
+
+
+def test_python_member_without_final_newline_can_be_followed():
+    base = "def f():\n    return 1\n"
+    ours = "def f():\n    return 2"
+    theirs = base + "\n\ndef g():\n    return 3\n"
+    result = merge_python(base, ours, theirs)
+    assert (result.strategy, result.conflicts) == ("python", 0)
+    assert result.text == "def f():\n    return 2\n\n\ndef g():\n    return 3\n"
+
+
+def test_python_clean_but_invalid_line_merge_becomes_one_conflict():
+    # A clean line merge that is not valid Python is never returned as clean.
+    result = _line_fallback("a = 1\n", "a = (\n", "a = 1\n", DEFAULT_LABELS, all_parse=True)
+    assert result.conflicts == 1 and result.text.startswith("<<<<<<< ours")
+    unparsed = _line_fallback("a = 1\n", "a = (\n", "a = 1\n", DEFAULT_LABELS, all_parse=False)
+    assert (unparsed.text, unparsed.conflicts) == ("a = (\n", 0)
 
 
 def test_merge_file_dispatches_on_extension():

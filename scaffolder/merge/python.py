@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from scaffolder.merge.lines import DEFAULT_LABELS, merge_lines, split_lines
+from scaffolder.merge.lines import DEFAULT_LABELS, conflict_block, merge_lines, split_lines
 from scaffolder.merge.result import MergeResult
 
 Key = tuple[str, ...]
@@ -218,9 +218,16 @@ class _Merger:
     def block(self, base: Block, ours: Block, theirs: Block) -> str:
         """Merge head, members and tail of a module or class."""
         head = self.lines(base.head, ours.head, theirs.head)
-        body = "".join(self.members(base, ours, theirs))
+        body = _join_members(self.members(base, ours, theirs))
         tail = self.lines(base.tail, ours.tail, theirs.tail)
         return head + body + tail
+
+
+def _join_members(texts: list[str]) -> str:
+    """Concatenate member texts, ending each but the last with a newline (a file's last
+    statement may lack one, and another member can now follow it)."""
+    ended = [t if t.endswith("\n") else t + "\n" for t in texts[:-1]]
+    return "".join(ended + texts[-1:])
 
 
 def _insert_position(merged: list[tuple[Key, str]], theirs: Sequence[Member], index: int) -> int:
@@ -253,6 +260,19 @@ def _parses(source: str) -> bool:
     return True
 
 
+def _line_fallback(
+    base: str, ours: str, theirs: str, labels: Sequence[str], all_parse: bool
+) -> MergeResult:
+    """The line merge of the whole file. When all three versions parse (``all_parse``), a
+    conflict-free result that does not parse becomes one whole-file conflict instead, so a clean
+    result is always valid Python."""
+    result = merge_lines(base, ours, theirs, labels)
+    if all_parse and result.conflicts == 0 and not _parses(result.text):
+        block = conflict_block(split_lines(base), split_lines(ours), split_lines(theirs), labels)
+        return MergeResult("".join(block), 1, "python->lines")
+    return MergeResult(result.text, result.conflicts, "python->lines")
+
+
 def merge_python(
     base: str, ours: str, theirs: str, labels: Sequence[str] = DEFAULT_LABELS
 ) -> MergeResult:
@@ -261,16 +281,14 @@ def merge_python(
         return MergeResult(theirs, 0, "python")
     if theirs == base:
         return MergeResult(ours, 0, "python")
-    fallback = merge_lines(base, ours, theirs, labels)
-    fallback = MergeResult(fallback.text, fallback.conflicts, "python->lines")
     try:
         blocks = [parse_block(source) for source in (base, ours, theirs)]
     except (cst.ParserSyntaxError, StructureError):
-        return fallback
+        return _line_fallback(base, ours, theirs, labels, all_parse=False)
     if _too_different(blocks[0], blocks[1]):
-        return fallback
+        return _line_fallback(base, ours, theirs, labels, all_parse=True)
     merger = _Merger(labels)
     text = merger.block(*blocks)
     if merger.conflicts == 0 and not _parses(text):
-        return fallback
+        return _line_fallback(base, ours, theirs, labels, all_parse=True)
     return MergeResult(text, merger.conflicts, "python")

@@ -1,0 +1,436 @@
+"""`scaffold regenerate`: new config in, every hand edit kept (issue 4), on TinyLlama."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scaffolder import regenerate as regen
+from scaffolder.record import PRISTINE_DIR, read_record
+from tests.helpers import REPO_ROOT, run_cli, tinyllama_config, write_config
+
+PACKAGE = "tinyllama"
+YAML = f"megatron/models/{PACKAGE}.yaml"
+LONGER_CONTEXT = {
+    "rope_scaling": {"type": "linear", "factor": 2.0},
+    "max_position_embeddings": 4096,
+    "num_hidden_layers": 24,
+}
+PROPERTY_SETTINGS = settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def base_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TinyLlama package rendered once from a local copy of its config."""
+    root = tmp_path_factory.mktemp("base")
+    config = write_config(root, tinyllama_config())
+    result = run_cli("new-model", str(config), "--name", PACKAGE, "--output", str(root / "out"))
+    assert result.exit_code == 0, result.output
+    return root / "out" / PACKAGE
+
+
+def fresh_copy(base: Path, parent: Path) -> Path:
+    """A private copy of the base package under ``parent``."""
+    return Path(shutil.copytree(base, parent / "work" / PACKAGE, symlinks=True))
+
+
+@pytest.fixture
+def package(base_package: Path, tmp_path: Path) -> Path:
+    return fresh_copy(base_package, tmp_path)
+
+
+def new_config(folder: Path, **changes) -> str:
+    """Write TinyLlama's config with ``changes`` as ``new.json``; return its path."""
+    return str(write_config(folder, tinyllama_config(**changes), "new.json"))
+
+
+def regenerate(package: Path, *args: str):
+    return run_cli("regenerate", str(package), *args)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (record included), by relative path."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def insert_in_body(text: str, def_prefix: str, line: str) -> str:
+    """Insert ``line`` as the first body line of the first def whose line starts ``def_prefix``."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, item in enumerate(lines) if item.lstrip().startswith(def_prefix))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(":"))
+    indent = len(lines[start]) - len(lines[start].lstrip()) + 4
+    lines.insert(end + 1, " " * indent + line + "\n")
+    return "".join(lines)
+
+
+def edit(path: Path, change) -> None:
+    path.write_text(change(path.read_text()))
+
+
+def conflict_sides(text: str) -> tuple[str, str]:
+    """The ours and theirs sections of the first conflict block in ``text``."""
+    match = re.search(
+        r"^<<<<<<< .*?\n(.*?)^\|\|\|\|\|\|\| .*?\n.*?^=======\n(.*?)^>>>>>>> ", text, re.M | re.S
+    )
+    assert match, text
+    return match.group(1), match.group(2)
+
+
+# ---------------------------------------------------------------- issue 4 scenarios
+
+
+USER_FUNCTION = (
+    "\n\ndef count_blocks(model: Transformer) -> int:\n"
+    '    """Ours."""\n'
+    "    return len(model.layers)\n"
+)
+USER_COMMENT = "# Tuned for our cluster: keep TP first."
+README_LINE = "Team note: checkpoints live in /data/ckpt."
+
+
+def test_longer_context_and_more_layers_keep_every_edit_and_tests_pass(package, tmp_path):
+    edit(package / "model/model.py", lambda t: t + USER_FUNCTION)
+    edit(
+        package / "infra/parallelize.py",
+        lambda t: insert_in_body(t, "def parallelize_", USER_COMMENT),
+    )
+    edit(package / "README.md", lambda t: t + README_LINE + "\n")
+
+    result = regenerate(package, "--config", new_config(tmp_path, **LONGER_CONTEXT))
+
+    assert result.exit_code == 0, result.output
+    for change in (
+        "n_layers (num_hidden_layers): 22 -> 24",
+        "max_seq_len (max_position_embeddings): 2048 -> 4096",
+        "rope.type (rope_scaling / rope_parameters): 'default' -> 'linear'",
+        "rope.factor (rope_scaling / rope_parameters): None -> 2.0",
+    ):
+        assert change in result.output
+    assert re.search(r"merged\s+model/model\.py", result.output)
+    assert USER_FUNCTION in (package / "model/model.py").read_text()
+    assert "    " + USER_COMMENT + "\n" in (package / "infra/parallelize.py").read_text()
+    assert README_LINE in (package / "README.md").read_text()
+    assert "num_layers: 24" in (package / YAML).read_text()
+    assert json.loads((package / "hf_config.json").read_text())["num_hidden_layers"] == 24
+    assert read_record(package).spec["rope"]["type"] == "linear"
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    tests = subprocess.run(
+        # All generated tests but the loss/gradient one, which repeats the logits check's
+        # numerics at the same debug dims and is the slowest by far.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "not gradients",
+            PACKAGE,
+        ],
+        cwd=package.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+
+
+def test_user_edit_of_the_changed_yaml_line_conflicts_with_both_values(package, tmp_path):
+    text = (package / YAML).read_text()
+    original = next(line for line in text.splitlines() if line.startswith("num_layers:"))
+    (package / YAML).write_text(text.replace(original, "num_layers: 20  # trimmed for our budget"))
+
+    result = regenerate(package, "--config", new_config(tmp_path, num_hidden_layers=24))
+
+    assert result.exit_code == 1, result.output
+    assert re.search(rf"conflicts\s+1 file\(s\): {re.escape(YAML)}", result.output)
+    ours, theirs = conflict_sides((package / YAML).read_text())
+    assert "num_layers: 20  # trimmed for our budget" in ours
+    assert "num_layers: 24" in theirs
+    assert json.loads((package / "hf_config.json").read_text())["num_hidden_layers"] == 24
+
+    again = regenerate(package, "--check")
+    assert again.exit_code == 2 and "conflict markers" in again.output
+
+
+TIE_CHECK = """
+import json, torch
+from {pkg} import get_train_spec
+from {pkg}.model.args import ModelArgs
+spec = get_train_spec()
+args = ModelArgs.from_hf(json.load(open("{pkg}/hf_config.json")))
+with torch.device("meta"):
+    model = spec.model_cls(args)
+assert model.output.weight is model.tok_embeddings.weight
+hf_keys = spec.state_dict_adapter(args, None).to_hf(model.state_dict())
+assert "lm_head.weight" not in hf_keys and "model.embed_tokens.weight" in hf_keys
+"""
+
+
+def test_tie_word_embeddings_flip_reaches_model_and_adapter(package, tmp_path):
+    from scaffolder.generate import render_resolved
+    from scaffolder.source import resolve_source
+
+    comment = "# ours: logits stay fp32"
+    add_comment = lambda t: insert_in_body(t, "def forward(self, tokens", comment)  # noqa: E731
+    edit(package / "model/model.py", add_comment)
+    config = new_config(tmp_path, tie_word_embeddings=True)
+
+    result = regenerate(package, "--config", config)
+
+    assert result.exit_code == 0, result.output
+    assert "tie_word_embeddings (tie_word_embeddings): False -> True" in result.output
+    fresh = render_resolved(resolve_source(config), PACKAGE).files
+    adapter = "model/state_dict_adapter.py"
+    assert (package / adapter).read_text() == fresh[adapter]
+    assert (package / "model/model.py").read_text() == add_comment(fresh["model/model.py"])
+    check = subprocess.run(
+        [sys.executable, "-c", TIE_CHECK.format(pkg=PACKAGE)],
+        cwd=package.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert check.returncode == 0, check.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- --check, --dry-run, files
+
+
+def test_check_over_generated_examples(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    examples = sorted(
+        p.parent.parent for p in (REPO_ROOT / "generated_examples").glob("*/.scaffold/source.json")
+    )
+    assert examples, "generated_examples/ holds no package with a .scaffold/ record"
+    for example in examples:
+        result = regenerate(example, "--check")
+        assert result.exit_code == 0, result.output
+
+
+def test_check_and_dry_run_report_drift_and_write_nothing(package, tmp_path):
+    before = snapshot(package)
+    config = new_config(tmp_path, num_hidden_layers=24)
+
+    check = regenerate(package, "--config", config, "--check")
+    dry = regenerate(package, "--config", config, "--dry-run")
+
+    assert check.exit_code == 1 and "would change: " in check.output and YAML in check.output
+    assert dry.exit_code == 0, dry.output
+    assert f"--- a/{YAML}\n+++ b/{YAML}\n" in dry.output
+    assert "\n-num_layers: 22" in dry.output and "\n+num_layers: 24" in dry.output
+    assert snapshot(package) == before
+    current = regenerate(package, "--check")
+    assert current.exit_code == 0 and "is up to date" in current.output, current.output
+
+
+def test_added_dropped_and_deleted_files_are_handled_and_reported(package):
+    pristine = package / PRISTINE_DIR
+    for root in (pristine, package):  # the previous render had these two; the new one does not
+        (root / "infra/legacy.py").write_text("LEGACY = 1\n")
+        (root / "infra/tuned.py").write_text("PLAN = 1\n")
+        (root / "infra/pipeline.py").unlink()  # ... and lacked this one
+    (package / "infra/tuned.py").write_text("PLAN = 2  # ours\n")
+    (package / "README.md").unlink()
+    (package / "NOTES.md").write_text("ours, not generated\n")
+
+    result = regenerate(package)  # the recorded (local) source, unchanged
+
+    assert result.exit_code == 0, result.output
+    for action, path in [
+        ("removed", "infra/legacy.py"),
+        ("kept", "infra/tuned.py"),
+        ("added", "infra/pipeline.py"),
+        ("deleted", "README.md"),
+    ]:
+        assert re.search(rf"{action}\s+{re.escape(path)}", result.output), result.output
+    assert not (package / "infra/legacy.py").exists()
+    assert (package / "infra/tuned.py").read_text() == "PLAN = 2  # ours\n"
+    assert (package / "infra/pipeline.py").read_text() == (
+        pristine / "infra/pipeline.py"
+    ).read_text()
+    assert not (package / "README.md").exists() and (pristine / "README.md").is_file()
+    assert (package / "NOTES.md").read_text() == "ours, not generated\n"
+    assert (
+        not (pristine / "infra/legacy.py").exists() and not (pristine / "infra/tuned.py").exists()
+    )
+    assert regenerate(package, "--check").exit_code == 0
+
+
+# ---------------------------------------------------------------- atomic writes, bad input
+
+
+def test_interrupted_regenerate_leaves_the_package_as_it_was(package, tmp_path, monkeypatch):
+    before = snapshot(package)
+    real_put, written = regen._put, []
+
+    def put_then_fail(root: Path, relpath: str, text: str | None) -> None:
+        if len(written) == 3:
+            raise OSError("No space left on device")
+        written.append(relpath)
+        real_put(root, relpath, text)
+
+    monkeypatch.setattr(regen, "_put", put_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        regen.run_regenerate(package, Path(new_config(tmp_path, num_hidden_layers=24)))
+
+    assert snapshot(package) == before
+    assert [p.name for p in package.parent.iterdir()] == [PACKAGE]
+
+
+def test_swap_without_atomic_exchange_falls_back_to_renames(package, tmp_path, monkeypatch):
+    monkeypatch.setattr(regen, "_exchange", lambda first, second: False)
+    result = regenerate(package, "--config", new_config(tmp_path, num_hidden_layers=24))
+    assert result.exit_code == 0, result.output
+    assert "num_layers: 24" in (package / YAML).read_text()
+    assert [p.name for p in package.parent.iterdir()] == [PACKAGE]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["{missing}"], "does not exist"),
+        (["{empty}"], "no complete regeneration record"),
+        (["{pkg}", "--config", "{cfg}", "--revision", "main"], "not both"),
+        (["{pkg}", "--revision", "main"], "--revision applies to hub sources"),
+        (["{pkg}", "--config", "{bad}"], "num_key_value_heads"),
+        (["{pkg}", "--config", "{missing}"], "not an existing config file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(package, tmp_path, args, needle):
+    (tmp_path / "empty").mkdir()
+    bad = write_config(tmp_path, tinyllama_config(num_key_value_heads=5), "bad.json")
+    paths = {
+        "missing": tmp_path / "missing",
+        "empty": tmp_path / "empty",
+        "pkg": package,
+        "cfg": new_config(tmp_path),
+        "bad": bad,
+    }
+    before = snapshot(package)
+    result = run_cli("regenerate", *(arg.format(**paths) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1
+    assert snapshot(package) == before
+
+
+# ---------------------------------------------------------------- properties
+
+config_changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "num_hidden_layers": st.integers(2, 30),
+        "max_position_embeddings": st.sampled_from([2048, 4096, 8192]),
+        "rope_scaling": st.sampled_from(
+            [
+                {"type": "linear", "factor": 2.0},
+                {"type": "dynamic", "factor": 4.0},
+                {
+                    "rope_type": "llama3",
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 2048,
+                },
+            ]
+        ),
+        "tie_word_embeddings": st.booleans(),
+        "num_key_value_heads": st.sampled_from([1, 2, 8, 32]),
+        "intermediate_size": st.sampled_from([4096, 8192]),
+        "attention_bias": st.booleans(),
+        "rope_theta": st.sampled_from([10000.0, 500000.0]),
+    },
+)
+
+
+@st.composite
+def user_edits(draw) -> list[tuple[str, str, int]]:
+    """Random hand edits: (kind, text, position seed)."""
+    kinds = ["comment-in-function", "add-function", "readme-line", "toml-comment", "yaml-change"]
+    return [
+        (draw(st.sampled_from(kinds)), f"user-edit-{n}", draw(st.integers(0, 10_000)))
+        for n in range(draw(st.integers(0, 4)))
+    ]
+
+
+def apply_edit(package: Path, kind: str, tag: str, seed: int) -> tuple[str, str]:
+    """Make one hand edit; return (file, the line the user wrote)."""
+    if kind in ("comment-in-function", "add-function"):
+        path = package / "model/model.py"
+        text = path.read_text()
+        if kind == "add-function":
+            name = tag.replace("-", "_")
+            path.write_text(text + f"\n\ndef {name}() -> str:\n    return {tag!r}\n")
+            return "model/model.py", f"return {tag!r}"
+        defs = [line.strip() for line in text.splitlines() if line.lstrip().startswith("def ")]
+        path.write_text(insert_in_body(text, defs[seed % len(defs)], f"# {tag}"))
+        return "model/model.py", f"# {tag}"
+    relpath = {"readme-line": "README.md", "toml-comment": "train_configs/debug_model.toml"}.get(
+        kind, YAML
+    )
+    lines = (package / relpath).read_text().splitlines(keepends=True)
+    if kind == "yaml-change":
+        values = [i for i, line in enumerate(lines) if re.match(r"^\w+: ", line)]
+        at = values[seed % len(values)]
+        lines[at] = lines[at].rstrip("\n") + f"  # {tag}\n"
+        new_line = lines[at].strip()
+    else:
+        new_line = f"{tag} note" if kind == "readme-line" else f"# {tag}"
+        lines.insert(seed % (len(lines) + 1), new_line + "\n")
+    (package / relpath).write_text("".join(lines))
+    return relpath, new_line
+
+
+@PROPERTY_SETTINGS
+@given(changes=config_changes, edits=user_edits())
+def test_property_hand_edits_survive_any_config_change(
+    base_package, tmp_path_factory, changes, edits
+):
+    folder = tmp_path_factory.mktemp("prop")
+    package = fresh_copy(base_package, folder)
+    written = [apply_edit(package, *edit_) for edit_ in edits]
+
+    result = regenerate(package, "--config", new_config(folder, **changes))
+
+    assert result.exit_code in (0, 1), result.output
+    for relpath, line in written:
+        assert line in {item.strip() for item in (package / relpath).read_text().splitlines()}
+
+
+@PROPERTY_SETTINGS
+@given(changes=config_changes)
+def test_property_unedited_package_regenerates_without_conflict(
+    base_package, tmp_path_factory, changes
+):
+    folder = tmp_path_factory.mktemp("prop")
+    package = fresh_copy(base_package, folder)
+
+    result = regenerate(package, "--config", new_config(folder, **changes))
+
+    assert result.exit_code == 0, result.output
+    assert "conflict" not in result.output
+    record = read_record(package)
+    on_disk = {rel: (package / rel).read_text() for rel in record.pristine}
+    assert on_disk == record.pristine
