@@ -100,11 +100,14 @@ def new_model(
     elapsed = time.perf_counter() - started
     console.print(f"[bold]source[/]   {resolved.description}")
     console.print(f"[bold]sha256[/]   {resolved.sha256}")
+    positions = f"rope {spec.rope.type}" if spec.rope else "learned positions"
     console.print(
         f"[bold]model[/]    {spec.model_type} ({spec.hf_architecture}), {spec.size_name} parameters: "
         f"{spec.n_layers} layers, hidden {spec.dim}, {spec.n_heads} heads / "
-        f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, rope {spec.rope.type}"
+        f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, {positions}"
     )
+    for warning in spec.warnings:
+        console.print(f"[bold yellow]warning[/]  {warning}")
     console.print(
         f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) to {destination} "
         f"in {elapsed:.1f}s"

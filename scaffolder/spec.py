@@ -59,7 +59,7 @@ class ArchSpec:
     ffn_dim: int
     max_seq_len: int
     norm_eps: float
-    rope: RopeSpec
+    rope: RopeSpec | None  # None: no rotary embedding (learned positions, e.g. gpt2)
     tie_word_embeddings: bool
     attention_bias: bool
     mlp_bias: bool
@@ -72,6 +72,9 @@ class ArchSpec:
     parts: dict[str, str] = field(default_factory=lambda: dict(LLAMA_PARTS))
     # Family-specific switches and values (validated), e.g. {"sliding_window": 4096}.
     features: dict[str, Any] = field(default_factory=dict)
+    # One line each, printed by `scaffold new-model`: what the package or its Megatron YAML
+    # cannot carry over from the config (e.g. "Megatron has no attention logit soft-capping").
+    warnings: tuple[str, ...] = ()
 
     @property
     def uses_gqa(self) -> bool:
