@@ -480,10 +480,12 @@ def regenerate_command(
     ] = False,
 ) -> None:
     """Apply a changed config.json (or a newer generator) to PACKAGE, keeping every hand edit."""
+    from scaffolder.cli import fail
+
     try:
         code = run_regenerate(package, config, revision, dry_run=dry_run, check=check)
     except ScaffoldError as error:
-        from scaffolder.cli import fail
-
         fail(error)
+    except OSError as error:  # the staged copy could not be written: nothing was swapped in
+        fail(ScaffoldError(f"could not write {package} ({error}); the package is unchanged"))
     raise typer.Exit(code=code)

@@ -293,9 +293,13 @@ def test_interrupted_regenerate_leaves_the_package_as_it_was(package, tmp_path, 
         real_put(root, relpath, text)
 
     monkeypatch.setattr(regen, "_put", put_then_fail)
-    with pytest.raises(OSError, match="No space left"):
-        regen.run_regenerate(package, Path(new_config(tmp_path, num_hidden_layers=24)))
+    result = regenerate(package, "--config", new_config(tmp_path, num_hidden_layers=24))
 
+    assert result.exit_code == 2
+    assert (
+        "No space left on device" in result.output and "the package is unchanged" in result.output
+    )
+    assert len(written) == 3
     assert snapshot(package) == before
     assert [p.name for p in package.parent.iterdir()] == [PACKAGE]
 
