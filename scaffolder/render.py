@@ -142,7 +142,7 @@ def render_package(spec: ArchSpec, package_name: str, source: SourceInfo) -> dic
 def ruff_args(package_name: str) -> list[str]:
     """The style generated packages follow: ruff defaults, 100 columns, our imports first-party."""
     first_party = f"lint.isort.known-first-party = ['runtime', {package_name!r}]"
-    return ["--isolated", "--line-length", "100", "--config", first_party]
+    return ["--isolated", "--no-cache", "--line-length", "100", "--config", first_party]
 
 
 def format_python(folder: Path, package_name: str) -> None:
@@ -162,6 +162,12 @@ def format_python(folder: Path, package_name: str) -> None:
 # ---------------------------------------------------------------- writing
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_package(files: Mapping[str, str], destination: Path, *, force: bool = False) -> None:
     """Write ``files`` under ``destination`` atomically: all of them, or nothing.
 
@@ -179,6 +185,7 @@ def write_package(files: Mapping[str, str], destination: Path, *, force: bool = 
     except OSError as exc:
         raise ScaffoldError(f"cannot create output folder {parent}: {exc.strerror}") from None
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
+    staging.chmod(0o777 & ~_current_umask())
     try:
         for relpath, text in files.items():
             target = staging / relpath
