@@ -27,6 +27,7 @@ class ParallelDims:
     pp: int
     world_size: int
     world_mesh: DeviceMesh | None = field(default=None, init=False, repr=False)
+    _flat_dp_mesh: DeviceMesh | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -105,8 +106,7 @@ class ParallelDims:
             device_type, tuple(sizes[name] for name in names), mesh_dim_names=tuple(names)
         )
         dp_names = tuple(name for name in ("dp_replicate", "dp_shard") if name in names)
-        if dp_names:
-            mesh[dp_names]._flatten("dp")
+        self._flat_dp_mesh = mesh[dp_names]._flatten("dp") if dp_names else None
         self.world_mesh = mesh
         return mesh
 
@@ -122,10 +122,8 @@ class ParallelDims:
     @property
     def dp_mesh(self) -> DeviceMesh | None:
         """The flattened data-parallel mesh (for data loading), None without data parallelism."""
-        mesh = self._require_mesh()
-        if not self.dp_enabled:
-            return None
-        return mesh["dp"]
+        self._require_mesh()
+        return self._flat_dp_mesh if self.dp_enabled else None
 
     @property
     def fsdp_mesh(self) -> DeviceMesh | None:

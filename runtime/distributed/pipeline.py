@@ -140,6 +140,10 @@ def pipeline_llm(
     ``(schedule, model_parts, has_first_stage, has_last_stage)``; call
     ``schedule.step(inputs, target=labels, losses=[])`` on every pp rank (inputs on the first
     stage, target on the last).
+
+    The schedule divides each microbatch loss by the number of microbatches instead of scaling
+    gradients after the step, so gradients accumulate exactly across several ``step`` calls
+    and the microbatch losses it reports sum to the batch mean.
     """
     pp_mesh = parallel_dims.pp_mesh
     pp_degree, pp_rank = pp_mesh.size(), pp_mesh.get_local_rank()
@@ -170,10 +174,27 @@ def pipeline_llm(
     return schedule, parts, has_first, has_last
 
 
+class _MicrobatchMeanLoss:
+    """``loss_fn / n_microbatches``: the schedule's gradients then sum to the batch mean."""
+
+    def __init__(self, loss_fn: Callable[..., torch.Tensor], n_microbatches: int):
+        self.loss_fn = loss_fn
+        self.n_microbatches = n_microbatches
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(output, target) / self.n_microbatches
+
+
 def _build_schedule(name: str, stages: list[PipelineStage], n_microbatches: int, loss_fn: Any):
     schedule_cls = SCHEDULES[name]
+    kwargs = {
+        "n_microbatches": n_microbatches,
+        "loss_fn": _MicrobatchMeanLoss(loss_fn, n_microbatches),
+        # Scaling after each step would rescale gradients accumulated by earlier steps too.
+        "scale_grads": False,
+    }
     if issubclass(schedule_cls, PipelineScheduleMulti):
-        return schedule_cls(stages, n_microbatches=n_microbatches, loss_fn=loss_fn)
+        return schedule_cls(stages, **kwargs)
     if len(stages) != 1:
         raise ConfigError(f"pipeline: schedule {name} needs exactly one stage per rank")
-    return schedule_cls(stages[0], n_microbatches=n_microbatches, loss_fn=loss_fn)
+    return schedule_cls(stages[0], **kwargs)

@@ -1,0 +1,120 @@
+"""Process-group setup, seeding and gradient clipping across DTensors and pipeline stages."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import DTensor
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def world_size_from_env() -> int:
+    """``WORLD_SIZE`` as set by torchrun (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(timeout_s: int = 600) -> torch.device:
+    """Join the default process group (once) and return this rank's device.
+
+    Under torchrun the environment names the rendezvous; a plain ``python -m runtime.train`` runs
+    as a one-rank group on a free local port. CUDA ranks use NCCL (plus gloo for CPU
+    collectives); CPU ranks use gloo.
+    """
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return device
+    if "RANK" not in os.environ:
+        os.environ.update(
+            {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+        )
+        os.environ["MASTER_PORT"] = str(free_port())
+    backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return device
+
+
+def set_seed(seed: int, deterministic: bool) -> None:
+    """Seed every RNG the same on all ranks; optionally force deterministic kernels."""
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def _group_key(grad: torch.Tensor) -> tuple:
+    if isinstance(grad, DTensor):
+        return (grad.device_mesh, tuple(grad.placements))
+    return (None, ())
+
+
+def _group_grads(parameters: Iterable[torch.Tensor]) -> dict[tuple, list[torch.Tensor]]:
+    groups: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+    for param in parameters:
+        if param.grad is not None:
+            groups[_group_key(param.grad)].append(param.grad)
+    return groups
+
+
+def _norm_of(grads: list[torch.Tensor], norm_type: float) -> torch.Tensor:
+    total = torch.nn.utils.get_total_norm(grads, norm_type=norm_type, foreach=True)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    return total.float()
+
+
+def clip_grad_norm_(
+    parameters: Iterable[torch.Tensor],
+    max_norm: float,
+    norm_type: float = 2.0,
+    pp_mesh: DeviceMesh | None = None,
+) -> torch.Tensor:
+    """Clip gradients by their global norm; returns the norm before clipping.
+
+    Gradients may be DTensors on different meshes and placements (FSDP, TP, both): each group
+    reduces to a full norm, the groups combine, and pipeline stages add their parts over
+    ``pp_mesh``. Every rank ends with the same norm and scale.
+    """
+    groups = _group_grads(parameters)
+    norms = [_norm_of(grads, norm_type) for grads in groups.values()]
+    if norms:
+        stacked = torch.stack([norm.to(norms[0].device) for norm in norms])
+        total = torch.linalg.vector_norm(stacked, ord=norm_type)
+    else:
+        total = torch.zeros((), device="cpu")
+    if pp_mesh is not None:
+        total = _reduce_over_stages(total, norm_type, pp_mesh)
+    scale = min(1.0, max_norm / (float(total) + 1e-6))
+    if scale < 1.0:
+        for grads in groups.values():
+            torch._foreach_mul_(grads, scale)
+    return total
+
+
+def _reduce_over_stages(total: torch.Tensor, norm_type: float, pp_mesh: DeviceMesh):
+    group = pp_mesh.get_group()
+    if math.isinf(norm_type):
+        dist.all_reduce(total, op=dist.ReduceOp.MAX, group=group)
+        return total
+    total = total**norm_type
+    dist.all_reduce(total, op=dist.ReduceOp.SUM, group=group)
+    return total ** (1.0 / norm_type)

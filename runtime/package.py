@@ -1,0 +1,77 @@
+"""Find the model package a training config names and its TrainSpec."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from runtime.config import ConfigError
+from runtime.protocols import TrainSpec, get_train_spec
+
+
+def package_dir_from_config_file(config_file: str) -> Path | None:
+    """The top package folder holding ``config_file`` (``<pkg>/train_configs/x.toml`` -> ``<pkg>``).
+
+    Walks up from the file to the first folder with an ``__init__.py``, then on while the parent
+    is a package too; None when the file is not inside a package.
+    """
+    if not config_file:
+        return None
+    folder = Path(config_file).resolve().parent
+    while folder != folder.parent and not (folder / "__init__.py").is_file():
+        folder = folder.parent
+    if not (folder / "__init__.py").is_file():
+        return None
+    while (folder.parent / "__init__.py").is_file():
+        folder = folder.parent
+    return folder
+
+
+def _import_from_folder(package_dir: Path) -> ModuleType:
+    if not (package_dir / "__init__.py").is_file():
+        raise ConfigError(f"model.package_dir {package_dir} is not a Python package")
+    parent = str(package_dir.parent)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    return importlib.import_module(package_dir.name)
+
+
+def _import_by_name(name: str) -> ModuleType:
+    if not name:
+        raise ConfigError("model.name is empty: name the model package to train")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.split(".")[0] == exc.name.split(".")[0]:
+            raise ConfigError(
+                f"model package '{name}' not found; put its parent folder on PYTHONPATH, "
+                "set model.package_dir, or use a config file inside the package"
+            ) from None
+        raise
+
+
+def import_model_package(job_config: Any) -> ModuleType:
+    """Import the package: ``model.package_dir``, else the config file's package, else by name."""
+    if job_config.model.package_dir:
+        return _import_from_folder(Path(job_config.model.package_dir).resolve())
+    package_dir = package_dir_from_config_file(job_config.job.config_file)
+    if package_dir is not None:
+        return _import_from_folder(package_dir)
+    return _import_by_name(job_config.model.name)
+
+
+def resolve_train_spec(job_config: Any) -> tuple[TrainSpec, Path]:
+    """Import the model package and return its TrainSpec and folder; checks the flavor."""
+    module = import_model_package(job_config)
+    if hasattr(module, "get_train_spec"):
+        spec = module.get_train_spec()
+    else:
+        spec = get_train_spec(job_config.model.name or module.__name__)
+    flavor = job_config.model.flavor
+    if flavor not in spec.model_args:
+        known = ", ".join(spec.model_args)
+        raise ConfigError(f"model.flavor '{flavor}' is not a flavor of {spec.name} ({known})")
+    return spec, Path(module.__file__).resolve().parent

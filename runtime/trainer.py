@@ -1,0 +1,353 @@
+"""The training loop: build, parallelize, initialize, train, checkpoint, export.
+
+``Trainer(job_config)`` validates the config against the world size and the model before any
+process group exists (so bad input fails fast with a ``ConfigError``); ``Trainer.train()`` runs
+the job and returns the logged losses. Several trainers can run one after another in one
+process group (the tests use that to compare parallelisms cheaply).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+from runtime.checkpoint import CheckpointManager, ModelState, TrainState
+from runtime.config import ConfigError, JobConfig
+from runtime.distributed import ParallelDims
+from runtime.distributed.parallelize import dtype_from_name
+from runtime.distributed.utils import (
+    clip_grad_norm_,
+    init_distributed,
+    set_seed,
+    world_size_from_env,
+)
+from runtime.hf import export_hf, import_hf
+from runtime.metrics import MetricsLogger, StepMetrics, memory_gib, peak_flops
+from runtime.package import resolve_train_spec
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports back: losses by step, the last step, the HF export folder."""
+
+    losses: dict[int, float] = field(default_factory=dict)
+    final_step: int = 0
+    resumed_from: int | None = None
+    hf_folder: Path | None = None
+
+
+def gradient_accumulation_steps(job_config: JobConfig, dp_degree: int) -> int:
+    """Micro-steps per optimizer step so that ``global_batch_size`` holds on ``dp_degree``."""
+    local = job_config.training.local_batch_size
+    global_batch = job_config.training.global_batch_size
+    if global_batch == -1:
+        return 1
+    per_step = local * dp_degree
+    if global_batch % per_step:
+        raise ConfigError(
+            f"training.global_batch_size {global_batch} must be a multiple of local_batch_size "
+            f"{local} x data-parallel degree {dp_degree} = {per_step}"
+        )
+    return global_batch // per_step
+
+
+class Trainer:
+    """One training job (see module docstring).
+
+    ``world_size`` defaults to torchrun's ``WORLD_SIZE``; pass it to validate a config for a
+    launch that has not started yet.
+    """
+
+    def __init__(self, job_config: JobConfig, world_size: int | None = None):
+        self.job_config = job_config
+        self.spec, self.package_dir = resolve_train_spec(job_config)
+        self.model_args = copy.deepcopy(self.spec.model_args[job_config.model.flavor])
+        try:
+            self.model_args.update_from_config(job_config)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.parallel_dims = ParallelDims.from_config(job_config.parallelism, world_size_from_env())
+        self._check_model_fits()
+        self.accum_steps = gradient_accumulation_steps(job_config, self.parallel_dims.dp_degree)
+        self.global_batch = (
+            job_config.training.local_batch_size * self.parallel_dims.dp_degree * self.accum_steps
+        )
+
+    def _check_model_fits(self) -> None:
+        args = self.model_args
+        n_heads = getattr(args, "n_heads", None)
+        if n_heads is not None:
+            self.parallel_dims.check_model(
+                args.n_layers, n_heads, getattr(args, "n_kv_heads", None)
+            )
+        if self.parallel_dims.pp_enabled and self.spec.pipelining_fn is None:
+            raise ConfigError(f"model {self.spec.name} has no pipelining_fn; set pp degree to 1")
+
+    # ----- building -------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        self.device = init_distributed()
+        self.rank = dist.get_rank()
+        self._keep_fp32_on_cpu()
+        set_seed(self.job_config.training.seed, self.job_config.training.deterministic)
+        with torch.device("meta"):
+            model = self.spec.model_cls(self.model_args)
+        seq_len = self.job_config.training.seq_len
+        self.n_params, self.flops_per_token = self.model_args.get_nparams_and_flops(model, seq_len)
+        self.parallel_dims.build_mesh(self.device.type)
+        self.loss_fn = self.spec.build_loss_fn(self.job_config)
+        self._parallelize(model)
+        self._materialize()
+        self.optimizers = self.spec.build_optimizers_fn(
+            self.model_parts, self.job_config, self.parallel_dims
+        )
+        self.lr_schedulers = self.spec.build_lr_schedulers_fn(self.optimizers, self.job_config)
+        self._build_data()
+        self.train_state = TrainState()
+        self.checkpointer = CheckpointManager(self._states(), self.job_config)
+        self.resumed_from = self._load_initial_state()
+        param_dtype = dtype_from_name(self.job_config.training.mixed_precision_param)
+        self.peak_flops = peak_flops(self.device, param_dtype)
+        self.metrics = MetricsLogger(self.job_config, is_writer=self.rank == 0)
+
+    def _keep_fp32_on_cpu(self) -> None:
+        training = self.job_config.training
+        if self.device.type == "cpu" and training.mixed_precision_param != "float32":
+            if dist.get_rank() == 0:
+                print("note: CPU run, training in float32 (mixed precision is for GPUs)")
+            training.mixed_precision_param = "float32"
+
+    def _scaled_loss(self) -> Callable[..., torch.Tensor]:
+        loss_fn, accum = self.loss_fn, self.accum_steps
+
+        def scaled(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return loss_fn(logits, labels) / accum
+
+        return scaled
+
+    def _parallelize(self, model: nn.Module) -> None:
+        dims, config = self.parallel_dims, self.job_config
+        if dims.pp_enabled:
+            schedule, parts, first, last = self.spec.pipelining_fn(
+                model,
+                dims,
+                config,
+                self.device,
+                self.model_args,
+                self.spec.parallelize_fn,
+                self._scaled_loss(),
+            )
+            self.schedule, self.model_parts = schedule, parts
+            self.has_first_stage, self.has_last_stage = first, last
+        else:
+            self.schedule = None
+            self.model_parts = [self.spec.parallelize_fn(model, dims, config)]
+            self.has_first_stage = self.has_last_stage = True
+
+    def _materialize(self) -> None:
+        for part in self.model_parts:
+            part.to_empty(device=self.device)
+            with torch.no_grad():
+                part.init_weights(buffer_device=self.device)
+            part.train()
+
+    def _init_full_model(self) -> None:
+        """Initialize every part from one full CPU model seeded with ``training.seed``.
+
+        The values do not depend on the parallelism, so 1 and N ranks start identically.
+        """
+        torch.manual_seed(self.job_config.training.seed)
+        full = self.spec.model_cls(self.model_args)
+        with torch.no_grad():
+            full.init_weights(buffer_device=torch.device("cpu"))
+        state = full.state_dict()
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        for part in self.model_parts:
+            set_model_state_dict(part, state, options=options)
+        del full, state
+
+    def _build_data(self) -> None:
+        dims = self.parallel_dims
+        tokenizer = None
+        if self.spec.build_tokenizer_fn is not None:
+            tokenizer = self.spec.build_tokenizer_fn(self.job_config)
+        self.dataloader = self.spec.build_dataloader_fn(
+            dims.dp_degree,
+            dims.dp_rank,
+            tokenizer,
+            self.job_config,
+            vocab_size=getattr(self.model_args, "vocab_size", None),
+        )
+
+    def _states(self) -> dict[str, Any]:
+        return {
+            "model": ModelState(self.model_parts),
+            "optimizer": self.optimizers,
+            "lr_scheduler": self.lr_schedulers,
+            "dataloader": self.dataloader,
+            "train_state": self.train_state,
+        }
+
+    def _load_initial_state(self) -> int | None:
+        """Resume the latest checkpoint, else load initial weights, else seed-initialize."""
+        step = self.checkpointer.load_latest()
+        if step is not None:
+            self._say(f"resumed from checkpoint step {step}")
+            return step
+        config = self.job_config.checkpoint
+        if config.initial_load_path and config.initial_load_in_hf:
+            self._import_hf(Path(config.initial_load_path))
+        elif config.initial_load_path:
+            self.checkpointer.load_from(config.initial_load_path)
+            self._say(f"loaded initial weights from {config.initial_load_path}")
+        elif self.job_config.training.init == "full":
+            self._init_full_model()
+        return None
+
+    def _adapter(self) -> Any:
+        if self.spec.state_dict_adapter is None:
+            raise ConfigError(f"model {self.spec.name} has no state_dict_adapter for HF weights")
+        return self.spec.state_dict_adapter(self.model_args, self.job_config.model.hf_assets_path)
+
+    def _import_hf(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise ConfigError(f"checkpoint.initial_load_path not found: {folder}")
+        flavor = self.job_config.model.flavor
+        import_hf(self.model_parts, self._adapter(), folder, self.model_args, flavor)
+        self._say(f"loaded HF weights from {folder}")
+
+    def _say(self, message: str) -> None:
+        if self.rank == 0:
+            print(message, flush=True)
+
+    # ----- training -------------------------------------------------------------------------
+
+    def _forward_backward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One micro-step; returns this rank's (scaled) loss, zero on non-final pp stages."""
+        inputs, labels = inputs.to(self.device), labels.to(self.device)
+        if self.schedule is None:
+            loss = self._scaled_loss()(self.model_parts[0](inputs), labels)
+            loss.backward()
+            return loss.detach()
+        losses: list[torch.Tensor] = []
+        target = labels if self.has_last_stage else None
+        args = (inputs,) if self.has_first_stage else ()
+        self.schedule.step(*args, target=target, losses=losses, return_outputs=False)
+        if not self.has_last_stage:
+            return torch.zeros((), device=self.device)
+        return torch.stack([loss.detach() for loss in losses]).sum()
+
+    def _global_loss(self, local_loss: torch.Tensor) -> float:
+        """Average the step loss over ranks that computed it (all ranks, or last pp stages)."""
+        total = local_loss.detach().float().clone()
+        dist.all_reduce(total)
+        holders = dist.get_world_size() // self.parallel_dims.pp
+        return float(total) / holders
+
+    def _train_step(self) -> tuple[float, float, float]:
+        """One optimizer step; returns ``(global loss, grad norm, learning rate used)``."""
+        lr = self.lr_schedulers.get_last_lr()
+        self.optimizers.zero_grad()
+        step_loss = torch.zeros((), device=self.device)
+        for _ in range(self.accum_steps):
+            inputs, labels = self.dataloader.next_batch()
+            step_loss += self._forward_backward(inputs, labels)
+        params = [p for part in self.model_parts for p in part.parameters()]
+        grad_norm = clip_grad_norm_(
+            params, self.job_config.training.max_norm, pp_mesh=self.parallel_dims.pp_mesh
+        )
+        self.optimizers.step()
+        self.lr_schedulers.step()
+        return self._global_loss(step_loss), float(grad_norm), lr
+
+    def _step_metrics(self, step: int, loss: float, grad_norm: float, lr: float, seconds: float):
+        tokens = self.global_batch * self.job_config.training.seq_len
+        tokens_per_sec = tokens / seconds
+        world = dist.get_world_size()
+        mfu = tokens_per_sec * self.flops_per_token / (self.peak_flops * world)
+        return StepMetrics(
+            step=step,
+            loss=loss,
+            grad_norm=grad_norm,
+            lr=lr,
+            tokens_per_sec=tokens_per_sec,
+            mfu=mfu,
+            memory_gib=memory_gib(self.device),
+            step_time_s=seconds,
+        )
+
+    def train(self) -> TrainResult:
+        """Run the job to ``training.steps``; returns losses by step."""
+        self._setup()
+        result = TrainResult(resumed_from=self.resumed_from)
+        self._announce()
+        gc.disable()
+        try:
+            self._loop(result)
+        finally:
+            gc.enable()
+            self.checkpointer.close()
+            self.metrics.close()
+        result.final_step = self.train_state.step
+        if self.job_config.checkpoint.last_save_in_hf:
+            result.hf_folder = self.export_hf()
+        return result
+
+    def _loop(self, result: TrainResult) -> None:
+        training = self.job_config.training
+        while self.train_state.step < training.steps:
+            step = self.train_state.step + 1
+            start = time.perf_counter()
+            loss, grad_norm, lr = self._train_step()
+            self.train_state.step = step
+            final = step == training.steps
+            if self.metrics.should_log(step, final):
+                seconds = time.perf_counter() - start
+                metrics = self._step_metrics(step, loss, grad_norm, lr, seconds)
+                self.metrics.log(metrics)
+            result.losses[step] = loss
+            self.checkpointer.maybe_save(step, final=final)
+            if step % training.gc_freq == 0:
+                gc.collect(1)
+
+    def _announce(self) -> None:
+        dims = self.parallel_dims
+        self._say(
+            f"training {self.spec.name}/{self.job_config.model.flavor}: "
+            f"{self.n_params / 1e6:.2f}M params, world {dims.world_size} "
+            f"(dp_replicate {dims.dp_replicate}, dp_shard {dims.dp_shard}, tp {dims.tp}, "
+            f"pp {dims.pp}), global batch {self.global_batch} = local "
+            f"{self.job_config.training.local_batch_size} x dp {dims.dp_degree} x accumulation "
+            f"{self.accum_steps}, device {self.device.type}"
+        )
+        if self.job_config.job.print_config:
+            self._say(json.dumps(self.job_config.to_dict(), indent=2))
+
+    def export_hf(self) -> Path:
+        """Export the current weights as a transformers folder ``<dump_folder>/hf``."""
+        out_dir = Path(self.job_config.job.dump_folder) / "hf"
+        base_file = self.package_dir / "hf_config.json"
+        base = json.loads(base_file.read_text()) if base_file.is_file() else None
+        export_hf(
+            self.model_parts,
+            self._adapter(),
+            self.model_args,
+            self.parallel_dims,
+            out_dir,
+            dtype_name=self.job_config.checkpoint.export_dtype,
+            base_config=base,
+            assets_path=self.job_config.model.hf_assets_path,
+        )
+        self._say(f"exported HF checkpoint to {out_dir}")
+        return out_dir
