@@ -123,6 +123,9 @@ def families() -> None:
     for model_type, recipe in sorted(RECIPES.items()):
         summary = (recipe.__doc__ or "").strip().splitlines()[0]
         console.print(f"[bold]{model_type}[/]  {summary}")
+        features = getattr(recipe, "FEATURES", ())
+        if features:
+            console.print(f"    features: {', '.join(features)}")
 
 
 # `scaffold regenerate` lives in scaffolder/regenerate.py (issue 4).

@@ -143,6 +143,9 @@ class ArchSpec:
             "head_dim": head_dim,
             "ffn_dim": ffn_dim,
             "max_seq_len": min(self.max_seq_len, 512),
+            # Family values the debug flavor sets too (e.g. a sliding window shorter than the
+            # generated tests' sequences); the recipe computes them from these dimensions.
+            **self.features.get("debug", {}),
         }
 
     def to_context(self) -> dict[str, Any]:
@@ -165,6 +168,7 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
     Old-style ``rope_theta``/``rope_scaling`` and new-style ``rope_parameters`` both come back as
     ``rope_parameters``. Remote code (``auto_map``) is never imported.
     """
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import CONFIG_MAPPING
 
     config_cls = CONFIG_MAPPING[model_type]
@@ -175,7 +179,8 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             hf_config = config_cls(**clean)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, StrictDataclassError) as exc:
+        # StrictDataclassError: a field of the wrong type; the message names the field.
         reason = _first_line(exc)
         raise ScaffoldError(
             f"config.json rejected by transformers' {config_cls.__name__}: {reason}"

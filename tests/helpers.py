@@ -28,6 +28,23 @@ def tinyllama_config(**changes: Any) -> dict[str, Any]:
     return config
 
 
+FAMILY_CONFIGS = REPO_ROOT / "tests" / "configs"
+
+
+def family_config(name: str, **changes: Any) -> dict[str, Any]:
+    """``tests/configs/<name>.json`` (a config.json as the hub serves it) with ``changes``.
+
+    As :func:`tinyllama_config`: None deletes a key.
+    """
+    config = json.loads((FAMILY_CONFIGS / f"{name}.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
 def write_config(folder: Path, config: dict[str, Any], name: str = "config.json") -> Path:
     path = folder / name
     path.write_text(json.dumps(config, indent=2))

@@ -15,7 +15,7 @@ import pytest
 
 from scaffolder.generate import generate
 from scaffolder.render import ruff_args, write_package
-from tests.helpers import tinyllama_config, write_config
+from tests.helpers import family_config, tinyllama_config, write_config
 
 VARIANTS = {
     # TinyLlama as served: GQA 32/4, default rope, untied, no biases.
@@ -86,5 +86,59 @@ def test_generated_tests_pass(rendered: Path) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *VARIANTS]
     result = subprocess.run(command, cwd=rendered, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+# ---------------------------------------------------------------- other families
+# Hub-shaped config.json files from tests/configs/, with changes applied (None deletes a key).
+# Each group renders its variants and runs their generated tests in its own pytest subprocess,
+# so `pytest -n 2` runs the groups in parallel.
+FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
+    "mistral_qwen": {
+        # Mistral 7B v0.1: sliding_window 4096 on every layer (the debug flavor: 16 tokens).
+        "mistral": ("mistral", {}),
+        # Mistral NeMo: no sliding window, head_dim 128 != 5120 / 32; tied here.
+        "mistral_nemo_tied": ("mistral_nemo", {"tie_word_embeddings": True}),
+    },
+}
+# What each family's model.py must and must not contain: only the code its config uses.
+FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mistral": (("sliding_window_mask(", "attn_mask=sliding_mask"), ("is_causal", "bias=True")),
+    "mistral_nemo_tied": (
+        ("self.output.weight = self.tok_embeddings.weight", "is_causal=True"),
+        ("sliding", "bias=True"),
+    ),
+}
+
+
+def render_group(group: str, root: Path) -> list[str]:
+    names = []
+    for name, (config_name, changes) in FAMILY_GROUPS[group].items():
+        path = write_config(root, family_config(config_name, **changes), name=f"{name}.json")
+        write_package(generate(str(path), name=name).files, root / name)
+        names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("group", sorted(FAMILY_GROUPS))
+def test_family_packages(group: str, tmp_path: Path) -> None:
+    """Ruff-clean, only the code each config uses, and their own generated tests pass."""
+    names = render_group(group, tmp_path)
+    ruff = Path(sys.executable).with_name("ruff")
+    for name in names:
+        model = (tmp_path / name / "model" / "model.py").read_text()
+        present, absent = FAMILY_MODEL_CODE[name]
+        assert [code for code in present if code not in model] == [], name
+        assert [code for code in absent if code in model] == [], name
+        for command in (
+            [str(ruff), "check", "--select", "E,F,W,I,B,UP", *ruff_args(name), name],
+            [str(ruff), "format", "--check", *ruff_args(name), name],
+        ):
+            result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *names]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout

@@ -153,3 +153,11 @@ def test_help_lists_commands() -> None:
     result = run_cli("--help")
     assert result.exit_code == 0
     assert "new-model" in result.stdout
+
+
+def test_families_lists_model_types_and_features() -> None:
+    result = run_cli("families")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    mistral = next(i for i, line in enumerate(lines) if line.startswith("mistral "))
+    assert "sliding_window" in lines[mistral + 1]

@@ -8,7 +8,7 @@ import pytest
 
 from scaffolder.errors import ScaffoldError
 from scaffolder.spec import build_spec
-from tests.helpers import tinyllama_config
+from tests.helpers import family_config, tinyllama_config
 
 
 def test_tinyllama_spec() -> None:
@@ -121,3 +121,52 @@ def test_custom_code_is_refused_without_running_it() -> None:
     config = tinyllama_config(model_type="evil", auto_map={"AutoConfig": "evil.Config"})
     with pytest.raises(ScaffoldError, match="never executed"):
         build_spec(config)
+
+
+# ---------------------------------------------------------------- mistral, qwen2, qwen3, olmo2,
+# granite, phi3: hub-shaped configs in tests/configs/
+
+
+def test_mistral_spec() -> None:
+    spec = build_spec(family_config("mistral"))
+    assert (spec.family, spec.hf_architecture) == ("mistral", "MistralForCausalLM")
+    assert spec.features["sliding_window"] == 4096
+    assert spec.features["sliding_window_layers"] == "all"
+    assert spec.debug_dims()["sliding_window"] < 64  # shorter than the generated tests' sequences
+    assert not spec.attention_bias and not spec.mlp_bias
+    assert spec.num_params() == 7_241_732_096
+    nemo = build_spec(family_config("mistral_nemo"))
+    assert nemo.features["sliding_window"] is None and "debug" not in nemo.features
+    assert nemo.explicit_head_dim and nemo.head_dim == 128
+
+
+def test_mistral_without_sliding_window_gets_transformers_default() -> None:
+    from transformers import MistralConfig
+
+    spec = build_spec(family_config("mistral", sliding_window=None))
+    assert spec.features["sliding_window"] == MistralConfig().sliding_window
+    assert spec.features["sliding_window_default"] == MistralConfig().sliding_window
+
+
+def test_mistral_ignores_bias_fields_as_transformers_does() -> None:
+    """MistralConfig has no attention_bias: transformers builds a bias-free model regardless."""
+    spec = build_spec(family_config("mistral", attention_bias=True))
+    assert not spec.attention_bias
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "field"),
+    [
+        ("mistral", {"sliding_window": 0}, "sliding_window"),
+        ("mistral", {"sliding_window": "4096"}, "sliding_window"),
+        ("mistral", {"sliding_window": 4096.5}, "sliding_window"),
+        ("mistral", {"sliding_window": True}, "sliding_window"),
+        ("mistral", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+    ],
+)
+def test_bad_family_fields_name_the_field(name: str, changes: dict, field: str) -> None:
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(family_config(name, **changes))
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message

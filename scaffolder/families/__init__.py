@@ -6,9 +6,13 @@ from types import ModuleType
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families import llama
+from scaffolder.families import llama, mistral
 
-RECIPES: dict[str, ModuleType] = {model_type: llama for model_type in llama.MODEL_TYPES}
+# Each recipe module names the model_types it reads in MODEL_TYPES.
+FAMILY_MODULES: tuple[ModuleType, ...] = (llama, mistral)
+RECIPES: dict[str, ModuleType] = {
+    model_type: recipe for recipe in FAMILY_MODULES for model_type in recipe.MODEL_TYPES
+}
 
 
 def recipe_for(model_type: str, config: dict[str, Any]) -> ModuleType:

@@ -18,6 +18,15 @@ from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec, normalize_wi
 MODEL_TYPES = ("llama",)
 HF_ARCHITECTURE = "LlamaForCausalLM"
 HF_CONFIG_CLASS = "LlamaConfig"
+# What `scaffold families` lists (docs/families.md has the full table).
+FEATURES = (
+    "GQA",
+    "explicit head_dim",
+    "tied or untied embeddings",
+    "attention_bias",
+    "mlp_bias",
+    "rope default/linear/dynamic/llama3",
+)
 
 # Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
 # silently describe a different model.
@@ -42,8 +51,24 @@ _INT_FIELDS = (
 
 def build(config: dict[str, Any]) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
-    _check_raw(config)
+    check_raw(config)
     hf = normalize_with_transformers(config, config["model_type"])
+    return ArchSpec(
+        family="llama",
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        attention_bias=read_bool(hf, "attention_bias", False),
+        mlp_bias=read_bool(hf, "mlp_bias", False),
+        **common_fields(config, hf),
+    )
+
+
+def common_fields(config: dict[str, Any], hf: dict[str, Any]) -> dict[str, Any]:
+    """The ArchSpec fields every Llama-like family reads the same way.
+
+    ``config`` is the config.json as written, ``hf`` the same after transformers' config class
+    (:func:`normalize_with_transformers`). Everything but family, architecture names and biases.
+    """
     n_heads = read_int(hf, "num_attention_heads")
     n_kv_heads = read_int(hf, "num_key_value_heads")
     require(
@@ -52,11 +77,8 @@ def build(config: dict[str, Any]) -> ArchSpec:
         f"{n_kv_heads} must divide num_attention_heads ({n_heads})",
     )
     dim = read_int(hf, "hidden_size")
-    return ArchSpec(
-        family="llama",
+    return dict(
         model_type=hf["model_type"],
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
         vocab_size=read_int(hf, "vocab_size"),
         dim=dim,
         n_layers=read_int(hf, "num_hidden_layers"),
@@ -66,26 +88,31 @@ def build(config: dict[str, Any]) -> ArchSpec:
         ffn_dim=read_int(hf, "intermediate_size"),
         max_seq_len=read_int(hf, "max_position_embeddings"),
         norm_eps=read_float(hf, "rms_norm_eps"),
-        rope=_read_rope(hf),
+        rope=read_rope(hf),
         tie_word_embeddings=read_bool(hf, "tie_word_embeddings", False),
-        attention_bias=read_bool(hf, "attention_bias", False),
-        mlp_bias=read_bool(hf, "mlp_bias", False),
         hidden_act=read_choice(hf, "hidden_act", ("silu",)),
         initializer_range=read_float(hf, "initializer_range", 0.02),
-        torch_dtype=_read_dtype(config),
-        bos_token_id=_optional_token_id(hf, "bos_token_id"),
-        eos_token_id=_optional_token_id(hf, "eos_token_id"),
+        torch_dtype=read_dtype(config),
+        bos_token_id=optional_token_id(hf, "bos_token_id"),
+        eos_token_id=optional_token_id(hf, "eos_token_id"),
     )
 
 
-def _check_raw(config: dict[str, Any]) -> None:
-    """Type and consistency checks on the fields as written, before transformers sees them."""
+def check_raw(
+    config: dict[str, Any],
+    rope_types: tuple[str, ...] = ROPE_TYPES,
+    bool_fields: tuple[str, ...] = ("attention_bias", "mlp_bias", "tie_word_embeddings"),
+) -> None:
+    """Type and consistency checks on the fields as written, before transformers sees them.
+
+    ``rope_types`` and ``bool_fields`` are what the family's config class knows.
+    """
     for name in _REQUIRED_FIELDS:
         read_int(config, name)
     for name in _INT_FIELDS:
         if config.get(name) is not None:
             read_int(config, name)
-    for name in ("attention_bias", "mlp_bias", "tie_word_embeddings"):
+    for name in bool_fields:
         if name in config:
             read_bool(config, name)
     if "rms_norm_eps" in config:
@@ -105,10 +132,10 @@ def _check_raw(config: dict[str, Any]) -> None:
             "num_key_value_heads",
             f"{kv_heads} must divide num_attention_heads ({heads})",
         )
-    _check_raw_rope_type(config)
+    _check_raw_rope_type(config, rope_types)
 
 
-def _check_raw_rope_type(config: dict[str, Any]) -> None:
+def _check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) -> None:
     for name in ("rope_scaling", "rope_parameters"):
         block = config.get(name)
         if block is None:
@@ -117,13 +144,13 @@ def _check_raw_rope_type(config: dict[str, Any]) -> None:
         key = "rope_type" if "rope_type" in block else "type"
         rope_type = block.get(key, "default")
         require(
-            rope_type in ROPE_TYPES,
+            rope_type in rope_types,
             f"{name}.{key}",
-            f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
+            f"unsupported rope type {rope_type!r}; supported: {', '.join(rope_types)}",
         )
 
 
-def _read_rope(hf: dict[str, Any]) -> RopeSpec:
+def read_rope(hf: dict[str, Any]) -> RopeSpec:
     params = hf.get("rope_parameters") or {}
     rope_type = params.get("rope_type", "default")
     require(
@@ -155,13 +182,13 @@ def _read_rope(hf: dict[str, Any]) -> RopeSpec:
     )
 
 
-def _read_dtype(config: dict[str, Any]) -> str:
+def read_dtype(config: dict[str, Any]) -> str:
     value = config.get("torch_dtype", config.get("dtype")) or "float32"
     field = "torch_dtype" if "torch_dtype" in config else "dtype"
     return read_choice({field: value}, field, DTYPES)
 
 
-def _optional_token_id(hf: dict[str, Any], field: str) -> int | None:
+def optional_token_id(hf: dict[str, Any], field: str) -> int | None:
     value = hf.get(field)
     if value is None or isinstance(value, list):
         return None

@@ -39,6 +39,12 @@ __all__ = [
         head_dim={{ d.head_dim | py }},
         ffn_dim={{ d.ffn_dim | py }},
         max_seq_len={{ d.max_seq_len | py }},
+{%- if "sliding_window" in d %}
+        sliding_window={{ d.sliding_window | py }},
+{%- endif %}
+{%- if "max_window_layers" in d %}
+        max_window_layers={{ d.max_window_layers | py }},
+{%- endif %}
     ),
     {{ s.size_name | py }}: ModelArgs(
         vocab_size={{ s.vocab_size | py }},

@@ -75,9 +75,17 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             tp_mesh,
             {
                 "attention_norm": SequenceParallel(),
+{%- if s.features.get("sliding_window") is not none %}
+                # Inputs: hidden states, rope cache, sliding-window mask (both plain tensors).
+                "attention": PrepareModuleInput(
+                    input_layouts=(Shard(1), None, None),
+                    desired_input_layouts=(Replicate(), None, None),
+                ),
+{%- else %}
                 "attention": PrepareModuleInput(
                     input_layouts=(Shard(1), None), desired_input_layouts=(Replicate(), None)
                 ),
+{%- endif %}
                 "attention.wq": ColwiseParallel(),
                 "attention.wk": ColwiseParallel(),
                 "attention.wv": ColwiseParallel(),

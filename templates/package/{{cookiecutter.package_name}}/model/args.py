@@ -1,4 +1,7 @@
 {%- set s = cookiecutter.spec -%}
+{#- The bias switches this family's config class has (Mistral and Qwen2 have neither). -#}
+{%- set bias_fields = s.features.get("bias_fields", ["attention_bias", "mlp_bias"]) -%}
+{%- set sliding = s.features.get("sliding_window") is not none -%}
 """Model arguments for {{ cookiecutter.display_name }} ({{ s.hf_architecture }}).
 
 Defaults are the full-size model read from its config.json. ``ModelArgs.from_hf`` maps the
@@ -21,8 +24,15 @@ ARCHITECTURE: dict[str, Any] = {
     "hidden_act": {{ s.hidden_act | py }},
     "rope_type": {{ s.rope.type | py }},
     "tie_word_embeddings": {{ s.tie_word_embeddings | py }},
+{%- if "attention_bias" in bias_fields %}
     "attention_bias": {{ s.attention_bias | py }},
+{%- endif %}
+{%- if "mlp_bias" in bias_fields %}
     "mlp_bias": {{ s.mlp_bias | py }},
+{%- endif %}
+{%- if "sliding_window" in s.features %}
+    "sliding_window_attention": {{ sliding | py }},
+{%- endif %}
 }
 
 
@@ -47,6 +57,17 @@ class ModelArgs(BaseModelArgs):
     rope_low_freq_factor: float = {{ s.rope.low_freq_factor | py }}  # rope_scaling.low_freq_factor
     rope_high_freq_factor: float = {{ s.rope.high_freq_factor | py }}  # rope_scaling.high_freq_factor
     rope_original_max_seq_len: int = {{ s.rope.original_max_position_embeddings | py }}  # rope_scaling.original_max_position_embeddings
+{%- endif %}
+{%- if sliding %}
+    # sliding_window: a query attends to itself and the sliding_window - 1 tokens before it
+{%- if s.features.sliding_window_layers == "from_max_window_layers" %}
+    # in layers max_window_layers and up (use_sliding_window); the layers below attend fully.
+    sliding_window: int = {{ s.features.sliding_window | py }}  # sliding_window
+    max_window_layers: int = {{ s.features.max_window_layers | py }}  # max_window_layers
+{%- else %}
+    # in every layer.
+    sliding_window: int = {{ s.features.sliding_window | py }}  # sliding_window
+{%- endif %}
 {%- endif %}
     initializer_range: float = {{ s.initializer_range | py }}  # initializer_range
 
@@ -79,6 +100,12 @@ class ModelArgs(BaseModelArgs):
             rope_high_freq_factor=rope["high_freq_factor"],
             rope_original_max_seq_len=rope["original_max_position_embeddings"],
 {%- endif %}
+{%- if sliding %}
+            sliding_window=sliding_window(config),
+{%- if s.features.sliding_window_layers == "from_max_window_layers" %}
+            max_window_layers=max_window_layers(config),
+{%- endif %}
+{%- endif %}
             initializer_range=config.get("initializer_range", 0.02),
         )
 
@@ -110,8 +137,23 @@ class ModelArgs(BaseModelArgs):
             },
             "hidden_act": ARCHITECTURE["hidden_act"],
             "tie_word_embeddings": ARCHITECTURE["tie_word_embeddings"],
+{%- if "attention_bias" in bias_fields %}
             "attention_bias": ARCHITECTURE["attention_bias"],
+{%- endif %}
+{%- if "mlp_bias" in bias_fields %}
             "mlp_bias": ARCHITECTURE["mlp_bias"],
+{%- endif %}
+{%- if sliding and s.features.sliding_window_layers == "from_max_window_layers" %}
+            "use_sliding_window": True,
+            "sliding_window": self.sliding_window,
+            "max_window_layers": self.max_window_layers,
+{%- elif sliding %}
+            "sliding_window": self.sliding_window,
+{%- elif "sliding_window" in s.features and s.features.sliding_window_layers == "from_max_window_layers" %}
+            "use_sliding_window": False,
+{%- elif "sliding_window" in s.features %}
+            "sliding_window": None,
+{%- endif %}
             "initializer_range": self.initializer_range,
         }
 
@@ -166,8 +208,18 @@ def check_architecture(config: dict[str, Any]) -> None:
         "hidden_act": config.get("hidden_act", "silu"),
         "rope_type": rope_parameters(config)["rope_type"],
         "tie_word_embeddings": config.get("tie_word_embeddings", False),
+{%- if "attention_bias" in bias_fields %}
         "attention_bias": config.get("attention_bias", False),
+{%- endif %}
+{%- if "mlp_bias" in bias_fields %}
         "mlp_bias": config.get("mlp_bias", False),
+{%- endif %}
+{%- if "sliding_window" in s.features and s.features.sliding_window_layers == "from_max_window_layers" %}
+        "sliding_window_attention": sliding_window(config) is not None
+        and max_window_layers(config) < config["num_hidden_layers"],
+{%- elif "sliding_window" in s.features %}
+        "sliding_window_attention": sliding_window(config) is not None,
+{%- endif %}
     }
     for field, expected in ARCHITECTURE.items():
         if found[field] != expected:
@@ -175,3 +227,44 @@ def check_architecture(config: dict[str, Any]) -> None:
                 f"config field {field}={found[field]!r} differs from this package's "
                 f"{expected!r}; run `scaffold regenerate` with the new config"
             )
+{%- if "sliding_window" in s.features %}
+
+
+def sliding_window(config: dict[str, Any]) -> int | None:
+{%- if s.features.sliding_window_layers == "from_max_window_layers" %}
+    """The attention window in tokens; None unless use_sliding_window is true."""
+    if not config.get("use_sliding_window", False):
+        return None
+    return config.get("sliding_window", {{ s.features.sliding_window_default | py }})
+
+
+def max_window_layers(config: dict[str, Any]) -> int:
+    """The first sliding layer: ``layer_types`` when given, else ``max_window_layers``.
+
+    transformers slides layers ``max_window_layers`` and up, so ``layer_types`` must list full
+    attention layers first and sliding ones after them.
+    """
+    layer_types = config.get("layer_types")
+    if layer_types is None:
+        return config.get("max_window_layers", {{ s.features.max_window_layers_default | py }})
+    first = layer_types.index("sliding_attention") if "sliding_attention" in layer_types else len(layer_types)
+    expected = ["full_attention"] * first + ["sliding_attention"] * (len(layer_types) - first)
+    if layer_types != expected:
+        raise ValueError(
+            f"config field layer_types={layer_types!r} is not full attention layers followed by "
+            "sliding ones; this package cannot express that pattern"
+        )
+    return first
+{%- else %}
+{%- if s.features.sliding_window_default is none %}
+    """The attention window of every layer in tokens (sliding_window); None: full attention."""
+    return config.get("sliding_window")
+{%- else %}
+    """The attention window of every layer in tokens (sliding_window); None: full attention.
+
+    A config.json without the field gets {{ s.hf_config_class }}'s default, {{ s.features.sliding_window_default }}.
+    """
+    return config.get("sliding_window", {{ s.features.sliding_window_default | py }})
+{%- endif %}
+{%- endif %}
+{%- endif %}

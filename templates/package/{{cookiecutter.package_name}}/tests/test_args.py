@@ -41,6 +41,24 @@ def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:
     flipped = dict(hf_config, tie_word_embeddings=not {{ s.tie_word_embeddings | py }})
     with pytest.raises(ValueError, match="tie_word_embeddings"):
         ModelArgs.from_hf(flipped)
+{%- if "sliding_window" in s.features %}
+{%- set sliding = s.features.sliding_window is not none %}
+
+
+def test_a_config_that_{{ "does_not_slide" if sliding else "slides" }}_is_refused(hf_config: dict[str, Any]) -> None:
+{%- if s.features.sliding_window_layers == "from_max_window_layers" %}
+{%- if sliding %}
+    changed = dict(hf_config, use_sliding_window=False)
+{%- else %}
+    changed = dict(hf_config, use_sliding_window=True, sliding_window=4096, max_window_layers=0)
+    changed.pop("layer_types", None)
+{%- endif %}
+{%- else %}
+    changed = dict(hf_config, sliding_window={{ "None" if sliding else "4096" }})
+{%- endif %}
+    with pytest.raises(ValueError, match="sliding_window_attention"):
+        ModelArgs.from_hf(changed)
+{%- endif %}
 
 
 def load_toml(name: str) -> dict[str, Any]:

@@ -1,3 +1,10 @@
+{%- set s = cookiecutter.spec -%}
+{#- Bias expectations as code: ARCHITECTURE's switches where the family's config has them, else
+    the family's fixed biases (Qwen2: q/k/v only; Mistral, Phi3: none). -#}
+{%- set bias_fields = s.features.get("bias_fields", ["attention_bias", "mlp_bias"]) -%}
+{%- set qkv_bias = 'ARCHITECTURE["attention_bias"]' if "attention_bias" in bias_fields else (s.features.get("qkv_bias", False) | py) -%}
+{%- set mlp_bias = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in bias_fields else "False" -%}
+{%- set any_bias = qkv_bias if mlp_bias == "False" else (mlp_bias if qkv_bias == "False" else qkv_bias ~ " or " ~ mlp_bias) -%}
 """The Primus/Megatron YAML in megatron/ resolves to exactly this package's architecture.
 
 The experiment is resolved the way Primus resolves it (``extends`` chains, module preset, model
@@ -68,8 +75,8 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "rotary_base": args.rope_theta,
         "init_method_std": args.initializer_range,
         "untie_embeddings_and_output_weights": not ARCHITECTURE["tie_word_embeddings"],
-        "add_qkv_bias": ARCHITECTURE["attention_bias"],
-        "add_bias_linear": ARCHITECTURE["mlp_bias"],
+        "add_qkv_bias": {{ qkv_bias }},
+        "add_bias_linear": {{ mlp_bias }},
         "normalization": "RMSNorm",
         "swiglu": True,
         "position_embedding_type": "rope",
@@ -85,6 +92,19 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
     # Numbers must be YAML numbers, not strings that merely print alike.
     assert isinstance(preset["norm_epsilon"], float)
     assert isinstance(preset["layernorm_epsilon"], float)
+{%- set f = cookiecutter.spec.features %}
+{%- if f.get("sliding_window") is not none %}
+    # sliding_window counts the query itself; Megatron's left window does not.
+    assert preset["window_size"] == [args.sliding_window - 1, 0]
+{%- if f.sliding_window_layers == "from_max_window_layers" %}
+    sliding_layers = [int(i >= args.max_window_layers) for i in range(args.n_layers)]
+    assert eval(preset["window_attn_skip_freq"], {}) == sliding_layers
+{%- else %}
+    assert preset.get("window_attn_skip_freq") is None
+{%- endif %}
+{%- elif "sliding_window" in f %}
+    assert preset.get("window_size") is None
+{%- endif %}
 
 
 def test_rope_scaling_fields(module: ResolvedModule, args: ModelArgs):
@@ -130,9 +150,9 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     ):
         assert model_args[field] == getattr(args, field), field
     assert model_args["tie_word_embeddings"] == ARCHITECTURE["tie_word_embeddings"]
-    assert model_args["mlp_bias"] == ARCHITECTURE["mlp_bias"]
+    assert model_args["mlp_bias"] {{ "is" if mlp_bias == "False" else "==" }} {{ mlp_bias }}
     # Megatron's add_bias_linear biases the attention projections as well as the MLP.
-    expected_attention_bias = ARCHITECTURE["attention_bias"] or ARCHITECTURE["mlp_bias"]
+    expected_attention_bias = {{ any_bias }}
     assert model_args["attention_bias"] == expected_attention_bias
     rope_type = ARCHITECTURE["rope_type"]
     # Megatron has no dynamic NTK scaling; the YAML uses plain rope (see its comment).

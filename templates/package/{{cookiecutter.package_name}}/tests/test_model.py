@@ -2,7 +2,9 @@
 """The model against transformers' {{ s.hf_architecture }}: logits, loss and gradients."""
 
 from __future__ import annotations
-
+{% if s.features.get("sliding_window") is not none %}
+import dataclasses
+{% endif %}
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,22 @@ def test_logits_match_transformers(debug_args: ModelArgs) -> None:
     assert logits.shape == (2, 64, debug_args.vocab_size)
     assert (logits - expected).abs().max().item() <= LOGITS_ATOL
 
-{% if s.rope.type == "dynamic" %}
+{% if s.features.get("sliding_window") is not none %}
+def test_the_sliding_window_cuts_into_the_test_sequence(debug_args: ModelArgs) -> None:
+    """The logits test proves the window only if the window changes its 64-token logits."""
+    assert debug_args.sliding_window < 64
+    hf_model = build_hf_model(debug_args)
+    tokens = random_tokens(debug_args, batch=1, seq_len=64)
+    unwindowed = dataclasses.replace(debug_args, sliding_window=64)
+    with torch.no_grad():
+        windowed_logits = load_from_hf(hf_model, debug_args)(tokens)
+        full_logits = load_from_hf(hf_model, unwindowed)(tokens)
+    assert not torch.allclose(windowed_logits, full_logits)
+    # Up to the window, windowed and full attention see the same keys.
+    window = debug_args.sliding_window
+    torch.testing.assert_close(windowed_logits[:, :window], full_logits[:, :window])
+
+{% endif %}{% if s.rope.type == "dynamic" %}
 def test_logits_match_beyond_max_position_embeddings(debug_args: ModelArgs) -> None:
     """Dynamic NTK RoPE rescales past max_position_embeddings, as transformers does."""
     hf_model = build_hf_model(debug_args)
