@@ -31,8 +31,15 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(VENV)/bin/scaffold new-model TinyLlama/TinyLlama-1.1B-Chat-v1.0 --output $(DEMO_DIR)
 	cd $(DEMO_DIR) && ../$(PY) -m pytest -q tinyllama_1_1b_chat_v1_0
+	cd $(DEMO_DIR) && ../$(VENV)/bin/scaffold train tinyllama_1_1b_chat_v1_0 --nproc 2 -- \
+		--training.steps 6 --checkpoint.enable true --checkpoint.last_save_in_hf true
 	@echo
-	@echo "Generated package: $(DEMO_DIR)/tinyllama_1_1b_chat_v1_0"
+	@echo "Generated package:   $(DEMO_DIR)/tinyllama_1_1b_chat_v1_0 (README.md inside)"
+	@echo "Train configs:       $(DEMO_DIR)/tinyllama_1_1b_chat_v1_0/train_configs/"
+	@echo "Megatron YAML:       $(DEMO_DIR)/tinyllama_1_1b_chat_v1_0/megatron/"
+	@echo "Training metrics:    $(DEMO_DIR)/outputs/tinyllama_1_1b_chat_v1_0_debug/metrics.jsonl"
+	@echo "DCP checkpoint:      $(DEMO_DIR)/outputs/tinyllama_1_1b_chat_v1_0_debug/checkpoint/"
+	@echo "HF export:           $(DEMO_DIR)/outputs/tinyllama_1_1b_chat_v1_0_debug/hf/"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -139,3 +139,34 @@ def run() -> None:
     except ScaffoldError as error:
         err_console.print(f"error: {error}")
         sys.exit(error.exit_code)
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def train(
+    ctx: typer.Context,
+    package: Annotated[
+        str, typer.Argument(help="A generated package folder, or its import name.")
+    ],
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes (ranks) on this node.")] = 1,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="TOML/YAML path, or a file name in <package>/train_configs "
+            "(default debug_model.toml).",
+        ),
+    ] = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Nodes (torchrun agents).")] = 1,
+    rdzv_endpoint: Annotated[
+        str | None,
+        typer.Option("--rdzv-endpoint", help="host:port of the c10d rendezvous (multi-node)."),
+    ] = None,
+) -> None:
+    """Train PACKAGE with torchrun; extra `--section.key value` pairs override the config."""
+    from runtime.launch import run_train
+
+    extra = [arg for arg in ctx.args if arg != "--"]
+    raise typer.Exit(code=run_train(package, nproc, config, extra, nnodes, rdzv_endpoint))
