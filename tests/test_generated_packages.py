@@ -104,7 +104,7 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
 }
 # What each family's model.py must and must not contain: only the code its config uses.
 FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "mistral": (("sliding_window_mask(", "attn_mask=sliding_mask"), ("is_causal", "bias=True")),
+    "mistral": (("sliding_window_mask(", "attn_mask=mask"), ("is_causal", "bias=True")),
     "mistral_nemo_tied": (
         ("self.output.weight = self.tok_embeddings.weight", "is_causal=True"),
         ("sliding", "bias=True"),

@@ -75,7 +75,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             tp_mesh,
             {
                 "attention_norm": SequenceParallel(),
-{%- if s.features.get("sliding_window") is not none %}
+{%- if s.features.get("sliding_window") is not none and s.features.sliding_window_layers not in ("all", "from_max_window_layers") %}
                 # Inputs: hidden states, rope cache, sliding-window mask (both plain tensors).
                 "attention": PrepareModuleInput(
                     input_layouts=(Shard(1), None, None),

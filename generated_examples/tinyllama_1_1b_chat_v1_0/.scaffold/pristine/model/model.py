@@ -46,8 +46,12 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rotary_emb(
     xq: torch.Tensor, xk: torch.Tensor, rope_cache: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate queries and keys ``[batch, heads, seq, head_dim]`` by their positions' angles."""
-    cos, sin = rope_cache.chunk(2, dim=-1)
+    """Rotate queries and keys ``[batch, heads, seq, head_dim]`` by their positions' angles.
+
+    ``rope_cache`` may hold more positions than ``seq``: the first ``seq`` are used. Under tensor
+    parallelism the blocks see sequence shards and only attention sees the whole sequence.
+    """
+    cos, sin = rope_cache[: xq.shape[2]].chunk(2, dim=-1)
     return xq * cos + rotate_half(xq) * sin, xk * cos + rotate_half(xk) * sin
 
 
@@ -170,8 +174,9 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids ``[batch, seq]`` (or hidden states on a later pipeline stage) to logits."""
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
-        seqlen = h.shape[1]
-        rope_cache = self.rope_cache[:seqlen]
+        # All positions: attention takes as many as its sequence has (blocks see sequence shards
+        # under tensor parallelism, attention the whole sequence).
+        rope_cache = self.rope_cache
         for layer in self.layers.values():
             h = layer(h, rope_cache)
         h = self.norm(h) if self.norm is not None else h
