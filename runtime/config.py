@@ -47,12 +47,15 @@ class Model:
 
     ``name`` is the package's import name (and its registered TrainSpec name); ``package_dir``
     optionally points at the package folder; ``hf_assets_path`` holds tokenizer/config files.
+    ``args_overrides`` replaces fields of the flavor's ModelArgs (TOML table
+    ``[model.args_overrides]``, or ``--model.args_overrides n_layers=2,n_kv_heads=2``).
     """
 
     name: str = ""
     flavor: str = "debugmodel"
     hf_assets_path: str = ""
     package_dir: str = ""
+    args_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,13 +215,20 @@ class JobConfig:
                 setattr(section, key, _check_value(f"{section_name}.{key}", spec, value))
 
     def set_from_string(self, dotted: str, raw: str | None) -> None:
-        """Apply one CLI override ``--section.key raw`` (``raw`` None: a bare boolean flag)."""
+        """Apply one CLI override ``--section.key raw`` (``raw`` None: a bare boolean flag).
+
+        Table values (``model.args_overrides``) merge into the current table.
+        """
         section_name, _, key = dotted.partition(".")
         if not key:
             raise ConfigError(f"override --{dotted} must look like --section.key")
         section = self._section(section_name)
         spec = _field_spec(section, section_name, key)
-        setattr(section, key, _parse_string(dotted, spec, raw))
+        value = _parse_string(dotted, spec, raw)
+        if isinstance(value, dict):
+            # Table overrides merge into what the config file set.
+            value = {**getattr(section, key), **value}
+        setattr(section, key, value)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The config as plain ``{section: {key: value}}``."""
@@ -292,11 +302,43 @@ def _read_primus_yaml(file: Path) -> dict[str, Any]:
     except ImportError as exc:
         raise ConfigError(f"cannot read {file}: Primus YAML support unavailable ({exc})") from None
     try:
-        return primus.load_runtime_sections(file)
+        experiment = primus.resolve_experiment(file)
+        modules = [m for m in experiment.modules.values() if m.framework == "megatron"]
+        if not modules:
+            raise ConfigError(f"{file}: no module with framework 'megatron'")
+        mapped = primus.megatron_to_runtime(modules[0])
     except ConfigError:
         raise
     except (ValueError, KeyError, OSError) as exc:
         raise ConfigError(f"{file}: {exc}") from None
+    return primus_sections(mapped, str(experiment.exp_root), experiment.exp_name)
+
+
+# Architecture switches the Primus mapping reports that are fixed by the package's code (the
+# package's ModelArgs.from_hf checks them), not ModelArgs fields.
+_PRIMUS_ARCHITECTURE_KEYS = {"tie_word_embeddings", "attention_bias", "mlp_bias", "rope_type"}
+
+
+def primus_sections(mapped: dict[str, Any], exp_root: str, exp_name: str) -> dict[str, Any]:
+    """Runtime config sections from ``runtime.primus.megatron_to_runtime`` output.
+
+    The experiment's model dimensions become ``model.args_overrides``; its output folder
+    (``workspace/work_group/user_name/exp_name``) becomes ``job.dump_folder``.
+    """
+    sections = {name: dict(values) for name, values in mapped["sections"].items() if values}
+    parallelism = sections.get("parallelism", {})
+    context_parallel = parallelism.pop("context_parallel_degree", 1)
+    if context_parallel != 1:
+        raise ConfigError(f"context parallelism ({context_parallel}) is not supported")
+    overrides = {
+        key: value
+        for key, value in mapped.get("model_args", {}).items()
+        if key not in _PRIMUS_ARCHITECTURE_KEYS
+    }
+    sections["job"] = {"dump_folder": exp_root, "description": exp_name}
+    if overrides:
+        sections["model"] = {"args_overrides": overrides}
+    return sections
 
 
 @dataclass(frozen=True)
@@ -332,7 +374,10 @@ def _check_value(name: str, spec: _FieldInfo, value: Any) -> Any:
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     origin = typing.get_origin(base)
-    if origin is list:
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a table of key = value, got {value!r}")
+    elif origin is list:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{name} must be a list of strings, got {value!r}")
     elif not isinstance(value, base) or (base is int and isinstance(value, bool)):
@@ -341,6 +386,21 @@ def _check_value(name: str, spec: _FieldInfo, value: Any) -> Any:
         options = ", ".join(map(str, spec.choices))
         raise ConfigError(f"{name} must be one of {options}; got {value!r}")
     return value
+
+
+def _parse_assignments(name: str, raw: str) -> dict[str, Any]:
+    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (values read as TOML literals, else strings)."""
+    result: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--{name} takes key=value[,key=value], got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        result[key.strip()] = value
+    return result
 
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -366,6 +426,8 @@ def _parse_string(name: str, spec: _FieldInfo, raw: str | None) -> Any:
             raise ConfigError(f"--{name} must be {base.__name__}, got {raw!r}") from None
     elif typing.get_origin(base) is list:
         value = [item.strip() for item in raw.split(",") if item.strip()]
+    elif typing.get_origin(base) is dict:
+        value = _parse_assignments(name, raw)
     else:
         value = raw
     return _check_value(f"--{name}", spec, value)

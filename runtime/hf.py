@@ -60,7 +60,12 @@ def hf_config(model_args: Any, base_config: dict[str, Any] | None, dtype: str) -
     dimensions (``model_args.to_hf()``) on top."""
     config = dict(base_config or {})
     if hasattr(model_args, "to_hf"):
-        config.update(model_args.to_hf())
+        dimensions = model_args.to_hf()
+        if "rope_parameters" in dimensions:
+            # Drop the older rope fields so they cannot contradict the new ones.
+            config.pop("rope_scaling", None)
+            config.pop("rope_theta", None)
+        config.update(dimensions)
     config["torch_dtype"] = dtype
     config.pop("dtype", None)
     return config

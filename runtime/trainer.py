@@ -9,6 +9,7 @@ process group (the tests use that to compare parallelisms cheaply).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import json
 import time
@@ -62,6 +63,17 @@ def gradient_accumulation_steps(job_config: JobConfig, dp_degree: int) -> int:
     return global_batch // per_step
 
 
+def _flavor_args(spec: Any, model_config: Any) -> Any:
+    """A copy of the flavor's ModelArgs with ``model.args_overrides`` applied."""
+    args = copy.deepcopy(spec.model_args[model_config.flavor])
+    fields = {f.name for f in dataclasses.fields(args)}
+    for key, value in model_config.args_overrides.items():
+        if key not in fields:
+            raise ConfigError(f"model.args_overrides: {spec.name} ModelArgs has no field '{key}'")
+        setattr(args, key, value)
+    return args
+
+
 class Trainer:
     """One training job (see module docstring).
 
@@ -72,12 +84,13 @@ class Trainer:
     def __init__(self, job_config: JobConfig, world_size: int | None = None):
         self.job_config = job_config
         self.spec, self.package_dir = resolve_train_spec(job_config)
-        self.model_args = copy.deepcopy(self.spec.model_args[job_config.model.flavor])
+        self.model_args = _flavor_args(self.spec, job_config.model)
         try:
             self.model_args.update_from_config(job_config)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.parallel_dims = ParallelDims.from_config(job_config.parallelism, world_size_from_env())
+        world_size = world_size or world_size_from_env()
+        self.parallel_dims = ParallelDims.from_config(job_config.parallelism, world_size)
         self._check_model_fits()
         self.accum_steps = gradient_accumulation_steps(job_config, self.parallel_dims.dp_degree)
         self.global_batch = (

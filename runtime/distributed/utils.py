@@ -47,8 +47,34 @@ def init_distributed(timeout_s: int = 600) -> torch.device:
         )
         os.environ["MASTER_PORT"] = str(free_port())
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group(
+        backend,
+        store=_attempt_store(timeout),
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        timeout=timeout,
+    )
     return device
+
+
+def _attempt_store(timeout: timedelta) -> dist.Store:
+    """The rendezvous store, with keys private to this torchrun restart attempt.
+
+    torchrun's agent keeps one TCPStore across restarts; without a per-attempt prefix, restarted
+    workers would read the killed workers' gloo addresses and fail to connect.
+    """
+    rank = int(os.environ["RANK"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = dist.TCPStore(
+        host_name=os.environ["MASTER_ADDR"],
+        port=int(os.environ["MASTER_PORT"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        is_master=rank == 0 and not agent_store,
+        timeout=timeout,
+    )
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"/runtime/attempt_{attempt}", store)
 
 
 def set_seed(seed: int, deterministic: bool) -> None:

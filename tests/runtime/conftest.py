@@ -1,0 +1,14 @@
+"""Session fixtures of the runtime tests."""
+
+from __future__ import annotations
+
+import pytest
+from runtime_helpers import debug_argv, run_driver
+
+
+@pytest.fixture(scope="session")
+def baseline_losses(tmp_path_factory) -> dict[int, float]:
+    """The one-rank reference loss curve of the shared setup."""
+    tmp_path = tmp_path_factory.mktemp("baseline")
+    results = run_driver(tmp_path, 1, {"base": debug_argv(tmp_path / "base")})
+    return results["base"]["losses"]

@@ -1,0 +1,108 @@
+"""Helpers for the runtime tests: the generated TinyLlama package and torchrun launches.
+
+``RUNTIME_TEST_PACKAGE`` points the tests at another generated package folder (default: the
+committed TinyLlama example).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.distributed.utils import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(
+    os.environ.get(
+        "RUNTIME_TEST_PACKAGE", REPO_ROOT / "generated_examples" / "tinyllama_1_1b_chat_v1_0"
+    )
+)
+DEBUG_TOML = PACKAGE_DIR / "train_configs" / "debug_model.toml"
+DRIVER = Path(__file__).with_name("train_driver.py")
+STEPS = 8
+
+
+def debug_argv(dump_folder: Path, *extra: str) -> list[str]:
+    """Trainer arguments of the shared equivalence setup: 8 steps, global batch 8, local 2.
+
+    The debug flavor gets 2 kv heads so that tensor parallelism of degree 2 can split them.
+    """
+    return [
+        "--job.config_file",
+        str(DEBUG_TOML),
+        "--model.args_overrides",
+        "n_kv_heads=2",
+        "--job.dump_folder",
+        str(dump_folder),
+        "--training.steps",
+        str(STEPS),
+        "--training.local_batch_size",
+        "2",
+        "--training.global_batch_size",
+        "8",
+        "--training.seq_len",
+        "64",
+        *extra,
+    ]
+
+
+def child_env() -> dict[str, str]:
+    """Environment for launched trainers: offline hub, the repo importable, quiet threads."""
+    env = dict(os.environ)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def torchrun_args(nproc: int, *, nnodes: int = 1, endpoint: str | None = None) -> list[str]:
+    """``python -m torch.distributed.run`` on a free local port (or a given c10d endpoint)."""
+    endpoint = endpoint or f"127.0.0.1:{free_port()}"
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--nproc_per_node={nproc}",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint={endpoint}",
+    ]
+
+
+def run_driver(tmp_path: Path, nproc: int, runs: dict[str, list[str]], timeout: int = 300):
+    """Run ``runs`` ({name: argv}) one after another in one torchrun job of ``nproc`` ranks."""
+    plan, result = write_plan(tmp_path, runs)
+    command = [*torchrun_args(nproc), str(DRIVER), str(plan), str(result)]
+    completed = subprocess.run(
+        command, env=child_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    return read_result(result)
+
+
+def write_plan(tmp_path: Path, runs: dict[str, list[str]]) -> tuple[Path, Path]:
+    """Write the driver plan for ``runs``; returns ``(plan path, result path)``."""
+    plan = {"runs": [{"name": name, "argv": argv} for name, argv in runs.items()]}
+    plan_path = tmp_path / f"plan_{len(list(tmp_path.glob('plan_*')))}.json"
+    plan_path.write_text(json.dumps(plan))
+    return plan_path, plan_path.with_suffix(".result.json")
+
+
+def read_result(path: Path) -> dict[str, dict]:
+    """The driver's results with integer step keys."""
+    results = json.loads(path.read_text())
+    for entry in results.values():
+        entry["losses"] = {int(step): loss for step, loss in entry["losses"].items()}
+    return results
+
+
+def assert_same_losses(actual: dict[int, float], expected: dict[int, float], rel: float = 1e-4):
+    """Every step's loss within ``rel`` relative of the reference."""
+    assert sorted(actual) == sorted(expected)
+    for step, loss in expected.items():
+        assert actual[step] == pytest.approx(loss, rel=rel), f"step {step}"
