@@ -90,6 +90,12 @@ class ArchSpec:
         attn += self.n_heads * self.head_dim * self.dim
         if self.attention_bias:
             attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads) + self.dim
+        elif self.features.get("qkv_bias"):  # q/k/v biases without an output bias (Qwen2)
+            attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads)
+        if self.features.get("qk_norm") == "per_head":  # one head_dim weight each for q and k
+            attn += 2 * self.head_dim
+        elif self.features.get("qk_norm") == "projection":  # over all q heads, all k heads
+            attn += (self.n_heads + self.n_kv_heads) * self.head_dim
         mlp = 3 * self.dim * self.ffn_dim
         if self.mlp_bias:
             mlp += 2 * self.ffn_dim + self.dim

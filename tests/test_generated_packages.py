@@ -95,11 +95,27 @@ def test_generated_tests_pass(rendered: Path) -> None:
 # Each group renders its variants and runs their generated tests in its own pytest subprocess,
 # so `pytest -n 2` runs the groups in parallel.
 FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
-    "mistral_qwen": {
+    "mistral": {
         # Mistral 7B v0.1: sliding_window 4096 on every layer (the debug flavor: 16 tokens).
         "mistral": ("mistral", {}),
         # Mistral NeMo: no sliding window, head_dim 128 != 5120 / 32; tied here.
         "mistral_nemo_tied": ("mistral_nemo", {"tie_word_embeddings": True}),
+    },
+    "qwen": {
+        # Qwen2.5 0.5B as served: tied, q/k/v biases, use_sliding_window false.
+        "qwen2_tied": ("qwen2", {}),
+        # Untied, sliding windows on layers 21-23 of 24 (debug: layer 3 of 4), new-style rope.
+        "qwen2_sliding": (
+            "qwen2",
+            {
+                "tie_word_embeddings": False,
+                "use_sliding_window": True,
+                "sliding_window": 4096,
+                "max_window_layers": 21,
+                "rope_theta": None,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+            },
+        ),
     },
 }
 # What each family's model.py must and must not contain: only the code its config uses.
@@ -108,6 +124,11 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mistral_nemo_tied": (
         ("self.output.weight = self.tok_embeddings.weight", "is_causal=True"),
         ("sliding", "bias=True"),
+    ),
+    "qwen2_tied": (("bias=True", "wo = nn.Linear(q_dim, model_args.dim, bias=False)"), ("sliding",)),
+    "qwen2_sliding": (
+        ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
+        (),
     ),
 }
 

@@ -154,10 +154,74 @@ def test_mistral_ignores_bias_fields_as_transformers_does() -> None:
     assert not spec.attention_bias
 
 
+def test_qwen2_spec() -> None:
+    spec = build_spec(family_config("qwen2"))
+    assert (spec.family, spec.hf_architecture) == ("qwen2", "Qwen2ForCausalLM")
+    assert spec.features["qkv_bias"] and not spec.attention_bias and not spec.mlp_bias
+    assert spec.tie_word_embeddings
+    assert spec.features["sliding_window"] is None  # use_sliding_window false
+    assert spec.num_params() == 494_032_768
+
+
+@pytest.mark.parametrize(
+    ("changes", "window", "max_window_layers", "debug"),
+    [
+        # Layers max_window_layers and up slide; the debug flavor keeps both kinds.
+        ({"use_sliding_window": True, "max_window_layers": 21}, 32768, 21, 3),
+        ({"use_sliding_window": True, "max_window_layers": 0, "sliding_window": 64}, 64, 0, 0),
+        # Nothing slides: max_window_layers covers every layer, or use_sliding_window is false.
+        ({"use_sliding_window": True, "max_window_layers": 24}, None, None, None),
+        ({"use_sliding_window": False, "max_window_layers": 2}, None, None, None),
+        # New style: layer_types wins over max_window_layers, as in transformers.
+        (
+            {
+                "use_sliding_window": True,
+                "max_window_layers": 2,
+                "layer_types": ["full_attention"] * 20 + ["sliding_attention"] * 4,
+            },
+            32768,
+            20,
+            3,
+        ),
+    ],
+)
+def test_qwen2_sliding_layers_follow_transformers(
+    changes: dict, window: int | None, max_window_layers: int | None, debug: int | None
+) -> None:
+    from transformers import Qwen2Config
+
+    config = family_config("qwen2", **changes)
+    spec = build_spec(config)
+    assert spec.features["sliding_window"] == window
+    assert spec.features.get("max_window_layers") == max_window_layers
+    hf = Qwen2Config(**{k: v for k, v in config.items() if k != "model_type"})
+    sliding = [i for i, kind in enumerate(hf.layer_types) if kind == "sliding_attention"]
+    assert sliding == ([] if window is None else list(range(max_window_layers, 24)))
+    if debug is not None:
+        assert spec.debug_dims()["max_window_layers"] == debug
+        assert spec.debug_dims()["sliding_window"] < 64
+
+
 @pytest.mark.parametrize(
     ("name", "changes", "field"),
     [
         ("mistral", {"sliding_window": 0}, "sliding_window"),
+        ("qwen2", {"use_sliding_window": "yes"}, "use_sliding_window"),
+        ("qwen2", {"max_window_layers": -1}, "max_window_layers"),
+        ("qwen2", {"max_window_layers": 2.5}, "max_window_layers"),
+        ("qwen2", {"sliding_window": 0, "use_sliding_window": True}, "sliding_window"),
+        ("qwen2", {"layer_types": ["full_attention", "chunked_attention"] * 12}, "layer_types"),
+        (
+            "qwen2",
+            {"use_sliding_window": True, "layer_types": ["sliding_attention", "full_attention"] * 12},
+            "layer_types",
+        ),
+        (
+            "qwen2",
+            {"use_sliding_window": False, "layer_types": ["full_attention"] * 23 + ["sliding_attention"]},
+            "layer_types",
+        ),
+        ("qwen2", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
         ("mistral", {"sliding_window": "4096"}, "sliding_window"),
         ("mistral", {"sliding_window": 4096.5}, "sliding_window"),
         ("mistral", {"sliding_window": True}, "sliding_window"),

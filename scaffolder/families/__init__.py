@@ -6,10 +6,10 @@ from types import ModuleType
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families import llama, mistral
+from scaffolder.families import llama, mistral, qwen2
 
 # Each recipe module names the model_types it reads in MODEL_TYPES.
-FAMILY_MODULES: tuple[ModuleType, ...] = (llama, mistral)
+FAMILY_MODULES: tuple[ModuleType, ...] = (llama, mistral, qwen2)
 RECIPES: dict[str, ModuleType] = {
     model_type: recipe for recipe in FAMILY_MODULES for model_type in recipe.MODEL_TYPES
 }

@@ -147,10 +147,16 @@ class ModelArgs(BaseModelArgs):
             "use_sliding_window": True,
             "sliding_window": self.sliding_window,
             "max_window_layers": self.max_window_layers,
+            # Explicit, so a base config.json's layer_types for other sizes cannot stand.
+            "layer_types": [
+                "sliding_attention" if layer_id >= self.max_window_layers else "full_attention"
+                for layer_id in range(self.n_layers)
+            ],
 {%- elif sliding %}
             "sliding_window": self.sliding_window,
 {%- elif "sliding_window" in s.features and s.features.sliding_window_layers == "from_max_window_layers" %}
             "use_sliding_window": False,
+            "layer_types": ["full_attention"] * self.n_layers,
 {%- elif "sliding_window" in s.features %}
             "sliding_window": None,
 {%- endif %}

@@ -35,6 +35,10 @@ FROM_HF: dict[str, str] = {
     "model.layers.{}.self_attn.k_proj.bias": "layers.{}.attention.wk.bias",
     "model.layers.{}.self_attn.v_proj.bias": "layers.{}.attention.wv.bias",
     "model.layers.{}.self_attn.o_proj.bias": "layers.{}.attention.wo.bias",
+{%- elif s.features.get("qkv_bias") %}
+    "model.layers.{}.self_attn.q_proj.bias": "layers.{}.attention.wq.bias",
+    "model.layers.{}.self_attn.k_proj.bias": "layers.{}.attention.wk.bias",
+    "model.layers.{}.self_attn.v_proj.bias": "layers.{}.attention.wv.bias",
 {%- endif %}
     "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
     "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
