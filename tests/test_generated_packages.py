@@ -125,7 +125,10 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("self.output.weight = self.tok_embeddings.weight", "is_causal=True"),
         ("sliding", "bias=True"),
     ),
-    "qwen2_tied": (("bias=True", "wo = nn.Linear(q_dim, model_args.dim, bias=False)"), ("sliding",)),
+    "qwen2_tied": (
+        ("bias=True", "wo = nn.Linear(q_dim, model_args.dim, bias=False)"),
+        ("sliding",),
+    ),
     "qwen2_sliding": (
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),

@@ -213,12 +213,18 @@ def test_qwen2_sliding_layers_follow_transformers(
         ("qwen2", {"layer_types": ["full_attention", "chunked_attention"] * 12}, "layer_types"),
         (
             "qwen2",
-            {"use_sliding_window": True, "layer_types": ["sliding_attention", "full_attention"] * 12},
+            {
+                "use_sliding_window": True,
+                "layer_types": ["sliding_attention", "full_attention"] * 12,
+            },
             "layer_types",
         ),
         (
             "qwen2",
-            {"use_sliding_window": False, "layer_types": ["full_attention"] * 23 + ["sliding_attention"]},
+            {
+                "use_sliding_window": False,
+                "layer_types": ["full_attention"] * 23 + ["sliding_attention"],
+            },
             "layer_types",
         ),
         ("qwen2", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),

@@ -84,7 +84,8 @@ def sliding_features(hf: dict[str, Any]) -> dict[str, Any]:
     first_sliding = (
         layer_types.index("sliding_attention") if "sliding_attention" in layer_types else n_layers
     )
-    expected = ["full_attention"] * first_sliding + ["sliding_attention"] * (n_layers - first_sliding)
+    n_sliding = n_layers - first_sliding
+    expected = ["full_attention"] * first_sliding + ["sliding_attention"] * n_sliding
     require(
         layer_types == expected,
         "layer_types",
