@@ -110,8 +110,6 @@ class CheckpointManager:
         """Save at interval steps and at the final step; returns whether it saved."""
         if not self.enabled or (step % self.interval and not final):
             return False
-        if final and self.latest_step() == step and self._pending is None:
-            return False
         self.save(step)
         return True
 

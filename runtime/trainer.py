@@ -8,6 +8,7 @@ process group (the tests use that to compare parallelisms cheaply).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
@@ -250,16 +251,28 @@ class Trainer:
         """One micro-step; returns this rank's (scaled) loss, zero on non-final pp stages."""
         inputs, labels = inputs.to(self.device), labels.to(self.device)
         if self.schedule is None:
-            loss = self._scaled_loss()(self.model_parts[0](inputs), labels)
+            with self._autocast():
+                loss = self._scaled_loss()(self.model_parts[0](inputs), labels)
             loss.backward()
             return loss.detach()
         losses: list[torch.Tensor] = []
         target = labels if self.has_last_stage else None
         args = (inputs,) if self.has_first_stage else ()
-        self.schedule.step(*args, target=target, losses=losses, return_outputs=False)
+        with self._autocast():
+            self.schedule.step(*args, target=target, losses=losses, return_outputs=False)
         if not self.has_last_stage:
             return torch.zeros((), device=self.device)
         return torch.stack([loss.detach() for loss in losses]).sum()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision without FSDP (one GPU, or TP/PP only): autocast to the param dtype.
+
+        With FSDP, its MixedPrecisionPolicy casts instead; on CPU training stays fp32.
+        """
+        dtype = dtype_from_name(self.job_config.training.mixed_precision_param)
+        if self.parallel_dims.fsdp_enabled or self.device.type == "cpu" or dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _global_loss(self, local_loss: torch.Tensor) -> float:
         """Average the step loss over ranks that computed it (all ranks, or last pp stages)."""

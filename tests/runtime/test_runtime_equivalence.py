@@ -63,7 +63,7 @@ def _run_two_nodes(tmp_path, runs: dict[str, list[str]]) -> dict:
     return read_result(result)
 
 
-def test_two_nodes_fsdp_tp_pp_match_one_rank(tmp_path, baseline_losses):
+def test_two_nodes_fsdp_tp_pp_gpipe_match_one_rank(tmp_path, baseline_losses):
     runs = {
         "fsdp": debug_argv(tmp_path / "fsdp", "--checkpoint.last_save_in_hf"),
         "tp": debug_argv(
@@ -80,6 +80,15 @@ def test_two_nodes_fsdp_tp_pp_match_one_rank(tmp_path, baseline_losses):
             "--parallelism.data_parallel_shard_degree",
             "1",
             "--checkpoint.last_save_in_hf",
+        ),
+        "gpipe": debug_argv(
+            tmp_path / "gpipe",
+            "--parallelism.pipeline_parallel_degree",
+            "2",
+            "--parallelism.data_parallel_shard_degree",
+            "1",
+            "--parallelism.pipeline_parallel_schedule",
+            "GPipe",
         ),
     }
     results = _run_two_nodes(tmp_path, runs)

@@ -41,6 +41,7 @@ def _trainer_pids(agent_pid: int) -> list[int]:
 def test_sigkill_a_rank_then_resume_from_the_last_checkpoint(tmp_path, baseline_losses):
     dump = tmp_path / "run"
     argv = debug_argv(dump, "--checkpoint.enable", "--checkpoint.interval", "2")
+    argv += ["--checkpoint.keep_latest_k", "2"]
     command = [*torchrun_args(2), "--max_restarts=1", "-m", "runtime.train", *argv]
     job = subprocess.Popen(
         command, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -63,3 +64,5 @@ def test_sigkill_a_rank_then_resume_from_the_last_checkpoint(tmp_path, baseline_
     last_loss = {record["step"]: record["loss"] for record in records}
     assert sorted(last_loss) == list(range(1, STEPS + 1))
     assert_same_losses(last_loss, baseline_losses)
+    kept = sorted(path.name for path in (dump / "checkpoint").iterdir())
+    assert kept == [f"step-{STEPS - 2}", f"step-{STEPS}"]

@@ -39,7 +39,7 @@ def _losses(dump) -> dict[int, float]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A 2-step debug run with a DCP checkpoint and an HF export of its final weights."""
+    """A 2-step debug run with an async DCP checkpoint and an HF export of its final weights."""
     dump = tmp_path_factory.mktemp("export")
     _train(
         "--job.dump_folder",
@@ -49,6 +49,8 @@ def exported(tmp_path_factory):
         "--checkpoint.enable",
         "--checkpoint.interval",
         "2",
+        "--checkpoint.async_mode",
+        "async",
         "--checkpoint.last_save_in_hf",
     )
     return dump
