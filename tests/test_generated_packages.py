@@ -117,6 +117,19 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
+    "gemma": {
+        # Gemma 7B: MHA 16 heads of head_dim 256 != 3072 / 16, legacy hidden_act "gelu", pad 0.
+        "gemma": ("gemma", {}),
+        # Gemma 2 9B: sandwich norms, soft-capped attention and logits, every 2nd layer global.
+        "gemma2": ("gemma2", {}),
+    },
+    "gemma3": {
+        # Gemma 3 1B: MQA, per-head q/k norms, 5 sliding layers to 1 global, local/global RoPE.
+        "gemma3_text": ("gemma3_text", {}),
+        # New-style fields (rope_parameters per layer type, layer_types), linear global RoPE,
+        # final logit soft-capping, untied.
+        "gemma3_text_scaled": ("gemma3_text_scaled", {"tie_word_embeddings": False}),
+    },
 }
 # What each family's model.py must and must not contain: only the code its config uses.
 FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -132,6 +145,22 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "qwen2_sliding": (
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),
+    ),
+    "gemma": (
+        ("1.0 + self.weight.float()", 'approximate="tanh"', "dim**0.5", "padding_idx="),
+        ("sliding", "softcap", "q_norm", "post_attention_norm", "F.silu"),
+    ),
+    "gemma2": (
+        ("torch.tanh(scores / self.softcap)", "final_logit_softcapping", "post_ffn_norm"),
+        ("F.scaled_dot_product_attention", "q_norm", "local_rope"),
+    ),
+    "gemma3_text": (
+        ("q_norm", "local_rope_cache", "scale=self.scale", "is_sliding_layer", "enable_gqa"),
+        ("softcap", "rope_factor", "nn.RMSNorm"),
+    ),
+    "gemma3_text_scaled": (
+        ("/ args.rope_factor", "final_logit_softcapping", "nn.init.normal_(self.output.weight"),
+        ("attn_logit_softcapping", "self.output.weight = self.tok_embeddings.weight"),
     ),
 }
 

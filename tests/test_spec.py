@@ -240,3 +240,115 @@ def test_bad_family_fields_name_the_field(name: str, changes: dict, field: str) 
     message = str(error.value)
     assert field in message
     assert "\n" not in message
+
+
+# ---------------------------------------------------------------- gemma, gemma2, gemma3_text
+
+
+def test_gemma_spec() -> None:
+    spec = build_spec(family_config("gemma"))
+    assert (spec.family, spec.hf_architecture) == ("gemma", "GemmaForCausalLM")
+    assert spec.hidden_act == "gelu_pytorch_tanh"  # the legacy "gelu", as transformers reads it
+    assert spec.explicit_head_dim and spec.head_dim == 256
+    assert spec.tie_word_embeddings and not spec.mlp_bias
+    assert spec.features["norm"] == "rmsnorm_1p" and spec.features["scale_embeddings"]
+    assert spec.features["pad_token_id"] == 0
+    assert spec.num_params() == 8_537_680_896  # GemmaForCausalLM on the meta device
+    assert spec.warnings  # GeGLU and the embedding scale have no Megatron arguments
+
+
+def test_gemma2_spec() -> None:
+    spec = build_spec(family_config("gemma2"))
+    assert spec.parts["attention"] == "attention_softcap"
+    assert spec.parts["block"] == "block_sandwich_norm"
+    features = spec.features
+    assert features["attn_logit_softcapping"] == 50.0
+    assert features["final_logit_softcapping"] == 30.0
+    assert features["query_pre_attn_scalar"] == 256
+    assert (features["sliding_window"], features["sliding_window_pattern"]) == (4096, 2)
+    assert spec.debug_dims()["sliding_window"] < 64
+    assert spec.num_params() == 9_241_705_984
+
+
+def test_gemma2_without_attention_softcap_uses_fused_attention() -> None:
+    config = family_config("gemma2")
+    config["attn_logit_softcapping"] = None  # null in config.json (family_config deletes None)
+    spec = build_spec(config)
+    assert spec.parts["attention"] == "attention"
+    assert spec.features["attn_logit_softcapping"] is None
+
+
+def test_gemma3_spec_and_old_and_new_field_styles() -> None:
+    old = build_spec(family_config("gemma3_text"))
+    assert old.features["qk_norm"] == "per_head"
+    assert old.features["sliding_window_pattern"] == 6
+    assert old.rope.theta == 1_000_000.0 and old.features["local_rope_theta"] == 10_000.0
+    # 4 debug layers: 3 sliding, 1 full.
+    assert old.debug_dims()["sliding_window_pattern"] == 4
+    assert old.num_params() == 999_885_952
+    new = family_config(
+        "gemma3_text",
+        rope_theta=None,
+        rope_local_base_freq=None,
+        rope_scaling=None,
+        sliding_window_pattern=None,
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        },
+        layer_types=[
+            "full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(26)
+        ],
+    )
+    assert build_spec(new) == old
+    scaled = build_spec(family_config("gemma3_text_scaled"))
+    assert (scaled.rope.type, scaled.rope.factor) == ("linear", 8.0)
+    assert scaled.features["local_rope_type"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "field"),
+    [
+        ("gemma", {"hidden_act": "relu"}, "hidden_act"),
+        ("gemma", {"hidden_activation": "gelu"}, "hidden_activation"),
+        ("gemma", {"head_dim": None}, "head_dim"),
+        ("gemma", {"num_key_value_heads": None}, "num_key_value_heads"),
+        ("gemma", {"use_bidirectional_attention": True}, "use_bidirectional_attention"),
+        ("gemma", {"pad_token_id": -1}, "pad_token_id"),
+        ("gemma", {"pad_token_id": 256000}, "pad_token_id"),
+        ("gemma2", {"hidden_activation": "silu"}, "hidden_activation"),
+        ("gemma2", {"attn_logit_softcapping": 0.0}, "attn_logit_softcapping"),
+        ("gemma2", {"final_logit_softcapping": "30"}, "final_logit_softcapping"),
+        ("gemma2", {"query_pre_attn_scalar": 256.5}, "query_pre_attn_scalar"),
+        ("gemma2", {"layer_types": ["full_attention", "sliding_attention"] * 21}, "layer_types"),
+        ("gemma2", {"layer_types": ["sliding_attention"] * 42}, "layer_types"),
+        ("gemma2", {"layer_types": ["chunked_attention", "full_attention"] * 21}, "layer_types"),
+        ("gemma3_text", {"attn_logit_softcapping": 50.0}, "attn_logit_softcapping"),
+        ("gemma3_text", {"rope_scaling": {"type": "linear", "factor": 8.0}}, "rope_scaling.type"),
+        (
+            "gemma3_text",
+            {"rope_parameters": {"full_attention": {"rope_type": "yarn", "factor": 8.0}}},
+            "rope_parameters.full_attention.rope_type",
+        ),
+        ("gemma3_text", {"rope_scaling": {"rope_type": "yarn", "factor": 8.0}}, "rope_type"),
+        ("gemma3_text", {"rope_local_base_freq": "10000"}, "rope_local_base_freq"),
+        ("gemma3_text", {"sliding_window_pattern": 1}, "layer_types"),
+    ],
+)
+def test_bad_gemma_fields_name_the_field(name: str, changes: dict, field: str) -> None:
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(family_config(name, **changes))
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [("gemma2", "sliding_window"), ("gemma3_text", "sliding_window"), ("gemma", "hidden_act")],
+)
+def test_null_gemma_fields_name_the_field(name: str, field: str) -> None:
+    config = family_config(name)
+    config[field] = None  # null in config.json (family_config deletes None)
+    with pytest.raises(ScaffoldError, match=field):
+        build_spec(config)

@@ -45,6 +45,12 @@ __all__ = [
 {%- if "max_window_layers" in d %}
         max_window_layers={{ d.max_window_layers | py }},
 {%- endif %}
+{%- if "sliding_window_pattern" in d %}
+        sliding_window_pattern={{ d.sliding_window_pattern | py }},
+{%- endif %}
+{%- if "pad_token_id" in d %}
+        pad_token_id={{ d.pad_token_id | py }},
+{%- endif %}
     ),
     {{ s.size_name | py }}: ModelArgs(
         vocab_size={{ s.vocab_size | py }},

@@ -75,7 +75,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             tp_mesh,
             {
                 "attention_norm": SequenceParallel(),
-{%- if s.features.get("sliding_window") is not none and s.features.sliding_window_layers not in ("all", "from_max_window_layers") %}
+{%- if s.features.get("sliding_window") is not none and s.features.sliding_window_layers not in ("all", "from_max_window_layers", "sliding_window_pattern") %}
                 # Inputs: hidden states, rope cache, sliding-window mask (both plain tensors).
                 "attention": PrepareModuleInput(
                     input_layouts=(Shard(1), None, None),
@@ -89,7 +89,18 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 "attention.wq": ColwiseParallel(),
                 "attention.wk": ColwiseParallel(),
                 "attention.wv": ColwiseParallel(),
+{%- if s.features.get("qk_norm") == "per_head" %}
+                # q/k norms see this rank's heads, [batch, heads, seq, head_dim]: their weights
+                # are replicated and their gradients summed over the ranks.
+                "attention.q_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
+                "attention.k_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
+{%- endif %}
                 "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
+{%- if s.features.get("sandwich_norm") %}
+                # Sublayer outputs leave wo / w2 as sequence shards; their norms run there and
+                # hand plain tensors to the residual add.
+                "post_attention_norm": SequenceParallel(use_local_output=True),
+{%- endif %}
                 "ffn_norm": SequenceParallel(),
                 "feed_forward": PrepareModuleInput(
                     input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)
@@ -97,6 +108,9 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 "feed_forward.w1": ColwiseParallel(),
                 "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
                 "feed_forward.w3": ColwiseParallel(),
+{%- if s.features.get("sandwich_norm") %}
+                "post_ffn_norm": SequenceParallel(use_local_output=True),
+{%- endif %}
             },
         )
 {%- if s.tie_word_embeddings %}

@@ -1,4 +1,8 @@
 {%- set s = cookiecutter.spec -%}
+{#- Families whose config.json names or layout differ from Llama's render their own args.py. -#}
+{%- if s.parts.args is defined -%}
+{% include 'parts/args/' ~ s.parts.args ~ '.py.j2' %}
+{%- else -%}
 {#- The bias switches this family's config class has (Mistral and Qwen2 have neither). -#}
 {%- set bias_fields = s.features.get("bias_fields", ["attention_bias", "mlp_bias"]) -%}
 {%- set sliding = s.features.get("sliding_window") is not none -%}
@@ -273,4 +277,6 @@ def max_window_layers(config: dict[str, Any]) -> int:
     return config.get("sliding_window", {{ s.features.sliding_window_default | py }})
 {%- endif %}
 {%- endif %}
+{%- endif %}
+
 {%- endif %}

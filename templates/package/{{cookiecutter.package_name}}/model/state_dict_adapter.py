@@ -30,6 +30,10 @@ FROM_HF: dict[str, str] = {
     "model.layers.{}.self_attn.k_proj.weight": "layers.{}.attention.wk.weight",
     "model.layers.{}.self_attn.v_proj.weight": "layers.{}.attention.wv.weight",
     "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+{%- if s.features.get("qk_norm") == "per_head" %}
+    "model.layers.{}.self_attn.q_norm.weight": "layers.{}.attention.q_norm.weight",
+    "model.layers.{}.self_attn.k_norm.weight": "layers.{}.attention.k_norm.weight",
+{%- endif %}
 {%- if s.attention_bias %}
     "model.layers.{}.self_attn.q_proj.bias": "layers.{}.attention.wq.bias",
     "model.layers.{}.self_attn.k_proj.bias": "layers.{}.attention.wk.bias",
@@ -40,7 +44,13 @@ FROM_HF: dict[str, str] = {
     "model.layers.{}.self_attn.k_proj.bias": "layers.{}.attention.wk.bias",
     "model.layers.{}.self_attn.v_proj.bias": "layers.{}.attention.wv.bias",
 {%- endif %}
+{%- if s.features.get("sandwich_norm") %}
+    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.post_attention_norm.weight",
+    "model.layers.{}.pre_feedforward_layernorm.weight": "layers.{}.ffn_norm.weight",
+    "model.layers.{}.post_feedforward_layernorm.weight": "layers.{}.post_ffn_norm.weight",
+{%- else %}
     "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
+{%- endif %}
     "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
     "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w3.weight",
     "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",

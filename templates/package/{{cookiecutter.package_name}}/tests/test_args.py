@@ -7,6 +7,9 @@ import tomllib
 from typing import Any
 
 import pytest
+{%- if s.features.get("local_rope_type") %}
+from transformers import {{ s.hf_config_class }}
+{%- endif %}
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.package_name }}_configs
 from {{ cookiecutter.package_name }}.model.args import ModelArgs
@@ -25,6 +28,32 @@ def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
     assert ModelArgs.from_hf(debug_args.to_hf()) == debug_args
 
 
+{%- if s.features.get("local_rope_type") == "default" %}
+def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
+    """Old style: rope_theta, rope_scaling, rope_local_base_freq, sliding_window_pattern."""
+    new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
+    old_style = dict(new_style)
+    rope = old_style.pop("rope_parameters")
+    full = dict(rope["full_attention"])
+    old_style["rope_theta"] = full.pop("rope_theta")
+    old_style["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+    # Gemma 3 checkpoints spell it rope_type (transformers ignores a legacy "type" here).
+    old_style["rope_scaling"] = None if full["rope_type"] == "default" else full
+    old_style.pop("layer_types")
+    old_style["sliding_window_pattern"] = new_style["layer_types"].index("full_attention") + 1
+    assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
+    # transformers reads both the same way too.
+    old, new = {{ s.hf_config_class }}(**old_style), {{ s.hf_config_class }}(**new_style)
+    assert old.rope_parameters == new.rope_parameters
+    assert old.layer_types == new.layer_types
+{%- elif s.features.get("local_rope_type") %}
+def test_rope_parameters_are_read_per_layer_type(hf_config: dict[str, Any]) -> None:
+    """Scaled local RoPE exists only in the new style (rope_parameters keyed by layer type)."""
+    args = ModelArgs.from_hf(hf_config)
+    config = {{ s.hf_config_class }}(**hf_config)
+    assert args.rope_theta == config.rope_parameters["full_attention"]["rope_theta"]
+    assert args.rope_local_theta == config.rope_parameters["sliding_attention"]["rope_theta"]
+{%- else %}
 def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
     new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
     old_style = dict(new_style)
@@ -35,6 +64,7 @@ def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
         **rope,
     }
     assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
+{%- endif %}
 
 
 def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:

@@ -93,12 +93,22 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
     assert isinstance(preset["norm_epsilon"], float)
     assert isinstance(preset["layernorm_epsilon"], float)
 {%- set f = cookiecutter.spec.features %}
+{%- if f.get("norm") == "rmsnorm_1p" %}
+    # (1 + weight) RMSNorm: TransformerEngine's zero-centered gamma.
+    assert preset["apply_layernorm_1p"] is True
+{%- endif %}
+{%- if f.get("qk_norm") == "per_head" %}
+    assert preset["qk_layernorm"] is True
+{%- endif %}
 {%- if f.get("sliding_window") is not none %}
     # sliding_window counts the query itself; Megatron's left window does not.
     assert preset["window_size"] == [args.sliding_window - 1, 0]
 {%- if f.sliding_window_layers == "from_max_window_layers" %}
     sliding_layers = [int(i >= args.max_window_layers) for i in range(args.n_layers)]
     assert eval(preset["window_attn_skip_freq"], {}) == sliding_layers
+{%- elif f.sliding_window_layers == "sliding_window_pattern" %}
+    # Layers numbered (from 1) by multiples of the skip frequency attend fully.
+    assert preset["window_attn_skip_freq"] == args.sliding_window_pattern
 {%- else %}
     assert preset.get("window_attn_skip_freq") is None
 {%- endif %}
