@@ -8,6 +8,7 @@ numbers, booleans and known names.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 from dataclasses import asdict, dataclass, field
@@ -129,16 +130,17 @@ class ArchSpec:
     def debug_dims(self) -> dict[str, Any]:
         """Small dimensions for the ``debugmodel`` flavor that keep every feature of this spec.
 
-        GQA keeps its ratio of query heads to kv heads, an explicit head_dim stays different from
-        dim / heads, and there are enough layers for two pipeline stages of two blocks each.
+        GQA keeps its ratio of query heads to kv heads with two kv heads (so tensor parallel 2
+        keeps whole heads), an explicit head_dim stays different from dim / heads, and there are
+        enough layers for two pipeline stages of two blocks each.
         """
         group = self.n_heads // self.n_kv_heads
-        n_heads = 8 if group <= 8 else group
-        n_kv_heads = max(1, n_heads // group)
-        head_dim = 32
+        n_kv_heads = 2 if group > 1 else 8
+        n_heads = n_kv_heads * group
+        head_dim = max(16, 256 // n_heads)
         dim = n_heads * head_dim
         if self.explicit_head_dim:
-            head_dim = 48
+            head_dim += 16
         ffn_dim = max(64, int(round(dim * self.ffn_dim / self.dim / 32)) * 32)
         return {
             "vocab_size": 2048,
@@ -178,7 +180,8 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
     from transformers import CONFIG_MAPPING
 
     config_cls = CONFIG_MAPPING[model_type]
-    clean = {k: v for k, v in config.items() if k not in ("auto_map", "model_type")}
+    # A deep copy: some config classes (Phi3Config) fill in their rope_scaling dict in place.
+    clean = copy.deepcopy({k: v for k, v in config.items() if k not in ("auto_map", "model_type")})
     tf_logger = logging.getLogger("transformers")
     previous = tf_logger.level
     tf_logger.setLevel(logging.ERROR)
