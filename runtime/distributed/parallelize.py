@@ -107,18 +107,24 @@ def apply_fsdp(
 ) -> None:
     """Apply FSDP2 ``fully_shard``: embeddings, each block, norm+output together, then the root.
 
+    Tied embeddings join the norm+output unit, since FSDP2 needs a shared parameter in one unit.
+
     A 2-D ``dp_mesh`` (replicate, shard) gives HSDP. Modules that are None (pipeline stages)
     are skipped. The last unit is never resharded after forward since backward needs it at once.
     """
     mp_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     shard = partial(fully_shard, mesh=dp_mesh, mp_policy=mp_policy)
     reshard = _reshard_after_forward(reshard_after_forward_policy, pp_enabled)
-    if getattr(model, "tok_embeddings", None) is not None:
-        shard(model.tok_embeddings, reshard_after_forward=reshard)
+    embeddings = getattr(model, "tok_embeddings", None)
+    output = getattr(model, "output", None)
+    # Tied embeddings (output.weight is tok_embeddings.weight) must sit in one FSDP unit.
+    tied = embeddings is not None and output is not None and output.weight is embeddings.weight
+    if embeddings is not None and not tied:
+        shard(embeddings, reshard_after_forward=reshard)
     blocks = list(model.layers.children()) if getattr(model, "layers", None) is not None else []
     for block in blocks:
         shard(block, reshard_after_forward=reshard)
-    head_modules = (getattr(model, "norm", None), getattr(model, "output", None))
+    head_modules = (embeddings if tied else None, getattr(model, "norm", None), output)
     head = [module for module in head_modules if module is not None]
     if head:
         shard(head, reshard_after_forward=False)

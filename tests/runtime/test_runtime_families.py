@@ -19,6 +19,12 @@ from tests.helpers import family_config, write_config
 
 # family -> (tests/configs/<name>.json, changes): the variant with the most features to shard.
 FAMILIES: dict[str, tuple[str, dict]] = {
+    # (1 + w) norms, scaled embeddings, GeGLU, padding_idx; tied.
+    "gemma": ("gemma", {}),
+    # Post-norms (sequence-parallel), soft-capped attention, every 2nd layer sliding.
+    "gemma2": ("gemma2", {}),
+    # Per-head q/k norms on sharded heads, local/global rope, sliding pattern.
+    "gemma3_text": ("gemma3_text", {}),
     "mistral": ("mistral", {}),
     # Untied: the runtime's FSDP wrapping refuses tied embeddings for now (a runtime matter).
     "qwen2": (
