@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: venv test test-slow demo lint clean examples
+.PHONY: venv test test-slow demo lint clean examples bench
 
 venv: $(STAMP)
 
@@ -47,3 +47,10 @@ clean:
 # Re-render the checked-in examples (tests fail when they drift from the generator).
 examples: $(STAMP)
 	HF_HUB_CACHE=$$(mktemp -d) $(VENV)/bin/scaffold new-model TinyLlama/TinyLlama-1.1B-Chat-v1.0 --output generated_examples --force
+
+# Benchmarks (not part of `make test`; about 10 minutes): rewrites the generated block of
+# docs/benchmarks.md. torchtitan, an anchor only, goes into its own venv (bench/setup_torchtitan.sh);
+# if that fails the torchtitan column is reported as skipped.
+bench: $(STAMP)
+	-bash bench/setup_torchtitan.sh
+	$(PY) -m bench

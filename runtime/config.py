@@ -68,7 +68,7 @@ class Optimizer:
     beta1: float = 0.9
     beta2: float = 0.95
     weight_decay: float = 0.1
-    implementation: str = _choice("foreach", "foreach", "fused", "for-loop")
+    implementation: str = _choice("fused", "foreach", "fused", "for-loop")
 
 
 @dataclass

@@ -1,0 +1,90 @@
+"""``make bench``: run every comparison, one process each and one after another, then write the
+generated block of docs/benchmarks.md (the hand-written text around it is kept).
+
+``python -m bench [--quick] [--only step_eager,step_compile,runtime,scaffold,memory]``.
+Raw results land in ``outputs/bench/*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import report
+from bench.stats import splice
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "outputs" / "bench"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+# name -> (module arguments, quick module arguments)
+COMPARISONS = {
+    "step_eager": (["bench.step", "--repeats", "9"], ["bench.step", "--repeats", "3"]),
+    "step_compile": (
+        ["bench.step", "--compile", "--repeats", "5"],
+        ["bench.step", "--compile", "--repeats", "2"],
+    ),
+    "runtime": (
+        ["bench.runtime_run", "--ranks", "1,2", "--steps", "12"],
+        ["bench.runtime_run", "--ranks", "1,2", "--steps", "5"],
+    ),
+    "scaffold": (
+        ["bench.scaffold_time", "--repeats", "5"],
+        ["bench.scaffold_time", "--repeats", "2"],
+    ),
+    "memory": (["bench.fsdp_memory", "--ranks", "1,2,4"], ["bench.fsdp_memory", "--ranks", "1,2"]),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the benchmarks and update docs/benchmarks.md")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    parser.add_argument("--only", default=",".join(COMPARISONS))
+    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
+    options = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, dict | None] = {}
+    failed = []
+    for name in options.only.split(","):
+        full, quick = COMPARISONS[name]
+        path = OUT / f"{name}.json"
+        path.unlink(missing_ok=True)
+        command = [sys.executable, "-m", *(quick if options.quick else full), "--json", str(path)]
+        print(f"[bench] {name}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0 or not path.exists():
+            failed.append(name)
+            print(
+                f"[bench] {name} FAILED after {seconds:.0f} s:\n{proc.stderr[-3000:]}", flush=True
+            )
+            results[name] = None
+            continue
+        results[name] = json.loads(path.read_text())
+        print(f"[bench] {name}: done in {seconds:.0f} s", flush=True)
+
+    if not any(results.values()):
+        return 1
+    date = datetime.date.today().isoformat()
+    command = "make bench" + (" (--quick)" if options.quick else "")
+    block = report.render(results, date, command)
+    (OUT / "report.md").write_text(block + "\n")
+    if not options.no_doc:
+        existing = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+        DOC.write_text(splice(existing, block))
+        print(f"[bench] wrote {DOC.relative_to(ROOT)}", flush=True)
+    print(block)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The generated part of docs/benchmarks.md, from the JSON files the comparisons write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.stats import Summary, fmt_seconds, fmt_spread, markdown_table, speedup
+
+STEP_ORDER = ("generated", "transformers", "torchtitan")
+
+
+def _summary(entry: dict[str, Any]) -> Summary:
+    return Summary(int(entry["n"]), entry["median"], entry["min"], entry["max"])
+
+
+def machine_section(machine: dict[str, Any], torchtitan: str | None, date: str) -> str:
+    lines = [
+        f"Measured {date} on {machine['cores']} CPU cores ({machine['cpu']}), "
+        f"{machine['memory_gib']} GiB, Python {machine['python']}, torch {machine['torch']}, "
+        f"transformers {machine['transformers']}, torchtitan {torchtitan or 'not installed'}. "
+        f"Load average when the run started: {', '.join(map(str, machine['load_average']))} "
+        "(other jobs share this machine; the min–max columns show how noisy it was).",
+    ]
+    return "\n".join(lines)
+
+
+def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) -> str:
+    """Table of comparison 1: one row per (mode, contender)."""
+    header = [
+        "mode",
+        "model",
+        "step (median)",
+        "min – max",
+        "runs",
+        "generated is faster by",
+        "MFU",
+    ]
+    rows: list[list[object]] = []
+    notes: list[str] = []
+    for mode, result in (("eager", eager), ("torch.compile", compiled)):
+        if result is None:
+            notes.append(f"- {mode}: not run.")
+            continue
+        entries = result["contenders"]
+        base = _summary(entries["generated"]) if "generated" in entries else None
+        for name in STEP_ORDER:
+            if name not in entries:
+                continue
+            summary = _summary(entries[name])
+            ratio = "—" if name == "generated" or base is None else f"{speedup(summary, base):.2f}×"
+            rows.append(
+                [
+                    mode,
+                    name,
+                    fmt_seconds(summary.median),
+                    fmt_spread(summary),
+                    summary.n,
+                    ratio,
+                    f"{100 * entries[name]['mfu']:.1f}%",
+                ]
+            )
+        for name, reason in result.get("skipped", {}).items():
+            rows.append([mode, name, "skipped", reason, 0, "—", "—"])
+        peak = result["matmul_peak_flops"] / 1e9
+        parity = result.get("loss_parity") or {}
+        parity_text = (
+            f"; loss of the generated model vs transformers on the same weights and batch: "
+            f"{parity['generated']:.6f} vs {parity['transformers']:.6f}"
+            if parity
+            else ""
+        )
+        warm = ", ".join(f"{k} {v:.0f} s" for k, v in result.get("warmup_s", {}).items())
+        notes.append(
+            f"- {mode}: fp32 matmul peak measured in the same run {peak:.1f} GFLOP/s; "
+            f"{result['flops_per_step'] / 1e9:.1f} GFLOP per step (the package's "
+            f"`get_nparams_and_flops`, same for all three){parity_text}; warm-up steps "
+            f"(including compilation) took {warm}."
+        )
+    return markdown_table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+def runtime_section(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "Not run."
+    header = [
+        "ranks",
+        "tokens/s (median)",
+        "min – max",
+        "MFU",
+        "step time",
+        "peak RSS rank 0",
+        "command",
+    ]
+    rows = []
+    for ranks, run in sorted(result["runs"].items(), key=lambda item: int(item[0])):
+        if "error" in run:
+            rows.append(
+                [
+                    ranks,
+                    "failed",
+                    run["error"].splitlines()[-1][:120],
+                    "—",
+                    "—",
+                    "—",
+                    f"`{run['command']}`",
+                ]
+            )
+            continue
+        rows.append(
+            [
+                ranks,
+                f"{run['tokens_per_sec']:.0f}",
+                f"{run['tokens_per_sec_min']:.0f} – {run['tokens_per_sec_max']:.0f}",
+                f"{100 * run['mfu']:.1f}%",
+                fmt_seconds(run["step_time_s"]),
+                f"{run['memory_gib_rank0']:.2f} GiB",
+                f"`{run['command']}`",
+            ]
+        )
+    return markdown_table(header, rows)
+
+
+def scaffold_section(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "Not run."
+    header = ["what", "wall (median)", "min – max", "runs", "peak RSS"]
+    rows = []
+    for name, entry in result["new_model"].items():
+        summary = _summary(entry)
+        rss = result.get("new_model_max_rss_mib", {}).get(name)
+        rows.append(
+            [
+                f"`scaffold new-model`, {name}",
+                fmt_seconds(summary.median),
+                fmt_spread(summary),
+                summary.n,
+                f"{rss:.0f} MiB" if rss else "—",
+            ]
+        )
+    tests = _summary(result["tests"])
+    rows.append(
+        [
+            f"generated TinyLlama tests ({result['tests']['pytest']})",
+            fmt_seconds(tests.median),
+            fmt_spread(tests),
+            tests.n,
+            "—",
+        ]
+    )
+    commands = (
+        f"Commands: `{result['new_model_command']}`; `{result['tests_command']}`. Cold cache: an "
+        "empty `SCAFFOLD_CACHE_DIR` for each run, so the config goes through transformers' config "
+        "class; warm: the normalized config comes from the cache an earlier run wrote."
+    )
+    return markdown_table(header, rows) + "\n\n" + commands
+
+
+def memory_section(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "Not run."
+    header = [
+        "ranks",
+        "params/rank",
+        "grads/rank",
+        "AdamW state/rank",
+        "total/rank",
+        "vs 1 rank",
+        "peak RSS/rank (max)",
+        "RSS growth/rank (max)",
+    ]
+    rows = []
+    one = None
+    for ranks, run in sorted(result["runs"].items(), key=lambda item: int(item[0])):
+        if "error" in run:
+            rows.append([ranks, "failed", run["error"].splitlines()[-1][:100], "", "", "", "", ""])
+            continue
+        per_rank = run["ranks"]
+
+        def worst(key: str, per_rank: list = per_rank) -> float:
+            return max(rank[key] for rank in per_rank)
+
+        total = worst("state_mib")
+        one = total if one is None and ranks == "1" else one
+        rows.append(
+            [
+                ranks,
+                f"{worst('params_mib'):.1f} MiB",
+                f"{worst('grads_mib'):.1f} MiB",
+                f"{worst('optimizer_mib'):.1f} MiB",
+                f"{total:.1f} MiB",
+                f"{total / one:.2f}" if one else "—",
+                f"{worst('peak_rss_mib'):.0f} MiB",
+                f"{worst('peak_rss_growth_mib'):.0f} MiB",
+            ]
+        )
+    return markdown_table(header, rows) + f"\n\nCommand: `{result['command']}`."
+
+
+def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -> str:
+    """The whole generated block of docs/benchmarks.md."""
+    machine = next(r["machine"] for r in results.values() if r is not None)
+    eager, compiled = results.get("step_eager"), results.get("step_compile")
+    torchtitan = next(
+        (r.get("torchtitan") for r in (eager, compiled) if r and r.get("torchtitan")), None
+    )
+    parts = [
+        "## Latest `make bench`",
+        "",
+        f"Command: `{command}` (each comparison runs in its own process, contenders interleaved "
+        "A B C A B C, medians; ratios are median over median).",
+        "",
+        machine_section(machine, torchtitan, date),
+        "",
+        "### 1. Training step: generated model vs transformers vs torchtitan (CPU, fp32)",
+        "",
+        "hidden 512, 8 heads / 1 kv head, ffn 1408, 4 layers, vocab 32000, batch 4 × 256 tokens; "
+        "forward, cross-entropy, backward, AdamW. MFU = model FLOPs / (median step time × the "
+        "fp32 `torch.mm` peak measured in the same process). Command: `python -m bench.step "
+        "[--compile]`.",
+        "",
+        step_section(eager, compiled),
+        "",
+        "### 2. Runtime: TinyLlama debug flavor, tokens/s and MFU",
+        "",
+        "The trainer's own metrics (`metrics.jsonl`), medians over the steps after the first two; "
+        "tokens/s for the whole job, MFU per rank against the trainer's measured matmul peak. "
+        "Command: `python -m bench.runtime_run`.",
+        "",
+        runtime_section(results.get("runtime")),
+        "",
+        "### 3. `scaffold new-model` and the generated test suite",
+        "",
+        scaffold_section(results.get("scaffold")),
+        "",
+        "### 4. Memory per rank under FSDP2 (44M-parameter benchmark llama, CPU/gloo)",
+        "",
+        "Exact bytes of the local shards each rank holds (parameters, gradients, AdamW "
+        "exp_avg/exp_avg_sq), and the rank's peak RSS. 1 rank runs unsharded (FSDP needs > 1).",
+        "",
+        memory_section(results.get("memory")),
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,312 @@
+"""Comparison 1: one fp32 training step (forward, cross-entropy, backward, AdamW) on CPU.
+
+Contenders, all at hidden 512, 8 heads / 1 kv head, ffn 1408, 4 layers, vocab 32000,
+batch 4 x 256 tokens:
+
+- ``generated``: a llama package rendered by ``scaffold new-model`` from a config.json with those
+  dimensions, trained with the runtime's own loss and optimizer builders (the package's
+  TrainSpec), compiled per block by ``runtime.distributed.parallelize.apply_compile``;
+- ``transformers``: ``LlamaForCausalLM`` (sdpa) holding the same weights, loaded through the
+  package's state dict adapter, with its own ``loss_function`` and AdamW(fused=True) (the
+  default optimizer of transformers' Trainer on torch >= 2.8); compiled as a whole;
+- ``torchtitan``: torchtitan 0.3.0's Llama3 model (fused wqkv, complex RoPE) built from its own
+  config classes with the ``ScaledDotProductAttention`` inner attention (flex attention has no
+  CPU backward), its cross_entropy_loss and AdamW(fused=True) (its default implementation);
+  compiled per block with fullgraph, as its ``apply_compile`` does. torchtitan is imported from
+  a separate site-packages (``bench/setup_torchtitan.sh``) appended *after* this venv's, so
+  torch stays this venv's; when it is missing the column is skipped with the reason.
+
+Run: ``python -m bench.step [--compile] --repeats N --json out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import machine
+from bench.stats import Summary, interleave
+
+DIMS = {
+    "hidden_size": 512,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 1,
+    "intermediate_size": 1408,
+    "num_hidden_layers": 4,
+    "vocab_size": 32000,
+}
+BATCH, SEQ = 4, 256
+PACKAGE = "benchllama"
+TORCHTITAN_SITE = os.environ.get(
+    "BENCH_TORCHTITAN_SITE",
+    f"/tmp/tt-venv/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages",
+)
+
+
+def bench_config() -> dict[str, Any]:
+    """The config.json of the benchmark model: TinyLlama's features at small dimensions."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        **DIMS,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+        "torch_dtype": "float32",
+    }
+
+
+def render_package(folder: Path) -> Path:
+    """``scaffold new-model`` the benchmark config into ``folder``; returns the package dir."""
+    config_path = folder / "config.json"
+    config_path.write_text(json.dumps(bench_config(), indent=2))
+    command = [sys.executable, "-m", "scaffolder", "new-model", str(config_path)]
+    command += ["--name", PACKAGE, "--output", str(folder), "--force"]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return folder / PACKAGE
+
+
+def import_torchtitan() -> tuple[Any, str | None]:
+    """torchtitan's modules from the side venv, or ``(None, reason)``."""
+    if os.path.isdir(TORCHTITAN_SITE) and TORCHTITAN_SITE not in sys.path:
+        sys.path.append(TORCHTITAN_SITE)
+    try:
+        import torchtitan
+        from torchtitan.models.llama3 import model as _  # noqa: F401
+    except Exception as exc:  # ImportError, or a torch/triton mismatch inside torchtitan
+        reason = f"torchtitan not importable ({type(exc).__name__}: {exc})"
+        return None, f"{reason}; run bench/setup_torchtitan.sh (it builds {TORCHTITAN_SITE})"
+    version = machine.package_version("torchtitan")
+    if version is None:
+        version = getattr(torchtitan, "__version__", "?")
+    return torchtitan, None
+
+
+def build_torchtitan_model(args: Any) -> Any:
+    """torchtitan's Llama3 at the benchmark dims, sdpa inner attention, its own init."""
+    from torch import nn
+    from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm
+    from torchtitan.models.common.attention import ScaledDotProductAttention
+    from torchtitan.models.common.config_utils import make_ffn_config, make_gqa_config
+    from torchtitan.models.llama3 import Llama3Model
+    from torchtitan.models.llama3.model import Llama3TransformerBlock
+
+    init = {"weight": functools.partial(nn.init.trunc_normal_, std=args.initializer_range)}
+
+    def norm() -> Any:
+        return RMSNorm.Config(normalized_shape=args.dim, eps=args.norm_eps)
+
+    layers = [
+        Llama3TransformerBlock.Config(
+            attention_norm=norm(),
+            ffn_norm=norm(),
+            attention=make_gqa_config(
+                dim=args.dim,
+                n_heads=args.n_heads,
+                n_kv_heads=args.n_kv_heads,
+                wqkv_param_init=init,
+                wo_param_init=init,
+                inner_attention=ScaledDotProductAttention.Config(),
+                fuse_qkv=True,  # what torchtitan's llama3 flavors use
+                rope=ComplexRoPE.Config(
+                    dim=args.head_dim, max_seq_len=args.max_seq_len, theta=args.rope_theta
+                ),
+            ),
+            feed_forward=make_ffn_config(
+                dim=args.dim, hidden_dim=args.ffn_dim, w1_param_init=init, w2w3_param_init=init
+            ),
+        )
+        for _ in range(args.n_layers)
+    ]
+    config = Llama3Model.Config(
+        dim=args.dim,
+        vocab_size=args.vocab_size,
+        tok_embeddings=Embedding.Config(num_embeddings=args.vocab_size, embedding_dim=args.dim),
+        norm=norm(),
+        lm_head=Linear.Config(in_features=args.dim, out_features=args.vocab_size),
+        layers=layers,
+    )
+    model = config.build()
+    model.init_states()
+    return model
+
+
+class Contender:
+    """A model with its loss and optimizer; ``step()`` runs and times one training step."""
+
+    def __init__(self, model: Any, forward: Any, loss_fn: Any, optimizer: Any) -> None:
+        self.model, self.forward, self.loss_fn, self.optimizer = model, forward, loss_fn, optimizer
+
+    def loss(self, tokens: Any, labels: Any) -> Any:
+        return self.loss_fn(self.forward(tokens), labels)
+
+    def step(self, tokens: Any, labels: Any) -> float:
+        start = time.perf_counter()
+        self.loss(tokens, labels).backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return time.perf_counter() - start
+
+
+def build_contenders(
+    package_dir: Path, compile_: bool, only: set[str]
+) -> tuple[dict[str, Contender], dict[str, str], Any, int]:
+    import torch
+
+    sys.path.insert(0, str(package_dir.parent))
+    package = __import__(PACKAGE)
+    from runtime.config import JobConfig
+    from runtime.distributed.parallelize import apply_compile
+
+    spec = package.get_train_spec()
+    args = package.ModelArgs.from_hf(bench_config())
+    job_config = JobConfig.from_dict({"compile": {"enable": compile_}})
+    torch.manual_seed(0)
+    ours = spec.model_cls(args)
+    ours.init_weights()
+    hf_state = spec.state_dict_adapter(args, None).to_hf(ours.state_dict())
+    # The same architecture for all three: count FLOPs once, with the package's formula.
+    _, flops_per_token = args.get_nparams_and_flops(ours, SEQ)
+
+    contenders: dict[str, Contender] = {}
+    skipped: dict[str, str] = {}
+    if "generated" in only:
+        if compile_:
+            apply_compile(ours, job_config.compile)
+        contenders["generated"] = Contender(
+            ours,
+            ours,
+            spec.build_loss_fn(job_config),
+            spec.build_optimizers_fn([ours], job_config),
+        )
+    if "transformers" in only:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        hf = LlamaForCausalLM(LlamaConfig(**bench_config(), attn_implementation="sdpa"))
+        hf.load_state_dict(hf_state)
+        vocab = args.vocab_size
+
+        def hf_loss(logits: Any, labels: Any, model: Any = hf) -> Any:
+            return model.loss_function(
+                logits=logits, labels=None, vocab_size=vocab, shift_labels=labels
+            )
+
+        hf_forward = torch.compile(hf) if compile_ else hf
+        contenders["transformers"] = Contender(
+            hf,
+            lambda tokens: hf_forward(input_ids=tokens).logits,
+            torch.compile(hf_loss) if compile_ else hf_loss,
+            torch.optim.AdamW(hf.parameters(), lr=8e-4, weight_decay=0.1, fused=True),
+        )
+    if "torchtitan" in only:
+        torchtitan, reason = import_torchtitan()
+        if torchtitan is None:
+            skipped["torchtitan"] = reason
+        else:
+            from torchtitan.components.loss import cross_entropy_loss
+
+            tt = build_torchtitan_model(args)
+            if compile_:
+                for block in tt.layers.children():
+                    block.compile(fullgraph=True)
+            ntokens = BATCH * SEQ
+
+            def tt_loss(logits: Any, labels: Any) -> Any:
+                return cross_entropy_loss(logits, labels) / ntokens
+
+            contenders["torchtitan"] = Contender(
+                tt,
+                tt,
+                torch.compile(tt_loss) if compile_ else tt_loss,
+                torch.optim.AdamW(tt.parameters(), lr=8e-4, weight_decay=0.1, fused=True),
+            )
+    return contenders, skipped, args, flops_per_token
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compile", action="store_true", help="torch.compile every contender")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per contender")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender")
+    parser.add_argument("--only", default="generated,transformers,torchtitan")
+    parser.add_argument("--package-dir", type=Path, help="an already rendered package")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    options = parser.parse_args(argv)
+
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
+        package_dir = options.package_dir or render_package(Path(tmp))
+        peak_before = machine.matmul_peak()
+        contenders, skipped, args, flops_per_token = build_contenders(
+            package_dir, options.compile, set(options.only.split(","))
+        )
+        generator = torch.Generator().manual_seed(1)
+        tokens = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
+        labels = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
+
+        parity = {}
+        if "generated" in contenders and "transformers" in contenders:
+            with torch.no_grad():
+                ours = contenders["generated"].loss(tokens, labels).item()
+                theirs = contenders["transformers"].loss(tokens, labels).item()
+            parity = {"generated": ours, "transformers": theirs, "abs_diff": abs(ours - theirs)}
+
+        warmup_s = {}
+        for name, contender in contenders.items():
+            start = time.perf_counter()
+            for _ in range(options.warmup):
+                contender.step(tokens, labels)
+            warmup_s[name] = time.perf_counter() - start
+
+        samples = interleave(
+            {
+                name: functools.partial(contender.step, tokens, labels)
+                for name, contender in contenders.items()
+            },
+            options.repeats,
+        )
+        peak = max(peak_before, machine.matmul_peak())
+
+    flops_per_step = flops_per_token * BATCH * SEQ
+    results: dict[str, Any] = {
+        "comparison": "step",
+        "compile": options.compile,
+        "dims": {**DIMS, "batch": BATCH, "seq_len": SEQ, "dtype": "float32"},
+        "machine": machine.describe(),
+        "torch_threads": torch.get_num_threads(),
+        "torchtitan": machine.package_version("torchtitan") if "torchtitan" in contenders else None,
+        "matmul_peak_flops": peak,
+        "flops_per_step": flops_per_step,
+        "loss_parity": parity,
+        "warmup_s": warmup_s,
+        "skipped": skipped,
+        "contenders": {},
+    }
+    for name, times in samples.items():
+        summary = Summary.of(times)
+        entry: dict[str, Any] = summary.as_dict()
+        entry["mfu"] = flops_per_step / (summary.median * peak)
+        results["contenders"][name] = entry
+    text = json.dumps(results, indent=2)
+    if options.json:
+        options.json.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

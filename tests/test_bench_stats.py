@@ -1,0 +1,77 @@
+"""bench/: medians and ratios, interleaving order, the markdown table and the doc splice."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import report
+from bench.stats import BEGIN, END, Summary, interleave, markdown_table, speedup, splice
+
+
+def test_summary_is_median_min_max():
+    summary = Summary.of([3.0, 1.0, 2.0, 10.0])
+    assert (summary.n, summary.median, summary.min, summary.max) == (4, 2.5, 1.0, 10.0)
+    with pytest.raises(ValueError):
+        Summary.of([])
+
+
+def test_speedup_is_median_over_median():
+    slow, fast = Summary.of([2.0, 2.2, 9.0]), Summary.of([1.0, 1.1, 1.0])
+    assert speedup(slow, fast) == pytest.approx(2.2)
+
+
+def test_interleave_alternates_contenders():
+    calls = []
+
+    def contender(name):
+        def run():
+            calls.append(name)
+            return float(len(calls))
+
+        return run
+
+    samples = interleave({"a": contender("a"), "b": contender("b")}, repeats=3)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert samples == {"a": [1.0, 3.0, 5.0], "b": [2.0, 4.0, 6.0]}
+
+
+def test_markdown_table_checks_row_width():
+    assert markdown_table(["x", "y"], [[1, "a"]]) == "| x | y |\n|---|---|\n| 1 | a |"
+    with pytest.raises(ValueError):
+        markdown_table(["x", "y"], [[1]])
+
+
+def test_splice_replaces_only_the_generated_block():
+    doc = f"# Benchmarks\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## Optimization log\nkept\n"
+    updated = splice(doc, "new table")
+    assert "old" not in updated and "new table" in updated
+    assert updated.startswith("# Benchmarks\n\nintro\n\n") and updated.endswith("kept\n")
+    assert splice(updated, "new table") == updated
+
+
+def test_splice_appends_to_a_document_without_markers():
+    assert splice("# Benchmarks\n", "t") == f"# Benchmarks\n\n{BEGIN}\nt\n{END}\n"
+    with pytest.raises(ValueError):
+        splice(f"{END}\n{BEGIN}", "t")
+
+
+def _step(median_generated, median_hf, skipped=None):
+    entry = {"n": 3, "min": 1.0, "max": 3.0, "mfu": 0.5}
+    return {
+        "contenders": {
+            "generated": {**entry, "median": median_generated},
+            "transformers": {**entry, "median": median_hf},
+        },
+        "skipped": skipped or {},
+        "matmul_peak_flops": 1.8e11,
+        "flops_per_step": 1.7e11,
+        "loss_parity": {"generated": 10.0, "transformers": 10.0, "abs_diff": 0.0},
+        "warmup_s": {"generated": 1.0},
+    }
+
+
+def test_step_table_reports_speedup_and_skipped_columns():
+    text = report.step_section(_step(1.0, 1.5, {"torchtitan": "not importable"}), None)
+    assert "| eager | transformers | 1.500 s |" in text and "1.50×" in text
+    assert "| eager | torchtitan | skipped | not importable |" in text
+    assert "torch.compile: not run." in text
