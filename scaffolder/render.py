@@ -42,7 +42,11 @@ class SourceInfo:
 
 
 def py_literal(value: Any) -> str:
-    """A Python literal for a validated scalar: bool, int, finite float, None, or an escaped str."""
+    """A Python literal for a validated scalar (bool, int, finite float, None, escaped str), or a
+    tuple of them (e.g. LongRoPE's per-frequency factors)."""
+    if isinstance(value, tuple | list):
+        items = [py_literal(item) for item in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     if value is None or isinstance(value, bool | int | str):
         return repr(value)
     if isinstance(value, float):

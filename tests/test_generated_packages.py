@@ -117,6 +117,13 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
+    "phi3": {
+        # Phi-3.5 mini as served: fused checkpoint tensors, LongRoPE (debug: factors switch at
+        # 32 tokens), sliding_window, pad_token_id 32000, MHA, untied.
+        "phi3": ("phi3", {}),
+        # Phi-4 mini: partial_rotary_factor 0.75, GQA 24/8, tied.
+        "phi4_mini": ("phi4_mini", {}),
+    },
     "gemma": {
         # Gemma 7B: MHA 16 heads of head_dim 256 != 3072 / 16, legacy hidden_act "gelu", pad 0.
         "gemma": ("gemma", {}),
@@ -145,6 +152,14 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "qwen2_sliding": (
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),
+    ),
+    "phi3": (
+        ("longrope_cache(", "* args.rope_attention_factor", "padding_idx=", "attn_mask=mask"),
+        ("q_pass", "bias=True", "self.output.weight = self.tok_embeddings.weight"),
+    ),
+    "phi4_mini": (
+        ("q_pass", "args.rotary_dim", "self.output.weight = self.tok_embeddings.weight"),
+        ("bias=True",),
     ),
     "gemma": (
         ("1.0 + self.weight.float()", 'approximate="tanh"', "dim**0.5", "padding_idx="),

@@ -202,9 +202,52 @@ def test_qwen2_sliding_layers_follow_transformers(
         assert spec.debug_dims()["sliding_window"] < 64
 
 
+def test_phi3_spec() -> None:
+    spec = build_spec(family_config("phi3"))
+    assert (spec.family, spec.hf_architecture) == ("phi3", "Phi3ForCausalLM")
+    assert spec.num_params() == 3_821_079_552  # Phi-3.5-mini
+    assert spec.features["fused_checkpoint"] and not spec.attention_bias
+    assert (spec.rope.type, spec.rope.original_max_position_embeddings) == ("longrope", 4096)
+    assert len(spec.features["rope_long_factor"]) == 48  # head_dim 96 / 2
+    # transformers' default: factor 131072 / 4096 = 32 -> sqrt(1 + ln 32 / ln 4096).
+    assert spec.features["rope_attention_factor"] == pytest.approx(1.1902380714)
+    assert spec.features["pad_token_id"] == 32000 and spec.features["sliding_window"] == 262144
+    assert spec.warnings  # Megatron has no LongRoPE
+    debug = spec.debug_dims()
+    assert debug["rope_original_max_seq_len"] < 64 and debug["sliding_window"] < 64
+    assert len(debug["rope_short_factor"]) == debug["head_dim"] // 2
+    assert debug["pad_token_id"] < debug["vocab_size"]
+    phi4 = build_spec(family_config("phi4_mini"))
+    assert phi4.features["partial_rotary_factor"] == 0.75 and phi4.tie_word_embeddings
+    d = phi4.debug_dims()
+    rotary_dim = int(d["head_dim"] * 0.75)
+    assert rotary_dim % 2 == 0 and len(d["rope_long_factor"]) == rotary_dim // 2
+    assert d["dim"] == d["n_heads"] * d["head_dim"]
+    # "su" is transformers' old name of longrope (it then wants the pretraining length inside
+    # rope_scaling); Phi-3 mini 4k has plain rope.
+    old = family_config("phi3")
+    old["rope_scaling"] = dict(
+        old["rope_scaling"], type="su", original_max_position_embeddings=4096
+    )
+    assert build_spec(old) == spec
+    plain = build_spec(family_config("phi3", rope_scaling=None, max_position_embeddings=4096))
+    assert plain.rope.type == "default" and "rope_long_factor" not in plain.features
+
+
 @pytest.mark.parametrize(
     ("name", "changes", "field"),
     [
+        ("phi3", {"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling.type"),
+        (
+            "phi3",
+            {"rope_scaling": {"type": "longrope", "short_factor": [1.0], "long_factor": [1.0]}},
+            "short_factor",
+        ),
+        ("phi4_mini", {"partial_rotary_factor": 1.5}, "partial_rotary_factor"),
+        ("phi4_mini", {"partial_rotary_factor": 0.005}, "partial_rotary_factor"),
+        ("phi4_mini", {"partial_rotary_factor": "0.75"}, "partial_rotary_factor"),
+        ("phi3", {"sliding_window": -1}, "sliding_window"),
+        ("phi3", {"pad_token_id": 32064}, "pad_token_id"),
         ("mistral", {"sliding_window": 0}, "sliding_window"),
         ("qwen2", {"use_sliding_window": "yes"}, "use_sliding_window"),
         ("qwen2", {"max_window_layers": -1}, "max_window_layers"),

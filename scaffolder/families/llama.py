@@ -28,6 +28,8 @@ FEATURES = (
     "rope default/linear/dynamic/llama3",
 )
 
+# ArchSpec.debug_dims' vocabulary size.
+DEBUG_VOCAB_SIZE = 2048
 # Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
 # silently describe a different model.
 _REQUIRED_FIELDS = (
@@ -59,15 +61,19 @@ def build(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
+        features=padding_features(hf),
         **common_fields(config, hf),
     )
 
 
-def common_fields(config: dict[str, Any], hf: dict[str, Any]) -> dict[str, Any]:
+def common_fields(
+    config: dict[str, Any], hf: dict[str, Any], rope: RopeSpec | None = None
+) -> dict[str, Any]:
     """The ArchSpec fields every Llama-like family reads the same way.
 
     ``config`` is the config.json as written, ``hf`` the same after transformers' config class
-    (:func:`normalize_with_transformers`). Everything but family, architecture names and biases.
+    (:func:`normalize_with_transformers`). Everything but family, architecture names and biases;
+    ``rope`` is the family's own reading of its rope fields (default: :func:`read_rope`).
     """
     n_heads = read_int(hf, "num_attention_heads")
     n_kv_heads = read_int(hf, "num_key_value_heads")
@@ -88,7 +94,7 @@ def common_fields(config: dict[str, Any], hf: dict[str, Any]) -> dict[str, Any]:
         ffn_dim=read_int(hf, "intermediate_size"),
         max_seq_len=read_int(hf, "max_position_embeddings"),
         norm_eps=read_float(hf, "rms_norm_eps"),
-        rope=read_rope(hf),
+        rope=read_rope(hf) if rope is None else rope,
         tie_word_embeddings=read_bool(hf, "tie_word_embeddings", False),
         hidden_act=read_choice(hf, "hidden_act", ("silu",)),
         initializer_range=read_float(hf, "initializer_range", 0.02),
@@ -180,6 +186,35 @@ def read_rope(hf: dict[str, Any]) -> RopeSpec:
         high_freq_factor=high,
         original_max_position_embeddings=read_int(params, "original_max_position_embeddings"),
     )
+
+
+def padding_features(hf: dict[str, Any]) -> dict[str, Any]:
+    """``pad_token_id`` as the embedding's ``padding_idx``, as transformers builds the embedding.
+
+    That row gets no gradient (and starts at zero). The debug flavor's vocabulary is smaller:
+    a pad id beyond it becomes row 0 there.
+    """
+    if hf.get("pad_token_id") is None:
+        return {}
+    pad = read_int(hf, "pad_token_id", minimum=0)
+    vocab_size = read_int(hf, "vocab_size")
+    require(pad < vocab_size, "pad_token_id", f"{pad} is not below vocab_size ({vocab_size})")
+    features: dict[str, Any] = {"embedding_padding_idx": True, "pad_token_id": pad}
+    if pad >= DEBUG_VOCAB_SIZE:
+        features["debug"] = {"pad_token_id": 0}
+    return features
+
+
+def merge_features(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One features dict from several readers' dicts; their ``debug`` values merge too."""
+    features: dict[str, Any] = {}
+    debug: dict[str, Any] = {}
+    for part in parts:
+        features.update({key: value for key, value in part.items() if key != "debug"})
+        debug.update(part.get("debug", {}))
+    if debug:
+        features["debug"] = debug
+    return features
 
 
 def read_dtype(config: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields
+from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
 from scaffolder.fields import read_int
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
@@ -43,7 +43,11 @@ def build(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=False,
         mlp_bias=False,
-        features={"bias_fields": (), **sliding_window_features(window, SLIDING_WINDOW_DEFAULT)},
+        features=merge_features(
+            {"bias_fields": ()},
+            sliding_window_features(window, SLIDING_WINDOW_DEFAULT),
+            padding_features(hf),
+        ),
         **common_fields(config, hf),
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields
+from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
 from scaffolder.families.mistral import DEBUG_SLIDING_WINDOW
 from scaffolder.fields import read_bool, read_int, require
 from scaffolder.spec import ArchSpec, normalize_with_transformers
@@ -46,7 +46,9 @@ def build(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=False,
         mlp_bias=False,
-        features={"bias_fields": (), "qkv_bias": True, **sliding_features(hf)},
+        features=merge_features(
+            {"bias_fields": (), "qkv_bias": True}, sliding_features(hf), padding_features(hf)
+        ),
         **common_fields(config, hf),
     )
 

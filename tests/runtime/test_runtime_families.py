@@ -26,6 +26,8 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     # Per-head q/k norms on sharded heads, local/global rope, sliding pattern.
     "gemma3_text": ("gemma3_text", {}),
     "mistral": ("mistral", {}),
+    # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; untied (see qwen2).
+    "phi3": ("phi4_mini", {"tie_word_embeddings": False}),
     # Untied: the runtime's FSDP wrapping refuses tied embeddings for now (a runtime matter).
     "qwen2": (
         "qwen2",

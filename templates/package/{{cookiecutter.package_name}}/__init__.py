@@ -45,6 +45,11 @@ __all__ = [
 {%- if "max_window_layers" in d %}
         max_window_layers={{ d.max_window_layers | py }},
 {%- endif %}
+{%- if "rope_original_max_seq_len" in d %}
+        rope_original_max_seq_len={{ d.rope_original_max_seq_len | py }},
+        rope_short_factor={{ d.rope_short_factor | py }},
+        rope_long_factor={{ d.rope_long_factor | py }},
+{%- endif %}
 {%- if "sliding_window_pattern" in d %}
         sliding_window_pattern={{ d.sliding_window_pattern | py }},
 {%- endif %}

@@ -6,6 +6,9 @@
 {#- The bias switches this family's config class has (Mistral and Qwen2 have neither). -#}
 {%- set bias_fields = s.features.get("bias_fields", ["attention_bias", "mlp_bias"]) -%}
 {%- set sliding = s.features.get("sliding_window") is not none -%}
+{%- set f = s.features -%}
+{%- set longrope = s.rope.type == "longrope" -%}
+{%- set granite = f.get("embedding_multiplier") is not none -%}
 """Model arguments for {{ cookiecutter.display_name }} ({{ s.hf_architecture }}).
 
 Defaults are the full-size model read from its config.json. ``ModelArgs.from_hf`` maps the
@@ -14,6 +17,9 @@ transformers field names onto these; ``to_hf`` maps them back.
 
 from __future__ import annotations
 
+{%- if longrope %}
+import math
+{%- endif %}
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +42,12 @@ ARCHITECTURE: dict[str, Any] = {
 {%- endif %}
 {%- if "sliding_window" in s.features %}
     "sliding_window_attention": {{ sliding | py }},
+{%- endif %}
+{%- if "partial_rotary" in f %}
+    "partial_rotary": {{ f.partial_rotary | py }},
+{%- endif %}
+{%- if f.get("embedding_padding_idx") %}
+    "embedding_padding_idx": True,
 {%- endif %}
 }
 
@@ -73,7 +85,36 @@ class ModelArgs(BaseModelArgs):
     sliding_window: int = {{ s.features.sliding_window | py }}  # sliding_window
 {%- endif %}
 {%- endif %}
+{%- if longrope %}
+    # rope_scaling "longrope": frequencies divided by one factor each, short_factor for sequences
+    # up to original_max_position_embeddings, long_factor (at every position) for longer ones;
+    # cos and sin are scaled by attention_factor.
+    rope_original_max_seq_len: int = {{ s.rope.original_max_position_embeddings | py }}  # original_max_position_embeddings
+    rope_short_factor: tuple[float, ...] = {{ f.rope_short_factor | py }}  # rope_scaling.short_factor
+    rope_long_factor: tuple[float, ...] = {{ f.rope_long_factor | py }}  # rope_scaling.long_factor
+    rope_attention_factor: float = {{ f.rope_attention_factor | py }}  # rope_scaling.attention_factor
+{%- endif %}
+{%- if f.get("partial_rotary_factor") %}
+    # partial_rotary_factor: RoPE rotates the first int(head_dim * it) channels of each head.
+    partial_rotary_factor: float = {{ f.partial_rotary_factor | py }}  # partial_rotary_factor
+{%- endif %}
+{%- if granite %}
+    embedding_multiplier: float = {{ f.embedding_multiplier | py }}  # embedding_multiplier: scales the embeddings
+    residual_multiplier: float = {{ f.residual_multiplier | py }}  # residual_multiplier: scales sublayer outputs
+    attention_multiplier: float = {{ f.attention_multiplier | py }}  # attention_multiplier: the softmax scale
+    logits_scaling: float = {{ f.logits_scaling | py }}  # logits_scaling: logits are divided by it
+{%- endif %}
+{%- if f.get("embedding_padding_idx") %}
+    pad_token_id: int = {{ f.pad_token_id | py }}  # pad_token_id: its embedding row gets no gradient
+{%- endif %}
     initializer_range: float = {{ s.initializer_range | py }}  # initializer_range
+{%- if f.get("partial_rotary_factor") %}
+
+    @property
+    def rotary_dim(self) -> int:
+        """Channels of each head that RoPE rotates."""
+        return int(self.head_dim * self.partial_rotary_factor)
+{%- endif %}
 
     @classmethod
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
@@ -110,6 +151,24 @@ class ModelArgs(BaseModelArgs):
             max_window_layers=max_window_layers(config),
 {%- endif %}
 {%- endif %}
+{%- if longrope %}
+            rope_original_max_seq_len=original_max_position_embeddings(config),
+            rope_short_factor=tuple(rope["short_factor"]),
+            rope_long_factor=tuple(rope["long_factor"]),
+            rope_attention_factor=longrope_attention_factor(config, rope),
+{%- endif %}
+{%- if f.get("partial_rotary_factor") %}
+            partial_rotary_factor=partial_rotary_factor(config),
+{%- endif %}
+{%- if granite %}
+            embedding_multiplier=config.get("embedding_multiplier", 1.0),
+            residual_multiplier=config.get("residual_multiplier", 1.0),
+            attention_multiplier=config.get("attention_multiplier", 1.0),
+            logits_scaling=config.get("logits_scaling", 1.0),
+{%- endif %}
+{%- if f.get("embedding_padding_idx") %}
+            pad_token_id=config.get("pad_token_id", {{ f.get("pad_token_id_default") | py }}),
+{%- endif %}
             initializer_range=config.get("initializer_range", 0.02),
         )
 
@@ -138,7 +197,23 @@ class ModelArgs(BaseModelArgs):
                 "high_freq_factor": self.rope_high_freq_factor,
                 "original_max_position_embeddings": self.rope_original_max_seq_len,
 {%- endif %}
+{%- if longrope %}
+                "short_factor": list(self.rope_short_factor),
+                "long_factor": list(self.rope_long_factor),
+                "attention_factor": self.rope_attention_factor,
+                "original_max_position_embeddings": self.rope_original_max_seq_len,
+{%- endif %}
+{%- if f.get("partial_rotary_factor") %}
+                "partial_rotary_factor": self.partial_rotary_factor,
+{%- endif %}
             },
+{%- if longrope %}
+            # Phi3Config takes this one over rope_parameters' (and defaults it to 4096).
+            "original_max_position_embeddings": self.rope_original_max_seq_len,
+{%- endif %}
+{%- if f.get("partial_rotary_factor") %}
+            "partial_rotary_factor": self.partial_rotary_factor,
+{%- endif %}
             "hidden_act": ARCHITECTURE["hidden_act"],
             "tie_word_embeddings": ARCHITECTURE["tie_word_embeddings"],
 {%- if "attention_bias" in bias_fields %}
@@ -163,6 +238,17 @@ class ModelArgs(BaseModelArgs):
             "layer_types": ["full_attention"] * self.n_layers,
 {%- elif "sliding_window" in s.features %}
             "sliding_window": None,
+{%- endif %}
+{%- if granite %}
+            "embedding_multiplier": self.embedding_multiplier,
+            "residual_multiplier": self.residual_multiplier,
+            "attention_multiplier": self.attention_multiplier,
+            "logits_scaling": self.logits_scaling,
+{%- endif %}
+{%- if f.get("embedding_padding_idx") %}
+            "pad_token_id": self.pad_token_id,
+{%- elif f.get("pad_token_id_default") is not none %}
+            "pad_token_id": None,  # {{ s.hf_config_class }} would default it to {{ f.pad_token_id_default }}
 {%- endif %}
             "initializer_range": self.initializer_range,
         }
@@ -206,6 +292,11 @@ def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
     if "type" in params and "rope_type" not in params:
         params["rope_type"] = params.pop("type")
     params.setdefault("rope_type", "default")
+{%- if f.get("longrope_aliases") %}
+    # {{ s.hf_config_class }} reads the old rope type names {{ f.longrope_aliases | join(" and ") }} as "longrope".
+    if params["rope_type"] in {{ f.longrope_aliases | py }}:
+        params["rope_type"] = "longrope"
+{%- endif %}
     if "rope_theta" not in params and "rope_theta" in config:
         params["rope_theta"] = config["rope_theta"]
     return params
@@ -229,6 +320,13 @@ def check_architecture(config: dict[str, Any]) -> None:
         and max_window_layers(config) < config["num_hidden_layers"],
 {%- elif "sliding_window" in s.features %}
         "sliding_window_attention": sliding_window(config) is not None,
+{%- endif %}
+{%- if "partial_rotary" in f %}
+        "partial_rotary": partial_rotary_factor(config) != 1.0,
+{%- endif %}
+{%- if f.get("embedding_padding_idx") %}
+        "embedding_padding_idx": config.get("pad_token_id", {{ f.get("pad_token_id_default") | py }})
+        is not None,
 {%- endif %}
     }
     for field, expected in ARCHITECTURE.items():
@@ -277,6 +375,46 @@ def max_window_layers(config: dict[str, Any]) -> int:
     return config.get("sliding_window", {{ s.features.sliding_window_default | py }})
 {%- endif %}
 {%- endif %}
+{%- endif %}
+{%- if "partial_rotary" in f %}
+
+
+def partial_rotary_factor(config: dict[str, Any]) -> float:
+    """partial_rotary_factor, from rope_parameters (new style) or the top level (old style)."""
+    return rope_parameters(config).get(
+        "partial_rotary_factor", config.get("partial_rotary_factor", 1.0)
+    )
+{%- endif %}
+{%- if longrope %}
+
+
+def original_max_position_embeddings(config: dict[str, Any]) -> int:
+    """The pretraining length LongRoPE switches factors at.
+
+    {{ s.hf_config_class }} takes the top-level field over rope_scaling's and defaults it to
+    {{ f.original_max_position_embeddings_default }}.
+    """
+    return config.get(
+        "original_max_position_embeddings", {{ f.original_max_position_embeddings_default | py }}
+    )
+
+
+def longrope_attention_factor(config: dict[str, Any], rope: dict[str, Any]) -> float:
+    """rope_scaling.attention_factor, else transformers' default for LongRoPE.
+
+    The default grows with the context extension ``factor`` (rope_scaling.factor, else
+    max_position_embeddings / original_max_position_embeddings):
+    ``sqrt(1 + ln(factor) / ln(original_max_position_embeddings))``, 1 when not extended.
+    """
+    if rope.get("attention_factor") is not None:
+        return rope["attention_factor"]
+    original = original_max_position_embeddings(config)
+    factor = rope.get("factor")
+    if factor is None:
+        factor = config.get("max_position_embeddings", 4096) / original
+    if factor <= 1.0:
+        return 1.0
+    return math.sqrt(1 + math.log(factor) / math.log(original))
 {%- endif %}
 
 {%- endif %}

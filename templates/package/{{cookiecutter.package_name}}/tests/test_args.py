@@ -89,6 +89,15 @@ def test_a_config_that_{{ "does_not_slide" if sliding else "slides" }}_is_refuse
     with pytest.raises(ValueError, match="sliding_window_attention"):
         ModelArgs.from_hf(changed)
 {%- endif %}
+{%- if "partial_rotary" in s.features %}
+{%- set partial = s.features.partial_rotary %}
+
+
+def test_a_config_with_{{ "full" if partial else "partial" }}_rotary_is_refused(hf_config: dict[str, Any]) -> None:
+    changed = dict(hf_config, partial_rotary_factor={{ "1.0" if partial else "0.5" }})
+    with pytest.raises(ValueError, match="partial_rotary"):
+        ModelArgs.from_hf(changed)
+{%- endif %}
 
 
 def load_toml(name: str) -> dict[str, Any]:

@@ -80,7 +80,11 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "normalization": "RMSNorm",
         "swiglu": True,
         "position_embedding_type": "rope",
+{%- if cookiecutter.spec.features.get("partial_rotary_factor") %}
+        "rotary_percent": args.partial_rotary_factor,
+{%- else %}
         "rotary_percent": 1.0,
+{%- endif %}
         "rotary_interleaved": False,
         "hidden_dropout": 0.0,
         "attention_dropout": 0.0,
@@ -165,8 +169,13 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     expected_attention_bias = {{ any_bias }}
     assert model_args["attention_bias"] == expected_attention_bias
     rope_type = ARCHITECTURE["rope_type"]
+{%- if cookiecutter.spec.rope.type == "longrope" %}
+    # Megatron has no LongRoPE; the YAML uses plain rope (see its comment).
+    expected_rope_type = "default"
+{%- else %}
     # Megatron has no dynamic NTK scaling; the YAML uses plain rope (see its comment).
     expected_rope_type = "default" if rope_type == "dynamic" else rope_type
+{%- endif %}
     assert model_args["rope_type"] == expected_rope_type
     if rope_type in ("linear", "llama3"):
         assert model_args["rope_factor"] == args.rope_factor

@@ -42,7 +42,20 @@ def test_logits_match_transformers(debug_args: ModelArgs) -> None:
     assert logits.shape == (2, 64, debug_args.vocab_size)
     assert (logits - expected).abs().max().item() <= LOGITS_ATOL
 
-{% if s.features.get("sliding_window") is not none %}
+{% if s.rope.type == "longrope" %}
+def test_logits_match_transformers_with_the_short_factors(debug_args: ModelArgs) -> None:
+    """Up to original_max_position_embeddings tokens LongRoPE rotates with short_factor; the
+    64-token test above runs past it, with long_factor."""
+    assert debug_args.rope_original_max_seq_len < 64
+    hf_model = build_hf_model(debug_args)
+    model = load_from_hf(hf_model, debug_args)
+    tokens = random_tokens(debug_args, batch=2, seq_len=debug_args.rope_original_max_seq_len)
+    with torch.no_grad():
+        expected = hf_model(tokens).logits
+        logits = model(tokens)
+    assert (logits - expected).abs().max().item() <= LOGITS_ATOL
+
+{% endif %}{% if s.features.get("sliding_window") is not none %}
 def test_the_sliding_window_cuts_into_the_test_sequence(debug_args: ModelArgs) -> None:
     """The logits test proves the window only if the window changes its 64-token logits."""
     assert debug_args.sliding_window < 64
