@@ -34,6 +34,7 @@ def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) 
         "runs",
         "generated is faster by",
         "MFU",
+        "CPU time/step",
     ]
     rows: list[list[object]] = []
     notes: list[str] = []
@@ -57,10 +58,13 @@ def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) 
                     summary.n,
                     ratio,
                     f"{100 * entries[name]['mfu']:.1f}%",
+                    fmt_seconds(entries[name]["cpu_median"])
+                    if "cpu_median" in entries[name]
+                    else "—",
                 ]
             )
         for name, reason in result.get("skipped", {}).items():
-            rows.append([mode, name, "skipped", reason, 0, "—", "—"])
+            rows.append([mode, name, "skipped", reason, 0, "—", "—", "—"])
         peak = result["matmul_peak_flops"] / 1e9
         parity = result.get("loss_parity") or {}
         parity_text = (
@@ -150,7 +154,8 @@ def scaffold_section(result: dict[str, Any] | None) -> str:
     commands = (
         f"Commands: `{result['new_model_command']}`; `{result['tests_command']}`. Cold cache: an "
         "empty `SCAFFOLD_CACHE_DIR` for each run, so the config goes through transformers' config "
-        "class; warm: the normalized config comes from the cache an earlier run wrote."
+        "class and every template is compiled; warm: the normalized config and the compiled "
+        "templates come from the caches an earlier run wrote (`scaffolder/cache.py`)."
     )
     return markdown_table(header, rows) + "\n\n" + commands
 
@@ -215,8 +220,9 @@ def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -
         "",
         "hidden 512, 8 heads / 1 kv head, ffn 1408, 4 layers, vocab 32000, batch 4 × 256 tokens; "
         "forward, cross-entropy, backward, AdamW. MFU = model FLOPs / (median step time × the "
-        "fp32 `torch.mm` peak measured in the same process). Command: `python -m bench.step "
-        "[--compile]`.",
+        "fp32 `torch.mm` peak measured in the same process, best of all rounds). CPU time/step "
+        "is the process's CPU seconds (both threads) per step, median: less sensitive than wall "
+        "time to other jobs on the machine. Command: `python -m bench.step [--compile]`.",
         "",
         step_section(eager, compiled),
         "",

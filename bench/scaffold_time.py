@@ -3,8 +3,9 @@
 ``new-model`` runs as a user runs it (the console script, offline, the bundled TinyLlama
 snapshot), each run into a fresh folder, timed from outside with ``time.perf_counter`` around
 the subprocess; ``/usr/bin/time -v`` adds the peak RSS when it is installed. Two settings,
-interleaved: a cold normalization cache (an empty ``SCAFFOLD_CACHE_DIR`` per run, so the config
-goes through transformers' config class) and a warm one (a cache filled by an earlier run).
+interleaved: cold caches (an empty ``SCAFFOLD_CACHE_DIR`` per run, so the config goes through
+transformers' config class and every template is compiled) and warm ones (filled by an earlier
+run); see ``scaffolder/cache.py``.
 The test suite is ``pytest -q <package>`` in the output folder, as ``new-model`` tells the user.
 
 Run: ``python -m bench.scaffold_time --repeats 5 --json out.json``.

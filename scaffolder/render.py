@@ -20,7 +20,7 @@ from typing import Any
 
 from jinja2.ext import Extension
 
-from scaffolder import __version__
+from scaffolder import __version__, cache
 from scaffolder.errors import ScaffoldError
 from scaffolder.spec import ArchSpec
 
@@ -124,6 +124,9 @@ def render_package(spec: ArchSpec, package_name: str, source: SourceInfo) -> dic
     from cookiecutter.generate import generate_files
 
     context = {"cookiecutter": build_context(spec, package_name, source)}
+    bytecode_cache = cache.jinja_bytecode_cache()  # compiled templates; same output, faster
+    if bytecode_cache is not None:
+        context["cookiecutter"]["_jinja2_env_vars"] = {"bytecode_cache": bytecode_cache}
     with tempfile.TemporaryDirectory(prefix="scaffold-render-") as tmp:
         project = Path(
             generate_files(

@@ -14,6 +14,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scaffolder import cache
 from scaffolder.errors import ConfigFieldError, ScaffoldError
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
@@ -174,8 +175,14 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
     """Resolve defaults, aliases and rope settings exactly as transformers' config class does.
 
     Old-style ``rope_theta``/``rope_scaling`` and new-style ``rope_parameters`` both come back as
-    ``rope_parameters``. Remote code (``auto_map``) is never imported.
+    ``rope_parameters``. Remote code (``auto_map``) is never imported. Results are kept in a
+    disk cache keyed by the config and the transformers install (``scaffolder.cache``):
+    importing transformers is most of ``new-model``'s time.
     """
+    key = cache.normalized_key(config, model_type)
+    cached = cache.load_normalized(key)
+    if cached is not None:
+        return cached
     from huggingface_hub.errors import StrictDataclassError
     from transformers import CONFIG_MAPPING
 
@@ -198,6 +205,7 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
         tf_logger.setLevel(previous)
     normalized = hf_config.to_dict()
     normalized["model_type"] = model_type
+    cache.store_normalized(key, normalized)
     return normalized
 
 
