@@ -6,10 +6,19 @@ from types import ModuleType
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families import gemma, gemma2, gemma3_text, llama, mistral, phi3, qwen2
+from scaffolder.families import gemma, gemma2, gemma3_text, llama, mistral, phi3, qwen2, qwen3
 
 # Each recipe module names the model_types it reads in MODEL_TYPES.
-FAMILY_MODULES: tuple[ModuleType, ...] = (llama, mistral, qwen2, phi3, gemma, gemma2, gemma3_text)
+FAMILY_MODULES: tuple[ModuleType, ...] = (
+    llama,
+    mistral,
+    qwen2,
+    qwen3,
+    phi3,
+    gemma,
+    gemma2,
+    gemma3_text,
+)
 RECIPES: dict[str, ModuleType] = {
     model_type: recipe for recipe in FAMILY_MODULES for model_type in recipe.MODEL_TYPES
 }

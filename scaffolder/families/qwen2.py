@@ -105,7 +105,8 @@ def sliding_features(hf: dict[str, Any]) -> dict[str, Any]:
     require(
         window is not None,
         "layer_types",
-        "lists sliding_attention layers but use_sliding_window is false (no sliding_window)",
+        "lists sliding_attention layers but there is no window "
+        "(use_sliding_window false or sliding_window null)",
     )
     window = read_int(hf, "sliding_window")
     # The debug flavor (4 layers) keeps both kinds of layers when the full model has both.

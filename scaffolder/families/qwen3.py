@@ -1,0 +1,51 @@
+"""Qwen3 family recipe: Qwen2's layout with per-head RMS q/k norms before RoPE, no fixed biases.
+
+config.json field -> spec field: as qwen2 (scaffolder/families/qwen2.py, sliding windows
+included), except that
+  attention_bias -> attention_bias (q, k, v and o together; Qwen3Config has no mlp_bias),
+  head_dim -> head_dim (Qwen3Config's default is 128, not hidden_size / num_attention_heads),
+  q_norm / k_norm (no config field) -> features["qk_norm"] = "per_head": RMSNorm over each
+    head's head_dim, eps rms_norm_eps, applied to queries and keys before RoPE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.families.qwen2 import check_raw_sliding, sliding_features
+from scaffolder.fields import read_bool
+from scaffolder.spec import ArchSpec, normalize_with_transformers
+
+MODEL_TYPES = ("qwen3",)
+HF_ARCHITECTURE = "Qwen3ForCausalLM"
+HF_CONFIG_CLASS = "Qwen3Config"
+FEATURES = (
+    "GQA",
+    "head_dim != hidden_size / heads",
+    "per-head RMS q/k norm before RoPE",
+    "attention_bias",
+    "tied or untied embeddings",
+    "sliding_window on layers >= max_window_layers (use_sliding_window)",
+    "rope default/linear/dynamic/llama3",
+)
+
+
+def build(config: dict[str, Any]) -> ArchSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_raw(config, bool_fields=("attention_bias", "tie_word_embeddings"))
+    check_raw_sliding(config)
+    hf = normalize_with_transformers(config, config["model_type"])
+    return ArchSpec(
+        family="qwen3",
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        attention_bias=read_bool(hf, "attention_bias", False),
+        mlp_bias=False,
+        features=merge_features(
+            {"bias_fields": ("attention_bias",), "qk_norm": "per_head"},
+            sliding_features(hf),
+            padding_features(hf),
+        ),
+        **common_fields(config, hf),
+    )
