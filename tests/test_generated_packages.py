@@ -117,26 +117,6 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
-    "qwen3": {
-        # Qwen3 0.6B as served: per-head q/k norms, head_dim 128 != 1024 / 16, tied.
-        "qwen3": ("qwen3", {}),
-        # Untied, q/k/v/o biases, new-style fields: rope_parameters (linear) and layer_types
-        # sliding the top 4 of 28 layers.
-        "qwen3_sliding": (
-            "qwen3",
-            {
-                "tie_word_embeddings": False,
-                "attention_bias": True,
-                "use_sliding_window": True,
-                "sliding_window": 8192,
-                "max_window_layers": None,
-                "rope_theta": None,
-                "rope_scaling": None,
-                "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
-                "layer_types": ["full_attention"] * 24 + ["sliding_attention"] * 4,
-            },
-        ),
-    },
     "phi3": {
         # Phi-3.5 mini as served: fused checkpoint tensors, LongRoPE (debug: factors switch at
         # 32 tokens), sliding_window, pad_token_id 32000, MHA, untied.
@@ -149,6 +129,21 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         "gemma": ("gemma", {}),
         # Gemma 2 9B: sandwich norms, soft-capped attention and logits, every 2nd layer global.
         "gemma2": ("gemma2", {}),
+    },
+    "starcoder2": {
+        # StarCoder2 3B: LayerNorm, tanh-GELU c_fc/c_proj MLP, biases everywhere, GQA 24/2,
+        # sliding_window 4096, tied, dropouts 0.1 (not applied).
+        "starcoder2": ("starcoder2", {}),
+        # No biases, exact GELU, no sliding window, untied.
+        "starcoder2_plain": (
+            "starcoder2",
+            {
+                "use_bias": False,
+                "hidden_act": "gelu",
+                "sliding_window": None,
+                "tie_word_embeddings": False,
+            },
+        ),
     },
     "gemma3": {
         # Gemma 3 1B: MQA, per-head q/k norms, 5 sliding layers to 1 global, local/global RoPE.
@@ -173,17 +168,6 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),
     ),
-    "qwen3": (
-        (
-            "self.q_norm = nn.RMSNorm(model_args.head_dim",
-            "self.output.weight = self.tok_embeddings",
-        ),
-        ("sliding", "bias=True"),
-    ),
-    "qwen3_sliding": (
-        ("xq, xk = self.q_norm(xq), self.k_norm(xk)", "bias=True", "is_causal=mask"),
-        (),
-    ),
     "phi3": (
         ("longrope_cache(", "* args.rope_attention_factor", "padding_idx=", "attn_mask=mask"),
         ("q_pass", "bias=True", "self.output.weight = self.tok_embeddings.weight"),
@@ -199,6 +183,14 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "gemma2": (
         ("torch.tanh(scores / self.softcap)", "final_logit_softcapping", "post_ffn_norm"),
         ("F.scaled_dot_product_attention", "q_norm", "local_rope"),
+    ),
+    "starcoder2": (
+        ("nn.LayerNorm", 'approximate="tanh"', "sliding_window_mask(", "bias=True"),
+        ("w3", "RMSNorm", "is_causal=True"),
+    ),
+    "starcoder2_plain": (
+        ("F.gelu(self.w1(x))", "is_causal=True", "bias=False", "nn.init.normal_(self.output"),
+        ("sliding", "bias=True", "approximate", "w3"),
     ),
     "gemma3_text": (
         ("q_norm", "local_rope_cache", "scale=self.scale", "is_sliding_layer", "enable_gqa"),

@@ -202,27 +202,6 @@ def test_qwen2_sliding_layers_follow_transformers(
         assert spec.debug_dims()["sliding_window"] < 64
 
 
-def test_qwen3_spec() -> None:
-    from transformers import Qwen3Config
-
-    spec = build_spec(family_config("qwen3"))
-    assert (spec.family, spec.hf_architecture) == ("qwen3", "Qwen3ForCausalLM")
-    assert spec.features["qk_norm"] == "per_head" and not spec.attention_bias
-    assert spec.head_dim == 128 and spec.explicit_head_dim and spec.tie_word_embeddings
-    assert spec.num_params() == 596_049_920  # Qwen3-0.6B
-    # Without head_dim, Qwen3Config's default (128) stands, not hidden_size / heads (64).
-    assert build_spec(family_config("qwen3", head_dim=None)).head_dim == Qwen3Config().head_dim
-    sliding = build_spec(
-        family_config(
-            "qwen3",
-            use_sliding_window=True,
-            sliding_window=4096,
-            layer_types=["full_attention"] * 24 + ["sliding_attention"] * 4,
-        )
-    )
-    assert (sliding.features["sliding_window"], sliding.features["max_window_layers"]) == (4096, 24)
-
-
 def test_phi3_spec() -> None:
     spec = build_spec(family_config("phi3"))
     assert (spec.family, spec.hf_architecture) == ("phi3", "Phi3ForCausalLM")
@@ -258,10 +237,6 @@ def test_phi3_spec() -> None:
 @pytest.mark.parametrize(
     ("name", "changes", "field"),
     [
-        ("qwen3", {"attention_bias": "false"}, "attention_bias"),
-        ("qwen3", {"head_dim": 0}, "head_dim"),
-        ("qwen3", {"layer_types": ["full_attention"] * 27}, "layer_types"),
-        ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
         ("phi3", {"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling.type"),
         (
             "phi3",
@@ -420,3 +395,43 @@ def test_null_gemma_fields_name_the_field(name: str, field: str) -> None:
     config[field] = None  # null in config.json (family_config deletes None)
     with pytest.raises(ScaffoldError, match=field):
         build_spec(config)
+
+
+# ---------------------------------------------------------------- starcoder2
+
+
+def test_starcoder2_spec() -> None:
+    spec = build_spec(family_config("starcoder2"))
+    assert (spec.family, spec.hf_architecture) == ("starcoder2", "Starcoder2ForCausalLM")
+    assert spec.parts["feed_forward"] == "feed_forward_gelu"
+    assert spec.features["norm"] == "layernorm" and spec.norm_eps == 1e-5
+    assert spec.attention_bias and spec.mlp_bias  # use_bias
+    assert spec.hidden_act == "gelu_pytorch_tanh"
+    assert spec.features["sliding_window"] == 4096
+    assert spec.tie_word_embeddings  # Starcoder2Config's default: the 3B config leaves it out
+    assert spec.num_params() == 3_030_371_328  # Starcoder2ForCausalLM on the meta device
+    assert any("dropout" in warning for warning in spec.warnings)
+    plain = build_spec(family_config("starcoder2", use_bias=False, sliding_window=None))
+    assert not plain.attention_bias and plain.features["sliding_window"] is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"hidden_act": "silu"}, "hidden_act"),
+        ({"hidden_act": "relu"}, "hidden_act"),
+        ({"use_bias": "yes"}, "use_bias"),
+        ({"norm_epsilon": "1e-5"}, "norm_epsilon"),
+        ({"norm_epsilon": 0.0}, "norm_epsilon"),
+        ({"sliding_window": 0}, "sliding_window"),
+        ({"residual_dropout": 1.0}, "residual_dropout"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads"),
+        ({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+    ],
+)
+def test_bad_starcoder2_fields_name_the_field(changes: dict, field: str) -> None:
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(family_config("starcoder2", **changes))
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message

@@ -26,19 +26,11 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     # Per-head q/k norms on sharded heads, local/global rope, sliding pattern.
     "gemma3_text": ("gemma3_text", {}),
     "mistral": ("mistral", {}),
-    # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; tied.
-    "phi3": ("phi4_mini", {}),
-    # Per-head q/k norms on sharded heads, q/k/v/o biases, sliding top layers; tied.
-    "qwen3": (
-        "qwen3",
-        {
-            "attention_bias": True,
-            "use_sliding_window": True,
-            "sliding_window": 4096,
-            "max_window_layers": 21,
-        },
-    ),
-    # q/k/v biases without an o_proj bias, sliding top layers; untied.
+    # LayerNorm and bias everywhere (replicated norm biases, sharded linear biases), plain MLP.
+    "starcoder2": ("starcoder2", {}),
+    # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; untied (see qwen2).
+    "phi3": ("phi4_mini", {"tie_word_embeddings": False}),
+    # Untied: the runtime's FSDP wrapping refuses tied embeddings for now (a runtime matter).
     "qwen2": (
         "qwen2",
         {

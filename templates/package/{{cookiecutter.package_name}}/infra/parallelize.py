@@ -50,7 +50,7 @@ def parallelize_{{ s.family }}(
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Megatron-style tensor parallelism with sequence parallel norms.
 
-    q/k/v and w1/w3 are split by output features (column-wise), wo and w2 by input features
+    q/k/v and {% if s.parts.feed_forward == "feed_forward_gelu" %}w1{% else %}w1/w3{% endif %} are split by output features (column-wise), wo and w2 by input features
     (row-wise), so each rank holds whole attention heads: {{ s.n_heads }} query heads and
     {{ s.n_kv_heads }} key/value heads must both divide by the TP degree. Norms run on sequence
     shards; the embedding is split by vocabulary and the output projection by vocabulary too,
@@ -107,7 +107,9 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 ),
                 "feed_forward.w1": ColwiseParallel(),
                 "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
+{%- if s.parts.feed_forward != "feed_forward_gelu" %}
                 "feed_forward.w3": ColwiseParallel(),
+{%- endif %}
 {%- if s.features.get("sandwich_norm") %}
                 "post_ffn_norm": SequenceParallel(use_local_output=True),
 {%- endif %}

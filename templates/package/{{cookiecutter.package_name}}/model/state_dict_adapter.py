@@ -62,6 +62,14 @@ FROM_HF: dict[str, str] = {
 {%- else %}
     "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
 {%- endif %}
+{%- if s.parts.feed_forward == "feed_forward_gelu" %}
+    "model.layers.{}.mlp.c_fc.weight": "layers.{}.feed_forward.w1.weight",
+    "model.layers.{}.mlp.c_proj.weight": "layers.{}.feed_forward.w2.weight",
+{%- if s.mlp_bias %}
+    "model.layers.{}.mlp.c_fc.bias": "layers.{}.feed_forward.w1.bias",
+    "model.layers.{}.mlp.c_proj.bias": "layers.{}.feed_forward.w2.bias",
+{%- endif %}
+{%- else %}
 {%- if not fused %}
     "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
     "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w3.weight",
@@ -71,6 +79,13 @@ FROM_HF: dict[str, str] = {
     "model.layers.{}.mlp.gate_proj.bias": "layers.{}.feed_forward.w1.bias",
     "model.layers.{}.mlp.up_proj.bias": "layers.{}.feed_forward.w3.bias",
     "model.layers.{}.mlp.down_proj.bias": "layers.{}.feed_forward.w2.bias",
+{%- endif %}
+{%- endif %}
+{%- if s.features.get("norm") == "layernorm" %}
+    # LayerNorm biases.
+    "model.layers.{}.input_layernorm.bias": "layers.{}.attention_norm.bias",
+    "model.layers.{}.post_attention_layernorm.bias": "layers.{}.ffn_norm.bias",
+    "model.norm.bias": "norm.bias",
 {%- endif %}
     "model.norm.weight": "norm.weight",
 {%- if not s.tie_word_embeddings %}

@@ -4,6 +4,14 @@
 {%- set bias_fields = s.features.get("bias_fields", ["attention_bias", "mlp_bias"]) -%}
 {%- set qkv_bias = 'ARCHITECTURE["attention_bias"]' if "attention_bias" in bias_fields else (s.features.get("qkv_bias", False) | py) -%}
 {%- set mlp_bias = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in bias_fields else "False" -%}
+{#- StarCoder2, GPT-NeoX, GPT-2: one switch (or none) for every linear layer's bias. -#}
+{%- if "use_bias" in bias_fields -%}
+{%- set qkv_bias = 'ARCHITECTURE["use_bias"]' -%}
+{%- set mlp_bias = 'ARCHITECTURE["use_bias"]' -%}
+{%- elif s.features.get("all_biases") -%}
+{%- set qkv_bias = "True" -%}
+{%- set mlp_bias = "True" -%}
+{%- endif -%}
 {%- set any_bias = qkv_bias if mlp_bias == "False" else (mlp_bias if qkv_bias == "False" else qkv_bias ~ " or " ~ mlp_bias) -%}
 """The Primus/Megatron YAML in megatron/ resolves to exactly this package's architecture.
 
@@ -77,8 +85,8 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "untie_embeddings_and_output_weights": not ARCHITECTURE["tie_word_embeddings"],
         "add_qkv_bias": {{ qkv_bias }},
         "add_bias_linear": {{ mlp_bias }},
-        "normalization": "RMSNorm",
-        "swiglu": True,
+        "normalization": {{ ("LayerNorm" if s.features.get("norm") == "layernorm" else "RMSNorm") | py }},
+        "swiglu": {{ (s.parts.feed_forward != "feed_forward_gelu") | py }},
         "position_embedding_type": "rope",
 {%- if cookiecutter.spec.features.get("partial_rotary_factor") %}
         "rotary_percent": args.partial_rotary_factor,
