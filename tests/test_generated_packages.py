@@ -117,6 +117,26 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
+    "qwen3": {
+        # Qwen3 0.6B as served: per-head q/k norms, head_dim 128 != 1024 / 16, tied.
+        "qwen3": ("qwen3", {}),
+        # Untied, q/k/v/o biases, new-style fields: rope_parameters (linear) and layer_types
+        # sliding the top 4 of 28 layers.
+        "qwen3_sliding": (
+            "qwen3",
+            {
+                "tie_word_embeddings": False,
+                "attention_bias": True,
+                "use_sliding_window": True,
+                "sliding_window": 8192,
+                "max_window_layers": None,
+                "rope_theta": None,
+                "rope_scaling": None,
+                "rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+                "layer_types": ["full_attention"] * 24 + ["sliding_attention"] * 4,
+            },
+        ),
+    },
     "phi3": {
         # Phi-3.5 mini as served: fused checkpoint tensors, LongRoPE (debug: factors switch at
         # 32 tokens), sliding_window, pad_token_id 32000, MHA, untied.
@@ -166,6 +186,17 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "qwen2_sliding": (
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
+        (),
+    ),
+    "qwen3": (
+        (
+            "self.q_norm = nn.RMSNorm(model_args.head_dim",
+            "self.output.weight = self.tok_embeddings",
+        ),
+        ("sliding", "bias=True"),
+    ),
+    "qwen3_sliding": (
+        ("xq, xk = self.q_norm(xq), self.k_norm(xk)", "bias=True", "is_causal=mask"),
         (),
     ),
     "phi3": (

@@ -202,6 +202,27 @@ def test_qwen2_sliding_layers_follow_transformers(
         assert spec.debug_dims()["sliding_window"] < 64
 
 
+def test_qwen3_spec() -> None:
+    from transformers import Qwen3Config
+
+    spec = build_spec(family_config("qwen3"))
+    assert (spec.family, spec.hf_architecture) == ("qwen3", "Qwen3ForCausalLM")
+    assert spec.features["qk_norm"] == "per_head" and not spec.attention_bias
+    assert spec.head_dim == 128 and spec.explicit_head_dim and spec.tie_word_embeddings
+    assert spec.num_params() == 596_049_920  # Qwen3-0.6B
+    # Without head_dim, Qwen3Config's default (128) stands, not hidden_size / heads (64).
+    assert build_spec(family_config("qwen3", head_dim=None)).head_dim == Qwen3Config().head_dim
+    sliding = build_spec(
+        family_config(
+            "qwen3",
+            use_sliding_window=True,
+            sliding_window=4096,
+            layer_types=["full_attention"] * 24 + ["sliding_attention"] * 4,
+        )
+    )
+    assert (sliding.features["sliding_window"], sliding.features["max_window_layers"]) == (4096, 24)
+
+
 def test_phi3_spec() -> None:
     spec = build_spec(family_config("phi3"))
     assert (spec.family, spec.hf_architecture) == ("phi3", "Phi3ForCausalLM")
@@ -237,6 +258,10 @@ def test_phi3_spec() -> None:
 @pytest.mark.parametrize(
     ("name", "changes", "field"),
     [
+        ("qwen3", {"attention_bias": "false"}, "attention_bias"),
+        ("qwen3", {"head_dim": 0}, "head_dim"),
+        ("qwen3", {"layer_types": ["full_attention"] * 27}, "layer_types"),
+        ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
         ("phi3", {"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling.type"),
         (
             "phi3",

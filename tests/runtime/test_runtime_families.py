@@ -28,9 +28,19 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "mistral": ("mistral", {}),
     # LayerNorm and bias everywhere (replicated norm biases, sharded linear biases), plain MLP.
     "starcoder2": ("starcoder2", {}),
-    # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; untied (see qwen2).
-    "phi3": ("phi4_mini", {"tie_word_embeddings": False}),
-    # Untied: the runtime's FSDP wrapping refuses tied embeddings for now (a runtime matter).
+    # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; tied.
+    "phi3": ("phi4_mini", {}),
+    # Per-head q/k norms on sharded heads, q/k/v/o biases, sliding top layers; tied.
+    "qwen3": (
+        "qwen3",
+        {
+            "attention_bias": True,
+            "use_sliding_window": True,
+            "sliding_window": 4096,
+            "max_window_layers": 21,
+        },
+    ),
+    # q/k/v biases without an o_proj bias, sliding top layers; untied.
     "qwen2": (
         "qwen2",
         {
