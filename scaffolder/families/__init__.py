@@ -6,7 +6,17 @@ from types import ModuleType
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families import gemma, gemma2, gemma3_text, llama, mistral, phi3, qwen2, qwen3, starcoder2
+from scaffolder.families import (
+    gemma,
+    gemma2,
+    gemma3_text,
+    llama,
+    mistral,
+    phi3,
+    qwen2,
+    qwen3,
+    starcoder2,
+)
 
 # Each recipe module names the model_types it reads in MODEL_TYPES.
 FAMILY_MODULES: tuple[ModuleType, ...] = (
