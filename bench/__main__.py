@@ -24,9 +24,9 @@ DOC = ROOT / "docs" / "benchmarks.md"
 
 # name -> (module arguments, quick module arguments)
 COMPARISONS = {
-    "step_eager": (["bench.step", "--repeats", "9"], ["bench.step", "--repeats", "3"]),
+    "step_eager": (["bench.step", "--repeats", "7"], ["bench.step", "--repeats", "3"]),
     "step_compile": (
-        ["bench.step", "--compile", "--repeats", "5"],
+        ["bench.step", "--compile", "--repeats", "4"],
         ["bench.step", "--compile", "--repeats", "2"],
     ),
     "runtime": (

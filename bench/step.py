@@ -248,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="generated,transformers,torchtitan")
     parser.add_argument("--package-dir", type=Path, help="an already rendered package")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     options = parser.parse_args(argv)
 
     import torch
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
 
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
         package_dir = options.package_dir or render_package(Path(tmp))
