@@ -24,8 +24,16 @@ def machine_section(machine: dict[str, Any], torchtitan: str | None, date: str) 
     return "\n".join(lines)
 
 
-def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) -> str:
+def step_section(
+    eager: dict[str, Any] | None,
+    compiled: dict[str, Any] | None,
+    eager_1t: dict[str, Any] | None = None,
+) -> str:
     """Table of comparison 1: one row per (mode, contender)."""
+    modes = [("eager", eager), ("eager, 1 thread", eager_1t), ("torch.compile", compiled)]
+    modes = [
+        (mode, result) for mode, result in modes if result is not None or "1 thread" not in mode
+    ]
     header = [
         "mode",
         "model",
@@ -35,10 +43,11 @@ def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) 
         "generated is faster by",
         "MFU",
         "CPU time/step",
+        "faster by (CPU time)",
     ]
     rows: list[list[object]] = []
     notes: list[str] = []
-    for mode, result in (("eager", eager), ("torch.compile", compiled)):
+    for mode, result in modes:
         if result is None:
             notes.append(f"- {mode}: not run.")
             continue
@@ -49,6 +58,10 @@ def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) 
                 continue
             summary = _summary(entries[name])
             ratio = "—" if name == "generated" or base is None else f"{speedup(summary, base):.2f}×"
+            cpu_ratio = "—"
+            if name != "generated" and base is not None and "cpu_median" in entries[name]:
+                cpu = entries[name]["cpu_median"] / entries["generated"]["cpu_median"]
+                cpu_ratio = f"{cpu:.2f}×"
             rows.append(
                 [
                     mode,
@@ -61,10 +74,11 @@ def step_section(eager: dict[str, Any] | None, compiled: dict[str, Any] | None) 
                     fmt_seconds(entries[name]["cpu_median"])
                     if "cpu_median" in entries[name]
                     else "—",
+                    cpu_ratio,
                 ]
             )
         for name, reason in result.get("skipped", {}).items():
-            rows.append([mode, name, "skipped", reason, 0, "—", "—", "—"])
+            rows.append([mode, name, "skipped", reason, 0, "—", "—", "—", "—"])
         peak = result["matmul_peak_flops"] / 1e9
         parity = result.get("loss_parity") or {}
         parity_text = (
@@ -221,10 +235,12 @@ def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -
         "hidden 512, 8 heads / 1 kv head, ffn 1408, 4 layers, vocab 32000, batch 4 × 256 tokens; "
         "forward, cross-entropy, backward, AdamW. MFU = model FLOPs / (median step time × the "
         "fp32 `torch.mm` peak measured in the same process, best of all rounds). CPU time/step "
-        "is the process's CPU seconds (both threads) per step, median: less sensitive than wall "
-        "time to other jobs on the machine. Command: `python -m bench.step [--compile]`.",
+        "is the process's CPU seconds per step (median); with one thread (`--threads 1`) it "
+        "hardly moves when other jobs share the cores, so on a busy machine read the speedup "
+        "from the 1-thread CPU-time column. Command: `python -m bench.step [--compile] "
+        "[--threads 1]`.",
         "",
-        step_section(eager, compiled),
+        step_section(eager, compiled, results.get("step_eager_1t")),
         "",
         "### 2. Runtime: TinyLlama debug flavor, tokens/s and MFU",
         "",
