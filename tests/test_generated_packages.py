@@ -161,6 +161,24 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
+    "gpt_neox": {
+        # Pythia-160M as served (old-style rotary_emb_base / rotary_pct): parallel residual,
+        # RoPE on 25% of each head, exact GELU, biases, untied.
+        "gpt_neox": ("gpt_neox", {}),
+        # Sequential blocks, gelu_fast, no attention biases (the MLP keeps its own), tied,
+        # linear rope scaling on half of each head.
+        "gpt_neox_sequential": (
+            "gpt_neox",
+            {
+                "use_parallel_residual": False,
+                "hidden_act": "gelu_fast",
+                "attention_bias": False,
+                "tie_word_embeddings": True,
+                "rotary_pct": 0.5,
+                "rope_scaling": {"type": "linear", "factor": 2.0},
+            },
+        ),
+    },
     "gemma3": {
         # Gemma 3 1B: MQA, per-head q/k norms, 5 sliding layers to 1 global, local/global RoPE.
         "gemma3_text": ("gemma3_text", {}),
@@ -218,6 +236,14 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "starcoder2_plain": (
         ("F.gelu(self.w1(x))", "is_causal=True", "bias=False", "nn.init.normal_(self.output"),
         ("sliding", "bias=True", "approximate", "w3"),
+    ),
+    "gpt_neox": (
+        ("feed_forward(self.ffn_norm(x)) + attention_out + x", "q_pass", "F.gelu(self.w1(x))"),
+        ("w3", "RMSNorm", "rope_factor", "self.output.weight = self.tok_embeddings.weight"),
+    ),
+    "gpt_neox_sequential": (
+        ("gelu_fast(self.w1(x))", "/ args.rope_factor", "self.output.weight = self.tok_embeddings"),
+        ("attention_out + x", "approximate"),
     ),
     "gemma3_text": (
         ("q_norm", "local_rope_cache", "scale=self.scale", "is_sliding_layer", "enable_gqa"),

@@ -460,3 +460,56 @@ def test_bad_starcoder2_fields_name_the_field(changes: dict, field: str) -> None
     message = str(error.value)
     assert field in message
     assert "\n" not in message
+
+
+# ---------------------------------------------------------------- gpt_neox
+
+
+def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
+    spec = build_spec(family_config("gpt_neox"))
+    assert (spec.family, spec.hf_architecture) == ("gpt_neox", "GPTNeoXForCausalLM")
+    assert spec.parts["block"] == "block_parallel_residual"
+    assert spec.parts["adapter"] == "adapter_gpt_neox"
+    assert spec.n_kv_heads == spec.n_heads and spec.head_dim == 64
+    assert spec.features["partial_rotary_factor"] == 0.25 and spec.rope.theta == 10000.0
+    assert spec.attention_bias and spec.mlp_bias and not spec.tie_word_embeddings
+    assert spec.num_params() == 162_322_944  # GPTNeoXForCausalLM on the meta device
+    assert any("parallel residual" in warning for warning in spec.warnings)
+    new = family_config(
+        "gpt_neox",
+        rotary_emb_base=None,
+        rotary_pct=None,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.25,
+        },
+    )
+    assert build_spec(new) == spec
+    sequential = build_spec(family_config("gpt_neox", use_parallel_residual=False))
+    assert sequential.parts["block"] == "block_pre_norm"
+    assert not any("parallel residual" in warning for warning in sequential.warnings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"hidden_act": "silu"}, "hidden_act"),
+        ({"rotary_pct": 1.5}, "rotary_pct"),
+        ({"rotary_pct": 0.01}, "rotary_pct"),
+        ({"rotary_pct": "0.25"}, "rotary_pct"),
+        ({"use_parallel_residual": 1}, "use_parallel_residual"),
+        ({"hidden_size": 770}, "hidden_size"),
+        ({"layer_norm_eps": -1.0}, "layer_norm_eps"),
+        ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling.type"),
+        ({"hidden_dropout": 1.5}, "hidden_dropout"),
+        ({"intermediate_size": None}, "intermediate_size"),
+    ],
+)
+def test_bad_gpt_neox_fields_name_the_field(changes: dict, field: str) -> None:
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(family_config("gpt_neox", **changes))
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message
+

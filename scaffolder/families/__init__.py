@@ -10,6 +10,7 @@ from scaffolder.families import (
     gemma,
     gemma2,
     gemma3_text,
+    gpt_neox,
     llama,
     mistral,
     phi3,
@@ -29,6 +30,7 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     gemma2,
     gemma3_text,
     starcoder2,
+    gpt_neox,
 )
 RECIPES: dict[str, ModuleType] = {
     model_type: recipe for recipe in FAMILY_MODULES for model_type in recipe.MODEL_TYPES

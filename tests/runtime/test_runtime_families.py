@@ -26,6 +26,8 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     # Per-head q/k norms on sharded heads, local/global rope, sliding pattern.
     "gemma3_text": ("gemma3_text", {}),
     "mistral": ("mistral", {}),
+    # Parallel residual, partial rotary, biases; fused q/k/v only in the checkpoint.
+    "gpt_neox": ("gpt_neox", {}),
     # LayerNorm and bias everywhere (replicated norm biases, sharded linear biases), plain MLP.
     "starcoder2": ("starcoder2", {}),
     # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; tied.

@@ -35,8 +35,10 @@ __all__ = [
         dim={{ d.dim | py }},
         n_layers={{ d.n_layers | py }},
         n_heads={{ d.n_heads | py }},
+{%- if not s.features.get("derived_head_dims") %}
         n_kv_heads={{ d.n_kv_heads | py }},
         head_dim={{ d.head_dim | py }},
+{%- endif %}
         ffn_dim={{ d.ffn_dim | py }},
         max_seq_len={{ d.max_seq_len | py }},
 {%- if "sliding_window" in d %}
@@ -62,8 +64,10 @@ __all__ = [
         dim={{ s.dim | py }},
         n_layers={{ s.n_layers | py }},
         n_heads={{ s.n_heads | py }},
+{%- if not s.features.get("derived_head_dims") %}
         n_kv_heads={{ s.n_kv_heads | py }},
         head_dim={{ s.head_dim | py }},
+{%- endif %}
         ffn_dim={{ s.ffn_dim | py }},
         max_seq_len={{ s.max_seq_len | py }},
     ),

@@ -1,4 +1,8 @@
 {%- set s = cookiecutter.spec -%}
+{#- Families whose checkpoint layout differs from Llama's (GPT-NeoX, GPT-2) render their own. -#}
+{%- if s.parts.adapter is defined -%}
+{% include 'parts/adapter/' ~ s.parts.adapter ~ '.py.j2' %}
+{%- else -%}
 {%- set fused = s.features.get("fused_checkpoint") -%}
 """State dict mapping between this model and transformers' {{ s.hf_architecture }}.
 
@@ -201,3 +205,4 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
         state_dict["output.weight"] = state_dict["tok_embeddings.weight"]
 {%- endif %}
         return state_dict
+{%- endif %}

@@ -7,7 +7,7 @@ import tomllib
 from typing import Any
 
 import pytest
-{%- if s.features.get("local_rope_type") %}
+{%- if s.features.get("local_rope_type") or s.model_type == "gpt_neox" %}
 from transformers import {{ s.hf_config_class }}
 {%- endif %}
 
@@ -46,6 +46,19 @@ def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
     old, new = {{ s.hf_config_class }}(**old_style), {{ s.hf_config_class }}(**new_style)
     assert old.rope_parameters == new.rope_parameters
     assert old.layer_types == new.layer_types
+{%- elif s.model_type == "gpt_neox" %}
+def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
+    """Old style: rotary_emb_base, rotary_pct and rope_scaling; new style: rope_parameters."""
+    new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
+    old_style = dict(new_style)
+    rope = dict(old_style.pop("rope_parameters"))
+    old_style["rotary_emb_base"] = rope.pop("rope_theta")
+    old_style["rotary_pct"] = rope.pop("partial_rotary_factor")
+    old_style["rope_scaling"] = None if rope["rope_type"] == "default" else rope
+    assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
+    # transformers reads both the same way too.
+    old, new = {{ s.hf_config_class }}(**old_style), {{ s.hf_config_class }}(**new_style)
+    assert old.rope_parameters == new.rope_parameters
 {%- elif s.features.get("local_rope_type") %}
 def test_rope_parameters_are_read_per_layer_type(hf_config: dict[str, Any]) -> None:
     """Scaled local RoPE exists only in the new style (rope_parameters keyed by layer type)."""
@@ -94,7 +107,12 @@ def test_a_config_that_{{ "does_not_slide" if sliding else "slides" }}_is_refuse
 
 
 def test_a_config_with_{{ "full" if partial else "partial" }}_rotary_is_refused(hf_config: dict[str, Any]) -> None:
+{%- if s.model_type == "gpt_neox" %}
+    # GPTNeoXConfig's old-style field (hf_config.json as the hub serves it).
+    changed = dict(hf_config, rotary_pct={{ "1.0" if partial else "0.5" }})
+{%- else %}
     changed = dict(hf_config, partial_rotary_factor={{ "1.0" if partial else "0.5" }})
+{%- endif %}
     with pytest.raises(ValueError, match="partial_rotary"):
         ModelArgs.from_hf(changed)
 {%- endif %}

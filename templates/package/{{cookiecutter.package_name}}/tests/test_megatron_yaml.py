@@ -11,6 +11,9 @@
 {%- elif s.features.get("all_biases") -%}
 {%- set qkv_bias = "True" -%}
 {%- set mlp_bias = "True" -%}
+{%- elif s.features.get("mlp_bias_always") -%}
+{#- GPT-NeoX: MLP biases always; Megatron's add_bias_linear carries them. -#}
+{%- set mlp_bias = "True" -%}
 {%- endif -%}
 {%- set any_bias = qkv_bias if mlp_bias == "False" else (mlp_bias if qkv_bias == "False" else qkv_bias ~ " or " ~ mlp_bias) -%}
 """The Primus/Megatron YAML in megatron/ resolves to exactly this package's architecture.
@@ -172,7 +175,7 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     ):
         assert model_args[field] == getattr(args, field), field
     assert model_args["tie_word_embeddings"] == ARCHITECTURE["tie_word_embeddings"]
-    assert model_args["mlp_bias"] {{ "is" if mlp_bias == "False" else "==" }} {{ mlp_bias }}
+    assert model_args["mlp_bias"] {{ "is" if mlp_bias in ("False", "True") else "==" }} {{ mlp_bias }}
     # Megatron's add_bias_linear biases the attention projections as well as the MLP.
     expected_attention_bias = {{ any_bias }}
     assert model_args["attention_bias"] == expected_attention_bias

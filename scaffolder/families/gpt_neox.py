@@ -1,0 +1,199 @@
+"""GPT-NeoX recipe (Pythia, GPT-NeoX-20B): LayerNorm, plain GELU MLP, partial rotary, parallel
+residual, and a checkpoint that fuses q/k/v per head.
+
+config.json field -> spec field:
+  vocab_size, hidden_size -> dim, num_hidden_layers, num_attention_heads (multi-head: as many
+  key/value heads; head_dim = hidden_size / heads), intermediate_size -> ffn_dim,
+  max_position_embeddings, layer_norm_eps -> norm_eps, hidden_act (a GELU),
+  rope_parameters (new) or rotary_emb_base / rotary_pct / rope_scaling (old) -> rope and
+  features partial_rotary_factor, use_parallel_residual -> parts["block"],
+  attention_bias (q/k/v/o; the MLP always has biases), tie_word_embeddings (default false).
+The hidden/attention dropouts are not applied (see the CLI warning).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaffolder.errors import ConfigFieldError
+from scaffolder.families.counted import CountedSpec
+from scaffolder.families.llama import optional_token_id, read_dtype
+from scaffolder.families.phi3 import check_rotary_dim
+from scaffolder.families.starcoder2 import (
+    GELU_ACTIVATIONS,
+    dropout_warnings,
+    layernorm_block_counts,
+    read_dropout,
+)
+from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.spec import RopeSpec, normalize_with_transformers
+
+MODEL_TYPES = ("gpt_neox",)
+HF_ARCHITECTURE = "GPTNeoXForCausalLM"
+HF_CONFIG_CLASS = "GPTNeoXConfig"
+FEATURES = (
+    "multi-head attention",
+    "LayerNorm with bias",
+    "plain GELU MLP (dense_h_to_4h, dense_4h_to_h) with biases",
+    "attention_bias",
+    "partial rotary (rotary_pct / partial_rotary_factor)",
+    "parallel residual or sequential (use_parallel_residual)",
+    "fused per-head query_key_value in the checkpoint",
+    "tied or untied embeddings",
+    "rope default/linear",
+)
+PARTS = {
+    "rope": "rope",
+    "attention": "attention",
+    "feed_forward": "feed_forward_gelu",
+    "block": "block_parallel_residual",
+    "transformer": "transformer",
+    "overview": "overview_gpt_neox",
+    "args": "args_gpt_neox",
+    "adapter": "adapter_gpt_neox",
+}
+ROPE_TYPES = ("default", "linear")
+REQUIRED_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
+DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout")
+MEGATRON_PARALLEL_RESIDUAL_WARNING = (
+    "Megatron YAML: no parallel residual (use_parallel_residual); Megatron's blocks are sequential"
+)
+
+
+def build(config: dict[str, Any]) -> CountedSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_raw(config)
+    hf = normalize_with_transformers(config, config["model_type"])
+    dim = read_int(hf, "hidden_size")
+    n_heads = read_int(hf, "num_attention_heads")
+    require(
+        dim % n_heads == 0,
+        "hidden_size",
+        f"{dim} is not divisible by num_attention_heads ({n_heads})",
+    )
+    rope, partial = read_neox_rope(hf, dim // n_heads)
+    attention_bias = read_bool(hf, "attention_bias")
+    fields = dict(
+        model_type=hf["model_type"],
+        vocab_size=read_int(hf, "vocab_size"),
+        dim=dim,
+        n_layers=read_int(hf, "num_hidden_layers"),
+        n_heads=n_heads,
+        n_kv_heads=n_heads,
+        head_dim=dim // n_heads,
+        ffn_dim=read_int(hf, "intermediate_size"),
+        max_seq_len=read_int(hf, "max_position_embeddings"),
+        norm_eps=read_float(hf, "layer_norm_eps"),
+        rope=rope,
+        tie_word_embeddings=read_bool(hf, "tie_word_embeddings"),
+        attention_bias=attention_bias,
+        mlp_bias=True,
+        hidden_act=read_choice(hf, "hidden_act", GELU_ACTIVATIONS),
+        initializer_range=read_float(hf, "initializer_range", 0.02),
+        torch_dtype=read_dtype(config),
+        bos_token_id=optional_token_id(hf, "bos_token_id"),
+        eos_token_id=optional_token_id(hf, "eos_token_id"),
+    )
+    parallel = read_bool(hf, "use_parallel_residual")
+    dropout = read_dropout(hf, DROPOUT_FIELDS)
+    features: dict[str, Any] = {
+        "norm": "layernorm",
+        "norm_eps_field": "layer_norm_eps",
+        "bias_fields": ("attention_bias",),
+        "mlp_bias_always": True,
+        "mlp_names": "dense_h_to_4h, dense_4h_to_h",
+        "partial_rotary": partial != 1.0,
+        "parallel_residual": parallel,
+        "legacy_checkpoint_keys": True,
+        # ModelArgs derives head_dim and n_kv_heads from hidden_size and the heads.
+        "derived_head_dims": True,
+        "dropout": dropout,
+    }
+    if partial != 1.0:
+        features["partial_rotary_factor"] = partial
+    warnings = list(dropout_warnings(dropout))
+    if parallel:
+        warnings.append(MEGATRON_PARALLEL_RESIDUAL_WARNING)
+    if not attention_bias:
+        warnings.append(
+            "Megatron YAML: add_bias_linear biases attention too; this config has MLP biases "
+            "but no attention biases (attention_bias false)"
+        )
+    return CountedSpec(
+        family="gpt_neox",
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        parts={**PARTS, "block": "block_parallel_residual" if parallel else "block_pre_norm"},
+        features=features,
+        warnings=tuple(warnings),
+        **layernorm_block_counts(fields),
+        **fields,
+    )
+
+
+def check_raw(config: dict[str, Any]) -> None:
+    """Type checks on the fields as written, before transformers sees them."""
+    for name in REQUIRED_FIELDS:
+        read_int(config, name)
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    require(
+        hidden % heads == 0,
+        "hidden_size",
+        f"{hidden} is not divisible by num_attention_heads ({heads})",
+    )
+    if config.get("max_position_embeddings") is not None:
+        read_int(config, "max_position_embeddings")
+    for name in ("attention_bias", "use_parallel_residual", "tie_word_embeddings"):
+        if name in config:
+            read_bool(config, name)
+    for name in ("layer_norm_eps", "rotary_emb_base"):
+        if config.get(name) is not None:
+            read_float(config, name)
+    if config.get("rotary_pct") is not None:
+        pct = read_float(config, "rotary_pct")
+        head_dim = config["hidden_size"] // config["num_attention_heads"]
+        require(pct <= 1.0, "rotary_pct", f"must be in (0, 1], got {pct}")
+        require(
+            int(head_dim * pct) >= 2 and int(head_dim * pct) % 2 == 0,
+            "rotary_pct",
+            f"{pct} leaves {int(head_dim * pct)} of head_dim {head_dim} channels to rotate; "
+            "RoPE needs a positive even number",
+        )
+    for name in ("rope_scaling", "rope_parameters"):
+        block = config.get(name)
+        if block is None:
+            continue
+        if not isinstance(block, dict):
+            raise ConfigFieldError(name, "must be an object or null")
+        key = "rope_type" if "rope_type" in block else "type"
+        rope_type = block.get(key, "default")
+        require(
+            rope_type in ROPE_TYPES,
+            f"{name}.{key}",
+            f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
+        )
+
+
+def read_neox_rope(hf: dict[str, Any], head_dim: int) -> tuple[RopeSpec, float]:
+    """The RoPE of a GPTNeoXConfig (rope_parameters) and its partial_rotary_factor."""
+    params = hf.get("rope_parameters") or {}
+    theta = read_float(params, "rope_theta", 10000.0)
+    partial = read_float(params, "partial_rotary_factor", 1.0)
+    check_rotary_dim(partial, head_dim)
+    rope_type = params.get("rope_type", "default")
+    require(
+        rope_type in ROPE_TYPES,
+        "rope_parameters.rope_type",
+        f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
+    )
+    if rope_type == "default":
+        return RopeSpec(type="default", theta=theta), partial
+    factor = read_float(params, "factor")
+    require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
+    return RopeSpec(type="linear", theta=theta, factor=factor), partial
