@@ -140,6 +140,26 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         # Phi-4 mini: partial_rotary_factor 0.75, GQA 24/8, tied.
         "phi4_mini": ("phi4_mini", {}),
     },
+    "olmo2_granite": {
+        # OLMo 2 7B as served: post-norm blocks, q/k norms over whole projections, MHA,
+        # pad_token_id 100277, untied.
+        "olmo2": ("olmo2", {}),
+        # GQA 16/4 (k_norm over fewer features than q_norm), head_dim 96 != 2048 / 16, tied,
+        # pad_token_id left to Olmo2Config's default (1).
+        "olmo2_gqa_tied": (
+            "olmo2",
+            {
+                "hidden_size": 2048,
+                "num_hidden_layers": 16,
+                "num_attention_heads": 16,
+                "num_key_value_heads": 4,
+                "intermediate_size": 8192,
+                "head_dim": 96,
+                "tie_word_embeddings": True,
+                "pad_token_id": None,
+            },
+        ),
+    },
     "gemma": {
         # Gemma 7B: MHA 16 heads of head_dim 256 != 3072 / 16, legacy hidden_act "gelu", pad 0.
         "gemma": ("gemma", {}),
@@ -221,6 +241,11 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("q_pass", "args.rotary_dim", "self.output.weight = self.tok_embeddings.weight"),
         ("bias=True",),
     ),
+    "olmo2": (
+        ("self.q_norm(self.wq(x))", "h = x + self.post_attention_norm(", "padding_idx="),
+        ("self.attention_norm =", "self.ffn_norm =", "enable_gqa"),
+    ),
+    "olmo2_gqa_tied": (("ProjectionRMSNorm(kv_dim", "enable_gqa", "padding_idx="), ()),
     "gemma": (
         ("1.0 + self.weight.float()", 'approximate="tanh"', "dim**0.5", "padding_idx="),
         ("sliding", "softcap", "q_norm", "post_attention_norm", "F.silu"),
@@ -259,7 +284,7 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # Variants whose generated 2-rank test (tests/test_distributed.py, the costliest) is left to a
 # sibling variant of the same family: what sets them apart runs on one device.
 # tests/runtime/test_runtime_families.py trains every family under FSDP and TP as well.
-SINGLE_DEVICE_VARIANTS = {"mistral_nemo_tied", "qwen2_tied", "qwen3", "phi3"}
+SINGLE_DEVICE_VARIANTS = {"mistral_nemo_tied", "qwen2_tied", "qwen3", "phi3", "olmo2"}
 
 
 def render_group(group: str, root: Path) -> list[str]:

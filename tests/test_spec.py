@@ -223,6 +223,19 @@ def test_qwen3_spec() -> None:
     assert (sliding.features["sliding_window"], sliding.features["max_window_layers"]) == (4096, 24)
 
 
+def test_olmo2_spec() -> None:
+    spec = build_spec(family_config("olmo2"))
+    assert (spec.family, spec.hf_architecture) == ("olmo2", "Olmo2ForCausalLM")
+    assert spec.parts["block"] == "block_post_norm"
+    assert spec.features["qk_norm"] == "projection"
+    assert spec.features["norm_placement"] == "post"
+    assert spec.num_params() == 7_298_617_344  # OLMo-2-1124-7B
+    assert spec.features["pad_token_id"] == 100277 and spec.debug_dims()["pad_token_id"] == 0
+    assert len(spec.warnings) == 2  # post-norms and whole-projection q/k norms: not in Megatron
+    # Without pad_token_id, Olmo2Config's default (1) is the padding row.
+    assert build_spec(family_config("olmo2", pad_token_id=None)).features["pad_token_id"] == 1
+
+
 def test_phi3_spec() -> None:
     spec = build_spec(family_config("phi3"))
     assert (spec.family, spec.hf_architecture) == ("phi3", "Phi3ForCausalLM")
@@ -262,6 +275,10 @@ def test_phi3_spec() -> None:
         ("qwen3", {"head_dim": 0}, "head_dim"),
         ("qwen3", {"layer_types": ["full_attention"] * 27}, "layer_types"),
         ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
+        ("olmo2", {"attention_bias": 1}, "attention_bias"),
+        ("olmo2", {"pad_token_id": 100352}, "pad_token_id"),
+        ("olmo2", {"hidden_act": "gelu"}, "hidden_act"),
+        ("olmo2", {"rope_scaling": {"rope_type": "longrope", "factor": 2.0}}, "rope_scaling"),
         ("phi3", {"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling.type"),
         (
             "phi3",

@@ -26,6 +26,11 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     # Per-head q/k norms on sharded heads, local/global rope, sliding pattern.
     "gemma3_text": ("gemma3_text", {}),
     "mistral": ("mistral", {}),
+    # Post-norms, q/k norms over whole (TP-sharded) projections, GQA, padding_idx; tied.
+    "olmo2": (
+        "olmo2",
+        {"num_key_value_heads": 8, "tie_word_embeddings": True},
+    ),
     # Parallel residual, partial rotary, biases; fused q/k/v only in the checkpoint.
     "gpt_neox": ("gpt_neox", {}),
     # LayerNorm and bias everywhere (replicated norm biases, sharded linear biases), plain MLP.

@@ -21,8 +21,50 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
+{%- if s.features.get("qk_norm") == "projection" %}
+from torch.distributed.tensor import DTensor, distribute_module, distribute_tensor
+from torch.distributed.tensor.parallel import ParallelStyle
+{%- endif %}
+
 from runtime.distributed import ParallelDims
 from runtime.distributed.parallelize import apply_ac, apply_compile, apply_fsdp, dtype_from_name
+{%- if s.features.get("qk_norm") == "projection" %}
+
+
+class ShardedFeatureNorm(ParallelStyle):
+    """TP for an RMSNorm over features that ColwiseParallel splits across ranks.
+
+    q_norm and k_norm norm a whole q or k projection, all heads at once, while each rank holds
+    only its heads' features: the norm weight is split the same way (Shard(0)) and DTensor sums
+    the squares over the ranks (an all-reduce of one value per token).
+    """
+
+    def _apply(self, module: nn.Module, device_mesh: DeviceMesh) -> nn.Module:
+        return distribute_module(
+            module,
+            device_mesh,
+            partition_fn=self._shard_parameters,
+            input_fn=self._features_sharded,
+            output_fn=self._local_features,
+        )
+
+    @staticmethod
+    def _shard_parameters(name: str, module: nn.Module, device_mesh: DeviceMesh) -> None:
+        for param_name, param in list(module.named_parameters(recurse=False)):
+            sharded = nn.Parameter(distribute_tensor(param, device_mesh, [Shard(0)]))
+            module.register_parameter(param_name, sharded)
+
+    @staticmethod
+    def _features_sharded(module: nn.Module, inputs: Any, device_mesh: DeviceMesh) -> Any:
+        return tuple(
+            DTensor.from_local(x, device_mesh, [Shard(x.dim() - 1)], run_check=False)
+            for x in inputs
+        )
+
+    @staticmethod
+    def _local_features(module: nn.Module, output: Any, device_mesh: DeviceMesh) -> Any:
+        return output.redistribute(placements=[Shard(output.dim() - 1)]).to_local()
+{%- endif %}
 
 
 def parallelize_{{ s.family }}(
@@ -74,7 +116,9 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             block,
             tp_mesh,
             {
+{%- if s.features.get("norm_placement") != "post" %}
                 "attention_norm": SequenceParallel(),
+{%- endif %}
 {%- if s.features.get("sliding_window") is not none and s.features.sliding_window_layers not in ("all", "from_max_window_layers", "sliding_window_pattern") %}
                 # Inputs: hidden states, rope cache, sliding-window mask (both plain tensors).
                 "attention": PrepareModuleInput(
@@ -94,14 +138,20 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 # are replicated and their gradients summed over the ranks.
                 "attention.q_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
                 "attention.k_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
+{%- elif s.features.get("qk_norm") == "projection" %}
+                # q/k norms span whole projections, whose features wq / wk split over ranks.
+                "attention.q_norm": ShardedFeatureNorm(),
+                "attention.k_norm": ShardedFeatureNorm(),
 {%- endif %}
                 "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
-{%- if s.features.get("sandwich_norm") %}
+{%- if s.features.get("sandwich_norm") or s.features.get("norm_placement") == "post" %}
                 # Sublayer outputs leave wo / w2 as sequence shards; their norms run there and
                 # hand plain tensors to the residual add.
                 "post_attention_norm": SequenceParallel(use_local_output=True),
 {%- endif %}
+{%- if s.features.get("norm_placement") != "post" %}
                 "ffn_norm": SequenceParallel(),
+{%- endif %}
                 "feed_forward": PrepareModuleInput(
                     input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)
                 ),
@@ -110,7 +160,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
 {%- if s.parts.feed_forward != "feed_forward_gelu" %}
                 "feed_forward.w3": ColwiseParallel(),
 {%- endif %}
-{%- if s.features.get("sandwich_norm") %}
+{%- if s.features.get("sandwich_norm") or s.features.get("norm_placement") == "post" %}
                 "post_ffn_norm": SequenceParallel(use_local_output=True),
 {%- endif %}
             },

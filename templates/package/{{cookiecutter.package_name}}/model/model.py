@@ -9,7 +9,7 @@
 {% if s.parts.overview is defined -%}
 {% include 'parts/model/' ~ s.parts.overview ~ '.py.j2' %}
 {%- else -%}
-Architecture ({{ s.hf_architecture }}): {{ s.n_layers }} pre-norm blocks of
+Architecture ({{ s.hf_architecture }}): {{ s.n_layers }} {{ "post-norm" if s.features.get("norm_placement") == "post" else "pre-norm" }} blocks of
 {% if s.uses_gqa %}grouped-query attention ({{ s.n_heads }} query heads, {{ s.n_kv_heads }} key/value heads){% else %}multi-head attention ({{ s.n_heads }} heads){% endif %}
 and a SwiGLU MLP, RMSNorm, {{ s.rope.type }} RoPE, {% if s.tie_word_embeddings %}tied{% else %}untied{% endif %} input/output embeddings.
 {%- endif %}

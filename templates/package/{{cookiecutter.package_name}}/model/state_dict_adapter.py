@@ -38,14 +38,16 @@ from .args import ModelArgs
 # transformers key -> this model's key; "{}" is the layer number.
 FROM_HF: dict[str, str] = {
     "model.embed_tokens.weight": "tok_embeddings.weight",
+{%- if s.features.get("norm_placement") != "post" %}
     "model.layers.{}.input_layernorm.weight": "layers.{}.attention_norm.weight",
+{%- endif %}
 {%- if not fused %}
     "model.layers.{}.self_attn.q_proj.weight": "layers.{}.attention.wq.weight",
     "model.layers.{}.self_attn.k_proj.weight": "layers.{}.attention.wk.weight",
     "model.layers.{}.self_attn.v_proj.weight": "layers.{}.attention.wv.weight",
 {%- endif %}
     "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
-{%- if s.features.get("qk_norm") == "per_head" %}
+{%- if s.features.get("qk_norm") %}
     "model.layers.{}.self_attn.q_norm.weight": "layers.{}.attention.q_norm.weight",
     "model.layers.{}.self_attn.k_norm.weight": "layers.{}.attention.k_norm.weight",
 {%- endif %}
@@ -62,6 +64,9 @@ FROM_HF: dict[str, str] = {
 {%- if s.features.get("sandwich_norm") %}
     "model.layers.{}.post_attention_layernorm.weight": "layers.{}.post_attention_norm.weight",
     "model.layers.{}.pre_feedforward_layernorm.weight": "layers.{}.ffn_norm.weight",
+    "model.layers.{}.post_feedforward_layernorm.weight": "layers.{}.post_ffn_norm.weight",
+{%- elif s.features.get("norm_placement") == "post" %}
+    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.post_attention_norm.weight",
     "model.layers.{}.post_feedforward_layernorm.weight": "layers.{}.post_ffn_norm.weight",
 {%- else %}
     "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",

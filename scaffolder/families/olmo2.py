@@ -1,0 +1,65 @@
+"""OLMo 2 family recipe: norms on the attention and MLP outputs, q/k norms over whole projections.
+
+config.json field -> spec field: as llama (scaffolder/families/llama.py), except that
+  attention_bias -> attention_bias (q/k/v/o; Olmo2Config has no mlp_bias: the MLP has none),
+  pad_token_id (Olmo2Config's default: 1) -> the embedding's padding_idx.
+Structure (no config field): each block is ``h = x + norm(attention(x))``, then
+``h + norm(mlp(h))`` (post_attention_layernorm, post_feedforward_layernorm; parts["block"] =
+"block_post_norm", features["norm_placement"] = "post"), and q_norm / k_norm are RMSNorms over
+the whole q and k projections, all heads at once, before RoPE (features["qk_norm"] =
+"projection"; eps rms_norm_eps).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.fields import read_bool
+from scaffolder.spec import LLAMA_PARTS, ArchSpec, normalize_with_transformers
+
+MODEL_TYPES = ("olmo2",)
+HF_ARCHITECTURE = "Olmo2ForCausalLM"
+HF_CONFIG_CLASS = "Olmo2Config"
+FEATURES = (
+    "GQA or MHA",
+    "RMSNorm after attention and MLP (inside the residual), none before",
+    "RMS q/k norm over the whole projections before RoPE",
+    "attention_bias",
+    "pad_token_id padding_idx",
+    "tied or untied embeddings",
+    "rope default/linear/dynamic/llama3",
+)
+# Olmo2Config's default pad_token_id, for config.json files that leave it out.
+PAD_TOKEN_ID_DEFAULT = 1
+MEGATRON_WARNINGS = (
+    "Megatron YAML: Megatron norms the inputs of attention and MLP; OLMo 2 norms their outputs "
+    "(post_attention_layernorm, post_feedforward_layernorm)",
+    "Megatron YAML: Megatron's qk_layernorm norms each head; OLMo 2 norms all q and all k heads "
+    "together, so the preset leaves q/k norms out",
+)
+
+
+def build(config: dict[str, Any]) -> ArchSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_raw(config, bool_fields=("attention_bias", "tie_word_embeddings"))
+    hf = normalize_with_transformers(config, config["model_type"])
+    return ArchSpec(
+        family="olmo2",
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        attention_bias=read_bool(hf, "attention_bias", False),
+        mlp_bias=False,
+        parts={**LLAMA_PARTS, "block": "block_post_norm"},
+        features=merge_features(
+            {
+                "bias_fields": ("attention_bias",),
+                "qk_norm": "projection",
+                "norm_placement": "post",
+                "pad_token_id_default": PAD_TOKEN_ID_DEFAULT,
+            },
+            padding_features(hf),
+        ),
+        warnings=MEGATRON_WARNINGS,
+        **common_fields(config, hf),
+    )
