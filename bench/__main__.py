@@ -52,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
     parser.add_argument("--only", default=",".join(COMPARISONS))
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument(
+        "--render-only", action="store_true", help="run nothing; rewrite the doc from outputs/bench"
+    )
     options = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, dict | None] = {}
     failed = []
-    for name in options.only.split(","):
+    for name in [] if options.render_only else options.only.split(","):
         full, quick = COMPARISONS[name]
         path = OUT / f"{name}.json"
         path.unlink(missing_ok=True)

@@ -18,8 +18,8 @@ def machine_section(machine: dict[str, Any], torchtitan: str | None, date: str) 
         f"Measured {date} on {machine['cores']} CPU cores ({machine['cpu']}), "
         f"{machine['memory_gib']} GiB, Python {machine['python']}, torch {machine['torch']}, "
         f"transformers {machine['transformers']}, torchtitan {torchtitan or 'not installed'}. "
-        f"Load average when the run started: {', '.join(map(str, machine['load_average']))} "
-        "(other jobs share this machine; the min–max columns show how noisy it was).",
+        "Other jobs share this machine: each section gives the load average when it started, "
+        "and the min–max columns show how noisy it was.",
     ]
     return "\n".join(lines)
 
@@ -88,13 +88,19 @@ def step_section(
             else ""
         )
         warm = ", ".join(f"{k} {v:.0f} s" for k, v in result.get("warmup_s", {}).items())
+        load = ", ".join(map(str, result["machine"]["load_average"]))
         notes.append(
-            f"- {mode}: fp32 matmul peak measured in the same run {peak:.1f} GFLOP/s; "
+            f"- {mode} (load average at start {load}): fp32 matmul peak measured in the same run "
+            f"{peak:.1f} GFLOP/s; "
             f"{result['flops_per_step'] / 1e9:.1f} GFLOP per step (the package's "
             f"`get_nparams_and_flops`, same for all three){parity_text}; warm-up steps "
             f"(including compilation) took {warm}."
         )
     return markdown_table(header, rows) + "\n\n" + "\n".join(notes)
+
+
+def _load(result: dict[str, Any]) -> str:
+    return "Load average at start: " + ", ".join(map(str, result["machine"]["load_average"])) + "."
 
 
 def runtime_section(result: dict[str, Any] | None) -> str:
@@ -135,7 +141,7 @@ def runtime_section(result: dict[str, Any] | None) -> str:
                 f"`{run['command']}`",
             ]
         )
-    return markdown_table(header, rows)
+    return markdown_table(header, rows) + "\n\n" + _load(result)
 
 
 def scaffold_section(result: dict[str, Any] | None) -> str:
@@ -171,7 +177,7 @@ def scaffold_section(result: dict[str, Any] | None) -> str:
         "class and every template is compiled; warm: the normalized config and the compiled "
         "templates come from the caches an earlier run wrote (`scaffolder/cache.py`)."
     )
-    return markdown_table(header, rows) + "\n\n" + commands
+    return markdown_table(header, rows) + "\n\n" + commands + " " + _load(result)
 
 
 def memory_section(result: dict[str, Any] | None) -> str:
@@ -212,7 +218,7 @@ def memory_section(result: dict[str, Any] | None) -> str:
                 f"{worst('peak_rss_growth_mib'):.0f} MiB",
             ]
         )
-    return markdown_table(header, rows) + f"\n\nCommand: `{result['command']}`."
+    return markdown_table(header, rows) + f"\n\nCommand: `{result['command']}`. " + _load(result)
 
 
 def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -> str:

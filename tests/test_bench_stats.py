@@ -67,6 +67,7 @@ def _step(median_generated, median_hf, skipped=None):
         "flops_per_step": 1.7e11,
         "loss_parity": {"generated": 10.0, "transformers": 10.0, "abs_diff": 0.0},
         "warmup_s": {"generated": 1.0},
+        "machine": {"load_average": [0.5, 0.4, 0.3]},
     }
 
 
@@ -75,3 +76,4 @@ def test_step_table_reports_speedup_and_skipped_columns():
     assert "| eager | transformers | 1.500 s |" in text and "1.50×" in text
     assert "| eager | torchtitan | skipped | not importable |" in text
     assert "torch.compile: not run." in text
+    assert "eager (load average at start 0.5, 0.4, 0.3)" in text
