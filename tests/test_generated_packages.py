@@ -159,6 +159,30 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
                 "pad_token_id": None,
             },
         ),
+        # Granite 3.0 2B as served: the four multipliers, attention_dropout 0.1, pad 0, tied.
+        "granite": ("granite", {}),
+        # Untied, q/k/v/o and MLP biases, llama3 rope (new style), no dropout or pad token.
+        "granite_biased": (
+            "granite",
+            {
+                "tie_word_embeddings": False,
+                "attention_bias": True,
+                "mlp_bias": True,
+                "attention_dropout": 0.0,
+                "pad_token_id": None,
+                "max_position_embeddings": 131072,
+                "rope_theta": None,
+                "rope_scaling": None,
+                "rope_parameters": {
+                    "rope_type": "llama3",
+                    "rope_theta": 10000000.0,
+                    "factor": 4.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 4096,
+                },
+            },
+        ),
     },
     "gemma": {
         # Gemma 7B: MHA 16 heads of head_dim 256 != 3072 / 16, legacy hidden_act "gelu", pad 0.
@@ -246,6 +270,17 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("self.attention_norm =", "self.ffn_norm =", "enable_gqa"),
     ),
     "olmo2_gqa_tied": (("ProjectionRMSNorm(kv_dim", "enable_gqa", "padding_idx="), ()),
+    "granite": (
+        (
+            "* self.model_args.embedding_multiplier",
+            "* self.residual_multiplier",
+            "scale=self.scale",
+            "/ self.model_args.logits_scaling",
+            "dropout_p=self.dropout if self.training else 0.0",
+        ),
+        ("bias=True",),
+    ),
+    "granite_biased": (("bias=True", "low_freq_wavelen"), ("dropout", "padding_idx")),
     "gemma": (
         ("1.0 + self.weight.float()", 'approximate="tanh"', "dim**0.5", "padding_idx="),
         ("sliding", "softcap", "q_norm", "post_attention_norm", "F.silu"),
@@ -284,7 +319,14 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # Variants whose generated 2-rank test (tests/test_distributed.py, the costliest) is left to a
 # sibling variant of the same family: what sets them apart runs on one device.
 # tests/runtime/test_runtime_families.py trains every family under FSDP and TP as well.
-SINGLE_DEVICE_VARIANTS = {"mistral_nemo_tied", "qwen2_tied", "qwen3", "phi3", "olmo2"}
+SINGLE_DEVICE_VARIANTS = {
+    "mistral_nemo_tied",
+    "qwen2_tied",
+    "qwen3",
+    "phi3",
+    "olmo2",
+    "granite_biased",
+}
 
 
 def render_group(group: str, root: Path) -> list[str]:

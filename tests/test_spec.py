@@ -236,6 +236,21 @@ def test_olmo2_spec() -> None:
     assert build_spec(family_config("olmo2", pad_token_id=None)).features["pad_token_id"] == 1
 
 
+def test_granite_spec() -> None:
+    spec = build_spec(family_config("granite"))
+    assert (spec.family, spec.hf_architecture) == ("granite", "GraniteForCausalLM")
+    assert spec.num_params() == 2_533_531_648  # granite-3.0-2b-base
+    features = spec.features
+    assert (features["embedding_multiplier"], features["residual_multiplier"]) == (12.0, 0.22)
+    assert (features["attention_multiplier"], features["logits_scaling"]) == (0.015625, 8.0)
+    assert features["attention_dropout"] == 0.1
+    assert spec.debug_dims()["attention_dropout"] == 0.0  # exact training-mode comparisons
+    assert features["pad_token_id"] == 0 and spec.tie_word_embeddings
+    assert spec.warnings  # Megatron has none of the multipliers
+    plain = build_spec(family_config("granite", attention_dropout=0.0))
+    assert "attention_dropout" not in plain.features
+
+
 def test_phi3_spec() -> None:
     spec = build_spec(family_config("phi3"))
     assert (spec.family, spec.hf_architecture) == ("phi3", "Phi3ForCausalLM")
@@ -279,6 +294,13 @@ def test_phi3_spec() -> None:
         ("olmo2", {"pad_token_id": 100352}, "pad_token_id"),
         ("olmo2", {"hidden_act": "gelu"}, "hidden_act"),
         ("olmo2", {"rope_scaling": {"rope_type": "longrope", "factor": 2.0}}, "rope_scaling"),
+        ("granite", {"embedding_multiplier": "12"}, "embedding_multiplier"),
+        ("granite", {"logits_scaling": 0}, "logits_scaling"),
+        ("granite", {"residual_multiplier": -0.2}, "residual_multiplier"),
+        ("granite", {"attention_multiplier": True}, "attention_multiplier"),
+        ("granite", {"attention_dropout": 1.0}, "attention_dropout"),
+        ("granite", {"attention_dropout": -0.1}, "attention_dropout"),
+        ("phi3", {"resid_pdrop": 0.1}, "resid_pdrop"),
         ("phi3", {"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling.type"),
         (
             "phi3",

@@ -61,7 +61,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
-        features=padding_features(hf),
+        features=merge_features(dropout_features(hf), padding_features(hf)),
         **common_fields(config, hf),
     )
 
@@ -186,6 +186,20 @@ def read_rope(hf: dict[str, Any]) -> RopeSpec:
         high_freq_factor=high,
         original_max_position_embeddings=read_int(params, "original_max_position_embeddings"),
     )
+
+
+def dropout_features(hf: dict[str, Any]) -> dict[str, Any]:
+    """``attention_dropout``, when the config trains with it: transformers drops attention
+    probabilities in training mode (the packages do the same; evaluation never drops).
+
+    The debug flavor drops nothing, so that its training-mode comparisons (gradients against
+    transformers, parallel against single-device) are exact.
+    """
+    p = read_float(hf, "attention_dropout", 0.0, positive=False)
+    require(0.0 <= p < 1.0, "attention_dropout", f"must be in [0, 1), got {p}")
+    if p == 0.0:
+        return {}
+    return {"attention_dropout": p, "debug": {"attention_dropout": 0.0}}
 
 
 def padding_features(hf: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.families.llama import (
+    check_raw,
+    common_fields,
+    dropout_features,
+    merge_features,
+    padding_features,
+)
 from scaffolder.fields import read_int
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
@@ -46,6 +52,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         features=merge_features(
             {"bias_fields": ()},
             sliding_window_features(window, SLIDING_WINDOW_DEFAULT),
+            dropout_features(hf),
             padding_features(hf),
         ),
         **common_fields(config, hf),

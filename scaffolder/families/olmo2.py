@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.families.llama import (
+    check_raw,
+    common_fields,
+    dropout_features,
+    merge_features,
+    padding_features,
+)
 from scaffolder.fields import read_bool
 from scaffolder.spec import LLAMA_PARTS, ArchSpec, normalize_with_transformers
 
@@ -58,6 +64,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
                 "norm_placement": "post",
                 "pad_token_id_default": PAD_TOKEN_ID_DEFAULT,
             },
+            dropout_features(hf),
             padding_features(hf),
         ),
         warnings=MEGATRON_WARNINGS,

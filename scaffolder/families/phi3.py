@@ -12,7 +12,8 @@ Phi3Config has no attention_bias / mlp_bias (no biases), plus
   partial_rotary_factor -> features["partial_rotary_factor"] (RoPE on the first
     int(head_dim * factor) channels of each head),
   sliding_window (null: none) -> features["sliding_window"], every layer,
-  pad_token_id (Phi3Config's default 32000) -> the embedding's padding_idx.
+  pad_token_id (Phi3Config's default 32000) -> the embedding's padding_idx,
+  resid_pdrop: must be 0 (residual dropout is not implemented; embd_pdrop is unused upstream).
 The checkpoint stores q/k/v as one ``qkv_proj`` and gate/up as one ``gate_up_proj``
 (features["fused_checkpoint"]): the model keeps separate projections (simple TP plans) and the
 state dict adapter splits and fuses them.
@@ -24,7 +25,13 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.families.llama import (
+    check_raw,
+    common_fields,
+    dropout_features,
+    merge_features,
+    padding_features,
+)
 from scaffolder.families.mistral import read_sliding_window, sliding_window_features
 from scaffolder.fields import read_float, read_int, require
 from scaffolder.spec import ArchSpec, RopeSpec, normalize_with_transformers
@@ -65,6 +72,12 @@ def build(config: dict[str, Any]) -> ArchSpec:
         head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
         check_rotary_dim(read_float(config, "partial_rotary_factor"), head_dim)
     hf = normalize_with_transformers(config, config["model_type"])
+    resid_pdrop = read_float(hf, "resid_pdrop", 0.0, positive=False)
+    require(
+        resid_pdrop == 0.0,
+        "resid_pdrop",
+        f"residual dropout ({resid_pdrop}) is not supported; Phi-3 checkpoints train with 0.0",
+    )
     dim, n_heads = read_int(hf, "hidden_size"), read_int(hf, "num_attention_heads")
     head_dim = read_int(hf, "head_dim", dim // n_heads)
     rope, rope_features = read_phi3_rope(hf, head_dim, read_int(hf, "max_position_embeddings"))
@@ -78,6 +91,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         },
         rope_features,
         sliding_window_features(read_sliding_window(hf), None),
+        dropout_features(hf),
         padding_features(hf),
     )
     spec = ArchSpec(

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.families.llama import (
+    check_raw,
+    common_fields,
+    dropout_features,
+    merge_features,
+    padding_features,
+)
 from scaffolder.families.mistral import DEBUG_SLIDING_WINDOW
 from scaffolder.fields import read_bool, read_int, require
 from scaffolder.spec import ArchSpec, normalize_with_transformers
@@ -47,7 +53,10 @@ def build(config: dict[str, Any]) -> ArchSpec:
         attention_bias=False,
         mlp_bias=False,
         features=merge_features(
-            {"bias_fields": (), "qkv_bias": True}, sliding_features(hf), padding_features(hf)
+            {"bias_fields": (), "qkv_bias": True},
+            sliding_features(hf),
+            dropout_features(hf),
+            padding_features(hf),
         ),
         **common_fields(config, hf),
     )

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.families.llama import (
+    check_raw,
+    common_fields,
+    dropout_features,
+    merge_features,
+    padding_features,
+)
 from scaffolder.families.qwen2 import check_raw_sliding, sliding_features
 from scaffolder.fields import read_bool
 from scaffolder.spec import ArchSpec, normalize_with_transformers
@@ -45,6 +51,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         features=merge_features(
             {"bias_fields": ("attention_bias",), "qk_norm": "per_head"},
             sliding_features(hf),
+            dropout_features(hf),
             padding_features(hf),
         ),
         **common_fields(config, hf),

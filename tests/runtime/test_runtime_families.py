@@ -25,6 +25,8 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "gemma2": ("gemma2", {}),
     # Per-head q/k norms on sharded heads, local/global rope, sliding pattern.
     "gemma3_text": ("gemma3_text", {}),
+    # Multipliers, attention_dropout (0 in the debug flavor), padding_idx; tied.
+    "granite": ("granite", {}),
     "mistral": ("mistral", {}),
     # Post-norms, q/k norms over whole (TP-sharded) projections, GQA, padding_idx; tied.
     "olmo2": (

@@ -41,6 +41,9 @@ __all__ = [
 {%- endif %}
         ffn_dim={{ d.ffn_dim | py }},
         max_seq_len={{ d.max_seq_len | py }},
+{%- if "attention_dropout" in d %}
+        attention_dropout={{ d.attention_dropout | py }},  # config.json: {{ s.features.attention_dropout | py }}
+{%- endif %}
 {%- if "sliding_window" in d %}
         sliding_window={{ d.sliding_window | py }},
 {%- endif %}

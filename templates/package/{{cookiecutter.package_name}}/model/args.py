@@ -107,6 +107,9 @@ class ModelArgs(BaseModelArgs):
 {%- if f.get("embedding_padding_idx") %}
     pad_token_id: int = {{ f.pad_token_id | py }}  # pad_token_id: its embedding row gets no gradient
 {%- endif %}
+{%- if f.get("attention_dropout") %}
+    attention_dropout: float = {{ f.attention_dropout | py }}  # attention_dropout (training only)
+{%- endif %}
     initializer_range: float = {{ s.initializer_range | py }}  # initializer_range
 {%- if f.get("partial_rotary_factor") %}
 
@@ -168,6 +171,9 @@ class ModelArgs(BaseModelArgs):
 {%- endif %}
 {%- if f.get("embedding_padding_idx") %}
             pad_token_id=config.get("pad_token_id", {{ f.get("pad_token_id_default") | py }}),
+{%- endif %}
+{%- if f.get("attention_dropout") %}
+            attention_dropout=config.get("attention_dropout", 0.0),
 {%- endif %}
             initializer_range=config.get("initializer_range", 0.02),
         )
@@ -244,6 +250,9 @@ class ModelArgs(BaseModelArgs):
             "residual_multiplier": self.residual_multiplier,
             "attention_multiplier": self.attention_multiplier,
             "logits_scaling": self.logits_scaling,
+{%- endif %}
+{%- if f.get("attention_dropout") %}
+            "attention_dropout": self.attention_dropout,
 {%- endif %}
 {%- if f.get("embedding_padding_idx") %}
             "pad_token_id": self.pad_token_id,

@@ -98,7 +98,11 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
 {%- endif %}
         "rotary_interleaved": False,
         "hidden_dropout": 0.0,
+{%- if cookiecutter.spec.features.get("attention_dropout") %}
+        "attention_dropout": args.attention_dropout,
+{%- else %}
         "attention_dropout": 0.0,
+{%- endif %}
     }
     if gqa:
         expected["num_query_groups"] = args.n_kv_heads

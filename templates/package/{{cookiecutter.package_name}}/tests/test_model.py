@@ -2,7 +2,7 @@
 """The model against transformers' {{ s.hf_architecture }}: logits, loss and gradients."""
 
 from __future__ import annotations
-{% if s.features.get("sliding_window") is not none %}
+{% if s.features.get("sliding_window") is not none or s.features.get("attention_dropout") %}
 import dataclasses
 {% endif %}
 import pytest
@@ -107,6 +107,26 @@ def test_loss_and_gradients_match_transformers(debug_args: ModelArgs) -> None:
         torch.testing.assert_close(grad, hf_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+{% if s.features.get("attention_dropout") %}
+def test_attention_dropout_only_in_training(debug_args: ModelArgs) -> None:
+    """attention_dropout (config.json's; the debug flavor has 0 so that the other tests compare
+    exactly) drops attention probabilities in training mode, never in eval mode."""
+    args = dataclasses.replace(debug_args, attention_dropout=ModelArgs().attention_dropout)
+    assert args.attention_dropout > 0
+    torch.manual_seed(0)
+    model = Transformer(args)
+    model.init_weights()
+    tokens = random_tokens(args, batch=1, seq_len=16)
+    assert not torch.equal(model.train()(tokens), model(tokens))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(tokens), model(tokens))
+    undropped = Transformer(debug_args).eval()
+    undropped.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(undropped(tokens), model(tokens))
+
+
+{% endif %}
 def test_init_weights_on_meta_then_materialize(debug_args: ModelArgs) -> None:
     """The runtime's path: build on meta, to_empty, init_weights; deterministic per seed."""
     def materialize(seed: int) -> Transformer:

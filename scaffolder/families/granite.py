@@ -1,0 +1,71 @@
+"""Granite family recipe: Llama's blocks with embedding, residual and attention multipliers.
+
+config.json field -> spec field: as llama (scaffolder/families/llama.py, attention_bias and
+mlp_bias included), plus
+  embedding_multiplier -> features["embedding_multiplier"]: scales the token embeddings,
+  residual_multiplier -> features["residual_multiplier"]: scales each sublayer's output
+    before its residual add,
+  attention_multiplier -> features["attention_multiplier"]: the softmax scale (instead of
+    head_dim ** -0.5),
+  logits_scaling -> features["logits_scaling"]: logits are divided by it,
+  attention_dropout -> features["attention_dropout"] (Granite 3 trains with 0.1),
+  pad_token_id -> the embedding's padding_idx.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaffolder.families.llama import (
+    check_raw,
+    common_fields,
+    dropout_features,
+    merge_features,
+    padding_features,
+)
+from scaffolder.fields import read_bool, read_float
+from scaffolder.spec import ArchSpec, normalize_with_transformers
+
+MODEL_TYPES = ("granite",)
+HF_ARCHITECTURE = "GraniteForCausalLM"
+HF_CONFIG_CLASS = "GraniteConfig"
+FEATURES = (
+    "GQA",
+    "embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling",
+    "attention_dropout",
+    "attention_bias",
+    "mlp_bias",
+    "pad_token_id padding_idx",
+    "tied or untied embeddings",
+    "rope default/linear/dynamic/llama3",
+)
+MULTIPLIERS = (
+    "embedding_multiplier",
+    "residual_multiplier",
+    "attention_multiplier",
+    "logits_scaling",
+)
+MEGATRON_WARNING = (
+    "Megatron YAML: Megatron has no embedding_multiplier, residual_multiplier, "
+    "attention_multiplier (softmax scale) or logits_scaling; the preset leaves them out"
+)
+
+
+def build(config: dict[str, Any]) -> ArchSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_raw(config)
+    for name in MULTIPLIERS:
+        if name in config:
+            read_float(config, name)
+    hf = normalize_with_transformers(config, config["model_type"])
+    multipliers = {name: read_float(hf, name, 1.0) for name in MULTIPLIERS}
+    return ArchSpec(
+        family="granite",
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        attention_bias=read_bool(hf, "attention_bias", False),
+        mlp_bias=read_bool(hf, "mlp_bias", False),
+        features=merge_features(multipliers, dropout_features(hf), padding_features(hf)),
+        warnings=(MEGATRON_WARNING,),
+        **common_fields(config, hf),
+    )
