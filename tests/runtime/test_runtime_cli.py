@@ -59,10 +59,10 @@ def test_package_found_by_import_name(tmp_path, monkeypatch):
 
 
 def test_launcher_rejects_impossible_degrees_before_starting(capsys):
-    overrides = ["--parallelism.tensor_parallel_degree", "2"]
-    assert run_train(str(PACKAGE_DIR), nproc=2, overrides=overrides) == 2
+    overrides = ["--parallelism.tensor_parallel_degree", "4"]
+    assert run_train(str(PACKAGE_DIR), nproc=4, overrides=overrides) == 2
     err = capsys.readouterr().err
-    assert "tensor_parallel_degree 2 must divide the number of kv heads 1" in err
+    assert "tensor_parallel_degree 4 must divide the number of kv heads 2" in err
     assert run_train(str(PACKAGE_DIR), nproc=1, config="no_such_config") == 2
     assert "config 'no_such_config' not found" in capsys.readouterr().err
 
