@@ -317,9 +317,10 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 # Variants whose generated 2-rank test (tests/test_distributed.py, the costliest) is left to a
-# sibling variant of the same family: what sets them apart runs on one device.
-# tests/runtime/test_runtime_families.py trains every family under FSDP and TP as well.
+# sibling variant: what sets them apart runs on one device (Mistral's TP plan is qwen2_sliding's
+# without biases). tests/runtime/test_runtime_families.py trains every family under FSDP and TP.
 SINGLE_DEVICE_VARIANTS = {
+    "mistral",
     "mistral_nemo_tied",
     "qwen2_tied",
     "qwen3",
