@@ -223,6 +223,22 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
+    "gpt2": {
+        # GPT-2 124M as served: learned positions, gelu_new, Conv1D checkpoint with fused c_attn,
+        # tied; resid/embd/attn_pdrop 0.1 (not applied).
+        "gpt2": ("gpt2", {}),
+        # Untied (so the generated 2-rank test runs the pipeline too, positions on stage 0),
+        # unscaled scores, tanh GELU, n_inner != 4 * n_embd.
+        "gpt2_untied": (
+            "gpt2",
+            {
+                "tie_word_embeddings": False,
+                "scale_attn_weights": False,
+                "activation_function": "gelu_pytorch_tanh",
+                "n_inner": 2048,
+            },
+        ),
+    },
     "gemma3": {
         # Gemma 3 1B: MQA, per-head q/k norms, 5 sliding layers to 1 global, local/global RoPE.
         "gemma3_text": ("gemma3_text", {}),
@@ -304,6 +320,14 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "gpt_neox_sequential": (
         ("gelu_fast(self.w1(x))", "/ args.rope_factor", "self.output.weight = self.tok_embeddings"),
         ("attention_out + x", "approximate"),
+    ),
+    "gpt2": (
+        ("self.pos_embeddings(positions)", "gelu_new(self.w1(x))", "is_causal=True)"),
+        ("rope", "rotary", "w3", "RMSNorm", "scale="),
+    ),
+    "gpt2_untied": (
+        ("scale=1.0", 'approximate="tanh"', "nn.init.normal_(self.output.weight"),
+        ("rope", "gelu_new", "self.output.weight = self.tok_embeddings.weight"),
     ),
     "gemma3_text": (
         ("q_norm", "local_rope_cache", "scale=self.scale", "is_sliding_layer", "enable_gqa"),

@@ -161,3 +161,20 @@ def test_families_lists_model_types_and_features() -> None:
     lines = result.stdout.splitlines()
     mistral = next(i for i, line in enumerate(lines) if line.startswith("mistral "))
     assert "sliding_window" in lines[mistral + 1]
+
+
+def test_features_megatron_cannot_express_print_warnings(tmp_path: Path) -> None:
+    """Gemma 2's soft-capping and sandwich norms have no Megatron arguments: one line each."""
+    from tests.helpers import FAMILY_CONFIGS
+
+    result = run_cli(
+        "new-model", str(FAMILY_CONFIGS / "gemma2.json"), "--name", "g2", "--output", str(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning")]
+    assert any("soft-capping" in line for line in warnings)
+    assert any("post_attention_layernorm" in line for line in warnings)
+    yaml_text = (tmp_path / "g2" / "megatron" / "models" / "g2.yaml").read_text()
+    assert yaml_text.count("NOT EXPRESSIBLE") >= len(warnings) - 1
+    plain = run_cli("new-model", TINYLLAMA_ID, "--output", str(tmp_path / "llama"))
+    assert not [line for line in plain.stdout.splitlines() if line.startswith("warning")]

@@ -552,3 +552,46 @@ def test_bad_gpt_neox_fields_name_the_field(changes: dict, field: str) -> None:
     assert field in message
     assert "\n" not in message
 
+
+# ---------------------------------------------------------------- gpt2
+
+
+def test_gpt2_spec() -> None:
+    spec = build_spec(family_config("gpt2"))
+    assert (spec.family, spec.hf_architecture) == ("gpt2", "GPT2LMHeadModel")
+    assert spec.rope is None and "rope" not in spec.parts
+    assert spec.parts["transformer"] == "transformer_learned_positions"
+    assert (spec.dim, spec.n_layers, spec.n_heads, spec.head_dim) == (768, 12, 12, 64)
+    assert spec.ffn_dim == 4 * 768 and spec.max_seq_len == 1024  # n_inner null, n_positions
+    assert spec.hidden_act == "gelu_new" and spec.norm_eps == 1e-5
+    assert spec.tie_word_embeddings and spec.features["scale_attn_weights"]
+    assert spec.num_params() == 124_439_808  # GPT2LMHeadModel on the meta device
+    assert spec.features["dropout"] == {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
+    untied = build_spec(family_config("gpt2", tie_word_embeddings=False, n_inner=2048))
+    assert untied.ffn_dim == 2048 and untied.num_params() == 144_150_528
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"activation_function": "relu"}, "activation_function"),
+        ({"n_embd": 770}, "n_embd"),
+        ({"n_head": 0}, "n_head"),
+        ({"n_inner": 2048.0}, "n_inner"),
+        ({"n_positions": "1024"}, "n_positions"),
+        ({"scale_attn_weights": "yes"}, "scale_attn_weights"),
+        ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx"),
+        ({"reorder_and_upcast_attn": True}, "reorder_and_upcast_attn"),
+        ({"add_cross_attention": True}, "add_cross_attention"),
+        ({"layer_norm_epsilon": 0}, "layer_norm_epsilon"),
+        ({"resid_pdrop": 1.0}, "resid_pdrop"),
+        ({"n_layer": None}, "n_layer"),
+    ],
+)
+def test_bad_gpt2_fields_name_the_field(changes: dict, field: str) -> None:
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(family_config("gpt2", **changes))
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message
+

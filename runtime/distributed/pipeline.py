@@ -31,6 +31,8 @@ SCHEDULES: dict[str, type] = {
 }
 
 _INPUT_MODULES = ("tok_embeddings",)
+# Modules that stay with the token embeddings: learned position embeddings (GPT-2's wpe).
+_WITH_INPUT_MODULES = ("pos_embeddings",)
 _OUTPUT_MODULES = ("norm", "output")
 
 
@@ -77,8 +79,9 @@ def split_model(model: nn.Module, module_names: list[str]) -> nn.Module:
     """Deep-copy ``model`` keeping only ``module_names``; other top modules become None."""
     part = copy.deepcopy(model)
     keep = set(module_names)
-    for name in (*_INPUT_MODULES, *_OUTPUT_MODULES):
-        if name not in keep and getattr(part, name, None) is not None:
+    with_input = {name for name in _WITH_INPUT_MODULES if "tok_embeddings" in keep}
+    for name in (*_INPUT_MODULES, *_WITH_INPUT_MODULES, *_OUTPUT_MODULES):
+        if name not in keep | with_input and getattr(part, name, None) is not None:
             setattr(part, name, None)
     for layer_name in list(part.layers.keys()):
         if f"layers.{layer_name}" not in keep:

@@ -10,6 +10,7 @@ from scaffolder.families import (
     gemma,
     gemma2,
     gemma3_text,
+    gpt2,
     gpt_neox,
     granite,
     llama,
@@ -35,6 +36,7 @@ FAMILY_MODULES: tuple[ModuleType, ...] = (
     gemma3_text,
     starcoder2,
     gpt_neox,
+    gpt2,
 )
 RECIPES: dict[str, ModuleType] = {
     model_type: recipe for recipe in FAMILY_MODULES for model_type in recipe.MODEL_TYPES

@@ -22,6 +22,7 @@ from scaffolder.families.gemma import (
     gemma_features,
     gemma_fields,
 )
+from scaffolder.families.llama import merge_features
 from scaffolder.fields import read_float, read_int, require
 from scaffolder.spec import normalize_with_transformers
 
@@ -111,18 +112,6 @@ def scale_warnings(features: dict[str, Any], fields: dict[str, Any]) -> list[str
         f"Megatron YAML: scores scale by query_pre_attn_scalar ** -0.5 ({scalar}); Megatron "
         f"scales by head_dim ** -0.5 ({fields['head_dim']})"
     ]
-
-
-def merge_features(*groups: dict[str, Any]) -> dict[str, Any]:
-    """Feature dicts merged into one; their ``debug`` overrides are merged too."""
-    merged: dict[str, Any] = {}
-    debug: dict[str, Any] = {}
-    for group in groups:
-        debug.update(group.get("debug", {}))
-        merged.update({key: value for key, value in group.items() if key != "debug"})
-    if debug:
-        merged["debug"] = debug
-    return merged
 
 
 def optional_positive(hf: dict[str, Any], field: str) -> float | None:

@@ -25,12 +25,12 @@ from scaffolder.families.gemma import (
 )
 from scaffolder.families.gemma2 import (
     SANDWICH_NORM_WARNING,
-    merge_features,
     optional_positive,
     sandwich_block_counts,
     scale_warnings,
     sliding_window_pattern_features,
 )
+from scaffolder.families.llama import merge_features
 from scaffolder.fields import read_float, read_int, require
 from scaffolder.spec import RopeSpec, normalize_with_transformers
 

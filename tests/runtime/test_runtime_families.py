@@ -1,9 +1,9 @@
 """Every family's generated package trains under 2-rank FSDP and under 2-rank tensor parallelism.
 
-One torchrun job per family renders nothing itself: the test renders the package from a
-hub-shaped config (tests/configs/), then the runtime's own driver trains the debug flavor twice
-in one process group, FSDP (dp_shard 2) and TP (tp 2), and both loss curves must agree. A TP
-plan that shards a module wrongly (a q/k norm, a bias, a sequence-sized mask) changes the loss.
+The test renders the package from a hub-shaped config (tests/configs/); then one torchrun job
+runs the runtime's own driver, which trains the debug flavor twice in one process group, FSDP
+(dp_shard 2) and TP (tp 2), and both loss curves must agree. A TP plan that shards a module
+wrongly (a q/k norm, a bias, a sequence-sized mask) changes the loss.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     ),
     # Parallel residual, partial rotary, biases; fused q/k/v only in the checkpoint.
     "gpt_neox": ("gpt_neox", {}),
+    # Learned positions (sequence-sharded under TP), no rope, Conv1D checkpoint; tied.
+    "gpt2": ("gpt2", {}),
     # LayerNorm and bias everywhere (replicated norm biases, sharded linear biases), plain MLP.
     "starcoder2": ("starcoder2", {}),
     # Fused checkpoint tensors, LongRoPE, partial rotary, padding_idx; tied.

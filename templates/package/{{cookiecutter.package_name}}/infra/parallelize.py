@@ -105,6 +105,13 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             "tok_embeddings": RowwiseParallel(
                 input_layouts=Replicate(), output_layouts=Shard(1)
             ),
+{%- if s.features.get("learned_positions") %}
+            # Position rows split like the vocabulary; the output, [seq, dim], is sharded by
+            # sequence to add to the sequence-sharded token embeddings.
+            "pos_embeddings": RowwiseParallel(
+                input_layouts=Replicate(), output_layouts=Shard(0)
+            ),
+{%- endif %}
             "norm": SequenceParallel(),
             "output": ColwiseParallel(
                 input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True
@@ -124,6 +131,10 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 "attention": PrepareModuleInput(
                     input_layouts=(Shard(1), None, None),
                     desired_input_layouts=(Replicate(), None, None),
+                ),
+{%- elif s.rope is none %}
+                "attention": PrepareModuleInput(
+                    input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)
                 ),
 {%- else %}
                 "attention": PrepareModuleInput(

@@ -7,7 +7,7 @@ import tomllib
 from typing import Any
 
 import pytest
-{%- if s.features.get("local_rope_type") or s.model_type == "gpt_neox" %}
+{%- if s.features.get("local_rope_type") or s.model_type in ("gpt_neox", "gpt2") %}
 from transformers import {{ s.hf_config_class }}
 {%- endif %}
 
@@ -28,7 +28,13 @@ def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
     assert ModelArgs.from_hf(debug_args.to_hf()) == debug_args
 
 
-{%- if s.features.get("local_rope_type") == "default" %}
+{%- if s.rope is none %}
+def test_to_hf_states_every_field_transformers_would_default_differently() -> None:
+    """No RoPE fields: the config's own names (n_embd, n_layer, ...) and zero dropouts."""
+    config = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
+    assert {{ s.hf_config_class }}(**config).to_dict()["n_embd"] == config["n_embd"]
+    assert all(config[name] == 0.0 for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+{%- elif s.features.get("local_rope_type") == "default" %}
 def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
     """Old style: rope_theta, rope_scaling, rope_local_base_freq, sliding_window_pattern."""
     new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()

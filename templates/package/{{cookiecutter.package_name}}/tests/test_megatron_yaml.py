@@ -83,13 +83,18 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "vocab_size": args.vocab_size,
         "norm_epsilon": args.norm_eps,
         "layernorm_epsilon": args.norm_eps,
+{%- if s.rope %}
         "rotary_base": args.rope_theta,
+{%- endif %}
         "init_method_std": args.initializer_range,
         "untie_embeddings_and_output_weights": not ARCHITECTURE["tie_word_embeddings"],
         "add_qkv_bias": {{ qkv_bias }},
         "add_bias_linear": {{ mlp_bias }},
         "normalization": {{ ("LayerNorm" if s.features.get("norm") == "layernorm" else "RMSNorm") | py }},
         "swiglu": {{ (s.parts.feed_forward != "feed_forward_gelu") | py }},
+{%- if s.rope is none %}
+        "position_embedding_type": "learned_absolute",
+{%- else %}
         "position_embedding_type": "rope",
 {%- if cookiecutter.spec.features.get("partial_rotary_factor") %}
         "rotary_percent": args.partial_rotary_factor,
@@ -97,6 +102,7 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "rotary_percent": 1.0,
 {%- endif %}
         "rotary_interleaved": False,
+{%- endif %}
         "hidden_dropout": 0.0,
 {%- if cookiecutter.spec.features.get("attention_dropout") %}
         "attention_dropout": args.attention_dropout,
@@ -136,6 +142,7 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
 {%- endif %}
 
 
+{%- if s.rope %}
 def test_rope_scaling_fields(module: ResolvedModule, args: ModelArgs):
     preset = module.model_preset
     rope_type = ARCHITECTURE["rope_type"]
@@ -150,6 +157,7 @@ def test_rope_scaling_fields(module: ResolvedModule, args: ModelArgs):
         # default, or dynamic, which Megatron cannot express (the YAML says so in a comment).
         assert preset["use_rope_scaling"] is False
         assert preset["rotary_seq_len_interpolation_factor"] is None
+{%- endif %}
 
 
 def test_trainer_fields_in_experiment(module: ResolvedModule, args: ModelArgs):
@@ -174,7 +182,9 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
         "ffn_dim",
         "max_seq_len",
         "norm_eps",
+{%- if s.rope %}
         "rope_theta",
+{%- endif %}
         "initializer_range",
     ):
         assert model_args[field] == getattr(args, field), field
@@ -183,6 +193,10 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     # Megatron's add_bias_linear biases the attention projections as well as the MLP.
     expected_attention_bias = {{ any_bias }}
     assert model_args["attention_bias"] == expected_attention_bias
+{%- if s.rope is none %}
+    # Learned absolute positions: no rotary settings to map.
+    assert "rope_type" not in model_args
+{%- else %}
     rope_type = ARCHITECTURE["rope_type"]
 {%- if cookiecutter.spec.rope.type == "longrope" %}
     # Megatron has no LongRoPE; the YAML uses plain rope (see its comment).
@@ -194,6 +208,7 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     assert model_args["rope_type"] == expected_rope_type
     if rope_type in ("linear", "llama3"):
         assert model_args["rope_factor"] == args.rope_factor
+{%- endif %}
 
     assert mapped["unsupported"] == []
 

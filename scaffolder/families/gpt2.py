@@ -1,0 +1,141 @@
+"""GPT-2 recipe: learned absolute positions, LayerNorm, a plain GELU MLP, biases everywhere, and a
+checkpoint of transposed (Conv1D) weights with q/k/v fused in c_attn.
+
+config.json field -> spec field:
+  vocab_size, n_embd -> dim, n_layer -> n_layers, n_head -> n_heads (multi-head; head_dim =
+  n_embd / n_head), n_inner (null: 4 * n_embd) -> ffn_dim, n_positions -> max_seq_len (rows of
+  the position table wpe), layer_norm_epsilon -> norm_eps, activation_function (a GELU),
+  scale_attn_weights (false: scores unscaled), tie_word_embeddings (default true).
+resid_pdrop / embd_pdrop / attn_pdrop are not applied (see the CLI warning).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaffolder.errors import ConfigFieldError
+from scaffolder.families.counted import CountedSpec, attention_params, mlp_params
+from scaffolder.families.llama import optional_token_id, read_dtype
+from scaffolder.families.starcoder2 import GELU_ACTIVATIONS, dropout_warnings, read_dropout
+from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.spec import normalize_with_transformers
+
+MODEL_TYPES = ("gpt2",)
+HF_ARCHITECTURE = "GPT2LMHeadModel"
+HF_CONFIG_CLASS = "GPT2Config"
+FEATURES = (
+    "multi-head attention",
+    "learned absolute positions (wpe)",
+    "LayerNorm with bias",
+    "plain GELU MLP (c_fc, c_proj), biases everywhere",
+    "Conv1D (transposed) checkpoint weights, fused c_attn",
+    "scale_attn_weights",
+    "tied or untied embeddings",
+)
+PARTS = {
+    "attention": "attention",
+    "feed_forward": "feed_forward_gelu",
+    "block": "block_pre_norm",
+    "transformer": "transformer_learned_positions",
+    "overview": "overview_gpt2",
+    "args": "args_gpt2",
+    "adapter": "adapter_gpt2",
+}
+REQUIRED_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head")
+DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+# GPT2Config switches this package does not implement: (field, value that is supported).
+UNSUPPORTED_SWITCHES = (
+    ("scale_attn_by_inverse_layer_idx", False, "scores divided by the layer number"),
+    ("reorder_and_upcast_attn", False, "float32 attention scores under mixed precision"),
+    ("add_cross_attention", False, "cross-attention to an encoder"),
+)
+
+
+def build(config: dict[str, Any]) -> CountedSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_raw(config)
+    hf = normalize_with_transformers(config, config["model_type"])
+    dim = read_int(hf, "n_embd")
+    n_heads = read_int(hf, "n_head")
+    n_inner = hf.get("n_inner")
+    fields = dict(
+        model_type=hf["model_type"],
+        vocab_size=read_int(hf, "vocab_size"),
+        dim=dim,
+        n_layers=read_int(hf, "n_layer"),
+        n_heads=n_heads,
+        n_kv_heads=n_heads,
+        head_dim=dim // n_heads,
+        ffn_dim=4 * dim if n_inner is None else read_int(hf, "n_inner"),
+        max_seq_len=read_int(hf, "n_positions"),
+        norm_eps=read_float(hf, "layer_norm_epsilon"),
+        rope=None,
+        tie_word_embeddings=read_bool(hf, "tie_word_embeddings"),
+        attention_bias=True,
+        mlp_bias=True,
+        hidden_act=read_choice(hf, "activation_function", GELU_ACTIVATIONS),
+        initializer_range=read_float(hf, "initializer_range", 0.02),
+        torch_dtype=read_dtype(config),
+        bos_token_id=optional_token_id(hf, "bos_token_id"),
+        eos_token_id=optional_token_id(hf, "eos_token_id"),
+    )
+    dropout = read_dropout(hf, DROPOUT_FIELDS)
+    features: dict[str, Any] = {
+        "norm": "layernorm",
+        "norm_eps_field": "layer_norm_epsilon",
+        "activation_field": "activation_function",
+        "bias_fields": (),
+        "all_biases": True,
+        "learned_positions": True,
+        "scale_attn_weights": read_bool(hf, "scale_attn_weights"),
+        "legacy_checkpoint_keys": True,
+        "derived_head_dims": True,
+        "dropout": dropout,
+    }
+    block = attention_params(dim, n_heads, n_heads, dim // n_heads, qkv_bias=True, out_bias=True)
+    block += mlp_params(dim, fields["ffn_dim"], gated=False, bias=True) + 2 * 2 * dim
+    tokens = fields["vocab_size"] * dim * (1 if fields["tie_word_embeddings"] else 2)
+    return CountedSpec(
+        family="gpt2",
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        parts=dict(PARTS),
+        features=features,
+        warnings=gpt2_warnings(features),
+        block_params=block,
+        other_params=tokens + fields["max_seq_len"] * dim + 2 * dim,
+        **fields,
+    )
+
+
+def check_raw(config: dict[str, Any]) -> None:
+    """Type checks on the fields as written, before transformers sees them."""
+    for name in REQUIRED_FIELDS:
+        read_int(config, name)
+    for name in ("n_positions", "n_inner"):
+        if config.get(name) is not None:
+            read_int(config, name)
+    embd, heads = config["n_embd"], config["n_head"]
+    require(embd % heads == 0, "n_embd", f"{embd} is not divisible by n_head ({heads})")
+    for name in ("scale_attn_weights", "tie_word_embeddings"):
+        if name in config:
+            read_bool(config, name)
+    if config.get("layer_norm_epsilon") is not None:
+        read_float(config, "layer_norm_epsilon")
+    for name, supported, what in UNSUPPORTED_SWITCHES:
+        if name in config and config[name] != supported:
+            raise ConfigFieldError(
+                name,
+                f"unsupported value {config[name]!r} ({what}); supported: {supported!r}",
+            )
+
+
+def gpt2_warnings(features: dict[str, Any]) -> tuple[str, ...]:
+    """Dropout not applied; unscaled attention scores have no Megatron argument."""
+    warnings = list(dropout_warnings(features["dropout"]))
+    if not features["scale_attn_weights"]:
+        warnings.append(
+            "Megatron YAML: scale_attn_weights false (unscaled scores); Megatron always scales "
+            "by kv_channels ** -0.5"
+        )
+    return tuple(warnings)
