@@ -257,7 +257,7 @@ class ModelArgs(BaseModelArgs):
 {%- if f.get("embedding_padding_idx") %}
             "pad_token_id": self.pad_token_id,
 {%- elif f.get("pad_token_id_default") is not none %}
-            "pad_token_id": None,  # {{ s.hf_config_class }} would default it to {{ f.pad_token_id_default }}
+            "pad_token_id": None,  # {{ s.hf_config_class }} would default it to {{ f.pad_token_id_default | py }}
 {%- endif %}
             "initializer_range": self.initializer_range,
         }
@@ -379,7 +379,7 @@ def max_window_layers(config: dict[str, Any]) -> int:
 {%- else %}
     """The attention window of every layer in tokens (sliding_window); None: full attention.
 
-    A config.json without the field gets {{ s.hf_config_class }}'s default, {{ s.features.sliding_window_default }}.
+    A config.json without the field gets {{ s.hf_config_class }}'s default, {{ s.features.sliding_window_default | py }}.
     """
     return config.get("sliding_window", {{ s.features.sliding_window_default | py }})
 {%- endif %}
@@ -401,7 +401,7 @@ def original_max_position_embeddings(config: dict[str, Any]) -> int:
     """The pretraining length LongRoPE switches factors at.
 
     {{ s.hf_config_class }} takes the top-level field over rope_scaling's and defaults it to
-    {{ f.original_max_position_embeddings_default }}.
+    {{ f.original_max_position_embeddings_default | py }}.
     """
     return config.get(
         "original_max_position_embeddings", {{ f.original_max_position_embeddings_default | py }}
