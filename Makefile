@@ -44,9 +44,18 @@ demo: $(STAMP)
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
 
-# Re-render the checked-in examples (tests fail when they drift from the generator).
+# Re-render the checked-in examples, one package per family group (docs/families.md): TinyLlama
+# from the bundled snapshot, the others from the hub-shaped configs in tests/configs/ (recorded
+# relative to the package, so `scaffold regenerate --check generated_examples/<name>` works in any
+# clone). Tests fail when they drift from the generator.
+EXAMPLES := qwen2:qwen2_5_0_5b qwen3:qwen3_0_6b gemma2:gemma2_9b phi3:phi_3_5_mini_instruct \
+	gpt_neox:pythia_160m gpt2:gpt2
 examples: $(STAMP)
 	HF_HUB_CACHE=$$(mktemp -d) $(VENV)/bin/scaffold new-model TinyLlama/TinyLlama-1.1B-Chat-v1.0 --output generated_examples --force
+	@for example in $(EXAMPLES); do \
+		$(VENV)/bin/scaffold new-model tests/configs/$${example%%:*}.json --name $${example##*:} \
+			--output generated_examples --force || exit 1; \
+	done
 
 # Benchmarks (not part of `make test`; about 10 minutes): rewrites the generated block of
 # docs/benchmarks.md. torchtitan, an anchor only, goes into its own venv (bench/setup_torchtitan.sh);

@@ -74,7 +74,6 @@ def new_model(
 ) -> None:
     """Render a model package from SOURCE's config.json and say how to verify it."""
     from scaffolder.generate import generate
-    from scaffolder.record import record_files
     from scaffolder.render import write_package
 
     started = time.perf_counter()
@@ -83,17 +82,7 @@ def new_model(
             generated = generate(source, name=name, revision=revision)
             destination = output / generated.package_name
             # Regeneration record (.scaffold/): see scaffolder/record.py and issue 4.
-            files = {
-                **generated.files,
-                **record_files(
-                    generated.resolved,
-                    generated.spec,
-                    generated.package_name,
-                    generated.files,
-                    requested_revision=revision,
-                ),
-            }
-            write_package(files, destination, force=force)
+            write_package(generated.files_with_record(destination), destination, force=force)
     except ScaffoldError as error:
         fail(error)
     spec, resolved = generated.spec, generated.resolved

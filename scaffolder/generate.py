@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from scaffolder.record import record_files
 from scaffolder.render import SourceInfo, render_package
@@ -29,14 +30,19 @@ class Generated:
     files: dict[str, str]
     requested_revision: str | None = None
 
-    def files_with_record(self) -> dict[str, str]:
-        """The rendered files plus the ``.scaffold/`` regeneration record, ready to write."""
+    def files_with_record(self, package_dir: Path | None = None) -> dict[str, str]:
+        """The rendered files plus the ``.scaffold/`` regeneration record, ready to write.
+
+        ``package_dir`` is the folder the package goes to: a local config's path is recorded
+        relative to it (absolute without it).
+        """
         record = record_files(
             self.resolved,
             self.spec,
             self.package_name,
             self.files,
             requested_revision=self.requested_revision,
+            package_dir=package_dir,
         )
         return {**self.files, **record}
 

@@ -5,7 +5,8 @@ Small, human-readable files, written next to the package's own files:
 ``.scaffold/source.json``
     where the config came from: ``kind`` (local, hf-cache, hub, bundled), ``repo_id``,
     ``requested_revision`` (what was asked for, re-resolved by ``scaffold regenerate``),
-    ``revision`` (what it resolved to, e.g. a commit), ``path`` (local sources only) and
+    ``revision`` (what it resolved to, e.g. a commit), ``path`` (local sources only: relative
+    to the package folder, POSIX-style, so a cloned repository still finds it) and
     ``config_sha256``.
 ``.scaffold/spec.json``
     the normalized architecture spec the package was rendered from.
@@ -18,6 +19,7 @@ Small, human-readable files, written next to the package's own files:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -83,14 +85,35 @@ def _json_text(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def source_record(source: ResolvedSource, requested_revision: str | None = None) -> SourceRecord:
-    """What to record about a resolved source (local paths are stored absolute)."""
+def recorded_path(config_path: str | Path, package_dir: Path | None) -> str:
+    """How a local config's path is recorded: relative to ``package_dir`` when given, else absolute.
+
+    Relative (``../configs/config.json``) keeps the record valid in every clone of a repository
+    that holds both the config and the package.
+    """
+    absolute = Path(config_path).resolve()
+    if package_dir is None:
+        return str(absolute)
+    return Path(os.path.relpath(absolute, Path(package_dir).resolve())).as_posix()
+
+
+def local_config_path(record: SourceRecord, package_dir: Path) -> Path:
+    """The recorded local config path, resolved against the package folder if relative."""
+    return Path(package_dir) / record.path
+
+
+def source_record(
+    source: ResolvedSource,
+    requested_revision: str | None = None,
+    package_dir: Path | None = None,
+) -> SourceRecord:
+    """What to record about a resolved source (see :func:`recorded_path` for local paths)."""
     return SourceRecord(
         kind=source.kind,
         repo_id=source.repo_id,
         requested_revision=requested_revision,
         revision=source.revision,
-        path=str(Path(source.path).resolve()) if source.kind == "local" else None,
+        path=recorded_path(source.path, package_dir) if source.kind == "local" else None,
         config_sha256=source.sha256,
     )
 
@@ -102,12 +125,14 @@ def record_files(
     files: dict[str, str],
     *,
     requested_revision: str | None = None,
+    package_dir: Path | None = None,
 ) -> dict[str, str]:
     """The ``.scaffold/`` files to write with a rendered package: ``{relpath: text}``.
 
     ``files`` is the render (``{relpath: text}``, relative to the package folder); each one is
     recorded as its pristine copy. ``requested_revision`` is the ``--revision`` the user passed,
-    if any. Returns only the record files; add them to the render before writing.
+    if any; ``package_dir`` is where the package is written (local config paths are recorded
+    relative to it). Returns only the record files; add them to the render before writing.
     """
     generator = {
         "generator": GENERATOR_NAME,
@@ -116,7 +141,7 @@ def record_files(
         "record_format": RECORD_FORMAT,
     }
     record = {
-        SOURCE_FILE: _json_text(asdict(source_record(source, requested_revision))),
+        SOURCE_FILE: _json_text(asdict(source_record(source, requested_revision, package_dir))),
         SPEC_FILE: _json_text(spec_dict(spec)),
         GENERATOR_FILE: _json_text(generator),
     }

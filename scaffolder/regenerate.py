@@ -29,6 +29,7 @@ from scaffolder.record import (
     SOURCE_FILE,
     SPEC_FILE,
     Record,
+    local_config_path,
     read_record,
     read_text,
     record_files,
@@ -120,7 +121,7 @@ class Plan:
 
 
 def resolve_new_source(
-    record: Record, config: Path | None, revision: str | None
+    record: Record, package_dir: Path, config: Path | None, revision: str | None
 ) -> tuple[ResolvedSource, str | None]:
     """Resolve the recorded source again, or the one given; return it and the revision asked."""
     from scaffolder.source import resolve_source
@@ -138,11 +139,13 @@ def resolve_new_source(
                 f"--revision applies to hub sources; this package was generated from the local "
                 f"file {recorded.path}; pass --config PATH instead"
             )
-        if not Path(recorded.path).is_file():
+        path = local_config_path(recorded, package_dir)
+        if not path.is_file():
             raise ScaffoldError(
-                f"the recorded config {recorded.path} no longer exists; pass --config PATH"
+                f"the recorded config {recorded.path} (from {package_dir}) no longer exists; "
+                "pass --config PATH"
             )
-        return resolve_source(recorded.path), None
+        return resolve_source(str(path)), None
     asked = revision if revision is not None else recorded.requested_revision
     return resolve_source(recorded.repo_id, asked), asked
 
@@ -247,10 +250,15 @@ def plan_regeneration(
 
     package_dir = Path(package_dir)
     record = read_record(package_dir)
-    resolved, asked = resolve_new_source(record, config, revision)
+    resolved, asked = resolve_new_source(record, package_dir, config, revision)
     generated = render_resolved(resolved, record.package_name)
     new_record = record_files(
-        resolved, generated.spec, record.package_name, generated.files, requested_revision=asked
+        resolved,
+        generated.spec,
+        record.package_name,
+        generated.files,
+        requested_revision=asked,
+        package_dir=package_dir,
     )
     paths = sorted(record.pristine.keys() | generated.files.keys())
     changes = [

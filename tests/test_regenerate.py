@@ -47,8 +47,13 @@ def base_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def fresh_copy(base: Path, parent: Path) -> Path:
-    """A private copy of the base package under ``parent``."""
-    return Path(shutil.copytree(base, parent / "work" / PACKAGE, symlinks=True))
+    """A private copy of the base package and its config under ``parent`` (as a clone would be).
+
+    The record holds the config's path relative to the package, so the two move together.
+    """
+    root = base.parent.parent
+    shutil.copytree(root, parent / "work", symlinks=True)
+    return parent / "work" / base.relative_to(root)
 
 
 @pytest.fixture
@@ -218,6 +223,26 @@ def test_tie_word_embeddings_flip_reaches_model_and_adapter(package, tmp_path):
 
 
 # ---------------------------------------------------------------- --check, --dry-run, files
+
+
+def test_local_source_is_recorded_relative_to_the_package(package, tmp_path):
+    source = json.loads((package / ".scaffold" / "source.json").read_text())
+    assert source["kind"] == "local" and source["path"] == "../../config.json"
+
+    moved = Path(shutil.move(tmp_path / "work", tmp_path / "clone"))  # the tree moves together
+    assert regenerate(moved / "out" / PACKAGE, "--check").exit_code == 0
+
+    alone = Path(shutil.move(moved / "out" / PACKAGE, tmp_path / PACKAGE))  # the config stays
+    result = regenerate(alone, "--check")
+    assert result.exit_code == 2
+    assert "the recorded config ../../config.json" in result.output
+    assert "pass --config PATH" in result.output
+    config = moved / "config.json"
+    assert regenerate(alone, "--config", str(config), "--check").exit_code == 1  # record moves
+    assert regenerate(alone, "--config", str(config)).exit_code == 0
+    source = json.loads((alone / ".scaffold" / "source.json").read_text())
+    assert source["path"] == "../clone/config.json"
+    assert regenerate(alone, "--check").exit_code == 0
 
 
 def test_check_over_generated_examples(tmp_path, monkeypatch):

@@ -1,0 +1,55 @@
+"""Fixtures shared by this package's tests. Everything runs offline, in fp32, on CPU.
+
+Full-size tests are opt-in: ``SCAFFOLD_FULL_SIZE=1 pytest gpt2``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from gpt2 import gpt2_configs
+from gpt2.model.args import ModelArgs
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+FULL_SIZE = os.environ.get("SCAFFOLD_FULL_SIZE") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "full_size: full-size model on CPU; runs only with SCAFFOLD_FULL_SIZE=1"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    skip = pytest.mark.skip(reason="full-size test; set SCAFFOLD_FULL_SIZE=1 to run it")
+    for item in items:
+        if "full_size" in item.keywords and not FULL_SIZE:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def hf_config() -> dict[str, Any]:
+    """The config.json this package was generated from."""
+    return json.loads((PACKAGE_DIR / "hf_config.json").read_text())
+
+
+@pytest.fixture
+def debug_args() -> ModelArgs:
+    return gpt2_configs["debugmodel"]
+
+
+def build_hf_model(args: ModelArgs, seed: int = 0) -> GPT2LMHeadModel:
+    """transformers' reference model with random weights at ``args``' dimensions, fp32, eager."""
+    torch.manual_seed(seed)
+    config = GPT2Config.from_dict(args.to_hf())
+    config._attn_implementation = "eager"
+    return GPT2LMHeadModel(config).float().eval()

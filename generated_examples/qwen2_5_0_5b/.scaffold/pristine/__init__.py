@@ -1,0 +1,71 @@
+"""qwen2_5_0_5b: model package for the model-scaffolder runtime.
+
+Flavors: ``debugmodel`` (small dimensions, the same features) and ``494M`` (the
+full-size model from config.json). ``get_train_spec()`` is registered on import.
+"""
+
+from runtime.components import (
+    build_cross_entropy_loss,
+    build_dataloader,
+    build_lr_schedulers,
+    build_optimizers,
+    build_tokenizer,
+)
+from runtime.protocols import TrainSpec, register_train_spec
+
+from .infra.parallelize import parallelize_qwen2
+from .infra.pipeline import pipeline_qwen2
+from .model.args import ModelArgs
+from .model.model import Transformer
+from .model.state_dict_adapter import Qwen2StateDictAdapter
+
+__all__ = [
+    "Qwen2StateDictAdapter",
+    "ModelArgs",
+    "Transformer",
+    "get_train_spec",
+    "qwen2_5_0_5b_configs",
+]
+
+qwen2_5_0_5b_configs = {
+    "debugmodel": ModelArgs(
+        vocab_size=2048,
+        dim=252,
+        n_layers=4,
+        n_heads=14,
+        n_kv_heads=2,
+        head_dim=18,
+        ffn_dim=1376,
+        max_seq_len=512,
+    ),
+    "494M": ModelArgs(
+        vocab_size=151936,
+        dim=896,
+        n_layers=24,
+        n_heads=14,
+        n_kv_heads=2,
+        head_dim=64,
+        ffn_dim=4864,
+        max_seq_len=32768,
+    ),
+}
+
+
+def get_train_spec() -> TrainSpec:
+    """Everything the runtime needs to build, parallelize and train this model."""
+    return TrainSpec(
+        name="qwen2_5_0_5b",
+        model_cls=Transformer,
+        model_args=qwen2_5_0_5b_configs,
+        parallelize_fn=parallelize_qwen2,
+        pipelining_fn=pipeline_qwen2,
+        build_optimizers_fn=build_optimizers,
+        build_lr_schedulers_fn=build_lr_schedulers,
+        build_dataloader_fn=build_dataloader,
+        build_tokenizer_fn=build_tokenizer,
+        build_loss_fn=build_cross_entropy_loss,
+        state_dict_adapter=Qwen2StateDictAdapter,
+    )
+
+
+register_train_spec(get_train_spec())

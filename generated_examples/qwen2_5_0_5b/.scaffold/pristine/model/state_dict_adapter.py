@@ -1,0 +1,78 @@
+"""State dict mapping between this model and transformers' Qwen2ForCausalLM.
+
+- Rotary layout: the model rotates q/k in transformers' half-split layout, so ``q_proj`` and
+  ``k_proj`` load as they are; no per-head permutation.
+- Tied embeddings (tie_word_embeddings): transformers' checkpoints store only
+  ``model.embed_tokens.weight``; ``output.weight`` is the same tensor.
+- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither
+  state dict.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runtime.protocols import StateDictAdapter
+
+from .args import ModelArgs
+
+# transformers key -> this model's key; "{}" is the layer number.
+FROM_HF: dict[str, str] = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.layers.{}.input_layernorm.weight": "layers.{}.attention_norm.weight",
+    "model.layers.{}.self_attn.q_proj.weight": "layers.{}.attention.wq.weight",
+    "model.layers.{}.self_attn.k_proj.weight": "layers.{}.attention.wk.weight",
+    "model.layers.{}.self_attn.v_proj.weight": "layers.{}.attention.wv.weight",
+    "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+    "model.layers.{}.self_attn.q_proj.bias": "layers.{}.attention.wq.bias",
+    "model.layers.{}.self_attn.k_proj.bias": "layers.{}.attention.wk.bias",
+    "model.layers.{}.self_attn.v_proj.bias": "layers.{}.attention.wv.bias",
+    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
+    "model.layers.{}.mlp.gate_proj.weight": "layers.{}.feed_forward.w1.weight",
+    "model.layers.{}.mlp.up_proj.weight": "layers.{}.feed_forward.w3.weight",
+    "model.layers.{}.mlp.down_proj.weight": "layers.{}.feed_forward.w2.weight",
+    "model.norm.weight": "norm.weight",
+}
+TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
+
+_LAYER_NUMBER = re.compile(r"\.(\d+)\.")
+
+
+def _rename(key: str, mapping: dict[str, str]) -> str:
+    match = _LAYER_NUMBER.search(key)
+    if match is None:
+        template, layer = key, None
+    else:
+        template = key[: match.start()] + ".{}." + key[match.end() :]
+        layer = match.group(1)
+    if template not in mapping:
+        raise KeyError(f"no mapping for state dict key {key!r}")
+    return mapping[template].format(layer) if layer is not None else mapping[template]
+
+
+class Qwen2StateDictAdapter(StateDictAdapter):
+    """Converts state dicts to and from transformers' Qwen2ForCausalLM layout.
+
+    Tensors pass through untouched (plain tensors or DTensors), so a round trip is bit-identical.
+    """
+
+    def __init__(self, model_args: ModelArgs, hf_assets_path: Any = None) -> None:
+        super().__init__(model_args, hf_assets_path)
+
+    def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        hf_state_dict = {}
+        for key, value in state_dict.items():
+            if key == "output.weight":
+                continue  # tied to tok_embeddings.weight; transformers re-ties it on load
+            hf_state_dict[_rename(key, TO_HF)] = value
+        return hf_state_dict
+
+    def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+        state_dict = {}
+        for key, value in hf_state_dict.items():
+            if key == "lm_head.weight":
+                continue  # the same tensor as model.embed_tokens.weight
+            state_dict[_rename(key, FROM_HF)] = value
+        state_dict["output.weight"] = state_dict["tok_embeddings.weight"]
+        return state_dict

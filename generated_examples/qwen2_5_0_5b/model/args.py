@@ -1,0 +1,170 @@
+"""Model arguments for qwen2_5_0_5b (Qwen2ForCausalLM).
+
+Defaults are the full-size model read from its config.json. ``ModelArgs.from_hf`` maps the
+transformers field names onto these; ``to_hf`` maps them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from runtime.protocols import BaseModelArgs
+
+# Features fixed by this package's code. A config.json that differs in any of them describes a
+# different architecture: regenerate the package instead of loading it here.
+ARCHITECTURE: dict[str, Any] = {
+    "model_type": "qwen2",
+    "hidden_act": "silu",
+    "rope_type": "default",
+    "tie_word_embeddings": True,
+    "sliding_window_attention": False,
+}
+
+
+@dataclass
+class ModelArgs(BaseModelArgs):
+    """Dimensions of the model; each comment names the config.json field."""
+
+    vocab_size: int = 151936  # vocab_size
+    dim: int = 896  # hidden_size
+    n_layers: int = 24  # num_hidden_layers
+    n_heads: int = 14  # num_attention_heads
+    n_kv_heads: int = 2  # num_key_value_heads
+    head_dim: int = 64  # head_dim (hidden_size // num_attention_heads)
+    ffn_dim: int = 4864  # intermediate_size
+    max_seq_len: int = 32768  # max_position_embeddings
+    norm_eps: float = 1e-06  # rms_norm_eps
+    rope_theta: float = 1000000.0  # rope_theta
+    initializer_range: float = 0.02  # initializer_range
+
+    @classmethod
+    def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
+        """Read a transformers config.json dict of this architecture, at any size.
+
+        Accepts both rope styles: old (``rope_theta`` + ``rope_scaling``) and new
+        (``rope_parameters``). Missing fields take transformers' defaults.
+        """
+        check_architecture(config)
+        rope = rope_parameters(config)
+        n_heads = config["num_attention_heads"]
+        return cls(
+            vocab_size=config["vocab_size"],
+            dim=config["hidden_size"],
+            n_layers=config["num_hidden_layers"],
+            n_heads=n_heads,
+            n_kv_heads=config.get("num_key_value_heads") or n_heads,
+            head_dim=config.get("head_dim") or config["hidden_size"] // n_heads,
+            ffn_dim=config["intermediate_size"],
+            max_seq_len=config.get("max_position_embeddings", 2048),
+            norm_eps=config.get("rms_norm_eps", 1e-6),
+            rope_theta=rope.get("rope_theta", 10000.0),
+            initializer_range=config.get("initializer_range", 0.02),
+        )
+
+    def to_hf(self) -> dict[str, Any]:
+        """The transformers config.json dict (Qwen2Config) for these args."""
+        return {
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": ARCHITECTURE["model_type"],
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.dim,
+            "num_hidden_layers": self.n_layers,
+            "num_attention_heads": self.n_heads,
+            "num_key_value_heads": self.n_kv_heads,
+            "head_dim": self.head_dim,
+            "intermediate_size": self.ffn_dim,
+            "max_position_embeddings": self.max_seq_len,
+            "rms_norm_eps": self.norm_eps,
+            "rope_parameters": {
+                "rope_type": ARCHITECTURE["rope_type"],
+                "rope_theta": self.rope_theta,
+            },
+            "hidden_act": ARCHITECTURE["hidden_act"],
+            "tie_word_embeddings": ARCHITECTURE["tie_word_embeddings"],
+            "use_sliding_window": False,
+            "layer_types": ["full_attention"] * self.n_layers,
+            "initializer_range": self.initializer_range,
+        }
+
+    def update_from_config(self, job_config: Any, **kwargs: Any) -> None:
+        """Check the training sequence length against the model's positions."""
+        seq_len = job_config.training.seq_len
+        if seq_len > self.max_seq_len:
+            raise ValueError(
+                f"training.seq_len ({seq_len}) exceeds max_position_embeddings "
+                f"({self.max_seq_len}) of this model"
+            )
+
+    def get_nparams_and_flops(self, model: nn.Module, seq_len: int) -> tuple[int, int]:
+        """Parameter count and training FLOPs per token.
+
+        FLOPs follow torchtitan: 6 x (matmul parameters) + 6 x layers x heads x 2 x head_dim x
+        seq_len for attention scores and values.
+        """
+        nparams = sum(p.numel() for p in model.parameters())
+        # Embeddings are tied to the output projection, whose matmul counts: keep them all.
+        matmul_params = nparams
+        attention_flops = 6 * self.n_layers * self.n_heads * 2 * self.head_dim * seq_len
+        return nparams, 6 * matmul_params + attention_flops
+
+
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The rope settings of a config.json in either style, as one dict with ``rope_type``."""
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    if "type" in params and "rope_type" not in params:
+        params["rope_type"] = params.pop("type")
+    params.setdefault("rope_type", "default")
+    if "rope_theta" not in params and "rope_theta" in config:
+        params["rope_theta"] = config["rope_theta"]
+    return params
+
+
+def check_architecture(config: dict[str, Any]) -> None:
+    """Refuse a config.json whose features differ from the ones this package implements."""
+    found = {
+        "model_type": config.get("model_type"),
+        "hidden_act": config.get("hidden_act", "silu"),
+        "rope_type": rope_parameters(config)["rope_type"],
+        "tie_word_embeddings": config.get("tie_word_embeddings", False),
+        "sliding_window_attention": sliding_window(config) is not None
+        and max_window_layers(config) < config["num_hidden_layers"],
+    }
+    for field, expected in ARCHITECTURE.items():
+        if found[field] != expected:
+            raise ValueError(
+                f"config field {field}={found[field]!r} differs from this package's "
+                f"{expected!r}; run `scaffold regenerate` with the new config"
+            )
+
+
+def sliding_window(config: dict[str, Any]) -> int | None:
+    """The attention window in tokens; None unless use_sliding_window is true."""
+    if not config.get("use_sliding_window", False):
+        return None
+    return config.get("sliding_window", 4096)
+
+
+def max_window_layers(config: dict[str, Any]) -> int:
+    """The first sliding layer: ``layer_types`` when given, else ``max_window_layers``.
+
+    transformers slides layers ``max_window_layers`` and up, so ``layer_types`` must list full
+    attention layers first and sliding ones after them.
+    """
+    layer_types = config.get("layer_types")
+    if layer_types is None:
+        return config.get("max_window_layers", 28)
+    first = (
+        layer_types.index("sliding_attention")
+        if "sliding_attention" in layer_types
+        else len(layer_types)
+    )
+    expected = ["full_attention"] * first + ["sliding_attention"] * (len(layer_types) - first)
+    if layer_types != expected:
+        raise ValueError(
+            f"config field layer_types={layer_types!r} is not full attention layers followed by "
+            "sliding ones; this package cannot express that pattern"
+        )
+    return first

@@ -1,0 +1,76 @@
+"""ModelArgs against config.json, and the train configs against ModelArgs."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from qwen3_0_6b import qwen3_0_6b_configs
+from qwen3_0_6b.model.args import ModelArgs
+
+from .conftest import PACKAGE_DIR
+
+FULL_FLAVOR = "596M"
+
+
+def test_full_flavor_is_the_source_config(hf_config: dict[str, Any]) -> None:
+    assert ModelArgs.from_hf(hf_config) == qwen3_0_6b_configs[FULL_FLAVOR]
+    assert ModelArgs() == qwen3_0_6b_configs[FULL_FLAVOR]
+
+
+def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
+    assert ModelArgs.from_hf(debug_args.to_hf()) == debug_args
+
+
+def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
+    new_style = qwen3_0_6b_configs[FULL_FLAVOR].to_hf()
+    old_style = dict(new_style)
+    rope = dict(old_style.pop("rope_parameters"))
+    old_style["rope_theta"] = rope.pop("rope_theta")
+    old_style["rope_scaling"] = (
+        None
+        if rope["rope_type"] == "default"
+        else {
+            "type": rope.pop("rope_type"),
+            **rope,
+        }
+    )
+    assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
+
+
+def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:
+    flipped = dict(hf_config, tie_word_embeddings=not True)
+    with pytest.raises(ValueError, match="tie_word_embeddings"):
+        ModelArgs.from_hf(flipped)
+
+
+def test_a_config_that_slides_is_refused(hf_config: dict[str, Any]) -> None:
+    changed = dict(hf_config, use_sliding_window=True, sliding_window=4096, max_window_layers=0)
+    changed.pop("layer_types", None)
+    with pytest.raises(ValueError, match="sliding_window_attention"):
+        ModelArgs.from_hf(changed)
+
+
+def load_toml(name: str) -> dict[str, Any]:
+    with open(PACKAGE_DIR / "train_configs" / name, "rb") as f:
+        return tomllib.load(f)
+
+
+@pytest.mark.parametrize("name", ["debug_model.toml", "qwen3_0_6b.toml"])
+def test_train_configs_name_this_package_and_a_flavor(name: str) -> None:
+    config = load_toml(name)
+    assert config["model"]["name"] == "qwen3_0_6b"
+    args = qwen3_0_6b_configs[config["model"]["flavor"]]
+    assert config["training"]["seq_len"] <= args.max_seq_len
+    parallelism = config["parallelism"]
+    assert args.n_heads % parallelism["tensor_parallel_degree"] == 0
+    assert args.n_kv_heads % parallelism["tensor_parallel_degree"] == 0
+    assert args.n_layers >= parallelism["pipeline_parallel_degree"]
+
+
+def test_full_size_config_uses_the_checkpoint_dtype_for_compute() -> None:
+    config = load_toml("qwen3_0_6b.toml")
+    assert config["model"]["flavor"] == FULL_FLAVOR
+    assert config["training"]["mixed_precision_param"] == "bfloat16"
