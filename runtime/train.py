@@ -11,6 +11,7 @@ import sys
 import torch.distributed as dist
 
 from runtime.config import ConfigError, JobConfig
+from runtime.distributed.utils import exit_process
 from runtime.trainer import Trainer, TrainResult
 
 
@@ -34,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

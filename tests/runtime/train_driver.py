@@ -14,6 +14,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from runtime.config import JobConfig
+from runtime.distributed.utils import exit_process
 from runtime.train import run
 
 
@@ -30,8 +31,8 @@ def main(plan_path: str, result_path: str) -> None:
         }
     if dist.get_rank() == 0:
         Path(result_path).write_text(json.dumps(results))
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])
+    exit_process(0)
