@@ -15,17 +15,33 @@ IGNORE_INDEX = -100
 _CHUNK_ELEMENTS = 2**21
 
 
+def _owned(tensor: torch.Tensor) -> bool:
+    """True when ``tensor`` and the storage it views are an operation's output, not a leaf."""
+    base = tensor._base if tensor._base is not None else tensor
+    return not tensor.is_leaf and not base.is_leaf
+
+
 class FusedCrossEntropy(torch.autograd.Function):
     """Mean token cross entropy whose forward also computes its gradient.
 
-    The gradient of mean cross entropy is ``(softmax(logits) - one_hot(label)) / n``: the
-    forward writes the log-softmax into the gradient buffer, reads the loss off it, then
-    overwrites it with the softmax minus one at the label, chunk by chunk while the chunk is in
-    cache. Backward only scales it by the incoming gradient. Compared with
-    ``F.cross_entropy`` (log-softmax out, then in backward a zero-filled one-hot gradient and a
-    log-softmax backward) that is one logits-sized buffer and several passes over it fewer.
+    The gradient of mean cross entropy is ``(softmax(logits) - one_hot(label)) / n``. Chunk by
+    chunk, while the chunk is in cache, the forward writes the log-softmax, reads the loss off
+    it at the labels, turns it into the softmax (the softmax of a log-softmax), weights each row
+    by ``1 / n`` and subtracts the label's weight. Backward returns that buffer (scaled by the
+    incoming gradient unless it is 1). Compared with ``F.cross_entropy`` (log-softmax out, then
+    in backward a zero-filled one-hot gradient and a log-softmax backward) that is one
+    logits-sized buffer and several passes over it fewer.
+
+    **The gradient is written over the logits** when they are float32, contiguous and the
+    output of an operation (not a leaf the caller holds): nothing reads a model's logits after
+    its loss in training, and an operation that saved them for its backward fails loudly
+    (autograd's in-place check) instead of computing a wrong gradient. That saves allocating,
+    and on CPU page-faulting, one more logits-sized buffer per step (Liger-Kernel's cross
+    entropy does the same on GPU). Read anything you need from the logits before the loss;
+    other logits (leaves, bf16, strided) get a fresh buffer.
+
     Labels equal to ``ignore_index`` contribute neither loss nor gradient, as in
-    ``F.cross_entropy``. The saved gradient is scaled in place: one backward per forward.
+    ``F.cross_entropy``. One backward per forward: the saved gradient is scaled in place.
     """
 
     @staticmethod
@@ -33,25 +49,31 @@ class FusedCrossEntropy(torch.autograd.Function):
         ctx: Any, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     ) -> torch.Tensor:
         rows, vocab = logits.shape
-        grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
+        in_place = logits.dtype == torch.float32 and logits.is_contiguous() and _owned(logits)
+        if in_place:
+            grad = logits.detach()
+        else:
+            grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
+        flat_grad = grad.view(-1)
         valid = labels != ignore_index
-        safe_labels = torch.where(valid, labels, 0).unsqueeze(1)
-        minus_one = -valid.unsqueeze(1).float()
+        count = valid.sum()
+        # Each row's weight in the mean: 1 / count, or 0 for an ignored label.
+        weights = valid / count
+        # Flat positions of the labels (ignored rows point at their first logit, weight 0).
+        at_label = torch.arange(rows, device=logits.device) * vocab + torch.where(valid, labels, 0)
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            out, chunk_logits = grad[part], logits[part].float()
-            torch.log_softmax(chunk_logits, dim=-1, out=out)
-            total -= (out.gather(1, safe_labels[part]).squeeze(1) * valid[part]).sum()
-            # softmax rather than exp_ of the log-softmax: aten's exp leaves its vectorized
-            # path for results that underflow (logit gaps over ~87), 20x slower on CPU.
-            torch.softmax(chunk_logits, dim=-1, out=out)
-            out.scatter_add_(1, safe_labels[part], minus_one[part])
-        count = valid.sum()
-        if logits.is_cuda or not bool(valid.all()):  # no host sync on GPU
-            grad.mul_(valid.unsqueeze(1))
-        ctx.save_for_backward(grad, count)
+            out = grad[part]
+            torch.log_softmax(logits[part].float(), dim=-1, out=out)
+            total -= (flat_grad.index_select(0, at_label[part]) * valid[part]).sum()
+            # softmax of the log-softmax rather than exp_: aten's exp leaves its vectorized
+            # path for results that underflow (log-probabilities under ~-87), 20x slower on CPU.
+            torch.softmax(out, dim=-1, out=out)
+            out.mul_(weights[part].unsqueeze(1))
+            flat_grad.index_add_(0, at_label[part], -weights[part])
+        ctx.save_for_backward(grad)
         ctx.logits_dtype = logits.dtype
         ctx.used = False
         return total / count
@@ -61,8 +83,10 @@ class FusedCrossEntropy(torch.autograd.Function):
         if ctx.used:
             raise RuntimeError("FusedCrossEntropy supports a single backward per forward")
         ctx.used = True
-        grad, count = ctx.saved_tensors
-        grad.mul_(grad_output / count)
+        (grad,) = ctx.saved_tensors
+        # A training step's loss gets gradient 1: skip the pass (a free check on CPU only).
+        if grad_output.is_cuda or grad_output.item() != 1.0:
+            grad.mul_(grad_output)
         return grad.to(ctx.logits_dtype), None, None
 
 

@@ -54,3 +54,45 @@ def test_without_grad_it_is_plain_cross_entropy():
     labels = torch.randint(0, 4, (2, 3))
     with torch.no_grad():
         assert torch.equal(build_cross_entropy_loss()(logits, labels), _reference(logits, labels))
+
+
+@pytest.mark.parametrize("chunk_elements", [2**21, 64])
+def test_logits_from_an_operation_get_their_gradient_written_in_place(monkeypatch, chunk_elements):
+    monkeypatch.setattr(loss_module, "_CHUNK_ELEMENTS", chunk_elements)
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(3, 7, 5, generator=generator, requires_grad=True)
+    weight = torch.randn(11, 5, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 11, (3, 7), generator=generator)
+    labels[1, 3] = -100
+
+    expected = _reference(hidden @ weight.t(), labels)
+    expected_grads = torch.autograd.grad(2.5 * expected, (hidden, weight))
+    logits = hidden @ weight.t()
+    loss = cross_entropy_loss(logits, labels)
+    logits_grad = torch.autograd.grad(2.5 * loss, logits, retain_graph=True)[0]
+    storage = logits.untyped_storage().data_ptr()
+    assert logits_grad.untyped_storage().data_ptr() == storage  # written over the logits
+
+    logits = hidden @ weight.t()
+    loss = cross_entropy_loss(logits, labels)
+    grads = torch.autograd.grad(2.5 * loss, (hidden, weight))
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_an_operation_that_saved_the_logits_fails_loudly():
+    weight = torch.randn(11, 5, requires_grad=True)
+    logits = torch.randn(2, 3, 5) @ weight.t()
+    saved = logits.exp()  # exp's backward needs its output, which stays intact...
+    squared = logits.pow(2)  # ...pow's backward needs the logits, which the loss overwrites
+    loss = cross_entropy_loss(logits, torch.randint(0, 11, (2, 3)))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (loss + saved.sum() + squared.sum()).backward()
+
+
+def test_leaf_logits_and_their_views_are_left_intact():
+    logits = torch.randn(3, 4, 9, requires_grad=True)
+    before = logits.detach().clone()
+    cross_entropy_loss(logits, torch.randint(0, 9, (3, 4))).backward()
+    assert torch.equal(logits.detach(), before)
