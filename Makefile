@@ -17,15 +17,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q --run-slow -m slow
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check scaffolder runtime tests
-	$(VENV)/bin/ruff format --check scaffolder runtime tests
+	$(VENV)/bin/ruff check scaffolder runtime tests bench
+	$(VENV)/bin/ruff format --check scaffolder runtime tests bench
 
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)

@@ -1,3 +1,3 @@
-"""model-scaffolder: render a verified, PyTorch-native training package from a Hugging Face config.json."""
+"""model-scaffolder: a verified, PyTorch-native training package from a Hugging Face config.json."""
 
 __version__ = "0.1.0"

@@ -91,15 +91,16 @@ def new_model(
     console.print(f"[bold]sha256[/]   {resolved.sha256}")
     positions = f"rope {spec.rope.type}" if spec.rope else "learned positions"
     console.print(
-        f"[bold]model[/]    {spec.model_type} ({spec.hf_architecture}), {spec.size_name} parameters: "
+        f"[bold]model[/]    {spec.model_type} ({spec.hf_architecture}), "
+        f"{spec.size_name} parameters: "
         f"{spec.n_layers} layers, hidden {spec.dim}, {spec.n_heads} heads / "
         f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, {positions}"
     )
     for warning in spec.warnings:
         console.print(f"[bold yellow]warning[/]  {warning}")
     console.print(
-        f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) to {destination} "
-        f"in {elapsed:.1f}s"
+        f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) "
+        f"to {destination} in {elapsed:.1f}s"
     )
     console.print(f"[bold]next[/]     cd {output} && pytest {generated.package_name}")
 
@@ -136,9 +137,7 @@ def run() -> None:
 )
 def train(
     ctx: typer.Context,
-    package: Annotated[
-        str, typer.Argument(help="A generated package folder, or its import name.")
-    ],
+    package: Annotated[str, typer.Argument(help="A generated package folder, or its import name.")],
     nproc: Annotated[int, typer.Option("--nproc", help="Processes (ranks) on this node.")] = 1,
     config: Annotated[
         str | None,

@@ -8,8 +8,12 @@ from pathlib import Path
 
 from scaffolder.record import record_files
 from scaffolder.render import SourceInfo, render_package
-from scaffolder.source import ResolvedSource, package_name_from_source, resolve_source
-from scaffolder.source import validate_package_name
+from scaffolder.source import (
+    ResolvedSource,
+    package_name_from_source,
+    resolve_source,
+    validate_package_name,
+)
 from scaffolder.spec import ArchSpec, build_spec
 
 _PROVENANCE = {

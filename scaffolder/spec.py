@@ -117,9 +117,11 @@ class ArchSpec:
 
     def layer_params(self) -> int:
         """Parameters in one transformer block."""
-        return (self.num_params() - self.dim - self.vocab_size * self.dim * (
-            1 if self.tie_word_embeddings else 2
-        )) // self.n_layers
+        return (
+            self.num_params()
+            - self.dim
+            - self.vocab_size * self.dim * (1 if self.tie_word_embeddings else 2)
+        ) // self.n_layers
 
     def pipeline_output_weight(self) -> int:
         """How many blocks the output projection weighs when balancing pipeline stages.

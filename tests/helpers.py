@@ -13,7 +13,11 @@ from scaffolder.cli import app
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINYLLAMA_ID = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 TINYLLAMA_CONFIG = (
-    REPO_ROOT / "scaffolder" / "bundled_configs" / "TinyLlama--TinyLlama-1.1B-Chat-v1.0" / "config.json"
+    REPO_ROOT
+    / "scaffolder"
+    / "bundled_configs"
+    / "TinyLlama--TinyLlama-1.1B-Chat-v1.0"
+    / "config.json"
 )
 
 

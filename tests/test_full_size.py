@@ -1,4 +1,4 @@
-"""Opt-in (``make test-slow``): the full-size TinyLlama, 1.1B random weights, against transformers."""
+"""Opt-in (``make test-slow``): full-size TinyLlama, 1.1B random weights, against transformers."""
 
 from __future__ import annotations
 

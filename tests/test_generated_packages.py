@@ -20,7 +20,8 @@ from tests.helpers import family_config, tinyllama_config, write_config
 VARIANTS = {
     # TinyLlama as served: GQA 32/4, default rope, untied, no biases.
     "tinyllama": {},
-    # Tied embeddings, q/k/v/o and MLP biases, llama3 rope scaling, explicit head_dim != hidden/heads.
+    # Tied embeddings, q/k/v/o and MLP biases, llama3 rope scaling, explicit head_dim
+    # != hidden/heads.
     "llama_tied_bias_llama3": {
         "tie_word_embeddings": True,
         "attention_bias": True,

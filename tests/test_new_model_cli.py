@@ -85,7 +85,10 @@ BAD_CONFIGS = {
     "boolean for int": (tinyllama_config(num_attention_heads=True), "num_attention_heads"),
     "float for int": (tinyllama_config(intermediate_size=5632.5), "intermediate_size"),
     "heads do not divide hidden": (tinyllama_config(hidden_size=2050), "hidden_size"),
-    "kv heads do not divide heads": (tinyllama_config(num_key_value_heads=3), "num_key_value_heads"),
+    "kv heads do not divide heads": (
+        tinyllama_config(num_key_value_heads=3),
+        "num_key_value_heads",
+    ),
     "non-positive size": (tinyllama_config(vocab_size=0), "vocab_size"),
     "unknown model_type": (tinyllama_config(model_type="mamba9"), "model_type"),
     "unknown rope type": (

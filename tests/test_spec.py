@@ -594,4 +594,3 @@ def test_bad_gpt2_fields_name_the_field(changes: dict, field: str) -> None:
     message = str(error.value)
     assert field in message
     assert "\n" not in message
-
