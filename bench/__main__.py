@@ -31,6 +31,12 @@ COMPARISONS = {
         ["bench.step", "--threads", "1", "--repeats", "5"],
         ["bench.step", "--threads", "1", "--repeats", "2"],
     ),
+    # The same run with glibc keeping freed blocks in the heap (no fresh mmap and page faults
+    # for the large per-step buffers): what is left of the ratios without allocator effects.
+    "step_eager_heap": (
+        ["bench.step", "--repeats", "5", "--keep-freed-memory"],
+        ["bench.step", "--repeats", "2", "--keep-freed-memory"],
+    ),
     "step_compile": (
         ["bench.step", "--compile", "--repeats", "4"],
         ["bench.step", "--compile", "--repeats", "2"],

@@ -22,6 +22,7 @@ Run: ``python -m bench.step [--compile] --repeats N --json out.json``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import json
 import os
@@ -49,6 +50,22 @@ TORCHTITAN_SITE = os.environ.get(
     "BENCH_TORCHTITAN_SITE",
     f"/tmp/tt-venv/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages",
 )
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed blocks up to 1 GiB in the heap (glibc ``mallopt``); False without glibc.
+
+    By default glibc maps every block over 32 MiB fresh and unmaps it on free, so buffers a
+    step allocates again each time (logits, their gradient, embedding and output-layer
+    gradients) are page-faulted back in every step. Every contender shares the process, so all
+    of them run under the same allocator either way.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 31))
 
 
 def bench_config() -> dict[str, Any]:
@@ -249,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package-dir", type=Path, help="an already rendered package")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="raise glibc's mmap and trim thresholds to 1 GiB so freed buffers stay in the heap",
+    )
     options = parser.parse_args(argv)
+    if options.keep_freed_memory and not keep_freed_memory():
+        parser.error("--keep-freed-memory needs glibc (mallopt)")
 
     import torch
 
@@ -300,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "dims": {**DIMS, "batch": BATCH, "seq_len": SEQ, "dtype": "float32"},
         "machine": machine.describe(),
         "torch_threads": torch.get_num_threads(),
+        "keep_freed_memory": options.keep_freed_memory,
         "torchtitan": machine.package_version("torchtitan") if "torchtitan" in contenders else None,
         "matmul_peak_flops": peak,
         "flops_per_step": flops_per_step,
