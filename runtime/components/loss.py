@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 IGNORE_INDEX = -100
-# Rows of logits handled at a time in the eager loss: about 8 MiB of fp32, so the log-softmax,
-# exp and label update of a chunk run while it is still in cache.
+# Rows of logits handled at a time in the eager loss: about 8 MiB of fp32, so the max, softmax,
+# row weighting and label update of a chunk run while it is still in cache.
 _CHUNK_ELEMENTS = 2**21
 
 
@@ -25,12 +25,14 @@ class FusedCrossEntropy(torch.autograd.Function):
     """Mean token cross entropy whose forward also computes its gradient.
 
     The gradient of mean cross entropy is ``(softmax(logits) - one_hot(label)) / n``. Chunk by
-    chunk, while the chunk is in cache, the forward writes the log-softmax, reads the loss off
-    it at the labels, turns it into the softmax (the softmax of a log-softmax), weights each row
-    by ``1 / n`` and subtracts the label's weight. Backward returns that buffer (scaled by the
-    incoming gradient unless it is 1). Compared with ``F.cross_entropy`` (log-softmax out, then
-    in backward a zero-filled one-hot gradient and a log-softmax backward) that is one
-    logits-sized buffer and several passes over it fewer.
+    chunk, while the chunk is in cache, the forward takes each row's max, writes the softmax,
+    weights each row by ``1 / n`` and subtracts the label's weight. The loss needs no
+    log-softmax pass: the largest probability is ``1 / sum(exp(x - max))``, so
+    ``logsumexp = max - log(max(p))`` (never underflows: ``max(p) >= 1 / vocab``) and a row's
+    loss is ``logsumexp - x[label]``. Backward returns the buffer (scaled by the incoming
+    gradient unless it is 1). Compared with ``F.cross_entropy`` (log-softmax out, then in
+    backward a zero-filled one-hot gradient and a log-softmax backward) that is one logits-sized
+    buffer and several passes over it fewer.
 
     **The gradient is written over the logits** when they are float32, contiguous and the
     output of an operation (not a leaf the caller holds): nothing reads a model's logits after
@@ -61,16 +63,23 @@ class FusedCrossEntropy(torch.autograd.Function):
         weights = valid / count
         # Flat positions of the labels (ignored rows point at their first logit, weight 0).
         at_label = torch.arange(rows, device=logits.device) * vocab + torch.where(valid, labels, 0)
+        if in_place:  # read before the softmax overwrites them
+            label_logits = flat_grad.index_select(0, at_label)
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            out = grad[part]
-            torch.log_softmax(logits[part].float(), dim=-1, out=out)
-            total -= (flat_grad.index_select(0, at_label[part]) * valid[part]).sum()
-            # softmax of the log-softmax rather than exp_: aten's exp leaves its vectorized
-            # path for results that underflow (log-probabilities under ~-87), 20x slower on CPU.
-            torch.softmax(out, dim=-1, out=out)
+            out, source = grad[part], logits[part].float()
+            if in_place:
+                at = label_logits[part]
+            else:
+                at = source.gather(1, (at_label[part] % vocab).unsqueeze(1)).squeeze(1)
+            row_max = source.amax(dim=-1)
+            # The softmax kernel's exp stays vectorized where results underflow (aten's exp_ of
+            # shifted logits leaves that path for gaps over ~87: 20x slower on CPU).
+            torch.softmax(source, dim=-1, out=out)
+            logsumexp = row_max - out.amax(dim=-1).log()
+            total += ((logsumexp - at) * valid[part]).sum()
             out.mul_(weights[part].unsqueeze(1))
             flat_grad.index_add_(0, at_label[part], -weights[part])
         ctx.save_for_backward(grad)

@@ -96,3 +96,21 @@ def test_leaf_logits_and_their_views_are_left_intact():
     before = logits.detach().clone()
     cross_entropy_loss(logits, torch.randint(0, 9, (3, 4))).backward()
     assert torch.equal(logits.detach(), before)
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_huge_logit_gaps_give_exact_losses(in_place):
+    """Label probabilities far below float32's range: the loss stays exact (no underflow)."""
+    logits = torch.zeros(2, 3, 50)
+    logits[..., 7] = 300.0  # every other probability is about exp(-300)
+    labels = torch.tensor([[0, 7, 1], [7, 2, 49]])
+    expected = F.cross_entropy(logits.flatten(0, 1).double(), labels.flatten())
+    if in_place:
+        weight = torch.eye(50, requires_grad=True)
+        logits = logits @ weight  # an operation's output: the loss writes over it
+    else:
+        logits.requires_grad_()
+    loss = cross_entropy_loss(logits, labels)
+    loss.backward()
+    assert abs(loss.item() - expected.item()) < 1e-4 * expected.item()
+    assert torch.isfinite(loss)
