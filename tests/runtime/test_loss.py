@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from runtime.components import loss as loss_module
 from runtime.components.loss import FusedCrossEntropy, build_cross_entropy_loss, cross_entropy_loss
+from runtime.config import JobConfig
 
 
 def _reference(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -114,3 +115,21 @@ def test_huge_logit_gaps_give_exact_losses(in_place):
     loss.backward()
     assert abs(loss.item() - expected.item()) < 1e-4 * expected.item()
     assert torch.isfinite(loss)
+
+
+def test_compiled_loss_keeps_the_fused_loss_for_cpu_logits(monkeypatch):
+    compiled_calls = []
+
+    def fake_compile(fn):
+        return lambda *args: compiled_calls.append(args) or fn(*args)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    config = JobConfig.from_dict({"compile": {"enable": True, "components": ["model", "loss"]}})
+    loss_fn = build_cross_entropy_loss(config)
+    weight = torch.randn(9, 9, requires_grad=True)
+    logits = torch.randn(2, 4, 9) @ weight
+    labels = torch.randint(0, 9, (2, 4))
+    expected = _reference(logits.detach(), labels)
+    loss = loss_fn(logits, labels)
+    assert loss.grad_fn.name() == "FusedCrossEntropyBackward" and compiled_calls == []
+    torch.testing.assert_close(loss, expected)
