@@ -2,9 +2,9 @@
 
 Export writes ``config.json`` (from the model args' ``to_hf()``), safetensors shards (one per
 pipeline stage) with ``model.safetensors.index.json`` when there are several, and copies
-tokenizer files from ``model.hf_assets_path``. Import reads every ``*.safetensors`` file of a
-folder, maps the keys through the package's StateDictAdapter and loads them into the (sharded)
-model parts.
+tokenizer files from ``model.hf_assets_path``. Import reads the folder's checkpoint (one file, or
+the shards its index lists: ``runtime.hf_io``), maps the keys through the package's
+StateDictAdapter and loads them into the (sharded) model parts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -26,6 +26,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from runtime.config import ConfigError
 from runtime.distributed.parallelize import dtype_from_name
+from runtime.hf_io import INDEX_FILE, SINGLE_FILE, load_hf_config, load_hf_state_dict
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -51,7 +52,8 @@ def _full_state_dict(model_parts: list[nn.Module], dtype: torch.dtype) -> dict[s
     merged: dict[str, torch.Tensor] = {}
     for part in model_parts:
         for key, value in get_model_state_dict(part, options=options).items():
-            merged[key] = value.detach().to("cpu", dtype).contiguous().clone()
+            # One copy (also when already CPU and dtype): tied weights get their own storage.
+            merged[key] = value.detach().to("cpu", dtype, copy=True).contiguous()
     return merged
 
 
@@ -93,9 +95,7 @@ def export_hf(
     pp_rank = parallel_dims.pp_mesh.get_local_rank() if parallel_dims.pp_enabled else 0
     pp_size = parallel_dims.pp
     filename = (
-        "model.safetensors"
-        if pp_size == 1
-        else f"model-{pp_rank + 1:05d}-of-{pp_size:05d}.safetensors"
+        SINGLE_FILE if pp_size == 1 else f"model-{pp_rank + 1:05d}-of-{pp_size:05d}.safetensors"
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if _is_stage_writer(parallel_dims):
@@ -115,7 +115,7 @@ def _write_metadata(out_dir: Path, key_lists: list, config: dict, assets_path: s
     weight_map = {key: filename for filename, keys in key_lists for key in keys}
     if len({filename for filename, _ in key_lists}) > 1:
         index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
-        (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+        (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
     if assets_path:
         for name in _TOKENIZER_FILES:
             source = Path(assets_path) / name
@@ -124,15 +124,12 @@ def _write_metadata(out_dir: Path, key_lists: list, config: dict, assets_path: s
 
 
 def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(config.json dict, all tensors of the folder's safetensors files)``."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise ConfigError(f"no *.safetensors files in {folder}")
-    config_file = folder / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    tensors: dict[str, torch.Tensor] = {}
-    for file in files:
-        tensors.update(load_file(str(file)))
+    """``(config.json dict or {}, all tensors of the folder's checkpoint)``."""
+    try:
+        tensors = load_hf_state_dict(folder)
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from None
+    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     return config, tensors
 
 

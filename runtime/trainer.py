@@ -252,7 +252,7 @@ class Trainer:
         inputs, labels = inputs.to(self.device), labels.to(self.device)
         if self.schedule is None:
             with self._autocast():
-                loss = self._scaled_loss()(self.model_parts[0](inputs), labels)
+                loss = self.loss_fn(self.model_parts[0](inputs), labels) / self.accum_steps
             loss.backward()
             return loss.detach()
         losses: list[torch.Tensor] = []

@@ -56,36 +56,31 @@ class FusedCrossEntropy(torch.autograd.Function):
             grad = logits.detach()
         else:
             grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
-        flat_grad = grad.view(-1)
         valid = labels != ignore_index
         count = valid.sum()
-        # Each row's weight in the mean: 1 / count, or 0 for an ignored label.
+        # Each row's weight in the mean: 1 / count, or 0 for an ignored label (which points at
+        # its row's first logit).
         weights = valid / count
-        # Flat positions of the labels (ignored rows point at their first logit, weight 0).
-        at_label = torch.arange(rows, device=logits.device) * vocab + torch.where(valid, labels, 0)
-        if in_place:  # read before the softmax overwrites them
-            label_logits = flat_grad.index_select(0, at_label)
-        total = torch.zeros((), dtype=torch.float32, device=logits.device)
+        safe_labels = torch.where(valid, labels, 0)
+        label_logits = logits.gather(1, safe_labels.unsqueeze(1)).squeeze(1).float()
+        at_label = torch.arange(rows, device=logits.device) * vocab + safe_labels
+        flat_grad = grad.view(-1)
+        logsumexp = torch.empty(rows, dtype=torch.float32, device=logits.device)
         chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
             out, source = grad[part], logits[part].float()
-            if in_place:
-                at = label_logits[part]
-            else:
-                at = source.gather(1, (at_label[part] % vocab).unsqueeze(1)).squeeze(1)
             row_max = source.amax(dim=-1)
             # The softmax kernel's exp stays vectorized where results underflow (aten's exp_ of
             # shifted logits leaves that path for gaps over ~87: 20x slower on CPU).
             torch.softmax(source, dim=-1, out=out)
-            logsumexp = row_max - out.amax(dim=-1).log()
-            total += ((logsumexp - at) * valid[part]).sum()
+            logsumexp[part] = row_max - out.amax(dim=-1).log()
             out.mul_(weights[part].unsqueeze(1))
             flat_grad.index_add_(0, at_label[part], -weights[part])
         ctx.save_for_backward(grad)
         ctx.logits_dtype = logits.dtype
         ctx.used = False
-        return total / count
+        return ((logsumexp - label_logits) * valid).sum() / count
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -105,12 +100,11 @@ def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     DTensor logits (a tensor-parallel output layer that keeps them sharded) are gathered first.
     Without autograd (evaluation) it is plain ``F.cross_entropy``.
     """
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return reference_cross_entropy_loss(logits, labels)
     if isinstance(logits, DTensor):
         logits = logits.full_tensor()
-    flat_logits, flat_labels = logits.flatten(0, 1), labels.flatten(0, 1)
-    if torch.is_grad_enabled() and flat_logits.requires_grad:
-        return FusedCrossEntropy.apply(flat_logits, flat_labels, IGNORE_INDEX)
-    return F.cross_entropy(flat_logits.float(), flat_labels, ignore_index=IGNORE_INDEX)
+    return FusedCrossEntropy.apply(logits.flatten(0, 1), labels.flatten(0, 1), IGNORE_INDEX)
 
 
 def reference_cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
