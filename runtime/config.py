@@ -302,14 +302,8 @@ def _read_primus_yaml(file: Path) -> dict[str, Any]:
     except ImportError as exc:
         raise ConfigError(f"cannot read {file}: Primus YAML support unavailable ({exc})") from None
     try:
-        experiment = primus.resolve_experiment(file)
-        modules = [m for m in experiment.modules.values() if m.framework == "megatron"]
-        if not modules:
-            raise ConfigError(f"{file}: no module with framework 'megatron'")
-        mapped = primus.megatron_to_runtime(modules[0])
-    except ConfigError:
-        raise
-    except (ValueError, KeyError, OSError) as exc:
+        experiment, mapped = primus.map_training_module(file)
+    except (ValueError, KeyError, OSError) as exc:  # PrimusConfigError is a ValueError
         raise ConfigError(f"{file}: {exc}") from None
     return primus_sections(mapped, str(experiment.exp_root), experiment.exp_name)
 
@@ -326,10 +320,6 @@ def primus_sections(mapped: dict[str, Any], exp_root: str, exp_name: str) -> dic
     (``workspace/work_group/user_name/exp_name``) becomes ``job.dump_folder``.
     """
     sections = {name: dict(values) for name, values in mapped["sections"].items() if values}
-    parallelism = sections.get("parallelism", {})
-    context_parallel = parallelism.pop("context_parallel_degree", 1)
-    if context_parallel != 1:
-        raise ConfigError(f"context parallelism ({context_parallel}) is not supported")
     overrides = {
         key: value
         for key, value in mapped.get("model_args", {}).items()

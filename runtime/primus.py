@@ -50,6 +50,7 @@ __all__ = [
     "deep_merge",
     "expand_env",
     "load_runtime_sections",
+    "map_training_module",
     "load_yaml_with_extends",
     "match_flavor",
     "megatron_to_runtime",
@@ -801,6 +802,23 @@ def _package_flavors(experiment_path: Path) -> Mapping[str, Any] | None:
     return package.get_train_spec().model_args
 
 
+def map_training_module(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> tuple[ResolvedExperiment, dict[str, Any]]:
+    """Resolve an experiment and map its training module (:func:`megatron_to_runtime`).
+
+    Raises :class:`PrimusConfigError` when a set training field cannot be honoured (the
+    ``unsupported`` notes).
+    """
+    experiment = resolve_experiment(path, environ)
+    mapped = megatron_to_runtime(_training_module(experiment))
+    if mapped["unsupported"]:
+        raise PrimusConfigError(
+            f"{experiment.path.name}: the runtime cannot honour " + "; ".join(mapped["unsupported"])
+        )
+    return experiment, mapped
+
+
 def load_runtime_sections(
     path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -819,12 +837,7 @@ def load_runtime_sections(
     ``unsupported`` notes) or the model preset matches no flavor of the package. Architecture
     notes do not stop a run: the runtime builds the package's model, checked by flavor.
     """
-    experiment = resolve_experiment(path, environ)
-    mapped = megatron_to_runtime(_training_module(experiment))
-    if mapped["unsupported"]:
-        raise PrimusConfigError(
-            f"{experiment.path.name}: the runtime cannot honour " + "; ".join(mapped["unsupported"])
-        )
+    experiment, mapped = map_training_module(path, environ)
     sections = {name: values for name, values in mapped["sections"].items() if values}
     sections["job"] = {
         "dump_folder": str(experiment.exp_root),

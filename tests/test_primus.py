@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from runtime.config import JobConfig
+from runtime.config import ConfigError, JobConfig
 from runtime.primus import (
     PrimusConfigError,
     deep_merge,
@@ -584,6 +584,13 @@ def test_runtime_sections_refuse_what_cannot_be_honoured(tmp_path: Path) -> None
     message = one_line(error)
     assert message.startswith("exp.yaml: the runtime cannot honour load:")
     assert "; context_parallel_size:" in message
+
+
+def test_a_training_config_from_yaml_refuses_what_cannot_be_honoured(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path, "    overrides: {context_parallel_size: 2}\n")
+    with pytest.raises(ConfigError) as error:
+        JobConfig.load(["--job.config_file", str(exp)])
+    assert "exp.yaml: the runtime cannot honour context_parallel_size:" in str(error.value)
 
 
 # ------------------------------------------------------------------ rendered TinyLlama YAML
