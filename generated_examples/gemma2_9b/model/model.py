@@ -88,9 +88,7 @@ def sliding_window_mask(seq_len: int, window: int, device: torch.device) -> torc
 
     Causal and windowed, ``i - window < j <= i``, as transformers masks a sliding_window layer.
     """
-    positions = torch.arange(seq_len, device=device)
-    distance = positions[:, None] - positions[None, :]
-    return (distance >= 0) & (distance < window)
+    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril_().triu_(1 - window)
 
 
 class Attention(nn.Module):

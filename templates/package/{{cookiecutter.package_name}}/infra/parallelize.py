@@ -126,13 +126,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
 {%- if s.features.get("norm_placement") != "post" %}
                 "attention_norm": SequenceParallel(),
 {%- endif %}
-{%- if s.features.get("sliding_window") is not none and s.features.sliding_window_layers not in ("all", "from_max_window_layers", "sliding_window_pattern") %}
-                # Inputs: hidden states, rope cache, sliding-window mask (both plain tensors).
-                "attention": PrepareModuleInput(
-                    input_layouts=(Shard(1), None, None),
-                    desired_input_layouts=(Replicate(), None, None),
-                ),
-{%- elif s.rope is none %}
+{%- if s.rope is none %}
                 "attention": PrepareModuleInput(
                     input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)
                 ),

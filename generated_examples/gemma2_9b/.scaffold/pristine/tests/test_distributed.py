@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
+from runtime.distributed.utils import free_port
+
 from .conftest import PACKAGE_DIR
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_parallelize_and_pipeline_match_one_device() -> None:
