@@ -26,6 +26,8 @@ LLAMA_PARTS = {
     "transformer": "transformer",
 }
 DTYPES = ("float32", "bfloat16", "float16")
+# ArchSpec.debug_dims' vocabulary size.
+DEBUG_VOCAB_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class ArchSpec:
             head_dim += 16
         ffn_dim = max(64, int(round(dim * self.ffn_dim / self.dim / 32)) * 32)
         return {
-            "vocab_size": 2048,
+            "vocab_size": DEBUG_VOCAB_SIZE,
             "dim": dim,
             "n_layers": 4,
             "n_heads": n_heads,

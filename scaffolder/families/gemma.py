@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families.llama import check_raw, optional_token_id, read_dtype, read_rope
-from scaffolder.fields import read_bool, read_float, read_int, require
+from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
+from scaffolder.fields import read_bool, read_int, require
 from scaffolder.spec import ROPE_TYPES, ArchSpec, RopeSpec, normalize_with_transformers
 
 MODEL_TYPES = ("gemma",)
@@ -46,8 +46,6 @@ PARTS = {
 # Sizes transformers' Gemma config classes default to those of one particular checkpoint; a
 # config.json must state them.
 REQUIRED_FIELDS = ("num_key_value_heads", "head_dim")
-# ArchSpec.debug_dims' vocabulary size.
-DEBUG_VOCAB_SIZE = 2048
 # What Megatron-LM cannot express of every Gemma (the generated YAML says so too).
 MEGATRON_WARNINGS = (
     "Megatron YAML: no GeGLU (tanh GELU) MLP in Megatron's arguments; the preset uses SwiGLU "
@@ -112,39 +110,12 @@ def gemma_fields(
     ``config`` is the config.json as written, ``hf`` the same after transformers' config class;
     ``rope`` replaces the one read from ``rope_parameters`` (Gemma 3 keys it by layer type).
     """
-    n_heads = read_int(hf, "num_attention_heads")
-    n_kv_heads = read_int(hf, "num_key_value_heads")
-    require(
-        n_heads % n_kv_heads == 0,
-        "num_key_value_heads",
-        f"{n_kv_heads} must divide num_attention_heads ({n_heads})",
-    )
-    hidden_act = hf.get(activation_field)
-    require(
-        hidden_act == GELU_TANH,
-        activation_field,
-        f"unsupported value {hidden_act!r}; supported: {GELU_TANH}",
-    )
     return dict(
-        model_type=hf["model_type"],
-        vocab_size=read_int(hf, "vocab_size"),
-        dim=read_int(hf, "hidden_size"),
-        n_layers=read_int(hf, "num_hidden_layers"),
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        head_dim=read_int(hf, "head_dim"),
-        ffn_dim=read_int(hf, "intermediate_size"),
-        max_seq_len=read_int(hf, "max_position_embeddings"),
-        norm_eps=read_float(hf, "rms_norm_eps"),
-        rope=rope or read_rope(hf),
-        tie_word_embeddings=read_bool(hf, "tie_word_embeddings"),
+        **common_fields(
+            config, hf, rope, activation_field=activation_field, activations=(GELU_TANH,)
+        ),
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
-        hidden_act=GELU_TANH,
-        initializer_range=read_float(hf, "initializer_range", 0.02),
-        torch_dtype=read_dtype(config),
-        bos_token_id=optional_token_id(hf, "bos_token_id"),
-        eos_token_id=optional_token_id(hf, "eos_token_id"),
     )
 
 
@@ -154,25 +125,16 @@ def gemma_features(hf: dict[str, Any], activation_field: str) -> dict[str, Any]:
     ``activation_field`` names the config.json field of the MLP activation (``hidden_act`` in
     Gemma, ``hidden_activation`` from Gemma 2 on).
     """
-    pad = hf.get("pad_token_id")
-    if pad is not None:
-        pad = read_int(hf, "pad_token_id", minimum=0)
-    vocab_size = read_int(hf, "vocab_size")
-    require(
-        pad is None or pad < vocab_size,
-        "pad_token_id",
-        f"{pad} is not below vocab_size ({vocab_size})",
+    return merge_features(
+        {
+            "norm": "rmsnorm_1p",
+            "scale_embeddings": True,
+            "embedding_padding_idx": True,
+            "pad_token_id": None,
+            "activation_field": activation_field,
+            # GemmaConfig has attention_bias only; the MLP never has biases.
+            "bias_fields": ("attention_bias",),
+        },
+        # The pad row, when there is one (the debug flavor's is the first row).
+        padding_features(hf),
     )
-    features: dict[str, Any] = {
-        "norm": "rmsnorm_1p",
-        "scale_embeddings": True,
-        "embedding_padding_idx": True,
-        "pad_token_id": pad,
-        "activation_field": activation_field,
-        # GemmaConfig has attention_bias only; the MLP never has biases.
-        "bias_fields": ("attention_bias",),
-    }
-    if pad is not None and pad >= DEBUG_VOCAB_SIZE:
-        # The debug flavor's vocabulary is smaller: its pad row is the first one.
-        features["debug"] = {"pad_token_id": 0}
-    return features

@@ -23,6 +23,7 @@ from scaffolder.families.gemma import (
     gemma_fields,
 )
 from scaffolder.families.llama import merge_features
+from scaffolder.families.mistral import debug_sliding_window, read_sliding_window
 from scaffolder.fields import read_float, read_int, require
 from scaffolder.spec import normalize_with_transformers
 
@@ -41,9 +42,7 @@ SANDWICH_NORM_WARNING = (
     "Megatron YAML: no norms on the attention and MLP outputs (post_attention_layernorm, "
     "post_feedforward_layernorm)"
 )
-# The debug flavor keeps both layer kinds in its 4 layers and a window shorter than the
-# generated tests' sequences.
-DEBUG_SLIDING_WINDOW = 16
+# The debug flavor keeps both layer kinds in its 4 layers (and mistral's DEBUG_SLIDING_WINDOW).
 DEBUG_LAYERS = 4
 
 
@@ -126,13 +125,12 @@ def sliding_window_pattern_features(hf: dict[str, Any]) -> dict[str, Any]:
     list must follow such a period, the only layouts the generated ModelArgs can describe at
     every size.
     """
-    window = hf.get("sliding_window")
+    window = read_sliding_window(hf)
     require(
         window is not None,
         "sliding_window",
         "is null; the sliding_attention layers need a window (tokens)",
     )
-    window = read_int(hf, "sliding_window")
     layer_types = hf.get("layer_types")
     n_layers = read_int(hf, "num_hidden_layers")
     if not isinstance(layer_types, list) or len(layer_types) != n_layers:
@@ -169,7 +167,7 @@ def sliding_window_pattern_features(hf: dict[str, Any]) -> dict[str, Any]:
         "sliding_window_layers": "sliding_window_pattern",
         "sliding_window_pattern": pattern,
         "debug": {
-            "sliding_window": min(window, DEBUG_SLIDING_WINDOW),
+            **debug_sliding_window(window),
             "sliding_window_pattern": min(pattern, DEBUG_LAYERS),
         },
     }

@@ -14,9 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families.counted import CountedSpec, attention_params, mlp_params
-from scaffolder.families.llama import optional_token_id, read_dtype
-from scaffolder.families.starcoder2 import GELU_ACTIVATIONS, dropout_warnings, read_dropout
+from scaffolder.families.counted import CountedSpec
+from scaffolder.families.llama import optional_token_id, read_dropout, read_dtype
+from scaffolder.families.starcoder2 import (
+    GELU_ACTIVATIONS,
+    dropout_warnings,
+    layernorm_block_counts,
+)
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.spec import normalize_with_transformers
 
@@ -92,9 +96,8 @@ def build(config: dict[str, Any]) -> CountedSpec:
         "derived_head_dims": True,
         "dropout": dropout,
     }
-    block = attention_params(dim, n_heads, n_heads, dim // n_heads, qkv_bias=True, out_bias=True)
-    block += mlp_params(dim, fields["ffn_dim"], gated=False, bias=True) + 2 * 2 * dim
-    tokens = fields["vocab_size"] * dim * (1 if fields["tie_word_embeddings"] else 2)
+    counts = layernorm_block_counts(fields)
+    counts["other_params"] += fields["max_seq_len"] * dim  # the position table (wpe)
     return CountedSpec(
         family="gpt2",
         hf_architecture=HF_ARCHITECTURE,
@@ -102,8 +105,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         parts=dict(PARTS),
         features=features,
         warnings=gpt2_warnings(features),
-        block_params=block,
-        other_params=tokens + fields["max_seq_len"] * dim + 2 * dim,
+        **counts,
         **fields,
     )
 

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.errors import ConfigFieldError
 from scaffolder.families.counted import CountedSpec
-from scaffolder.families.llama import optional_token_id, read_dtype
+from scaffolder.families.llama import (
+    REQUIRED_FIELDS,
+    check_raw_rope_type,
+    optional_token_id,
+    read_dropout,
+    read_dtype,
+    read_rope,
+)
 from scaffolder.families.phi3 import check_rotary_dim
 from scaffolder.families.starcoder2 import (
     GELU_ACTIVATIONS,
     dropout_warnings,
     layernorm_block_counts,
-    read_dropout,
 )
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.spec import RopeSpec, normalize_with_transformers
@@ -53,13 +58,6 @@ PARTS = {
     "adapter": "adapter_gpt_neox",
 }
 ROPE_TYPES = ("default", "linear")
-REQUIRED_FIELDS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-)
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout")
 MEGATRON_PARALLEL_RESIDUAL_WARNING = (
     "Megatron YAML: no parallel residual (use_parallel_residual); Megatron's blocks are sequential"
@@ -156,44 +154,14 @@ def check_raw(config: dict[str, Any]) -> None:
         if config.get(name) is not None:
             read_float(config, name)
     if config.get("rotary_pct") is not None:
-        pct = read_float(config, "rotary_pct")
         head_dim = config["hidden_size"] // config["num_attention_heads"]
-        require(pct <= 1.0, "rotary_pct", f"must be in (0, 1], got {pct}")
-        require(
-            int(head_dim * pct) >= 2 and int(head_dim * pct) % 2 == 0,
-            "rotary_pct",
-            f"{pct} leaves {int(head_dim * pct)} of head_dim {head_dim} channels to rotate; "
-            "RoPE needs a positive even number",
-        )
-    for name in ("rope_scaling", "rope_parameters"):
-        block = config.get(name)
-        if block is None:
-            continue
-        if not isinstance(block, dict):
-            raise ConfigFieldError(name, "must be an object or null")
-        key = "rope_type" if "rope_type" in block else "type"
-        rope_type = block.get(key, "default")
-        require(
-            rope_type in ROPE_TYPES,
-            f"{name}.{key}",
-            f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
-        )
+        check_rotary_dim(read_float(config, "rotary_pct"), head_dim, field="rotary_pct")
+    check_raw_rope_type(config, ROPE_TYPES)
 
 
 def read_neox_rope(hf: dict[str, Any], head_dim: int) -> tuple[RopeSpec, float]:
     """The RoPE of a GPTNeoXConfig (rope_parameters) and its partial_rotary_factor."""
     params = hf.get("rope_parameters") or {}
-    theta = read_float(params, "rope_theta", 10000.0)
     partial = read_float(params, "partial_rotary_factor", 1.0)
     check_rotary_dim(partial, head_dim)
-    rope_type = params.get("rope_type", "default")
-    require(
-        rope_type in ROPE_TYPES,
-        "rope_parameters.rope_type",
-        f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
-    )
-    if rope_type == "default":
-        return RopeSpec(type="default", theta=theta), partial
-    factor = read_float(params, "factor")
-    require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
-    return RopeSpec(type="linear", theta=theta, factor=factor), partial
+    return read_rope(hf, ROPE_TYPES), partial

@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
-from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec, normalize_with_transformers
+from scaffolder.spec import (
+    DEBUG_VOCAB_SIZE,
+    DTYPES,
+    ROPE_TYPES,
+    ArchSpec,
+    RopeSpec,
+    normalize_with_transformers,
+)
 
 MODEL_TYPES = ("llama",)
 HF_ARCHITECTURE = "LlamaForCausalLM"
@@ -28,11 +35,9 @@ FEATURES = (
     "rope default/linear/dynamic/llama3",
 )
 
-# ArchSpec.debug_dims' vocabulary size.
-DEBUG_VOCAB_SIZE = 2048
 # Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
 # silently describe a different model.
-_REQUIRED_FIELDS = (
+REQUIRED_FIELDS = (
     "vocab_size",
     "hidden_size",
     "num_hidden_layers",
@@ -67,13 +72,21 @@ def build(config: dict[str, Any]) -> ArchSpec:
 
 
 def common_fields(
-    config: dict[str, Any], hf: dict[str, Any], rope: RopeSpec | None = None
+    config: dict[str, Any],
+    hf: dict[str, Any],
+    rope: RopeSpec | None = None,
+    *,
+    activation_field: str = "hidden_act",
+    activations: tuple[str, ...] = ("silu",),
+    norm_eps_field: str = "rms_norm_eps",
 ) -> dict[str, Any]:
     """The ArchSpec fields every Llama-like family reads the same way.
 
     ``config`` is the config.json as written, ``hf`` the same after transformers' config class
     (:func:`normalize_with_transformers`). Everything but family, architecture names and biases;
     ``rope`` is the family's own reading of its rope fields (default: :func:`read_rope`).
+    ``activation_field`` and ``norm_eps_field`` name the family's fields for ``hidden_act`` (one
+    of ``activations``) and ``norm_eps``.
     """
     n_heads = read_int(hf, "num_attention_heads")
     n_kv_heads = read_int(hf, "num_key_value_heads")
@@ -93,10 +106,10 @@ def common_fields(
         head_dim=read_int(hf, "head_dim", dim // n_heads),
         ffn_dim=read_int(hf, "intermediate_size"),
         max_seq_len=read_int(hf, "max_position_embeddings"),
-        norm_eps=read_float(hf, "rms_norm_eps"),
+        norm_eps=read_float(hf, norm_eps_field),
         rope=read_rope(hf) if rope is None else rope,
         tie_word_embeddings=read_bool(hf, "tie_word_embeddings", False),
-        hidden_act=read_choice(hf, "hidden_act", ("silu",)),
+        hidden_act=read_choice(hf, activation_field, activations),
         initializer_range=read_float(hf, "initializer_range", 0.02),
         torch_dtype=read_dtype(config),
         bos_token_id=optional_token_id(hf, "bos_token_id"),
@@ -113,7 +126,7 @@ def check_raw(
 
     ``rope_types`` and ``bool_fields`` are what the family's config class knows.
     """
-    for name in _REQUIRED_FIELDS:
+    for name in REQUIRED_FIELDS:
         read_int(config, name)
     for name in _INT_FIELDS:
         if config.get(name) is not None:
@@ -138,10 +151,11 @@ def check_raw(
             "num_key_value_heads",
             f"{kv_heads} must divide num_attention_heads ({heads})",
         )
-    _check_raw_rope_type(config, rope_types)
+    check_raw_rope_type(config, rope_types)
 
 
-def _check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) -> None:
+def check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) -> None:
+    """``rope_scaling`` / ``rope_parameters`` as written: an object (or null) of a known type."""
     for name in ("rope_scaling", "rope_parameters"):
         block = config.get(name)
         if block is None:
@@ -156,13 +170,14 @@ def _check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) ->
         )
 
 
-def read_rope(hf: dict[str, Any]) -> RopeSpec:
+def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> RopeSpec:
+    """The RoPE of transformers' ``rope_parameters``, one of ``rope_types`` (of ROPE_TYPES)."""
     params = hf.get("rope_parameters") or {}
     rope_type = params.get("rope_type", "default")
     require(
-        rope_type in ROPE_TYPES,
+        rope_type in rope_types,
         "rope_parameters.rope_type",
-        f"unsupported rope type {rope_type!r}; supported: {', '.join(ROPE_TYPES)}",
+        f"unsupported rope type {rope_type!r}; supported: {', '.join(rope_types)}",
     )
     theta = read_float(params, "rope_theta", 10000.0)
     if rope_type == "default":
@@ -195,11 +210,21 @@ def dropout_features(hf: dict[str, Any]) -> dict[str, Any]:
     The debug flavor drops nothing, so that its training-mode comparisons (gradients against
     transformers, parallel against single-device) are exact.
     """
-    p = read_float(hf, "attention_dropout", 0.0, positive=False)
-    require(0.0 <= p < 1.0, "attention_dropout", f"must be in [0, 1), got {p}")
-    if p == 0.0:
+    dropout = read_dropout(hf, ("attention_dropout",))
+    if not dropout:
         return {}
-    return {"attention_dropout": p, "debug": {"attention_dropout": 0.0}}
+    return {**dropout, "debug": {"attention_dropout": 0.0}}
+
+
+def read_dropout(hf: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+    """The config's non-zero dropout probabilities (each in [0, 1)), by field name."""
+    dropout = {}
+    for name in names:
+        p = read_float(hf, name, 0.0, positive=False)
+        require(0.0 <= p < 1.0, name, f"must be in [0, 1), got {p}")
+        if p:
+            dropout[name] = p
+    return dropout
 
 
 def padding_features(hf: dict[str, Any]) -> dict[str, Any]:

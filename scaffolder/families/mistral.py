@@ -78,5 +78,10 @@ def sliding_window_features(window: int | None, default: int | None) -> dict[str
         "sliding_window_default": default,
     }
     if window is not None:
-        features["debug"] = {"sliding_window": min(window, DEBUG_SLIDING_WINDOW)}
+        features["debug"] = debug_sliding_window(window)
     return features
+
+
+def debug_sliding_window(window: int) -> dict[str, int]:
+    """The debug flavor's ``sliding_window``: at most DEBUG_SLIDING_WINDOW tokens."""
+    return {"sliding_window": min(window, DEBUG_SLIDING_WINDOW)}

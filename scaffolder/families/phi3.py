@@ -149,13 +149,13 @@ def read_phi3_rope(
     return rope, features
 
 
-def check_rotary_dim(partial: float, head_dim: int) -> int:
-    """The channels ``partial_rotary_factor`` leaves RoPE: a positive even number."""
-    require(partial <= 1.0, "partial_rotary_factor", f"must be in (0, 1], got {partial}")
+def check_rotary_dim(partial: float, head_dim: int, field: str = "partial_rotary_factor") -> int:
+    """The channels ``partial_rotary_factor`` (``field``) leaves RoPE: a positive even number."""
+    require(partial <= 1.0, field, f"must be in (0, 1], got {partial}")
     rotary_dim = int(head_dim * partial)
     require(
         rotary_dim >= 2 and rotary_dim % 2 == 0,
-        "partial_rotary_factor",
+        field,
         f"{partial} leaves {rotary_dim} of head_dim {head_dim} channels to rotate; "
         "RoPE needs a positive even number",
     )

@@ -20,7 +20,7 @@ from scaffolder.families.llama import (
     merge_features,
     padding_features,
 )
-from scaffolder.families.mistral import DEBUG_SLIDING_WINDOW
+from scaffolder.families.mistral import debug_sliding_window, read_sliding_window
 from scaffolder.fields import read_bool, read_int, require
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
@@ -66,8 +66,7 @@ def check_raw_sliding(config: dict[str, Any]) -> None:
     """Types of the sliding-window fields as written, before transformers reads them."""
     if "use_sliding_window" in config:
         read_bool(config, "use_sliding_window")
-    if config.get("sliding_window") is not None:
-        read_int(config, "sliding_window")
+    read_sliding_window(config)
     if "max_window_layers" in config:
         read_int(config, "max_window_layers", minimum=0)
     layer_types = config.get("layer_types")
@@ -103,7 +102,6 @@ def sliding_features(hf: dict[str, Any]) -> dict[str, Any]:
         "must list full_attention layers first and sliding_attention layers after them "
         "(the pattern max_window_layers describes); other patterns are not supported",
     )
-    window = hf.get("sliding_window")
     features: dict[str, Any] = {
         "sliding_window_layers": "from_max_window_layers",
         "sliding_window_default": SLIDING_WINDOW_DEFAULT,
@@ -111,21 +109,18 @@ def sliding_features(hf: dict[str, Any]) -> dict[str, Any]:
     }
     if first_sliding == n_layers:
         return {"sliding_window": None, **features}
+    window = read_sliding_window(hf)
     require(
         window is not None,
         "layer_types",
         "lists sliding_attention layers but there is no window "
         "(use_sliding_window false or sliding_window null)",
     )
-    window = read_int(hf, "sliding_window")
     # The debug flavor (4 layers) keeps both kinds of layers when the full model has both.
     debug_first = 0 if first_sliding == 0 else min(max(1, round(first_sliding * 4 / n_layers)), 3)
     return {
         "sliding_window": window,
         "max_window_layers": first_sliding,
         **features,
-        "debug": {
-            "sliding_window": min(window, DEBUG_SLIDING_WINDOW),
-            "max_window_layers": debug_first,
-        },
+        "debug": {**debug_sliding_window(window), "max_window_layers": debug_first},
     }

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.families.counted import CountedSpec, attention_params, mlp_params
-from scaffolder.families.llama import check_raw, optional_token_id, read_dtype, read_rope
+from scaffolder.families.llama import check_raw, common_fields, read_dropout
 from scaffolder.families.mistral import read_sliding_window, sliding_window_features
-from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.fields import read_bool, read_float
 from scaffolder.spec import normalize_with_transformers
 
 MODEL_TYPES = ("starcoder2",)
@@ -52,36 +52,12 @@ def build(config: dict[str, Any]) -> CountedSpec:
     if "norm_epsilon" in config:
         read_float(config, "norm_epsilon")
     hf = normalize_with_transformers(config, config["model_type"])
-    n_heads = read_int(hf, "num_attention_heads")
-    n_kv_heads = read_int(hf, "num_key_value_heads")
-    require(
-        n_heads % n_kv_heads == 0,
-        "num_key_value_heads",
-        f"{n_kv_heads} must divide num_attention_heads ({n_heads})",
-    )
-    dim = read_int(hf, "hidden_size")
     use_bias = read_bool(hf, "use_bias")
+    # head_dim: Starcoder2Config has none; transformers still honours one in config.json.
     fields = dict(
-        model_type=hf["model_type"],
-        vocab_size=read_int(hf, "vocab_size"),
-        dim=dim,
-        n_layers=read_int(hf, "num_hidden_layers"),
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        # Starcoder2Config has no head_dim; transformers still honours one in config.json.
-        head_dim=read_int(hf, "head_dim", dim // n_heads),
-        ffn_dim=read_int(hf, "intermediate_size"),
-        max_seq_len=read_int(hf, "max_position_embeddings"),
-        norm_eps=read_float(hf, "norm_epsilon"),
-        rope=read_rope(hf),
-        tie_word_embeddings=read_bool(hf, "tie_word_embeddings"),
+        **common_fields(config, hf, activations=GELU_ACTIVATIONS, norm_eps_field="norm_epsilon"),
         attention_bias=use_bias,
         mlp_bias=use_bias,
-        hidden_act=read_choice(hf, "hidden_act", GELU_ACTIVATIONS),
-        initializer_range=read_float(hf, "initializer_range", 0.02),
-        torch_dtype=read_dtype(config),
-        bos_token_id=optional_token_id(hf, "bos_token_id"),
-        eos_token_id=optional_token_id(hf, "eos_token_id"),
     )
     window = read_sliding_window(hf)
     features = {
@@ -118,17 +94,6 @@ def layernorm_block_counts(fields: dict[str, Any]) -> dict[str, int]:
     block += 2 * 2 * dim  # two LayerNorms, weight and bias
     embeddings = fields["vocab_size"] * dim * (1 if fields["tie_word_embeddings"] else 2)
     return {"block_params": block, "other_params": embeddings + 2 * dim}
-
-
-def read_dropout(hf: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
-    """The config's non-zero dropout probabilities (each in [0, 1)), by field name."""
-    dropout = {}
-    for name in names:
-        p = read_float(hf, name, 0.0, positive=False)
-        require(0.0 <= p < 1.0, name, f"must be in [0, 1), got {p}")
-        if p:
-            dropout[name] = p
-    return dropout
 
 
 def dropout_warnings(dropout: dict[str, float]) -> tuple[str, ...]:
