@@ -9,6 +9,8 @@ from typing import Any
 from typer.testing import CliRunner
 
 from scaffolder.cli import app
+from scaffolder.generate import Generated, generate
+from scaffolder.render import write_package
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINYLLAMA_ID = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
@@ -21,15 +23,20 @@ TINYLLAMA_CONFIG = (
 )
 
 
-def tinyllama_config(**changes: Any) -> dict[str, Any]:
-    """The TinyLlama config.json as a dict, with ``changes`` applied (None deletes a key)."""
-    config = json.loads(TINYLLAMA_CONFIG.read_text())
+def _config_with(path: Path, changes: dict[str, Any]) -> dict[str, Any]:
+    """The config.json at ``path`` as a dict, with ``changes`` applied (None deletes a key)."""
+    config = json.loads(path.read_text())
     for key, value in changes.items():
         if value is None:
             config.pop(key, None)
         else:
             config[key] = value
     return config
+
+
+def tinyllama_config(**changes: Any) -> dict[str, Any]:
+    """The TinyLlama config.json as a dict, with ``changes`` applied (None deletes a key)."""
+    return _config_with(TINYLLAMA_CONFIG, changes)
 
 
 FAMILY_CONFIGS = REPO_ROOT / "tests" / "configs"
@@ -40,19 +47,21 @@ def family_config(name: str, **changes: Any) -> dict[str, Any]:
 
     As :func:`tinyllama_config`: None deletes a key.
     """
-    config = json.loads((FAMILY_CONFIGS / f"{name}.json").read_text())
-    for key, value in changes.items():
-        if value is None:
-            config.pop(key, None)
-        else:
-            config[key] = value
-    return config
+    return _config_with(FAMILY_CONFIGS / f"{name}.json", changes)
 
 
 def write_config(folder: Path, config: dict[str, Any], name: str = "config.json") -> Path:
     path = folder / name
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+def render_config_package(root: Path, name: str, config: dict[str, Any]) -> Generated:
+    """Write ``config`` to ``root/<name>.json`` and render its package into ``root/<name>``."""
+    path = write_config(root, config, name=f"{name}.json")
+    generated = generate(str(path), name=name)
+    write_package(generated.files, root / name)
+    return generated
 
 
 def run_cli(*args: str):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
-from scaffolder.generate import generate
-from scaffolder.render import ruff_args, write_package
-from tests.helpers import family_config, tinyllama_config, write_config
+from scaffolder.render import ruff_args
+from tests.helpers import family_config, render_config_package, tinyllama_config
 
 VARIANTS = {
     # TinyLlama as served: GQA 32/4, default rope, untied, no biases.
@@ -50,26 +50,44 @@ VARIANTS = {
 }
 
 
+def render_variants(root: Path, configs: dict[str, dict]) -> list[str]:
+    """Render each ``{name: config}`` into ``root/<name>``; returns the names."""
+    for name, config in configs.items():
+        render_config_package(root, name, config)
+    return list(configs)
+
+
+def assert_ruff_clean(root: Path, names: Iterable[str]) -> None:
+    """``ruff check`` and ``ruff format --check`` pass on each package under ``root``."""
+    ruff = Path(sys.executable).with_name("ruff")
+    for name in names:
+        for command in (
+            [str(ruff), "check", "--select", "E,F,W,I,B,UP", *ruff_args(name), name],
+            [str(ruff), "format", "--check", *ruff_args(name), name],
+        ):
+            result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+            assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_generated_tests(root: Path, names: Iterable[str], deselect: Iterable[str] = ()) -> None:
+    """The packages' own generated tests pass, in one pytest subprocess run from ``root``."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *names]
+    command += [f"--deselect={node}" for node in deselect]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("packages")
-    configs = tmp_path_factory.mktemp("configs")
-    for name, changes in VARIANTS.items():
-        path = write_config(configs, tinyllama_config(**changes), name=f"{name}.json")
-        generated = generate(str(path), name=name)
-        write_package(generated.files, root / name)
+    render_variants(root, {name: tinyllama_config(**changes) for name, changes in VARIANTS.items()})
     return root
 
 
 def test_generated_code_is_ruff_clean(rendered: Path) -> None:
-    ruff = Path(sys.executable).with_name("ruff")
-    for name in VARIANTS:
-        command = [str(ruff), "check", "--select", "E,F,W,I,B,UP", *ruff_args(name), name]
-        result = subprocess.run(command, cwd=rendered, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
-        fmt = [str(ruff), "format", "--check", *ruff_args(name), name]
-        result = subprocess.run(fmt, cwd=rendered, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
+    assert_ruff_clean(rendered, VARIANTS)
 
 
 def test_only_the_features_a_config_uses_are_generated(rendered: Path) -> None:
@@ -84,11 +102,7 @@ def test_only_the_features_a_config_uses_are_generated(rendered: Path) -> None:
 
 
 def test_generated_tests_pass(rendered: Path) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *VARIANTS]
-    result = subprocess.run(command, cwd=rendered, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    run_generated_tests(rendered, VARIANTS)
 
 
 # ---------------------------------------------------------------- other families
@@ -363,37 +377,24 @@ SINGLE_DEVICE_VARIANTS = {
 
 
 def render_group(group: str, root: Path) -> list[str]:
-    names = []
-    for name, (config_name, changes) in FAMILY_GROUPS[group].items():
-        path = write_config(root, family_config(config_name, **changes), name=f"{name}.json")
-        write_package(generate(str(path), name=name).files, root / name)
-        names.append(name)
-    return names
+    configs = {
+        name: family_config(config_name, **changes)
+        for name, (config_name, changes) in FAMILY_GROUPS[group].items()
+    }
+    return render_variants(root, configs)
 
 
 @pytest.mark.parametrize("group", sorted(FAMILY_GROUPS))
 def test_family_packages(group: str, tmp_path: Path) -> None:
     """Ruff-clean, only the code each config uses, and their own generated tests pass."""
     names = render_group(group, tmp_path)
-    ruff = Path(sys.executable).with_name("ruff")
     for name in names:
         model = (tmp_path / name / "model" / "model.py").read_text()
         present, absent = FAMILY_MODEL_CODE[name]
         assert [code for code in present if code not in model] == [], name
         assert [code for code in absent if code in model] == [], name
-        for command in (
-            [str(ruff), "check", "--select", "E,F,W,I,B,UP", *ruff_args(name), name],
-            [str(ruff), "format", "--check", *ruff_args(name), name],
-        ):
-            result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
-            assert result.returncode == 0, result.stdout + result.stderr
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *names]
-    command += [
-        f"--deselect={name}/tests/test_distributed.py"
-        for name in names
-        if name in SINGLE_DEVICE_VARIANTS
-    ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    assert_ruff_clean(tmp_path, names)
+    single_device = [name for name in names if name in SINGLE_DEVICE_VARIANTS]
+    run_generated_tests(
+        tmp_path, names, deselect=[f"{name}/tests/test_distributed.py" for name in single_device]
+    )

@@ -11,6 +11,15 @@ from scaffolder.spec import build_spec
 from tests.helpers import family_config, tinyllama_config
 
 
+def _assert_names_field(config: dict, field: str) -> None:
+    """``build_spec(config)`` fails with a one-line ScaffoldError that names ``field``."""
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(config)
+    message = str(error.value)
+    assert field in message
+    assert "\n" not in message
+
+
 def test_tinyllama_spec() -> None:
     spec = build_spec(tinyllama_config())
     assert (spec.family, spec.hf_architecture) == ("llama", "LlamaForCausalLM")
@@ -109,12 +118,7 @@ def test_unknown_harmless_keys_are_ignored() -> None:
     ],
 )
 def test_bad_fields_name_the_field(changes: dict, field: str) -> None:
-    config = tinyllama_config(**changes)
-    with pytest.raises(ScaffoldError) as error:
-        build_spec(config)
-    message = str(error.value)
-    assert field in message
-    assert "\n" not in message
+    _assert_names_field(tinyllama_config(**changes), field)
 
 
 def test_custom_code_is_refused_without_running_it() -> None:
@@ -342,11 +346,7 @@ def test_phi3_spec() -> None:
     ],
 )
 def test_bad_family_fields_name_the_field(name: str, changes: dict, field: str) -> None:
-    with pytest.raises(ScaffoldError) as error:
-        build_spec(family_config(name, **changes))
-    message = str(error.value)
-    assert field in message
-    assert "\n" not in message
+    _assert_names_field(family_config(name, **changes), field)
 
 
 # ---------------------------------------------------------------- gemma, gemma2, gemma3_text
@@ -443,11 +443,7 @@ def test_gemma3_spec_and_old_and_new_field_styles() -> None:
     ],
 )
 def test_bad_gemma_fields_name_the_field(name: str, changes: dict, field: str) -> None:
-    with pytest.raises(ScaffoldError) as error:
-        build_spec(family_config(name, **changes))
-    message = str(error.value)
-    assert field in message
-    assert "\n" not in message
+    _assert_names_field(family_config(name, **changes), field)
 
 
 @pytest.mark.parametrize(
@@ -494,11 +490,7 @@ def test_starcoder2_spec() -> None:
     ],
 )
 def test_bad_starcoder2_fields_name_the_field(changes: dict, field: str) -> None:
-    with pytest.raises(ScaffoldError) as error:
-        build_spec(family_config("starcoder2", **changes))
-    message = str(error.value)
-    assert field in message
-    assert "\n" not in message
+    _assert_names_field(family_config("starcoder2", **changes), field)
 
 
 # ---------------------------------------------------------------- gpt_neox
@@ -546,11 +538,7 @@ def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
     ],
 )
 def test_bad_gpt_neox_fields_name_the_field(changes: dict, field: str) -> None:
-    with pytest.raises(ScaffoldError) as error:
-        build_spec(family_config("gpt_neox", **changes))
-    message = str(error.value)
-    assert field in message
-    assert "\n" not in message
+    _assert_names_field(family_config("gpt_neox", **changes), field)
 
 
 # ---------------------------------------------------------------- gpt2
@@ -589,8 +577,4 @@ def test_gpt2_spec() -> None:
     ],
 )
 def test_bad_gpt2_fields_name_the_field(changes: dict, field: str) -> None:
-    with pytest.raises(ScaffoldError) as error:
-        build_spec(family_config("gpt2", **changes))
-    message = str(error.value)
-    assert field in message
-    assert "\n" not in message
+    _assert_names_field(family_config("gpt2", **changes), field)

@@ -60,6 +60,25 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def run_trainer(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m runtime.train *argv`` in one process; the caller checks the result."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.train", *argv],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_metrics(dump: Path) -> list[dict]:
+    """The records of ``dump/metrics.jsonl`` in order (none while the file does not exist)."""
+    metrics = dump / "metrics.jsonl"
+    if not metrics.is_file():
+        return []
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
 def torchrun_args(nproc: int, *, nnodes: int = 1, endpoint: str | None = None) -> list[str]:
     """``python -m torch.distributed.run`` on a free local port (or a given c10d endpoint)."""
     endpoint = endpoint or f"127.0.0.1:{free_port()}"

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
-from runtime_helpers import DEBUG_TOML, PACKAGE_DIR, child_env
+from runtime_helpers import DEBUG_TOML, PACKAGE_DIR, child_env, read_metrics, run_trainer
 
 from runtime.config import JobConfig
 from runtime.launch import run_train
@@ -33,13 +29,7 @@ def test_bad_config_is_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_missing_package_from_the_command_line():
-    completed = subprocess.run(
-        [sys.executable, "-m", "runtime.train", "--model.name", "no_such_model_package"],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = run_trainer("--model.name", "no_such_model_package", timeout=120)
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
         "error: model package 'no_such_model_package' not found; put its parent folder on "
@@ -74,7 +64,7 @@ def test_launcher_trains_with_fsdp_and_writes_metrics(tmp_path, monkeypatch):
     overrides = ["--job.dump_folder", str(dump), "--training.steps", "3"]
     overrides += ["--training.seq_len", "32", "--metrics.enable_tensorboard"]
     assert run_train(str(PACKAGE_DIR), nproc=2, config="debug_model", overrides=overrides) == 0
-    records = [json.loads(line) for line in (dump / "metrics.jsonl").read_text().splitlines()]
+    records = read_metrics(dump)
     assert [record["step"] for record in records] == [1, 2, 3]
     for record in records:
         assert {"loss", "tokens_per_sec", "mfu", "memory_gib"} <= set(record)
@@ -99,14 +89,7 @@ def test_primus_experiment_trains_with_shrunk_dimensions(tmp_path):
     argv = ["--job.config_file", str(PRIMUS_EXPERIMENT), "--model.args_overrides", tiny]
     argv += ["--job.dump_folder", str(tmp_path), "--training.seq_len", "32"]
     argv += ["--training.steps", "2"]
-    completed = subprocess.run(
-        [sys.executable, "-m", "runtime.train", *argv],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_trainer(*argv)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "global batch 16 = local 2 x dp 1 x accumulation 8" in completed.stdout
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    assert [record["step"] for record in read_metrics(tmp_path)] == [1, 2]

@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import assert_same_losses, run_driver
 
-from scaffolder.generate import generate
-from scaffolder.render import write_package
-from tests.helpers import family_config, write_config
+from tests.helpers import family_config, render_config_package
 
 # family -> (tests/configs/<name>.json, changes): the variant with the most features to shard.
 FAMILIES: dict[str, tuple[str, dict]] = {
@@ -85,10 +83,8 @@ def family_argv(package: Path, dump_folder: Path, *extra: str) -> list[str]:
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fsdp_and_tensor_parallel_agree(family: str, tmp_path: Path) -> None:
     config_name, changes = FAMILIES[family]
-    config = write_config(tmp_path, family_config(config_name, **changes), name="config.json")
-    generated = generate(str(config), name=family)
+    generated = render_config_package(tmp_path, family, family_config(config_name, **changes))
     package = tmp_path / family
-    write_package(generated.files, package)
     debug = generated.spec.debug_dims()
     even_kv = [] if debug["n_kv_heads"] % 2 == 0 else ["--model.args_overrides", "n_kv_heads=2"]
     runs = {

@@ -3,7 +3,6 @@ last complete checkpoint and reproduces the uninterrupted loss curve."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -11,19 +10,20 @@ import subprocess
 import time
 from pathlib import Path
 
-from runtime_helpers import STEPS, assert_same_losses, child_env, debug_argv, torchrun_args
+from runtime_helpers import (
+    STEPS,
+    assert_same_losses,
+    child_env,
+    debug_argv,
+    read_metrics,
+    torchrun_args,
+)
 
 
-def _logged_steps(metrics: Path) -> list[dict]:
-    if not metrics.is_file():
-        return []
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-
-
-def _wait_for_step(metrics: Path, step: int, job: subprocess.Popen, timeout: float = 180) -> None:
+def _wait_for_step(dump: Path, step: int, job: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(record["step"] >= step for record in _logged_steps(metrics)):
+        if any(record["step"] >= step for record in read_metrics(dump)):
             return
         assert job.poll() is None, "the job ended before the fault was injected"
         time.sleep(0.02)
@@ -47,7 +47,7 @@ def test_sigkill_a_rank_then_resume_from_the_last_checkpoint(tmp_path, baseline_
         command, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        _wait_for_step(dump / "metrics.jsonl", 3, job)
+        _wait_for_step(dump, 3, job)
         workers = _trainer_pids(job.pid)
         assert len(workers) == 2
         os.kill(workers[-1], signal.SIGKILL)
@@ -60,7 +60,7 @@ def test_sigkill_a_rank_then_resume_from_the_last_checkpoint(tmp_path, baseline_
     assert resumed, output[-3000:]
     assert int(resumed.group(1)) in (2, 4, 6)
     # Records are appended; the last one of each step after the resume is the restarted run's.
-    records = _logged_steps(dump / "metrics.jsonl")
+    records = read_metrics(dump)
     last_loss = {record["step"]: record["loss"] for record in records}
     assert sorted(last_loss) == list(range(1, STEPS + 1))
     assert_same_losses(last_loss, baseline_losses)

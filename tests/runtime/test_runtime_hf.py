@@ -3,15 +3,11 @@ import -> training continues from exactly those weights."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 import torch.nn.functional as F
-from runtime_helpers import DEBUG_TOML, PACKAGE_DIR, child_env
+from runtime_helpers import DEBUG_TOML, PACKAGE_DIR, read_metrics, run_trainer
 
 from runtime.components import build_dataloader
 from runtime.config import JobConfig
@@ -21,20 +17,13 @@ COMMON = ["--job.config_file", str(DEBUG_TOML), "--training.seq_len", "32"]
 
 
 def _train(*argv: str) -> str:
-    completed = subprocess.run(
-        [sys.executable, "-m", "runtime.train", *COMMON, *argv],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_trainer(*COMMON, *argv)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed.stdout
 
 
 def _losses(dump) -> dict[int, float]:
-    lines = (dump / "metrics.jsonl").read_text().splitlines()
-    return {record["step"]: record["loss"] for record in map(json.loads, lines)}
+    return {record["step"]: record["loss"] for record in read_metrics(dump)}
 
 
 @pytest.fixture(scope="module")
