@@ -14,16 +14,15 @@ fused+fused``.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import Summary, interleave
-from bench.step import BATCH, PACKAGE, SEQ, bench_config, render_package
+from bench.stats import Summary, emit, interleave
+from bench.step import Contender, bench_batch, load_bench_model, render_package, warm_up
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,39 +41,29 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(options.threads)
     losses = {"reference": reference_cross_entropy_loss, "fused": cross_entropy_loss}
     with tempfile.TemporaryDirectory(prefix="bench-ablate-") as tmp:
-        package_dir = render_package(Path(tmp))
-        sys.path.insert(0, str(package_dir.parent))
-        package = __import__(PACKAGE)
-        args = package.ModelArgs.from_hf(bench_config())
-        torch.manual_seed(0)
-        model = package.Transformer(args)
-        model.init_weights()
-        generator = torch.Generator().manual_seed(1)
-        tokens = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
-        labels = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
+        _, args, model = load_bench_model(render_package(Path(tmp)))
+        tokens, labels = bench_batch(args)
         flags = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {}}
         optimizers = {
             name: torch.optim.AdamW(model.parameters(), lr=8e-4, weight_decay=0.1, **kwargs)
             for name, kwargs in flags.items()
         }
-        cpu: dict[str, list[float]] = {variant: [] for variant in options.variants}
-
-        def step(variant: str) -> float:
-            loss_name, optimizer_name = variant.split("+")
-            start, cpu_start = time.perf_counter(), time.process_time()
-            losses[loss_name](model(tokens), labels).backward()
-            optimizers[optimizer_name].step()
-            model.zero_grad(set_to_none=True)
-            cpu[variant].append(time.process_time() - cpu_start)
-            return time.perf_counter() - start
-
-        for variant in options.variants:
-            step(variant)
-            cpu[variant].clear()
+        # Every optimizer holds all of the model's parameters, so its zero_grad (set to None)
+        # clears the model's gradients.
+        contenders = {
+            variant: Contender(model, losses[loss_name], optimizers[optimizer_name])
+            for variant in options.variants
+            for loss_name, optimizer_name in [variant.split("+")]
+        }
+        warm_up(contenders, 1, tokens, labels)
         samples = interleave(
-            {variant: (lambda v=variant: step(v)) for variant in options.variants},
+            {
+                variant: functools.partial(contender.step, tokens, labels)
+                for variant, contender in contenders.items()
+            },
             options.repeats,
         )
+    cpu = {variant: contender.cpu_seconds for variant, contender in contenders.items()}
     base = options.variants[0]
     results: dict[str, Any] = {
         "comparison": "ablate",
@@ -90,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_speedup_vs_first": Summary.of(cpu[base]).median / cpu_s.median,
             "wall_speedup_vs_first": Summary.of(samples[base]).median / wall.median,
         }
-    text = json.dumps(results, indent=2)
-    if options.json:
-        options.json.write_text(text)
-    print(text)
+    emit(results, options.json)
     return 0
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
+from bench.stats import emit
 
 MIB = 2**20
 
@@ -46,21 +47,19 @@ def worker(package_dir: Path, steps: int, out: Path) -> None:
     import torch
     import torch.distributed as dist
 
-    from bench.step import PACKAGE, bench_config
+    from bench.step import import_bench_package
     from runtime.config import JobConfig
     from runtime.distributed import ParallelDims
     from runtime.distributed.utils import init_distributed
 
     baseline = _rss_mib()
-    sys.path.insert(0, str(package_dir.parent))
-    package = __import__(PACKAGE)
+    package, args = import_bench_package(package_dir)
     device = init_distributed()
     world = dist.get_world_size()
     job_config = JobConfig.from_dict({"training": {"local_batch_size": 1, "seq_len": 128}})
     dims = ParallelDims.from_config(job_config.parallelism, world)
     dims.build_mesh(device.type)
     spec = package.get_train_spec()
-    args = package.ModelArgs.from_hf(bench_config())
     with torch.device("meta"):
         model = spec.model_cls(args)
     model = spec.parallelize_fn(model, dims, job_config)
@@ -139,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "torchrun --standalone --nproc_per_node=N -m bench.fsdp_memory --worker ..."
     )
     results["runs"] = runs
-    text = json.dumps(results, indent=2)
-    if options.json:
-        options.json.write_text(text)
-    print(text)
+    emit(results, options.json)
     return 0
 
 

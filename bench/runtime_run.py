@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
+from bench.stats import emit
+from bench.step import new_model
 
 SOURCE = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 PACKAGE = "tinyllama_1_1b_chat_v1_0"
@@ -30,9 +32,7 @@ PACKAGE = "tinyllama_1_1b_chat_v1_0"
 
 def render_tinyllama(folder: Path) -> Path:
     """``scaffold new-model`` TinyLlama into ``folder`` (offline: the bundled snapshot)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "scaffolder", "new-model", SOURCE, "--output", str(folder)]
-    subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    new_model(SOURCE, folder, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return folder / PACKAGE
 
 
@@ -94,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run.update(read_metrics(dump / "metrics.jsonl", options.skip))
             results["runs"][str(ranks)] = run
-    text = json.dumps(results, indent=2)
-    if options.json:
-        options.json.write_text(text)
-    print(text)
+    emit(results, options.json)
     return 0
 
 

@@ -14,7 +14,6 @@ Run: ``python -m bench.scaffold_time --repeats 5 --json out.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import Summary, interleave
+from bench.runtime_run import PACKAGE, SOURCE
+from bench.stats import Summary, emit, interleave
 
-SOURCE = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
-PACKAGE = "tinyllama_1_1b_chat_v1_0"
 TIME_V = "/usr/bin/time"
 
 
@@ -119,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             "pytest": test_runs[-1]["pytest"][0],
         },
     }
-    text = json.dumps(results, indent=2)
-    if options.json:
-        options.json.write_text(text)
-    print(text)
+    emit(results, options.json)
     return 0
 
 

@@ -30,11 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import Summary, interleave
+from bench.stats import Summary, emit, interleave
 
 DIMS = {
     "hidden_size": 512,
@@ -86,14 +87,48 @@ def bench_config() -> dict[str, Any]:
     }
 
 
+def new_model(
+    source: str, folder: Path, *options: str, env: Mapping[str, str] | None = None
+) -> None:
+    """Run ``python -m scaffolder new-model SOURCE --output FOLDER [OPTIONS...]``."""
+    command = [sys.executable, "-m", "scaffolder", "new-model", source, "--output", str(folder)]
+    subprocess.run([*command, *options], check=True, capture_output=True, text=True, env=env)
+
+
 def render_package(folder: Path) -> Path:
     """``scaffold new-model`` the benchmark config into ``folder``; returns the package dir."""
     config_path = folder / "config.json"
     config_path.write_text(json.dumps(bench_config(), indent=2))
-    command = [sys.executable, "-m", "scaffolder", "new-model", str(config_path)]
-    command += ["--name", PACKAGE, "--output", str(folder), "--force"]
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    new_model(str(config_path), folder, "--name", PACKAGE, "--force")
     return folder / PACKAGE
+
+
+def import_bench_package(package_dir: Path) -> tuple[Any, Any]:
+    """The rendered benchmark package (imported from ``package_dir``) and its ``ModelArgs``."""
+    sys.path.insert(0, str(package_dir.parent))
+    package = __import__(PACKAGE)
+    return package, package.ModelArgs.from_hf(bench_config())
+
+
+def load_bench_model(package_dir: Path) -> tuple[Any, Any, Any]:
+    """``(package, args, model)``: the package's model, seeded with 0 and ``init_weights``-ed."""
+    import torch
+
+    package, args = import_bench_package(package_dir)
+    torch.manual_seed(0)
+    model = package.get_train_spec().model_cls(args)
+    model.init_weights()
+    return package, args, model
+
+
+def bench_batch(args: Any) -> tuple[Any, Any]:
+    """The benchmark's ``(tokens, labels)``: ``BATCH x SEQ`` random ids drawn with seed 1."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
+    labels = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
+    return tokens, labels
 
 
 def import_torchtitan() -> tuple[Any, str | None]:
@@ -106,9 +141,6 @@ def import_torchtitan() -> tuple[Any, str | None]:
     except Exception as exc:  # ImportError, or a torch/triton mismatch inside torchtitan
         reason = f"torchtitan not importable ({type(exc).__name__}: {exc})"
         return None, f"{reason}; run bench/setup_torchtitan.sh (it builds {TORCHTITAN_SITE})"
-    version = machine.package_version("torchtitan")
-    if version is None:
-        version = getattr(torchtitan, "__version__", "?")
     return torchtitan, None
 
 
@@ -164,8 +196,8 @@ def build_torchtitan_model(args: Any) -> Any:
 class Contender:
     """A model with its loss and optimizer; ``step()`` runs and times one training step."""
 
-    def __init__(self, model: Any, forward: Any, loss_fn: Any, optimizer: Any) -> None:
-        self.model, self.forward, self.loss_fn, self.optimizer = model, forward, loss_fn, optimizer
+    def __init__(self, forward: Any, loss_fn: Any, optimizer: Any) -> None:
+        self.forward, self.loss_fn, self.optimizer = forward, loss_fn, optimizer
         self.cpu_seconds: list[float] = []
 
     def loss(self, tokens: Any, labels: Any) -> Any:
@@ -182,22 +214,34 @@ class Contender:
         return wall
 
 
+def warm_up(
+    contenders: Mapping[str, Contender], steps: int, tokens: Any, labels: Any
+) -> dict[str, float]:
+    """``steps`` untimed steps of each contender; returns their wall seconds per contender.
+
+    The warm-up steps' CPU seconds are dropped, so ``cpu_seconds`` holds timed steps only.
+    """
+    seconds = {}
+    for name, contender in contenders.items():
+        start = time.perf_counter()
+        for _ in range(steps):
+            contender.step(tokens, labels)
+        seconds[name] = time.perf_counter() - start
+        contender.cpu_seconds.clear()
+    return seconds
+
+
 def build_contenders(
     package_dir: Path, compile_: bool, only: set[str]
 ) -> tuple[dict[str, Contender], dict[str, str], Any, int]:
     import torch
 
-    sys.path.insert(0, str(package_dir.parent))
-    package = __import__(PACKAGE)
+    package, args, ours = load_bench_model(package_dir)
     from runtime.config import JobConfig
     from runtime.distributed.parallelize import apply_compile
 
     spec = package.get_train_spec()
-    args = package.ModelArgs.from_hf(bench_config())
     job_config = JobConfig.from_dict({"compile": {"enable": compile_}})
-    torch.manual_seed(0)
-    ours = spec.model_cls(args)
-    ours.init_weights()
     hf_state = spec.state_dict_adapter(args, None).to_hf(ours.state_dict())
     # The same architecture for all three: count FLOPs once, with the package's formula.
     _, flops_per_token = args.get_nparams_and_flops(ours, SEQ)
@@ -208,7 +252,6 @@ def build_contenders(
         if compile_:
             apply_compile(ours, job_config.compile)
         contenders["generated"] = Contender(
-            ours,
             ours,
             spec.build_loss_fn(job_config),
             spec.build_optimizers_fn([ours], job_config),
@@ -227,7 +270,6 @@ def build_contenders(
 
         hf_forward = torch.compile(hf) if compile_ else hf
         contenders["transformers"] = Contender(
-            hf,
             lambda tokens: hf_forward(input_ids=tokens).logits,
             torch.compile(hf_loss) if compile_ else hf_loss,
             torch.optim.AdamW(hf.parameters(), lr=8e-4, weight_decay=0.1, fused=True),
@@ -249,7 +291,6 @@ def build_contenders(
                 return cross_entropy_loss(logits, labels) / ntokens
 
             contenders["torchtitan"] = Contender(
-                tt,
                 tt,
                 torch.compile(tt_loss) if compile_ else tt_loss,
                 torch.optim.AdamW(tt.parameters(), lr=8e-4, weight_decay=0.1, fused=True),
@@ -286,9 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         contenders, skipped, args, flops_per_token = build_contenders(
             package_dir, options.compile, set(options.only.split(","))
         )
-        generator = torch.Generator().manual_seed(1)
-        tokens = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
-        labels = torch.randint(0, args.vocab_size, (BATCH, SEQ), generator=generator)
+        tokens, labels = bench_batch(args)
 
         parity = {}
         if "generated" in contenders and "transformers" in contenders:
@@ -297,15 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 theirs = contenders["transformers"].loss(tokens, labels).item()
             parity = {"generated": ours, "transformers": theirs, "abs_diff": abs(ours - theirs)}
 
-        warmup_s = {}
-        for name, contender in contenders.items():
-            start = time.perf_counter()
-            for _ in range(options.warmup):
-                contender.step(tokens, labels)
-            warmup_s[name] = time.perf_counter() - start
-
-        for contender in contenders.values():
-            contender.cpu_seconds.clear()
+        warmup_s = warm_up(contenders, options.warmup, tokens, labels)
         # The matmul peak is re-measured every round; the best of all rounds is the peak.
         runs = {"matmul_peak": functools.partial(machine.matmul_peak, repeats=3)}
         runs.update(
@@ -339,10 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         entry["mfu"] = flops_per_step / (summary.median * peak)
         entry["cpu_median"] = Summary.of(contenders[name].cpu_seconds).median
         results["contenders"][name] = entry
-    text = json.dumps(results, indent=2)
-    if options.json:
-        options.json.write_text(text)
-    print(text)
+    emit(results, options.json)
     return 0
 
 
