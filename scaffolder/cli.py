@@ -111,11 +111,8 @@ def families() -> None:
     from scaffolder.families import RECIPES
 
     for model_type, recipe in sorted(RECIPES.items()):
-        summary = (recipe.__doc__ or "").strip().splitlines()[0]
-        console.print(f"[bold]{model_type}[/]  {summary}")
-        features = getattr(recipe, "FEATURES", ())
-        if features:
-            console.print(f"    features: {', '.join(features)}")
+        console.print(f"[bold]{model_type}[/]  {recipe.description}", highlight=False)
+        console.print(f"    features: {', '.join(recipe.features)}", highlight=False)
 
 
 # `scaffold regenerate` lives in scaffolder/regenerate.py (issue 4).

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from scaffolder.families import build_spec
 from scaffolder.record import record_files
 from scaffolder.render import SourceInfo, render_package
 from scaffolder.source import (
@@ -14,7 +15,7 @@ from scaffolder.source import (
     resolve_source,
     validate_package_name,
 )
-from scaffolder.spec import ArchSpec, build_spec
+from scaffolder.spec import ArchSpec
 
 _PROVENANCE = {
     "local": "a local file",

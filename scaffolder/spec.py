@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from scaffolder import cache
-from scaffolder.errors import ConfigFieldError, ScaffoldError
+from scaffolder.errors import ScaffoldError
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 LLAMA_PARTS = {
@@ -218,15 +218,3 @@ def _first_line(exc: BaseException) -> str:
         exc = exc.__cause__
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
-
-
-def build_spec(config: dict[str, Any]) -> ArchSpec:
-    """Dispatch ``config`` to its family recipe and return the validated spec."""
-    from scaffolder.families import recipe_for
-
-    if not isinstance(config, dict):
-        raise ScaffoldError("config.json must hold a JSON object")
-    model_type = config.get("model_type")
-    if not isinstance(model_type, str) or not model_type:
-        raise ConfigFieldError("model_type", "is missing; config.json must name its model_type")
-    return recipe_for(model_type, config).build(config)

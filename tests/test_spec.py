@@ -7,7 +7,7 @@ import math
 import pytest
 
 from scaffolder.errors import ScaffoldError
-from scaffolder.spec import build_spec
+from scaffolder.families import build_spec
 from tests.helpers import family_config, tinyllama_config
 
 

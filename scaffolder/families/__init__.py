@@ -1,15 +1,16 @@
-"""Family recipes: one small module per model family, keyed by config.json ``model_type``."""
+"""The family registry: every recipe under this package, keyed by config.json ``model_type``.
+
+``build_spec`` is the one entry point from a config.json dict to a validated
+:class:`~scaffolder.spec.ArchSpec`.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
-from scaffolder.errors import ConfigFieldError
+from scaffolder.errors import ConfigFieldError, ScaffoldError
 from scaffolder.families import (
     gemma,
-    gemma2,
-    gemma3_text,
     gpt2,
     gpt_neox,
     granite,
@@ -21,30 +22,29 @@ from scaffolder.families import (
     qwen3,
     starcoder2,
 )
+from scaffolder.recipe import Recipe
+from scaffolder.spec import ArchSpec
 
-# Each recipe module names the model_types it reads in MODEL_TYPES.
-FAMILY_MODULES: tuple[ModuleType, ...] = (
-    llama,
-    mistral,
-    qwen2,
-    qwen3,
-    phi3,
-    olmo2,
-    granite,
-    gemma,
-    gemma2,
-    gemma3_text,
-    starcoder2,
-    gpt_neox,
-    gpt2,
+ALL_RECIPES: tuple[Recipe, ...] = (
+    *llama.RECIPES,
+    *mistral.RECIPES,
+    *qwen2.RECIPES,
+    *qwen3.RECIPES,
+    *phi3.RECIPES,
+    *olmo2.RECIPES,
+    *granite.RECIPES,
+    *gemma.RECIPES,
+    *starcoder2.RECIPES,
+    *gpt_neox.RECIPES,
+    *gpt2.RECIPES,
 )
-RECIPES: dict[str, ModuleType] = {
-    model_type: recipe for recipe in FAMILY_MODULES for model_type in recipe.MODEL_TYPES
+RECIPES: dict[str, Recipe] = {
+    model_type: recipe for recipe in ALL_RECIPES for model_type in recipe.model_types
 }
 
 
-def recipe_for(model_type: str, config: dict[str, Any]) -> ModuleType:
-    """The recipe module for ``model_type``; unknown types fail with the supported list."""
+def recipe_for(model_type: str, config: dict[str, Any]) -> Recipe:
+    """The recipe for ``model_type``; unknown types fail with the supported list."""
     if model_type in RECIPES:
         return RECIPES[model_type]
     supported = ", ".join(sorted(RECIPES))
@@ -56,3 +56,13 @@ def recipe_for(model_type: str, config: dict[str, Any]) -> ModuleType:
     raise ConfigFieldError(
         "model_type", f"unsupported model type {model_type!r}{hint}; supported: {supported}"
     )
+
+
+def build_spec(config: dict[str, Any]) -> ArchSpec:
+    """Dispatch ``config`` (a config.json dict) to its family recipe; the validated spec."""
+    if not isinstance(config, dict):
+        raise ScaffoldError("config.json must hold a JSON object")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigFieldError("model_type", "is missing; config.json must name its model_type")
+    return recipe_for(model_type, config).build(config)

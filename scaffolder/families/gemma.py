@@ -1,12 +1,32 @@
-"""Gemma family recipe: Llama's layout with (1 + w) RMSNorm, sqrt(hidden)-scaled embeddings, GeGLU.
+"""Gemma recipes: Gemma, Gemma 2 and Gemma 3 (text), one generation building on the other.
 
-config.json field -> spec field: as llama (scaffolder/families/llama.py), except
+Gemma: Llama's layout with (1 + w) RMSNorm, sqrt(hidden)-scaled embeddings, GeGLU.
+config.json field -> spec field: as common_fields (scaffolder/families/common.py), except
   hidden_act -> hidden_act: "gelu_pytorch_tanh" (transformers reads the legacy "gelu" as it too),
   head_dim, num_key_value_heads: required (GemmaConfig's defaults describe gemma-7b),
   pad_token_id -> ModelArgs.pad_token_id (the embedding row that gets no gradient),
   GemmaConfig has no mlp_bias: the MLP never has biases.
 Features: norm "rmsnorm_1p" (GemmaRMSNorm: x * (1 + w), in float32), scale_embeddings (embeddings
 times sqrt(hidden_size) in their own dtype), embedding_padding_idx.
+
+Gemma 2: alternating sliding-window / full attention.
+
+config.json field -> spec field: as Gemma, with the MLP activation
+in hidden_activation (transformers' Gemma2 ignores hidden_act), plus features
+  query_pre_attn_scalar -> attention scores scale by its -1/2 power,
+  attn_logit_softcapping, final_logit_softcapping -> soft caps (null: none),
+  sliding_window, layer_types (default: every 2nd layer full attention) -> sliding_window and
+  sliding_window_pattern (every Nth layer attends fully, the others slide).
+
+Gemma 3 (text): and separate RoPE for sliding (local) and full-attention (global) layers.
+
+config.json field -> spec field: as Gemma 2, plus
+  rope_parameters.full_attention (old: rope_theta, rope_scaling) -> rope,
+  rope_parameters.sliding_attention (old: rope_local_base_freq) -> features local_rope_type,
+  local_rope_theta, local_rope_factor,
+  layer_types (old: sliding_window_pattern, default 6) -> features sliding_window_pattern,
+  features qk_norm "per_head" (q_norm, k_norm: (1 + w) RMSNorm over head_dim).
+transformers' Gemma3 ignores attn_logit_softcapping, so config.json must leave it null.
 """
 
 from __future__ import annotations
@@ -14,24 +34,22 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families.llama import check_raw, common_fields, merge_features, padding_features
-from scaffolder.fields import read_bool, read_int, require
+from scaffolder.families.common import (
+    CountedSpec,
+    check_raw,
+    common_fields,
+    merge_features,
+    optional_positive,
+    padding_features,
+    sandwich_block_counts,
+    sliding_window_pattern_features,
+)
+from scaffolder.fields import read_bool, read_float, read_int, require
+from scaffolder.recipe import Recipe
 from scaffolder.spec import ROPE_TYPES, ArchSpec, RopeSpec, normalize_with_transformers
 
-MODEL_TYPES = ("gemma",)
-HF_ARCHITECTURE = "GemmaForCausalLM"
-HF_CONFIG_CLASS = "GemmaConfig"
-FEATURES = (
-    "GQA/MQA",
-    "explicit head_dim",
-    "(1 + w) RMSNorm in float32",
-    "embeddings x sqrt(hidden_size)",
-    "GeGLU (tanh GELU)",
-    "attention_bias",
-    "pad_token_id padding_idx",
-    "tied or untied embeddings",
-    "rope default/linear/dynamic/llama3",
-)
+GEMMA_ARCHITECTURE = "GemmaForCausalLM"
+GEMMA_CONFIG_CLASS = "GemmaConfig"
 # Gemma's MLP activation: the tanh approximation of GELU, whatever name config.json uses for it.
 GELU_TANH = "gelu_pytorch_tanh"
 PARTS = {
@@ -54,7 +72,7 @@ MEGATRON_WARNINGS = (
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build_gemma(config: dict[str, Any]) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_gemma_raw(config, activation_field="hidden_act")
     hf = normalize_with_transformers(config, config["model_type"])
@@ -66,8 +84,8 @@ def build(config: dict[str, Any]) -> ArchSpec:
     )
     return ArchSpec(
         family="gemma",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture=GEMMA_ARCHITECTURE,
+        hf_config_class=GEMMA_CONFIG_CLASS,
         parts=dict(PARTS),
         features=gemma_features(hf, activation_field="hidden_act"),
         warnings=MEGATRON_WARNINGS,
@@ -138,3 +156,205 @@ def gemma_features(hf: dict[str, Any], activation_field: str) -> dict[str, Any]:
         # The pad row, when there is one (the debug flavor's is the first row).
         padding_features(hf),
     )
+
+
+GEMMA2_ARCHITECTURE = "Gemma2ForCausalLM"
+GEMMA2_CONFIG_CLASS = "Gemma2Config"
+SANDWICH_NORM_WARNING = (
+    "Megatron YAML: no norms on the attention and MLP outputs (post_attention_layernorm, "
+    "post_feedforward_layernorm)"
+)
+
+
+def build_gemma2(config: dict[str, Any]) -> CountedSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_gemma_raw(config, activation_field="hidden_activation")
+    hf = normalize_with_transformers(config, config["model_type"])
+    softcap = optional_positive(hf, "attn_logit_softcapping")
+    final_softcap = optional_positive(hf, "final_logit_softcapping")
+    features = {
+        **merge_features(
+            gemma_features(hf, activation_field="hidden_activation"),
+            sliding_window_pattern_features(hf),
+        ),
+        "sandwich_norm": True,
+        "query_pre_attn_scalar": read_int(hf, "query_pre_attn_scalar"),
+        "attn_logit_softcapping": softcap,
+        "final_logit_softcapping": final_softcap,
+    }
+    parts = {
+        **PARTS,
+        "block": "block_sandwich_norm",
+        # Soft-capped scores are computed explicitly; without a cap, torch's fused attention.
+        "attention": "attention_softcap" if softcap is not None else "attention",
+    }
+    fields = gemma_fields(config, hf, activation_field="hidden_activation")
+    warnings = [*MEGATRON_WARNINGS, SANDWICH_NORM_WARNING, *scale_warnings(features, fields)]
+    if softcap is not None or final_softcap is not None:
+        warnings.append("Megatron YAML: no attention or final logit soft-capping")
+    return CountedSpec(
+        family="gemma2",
+        hf_architecture=GEMMA2_ARCHITECTURE,
+        hf_config_class=GEMMA2_CONFIG_CLASS,
+        parts=parts,
+        features=features,
+        warnings=tuple(warnings),
+        **sandwich_block_counts(fields),
+        **fields,
+    )
+
+
+def scale_warnings(features: dict[str, Any], fields: dict[str, Any]) -> list[str]:
+    """The Megatron warning when query_pre_attn_scalar is not head_dim (Megatron's scale)."""
+    scalar = features["query_pre_attn_scalar"]
+    if scalar == fields["head_dim"]:
+        return []
+    return [
+        f"Megatron YAML: scores scale by query_pre_attn_scalar ** -0.5 ({scalar}); Megatron "
+        f"scales by head_dim ** -0.5 ({fields['head_dim']})"
+    ]
+
+
+GEMMA3_ARCHITECTURE = "Gemma3ForCausalLM"
+GEMMA3_CONFIG_CLASS = "Gemma3TextConfig"
+# RoPE variants per layer type that the generated rope part computes (Gemma 3).
+LAYER_ROPE_TYPES = ("default", "linear")
+
+
+def build_gemma3_text(config: dict[str, Any]) -> CountedSpec:
+    """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
+    check_gemma_raw(config, activation_field="hidden_activation", rope_types=LAYER_ROPE_TYPES)
+    scaling = config.get("rope_scaling")
+    if isinstance(scaling, dict) and "type" in scaling and "rope_type" not in scaling:
+        raise ConfigFieldError(
+            "rope_scaling.type",
+            "is ignored by transformers' Gemma3 (its rope_scaling takes rope_type); "
+            "name the scaling rope_type",
+        )
+    if config.get("rope_local_base_freq") is not None:
+        read_float(config, "rope_local_base_freq")
+    hf = normalize_with_transformers(config, config["model_type"])
+    require(
+        hf.get("attn_logit_softcapping") is None,
+        "attn_logit_softcapping",
+        f"is {hf.get('attn_logit_softcapping')!r}, but transformers' Gemma3 never soft-caps "
+        "attention logits; set it to null",
+    )
+    global_rope, local_rope = read_layer_ropes(hf)
+    final_softcap = optional_positive(hf, "final_logit_softcapping")
+    features = {
+        **merge_features(
+            gemma_features(hf, activation_field="hidden_activation"),
+            sliding_window_pattern_features(hf),
+        ),
+        "sandwich_norm": True,
+        "qk_norm": "per_head",
+        "query_pre_attn_scalar": read_int(hf, "query_pre_attn_scalar"),
+        "final_logit_softcapping": final_softcap,
+        "local_rope_type": local_rope.type,
+        "local_rope_theta": local_rope.theta,
+        "local_rope_factor": local_rope.factor,
+    }
+    fields = gemma_fields(config, hf, activation_field="hidden_activation", rope=global_rope)
+    warnings = [
+        *MEGATRON_WARNINGS,
+        SANDWICH_NORM_WARNING,
+        *scale_warnings(features, fields),
+        "Megatron YAML: one rotary base for all layers; the sliding layers' "
+        "rope_local_base_freq is not expressed",
+    ]
+    if final_softcap is not None:
+        warnings.append("Megatron YAML: no final logit soft-capping")
+    return CountedSpec(
+        family="gemma3_text",
+        hf_architecture=GEMMA3_ARCHITECTURE,
+        hf_config_class=GEMMA3_CONFIG_CLASS,
+        parts={**PARTS, "rope": "rope_local_global", "block": "block_sandwich_norm"},
+        features=features,
+        warnings=tuple(warnings),
+        **sandwich_block_counts(fields, qk_norm=True),
+        **fields,
+    )
+
+
+def read_layer_ropes(hf: dict[str, Any]) -> tuple[RopeSpec, RopeSpec]:
+    """(full-attention, sliding) RoPE settings from transformers' per-layer-type rope_parameters."""
+    params = hf.get("rope_parameters")
+    if not isinstance(params, dict):
+        raise ConfigFieldError("rope_parameters", "must be an object keyed by layer type")
+    return (
+        read_layer_rope(params, "full_attention"),
+        read_layer_rope(params, "sliding_attention"),
+    )
+
+
+def read_layer_rope(params: dict[str, Any], layer_type: str) -> RopeSpec:
+    field = f"rope_parameters.{layer_type}"
+    rope = params.get(layer_type)
+    if not isinstance(rope, dict):
+        raise ConfigFieldError(field, "must be an object with rope_type and rope_theta")
+    rope_type = rope.get("rope_type", "default")
+    require(
+        rope_type in LAYER_ROPE_TYPES,
+        f"{field}.rope_type",
+        f"unsupported rope type {rope_type!r}; supported: {', '.join(LAYER_ROPE_TYPES)}",
+    )
+    theta = read_float(rope, "rope_theta")
+    if rope_type == "default":
+        return RopeSpec(type="default", theta=theta)
+    factor = read_float(rope, "factor")
+    require(factor >= 1.0, f"{field}.factor", f"must be >= 1.0, got {factor}")
+    return RopeSpec(type="linear", theta=theta, factor=factor)
+
+
+RECIPES = (
+    Recipe(
+        name="gemma",
+        model_types=("gemma",),
+        hf_architecture=GEMMA_ARCHITECTURE,
+        hf_config_class=GEMMA_CONFIG_CLASS,
+        description="Gemma: (1 + w) RMSNorm, sqrt(hidden)-scaled embeddings, GeGLU MLP.",
+        features=(
+            "GQA/MQA",
+            "explicit head_dim",
+            "(1 + w) RMSNorm in float32",
+            "embeddings x sqrt(hidden_size)",
+            "GeGLU (tanh GELU)",
+            "attention_bias",
+            "pad_token_id padding_idx",
+            "tied or untied embeddings",
+            "rope default/linear/dynamic/llama3",
+        ),
+        build=build_gemma,
+    ),
+    Recipe(
+        name="gemma2",
+        model_types=("gemma2",),
+        hf_architecture=GEMMA2_ARCHITECTURE,
+        hf_config_class=GEMMA2_CONFIG_CLASS,
+        description="Gemma 2: Gemma with norms after each sublayer, soft-capping, sliding layers.",
+        features=(
+            "as gemma",
+            "norms before and after each sublayer",
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "query_pre_attn_scalar",
+            "sliding/full layer_types (every Nth layer full)",
+        ),
+        build=build_gemma2,
+    ),
+    Recipe(
+        name="gemma3_text",
+        model_types=("gemma3_text",),
+        hf_architecture=GEMMA3_ARCHITECTURE,
+        hf_config_class=GEMMA3_CONFIG_CLASS,
+        description="Gemma 3 (text): Gemma 2 with q/k norms and local/global RoPE.",
+        features=(
+            "as gemma2 without attention soft-capping",
+            "per-head q/k (1 + w) RMSNorm",
+            "layer_types or sliding_window_pattern",
+            "local (rope_local_base_freq) and global RoPE, default/linear each",
+        ),
+        build=build_gemma3_text,
+    ),
+)

@@ -14,28 +14,21 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
-from scaffolder.families.counted import CountedSpec
-from scaffolder.families.llama import optional_token_id, read_dropout, read_dtype
-from scaffolder.families.starcoder2 import (
+from scaffolder.families.common import (
     GELU_ACTIVATIONS,
+    CountedSpec,
     dropout_warnings,
     layernorm_block_counts,
+    optional_token_id,
+    read_dropout,
+    read_dtype,
 )
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
 
-MODEL_TYPES = ("gpt2",)
 HF_ARCHITECTURE = "GPT2LMHeadModel"
 HF_CONFIG_CLASS = "GPT2Config"
-FEATURES = (
-    "multi-head attention",
-    "learned absolute positions (wpe)",
-    "LayerNorm with bias",
-    "plain GELU MLP (c_fc, c_proj), biases everywhere",
-    "Conv1D (transposed) checkpoint weights, fused c_attn",
-    "scale_attn_weights",
-    "tied or untied embeddings",
-)
 PARTS = {
     "attention": "attention",
     "feed_forward": "feed_forward_gelu",
@@ -141,3 +134,24 @@ def gpt2_warnings(features: dict[str, Any]) -> tuple[str, ...]:
             "by kv_channels ** -0.5"
         )
     return tuple(warnings)
+
+
+RECIPES = (
+    Recipe(
+        name="gpt2",
+        model_types=("gpt2",),
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        description="GPT-2: learned positions, LayerNorm, GELU MLP, Conv1D checkpoint.",
+        features=(
+            "multi-head attention",
+            "learned absolute positions (wpe)",
+            "LayerNorm with bias",
+            "plain GELU MLP (c_fc, c_proj), biases everywhere",
+            "Conv1D (transposed) checkpoint weights, fused c_attn",
+            "scale_attn_weights",
+            "tied or untied embeddings",
+        ),
+        build=build,
+    ),
+)

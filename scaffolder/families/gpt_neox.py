@@ -15,38 +15,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.counted import CountedSpec
-from scaffolder.families.llama import (
+from scaffolder.families.common import (
+    GELU_ACTIVATIONS,
     REQUIRED_FIELDS,
+    CountedSpec,
     check_raw_rope_type,
+    check_rotary_dim,
+    dropout_warnings,
+    layernorm_block_counts,
     optional_token_id,
     read_dropout,
     read_dtype,
     read_rope,
 )
-from scaffolder.families.phi3 import check_rotary_dim
-from scaffolder.families.starcoder2 import (
-    GELU_ACTIVATIONS,
-    dropout_warnings,
-    layernorm_block_counts,
-)
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.recipe import Recipe
 from scaffolder.spec import RopeSpec, normalize_with_transformers
 
-MODEL_TYPES = ("gpt_neox",)
 HF_ARCHITECTURE = "GPTNeoXForCausalLM"
 HF_CONFIG_CLASS = "GPTNeoXConfig"
-FEATURES = (
-    "multi-head attention",
-    "LayerNorm with bias",
-    "plain GELU MLP (dense_h_to_4h, dense_4h_to_h) with biases",
-    "attention_bias",
-    "partial rotary (rotary_pct / partial_rotary_factor)",
-    "parallel residual or sequential (use_parallel_residual)",
-    "fused per-head query_key_value in the checkpoint",
-    "tied or untied embeddings",
-    "rope default/linear",
-)
 PARTS = {
     "rope": "rope",
     "attention": "attention",
@@ -165,3 +152,26 @@ def read_neox_rope(hf: dict[str, Any], head_dim: int) -> tuple[RopeSpec, float]:
     partial = read_float(params, "partial_rotary_factor", 1.0)
     check_rotary_dim(partial, head_dim)
     return read_rope(hf, ROPE_TYPES), partial
+
+
+RECIPES = (
+    Recipe(
+        name="gpt_neox",
+        model_types=("gpt_neox",),
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        description="GPT-NeoX (Pythia): LayerNorm, GELU MLP, partial rotary, parallel residual.",
+        features=(
+            "multi-head attention",
+            "LayerNorm with bias",
+            "plain GELU MLP (dense_h_to_4h, dense_4h_to_h) with biases",
+            "attention_bias",
+            "partial rotary (rotary_pct / partial_rotary_factor)",
+            "parallel residual or sequential (use_parallel_residual)",
+            "fused per-head query_key_value in the checkpoint",
+            "tied or untied embeddings",
+            "rope default/linear",
+        ),
+        build=build,
+    ),
+)

@@ -1,6 +1,6 @@
 """Granite family recipe: Llama's blocks with embedding, residual and attention multipliers.
 
-config.json field -> spec field: as llama (scaffolder/families/llama.py, attention_bias and
+config.json field -> spec field: as common_fields (scaffolder/families/common.py; attention_bias and
 mlp_bias included), plus
   embedding_multiplier -> features["embedding_multiplier"]: scales the token embeddings,
   residual_multiplier -> features["residual_multiplier"]: scales each sublayer's output
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import (
+from scaffolder.families.common import (
     check_raw,
     common_fields,
     dropout_features,
@@ -24,21 +24,11 @@ from scaffolder.families.llama import (
     padding_features,
 )
 from scaffolder.fields import read_bool, read_float
+from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-MODEL_TYPES = ("granite",)
 HF_ARCHITECTURE = "GraniteForCausalLM"
 HF_CONFIG_CLASS = "GraniteConfig"
-FEATURES = (
-    "GQA",
-    "embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling",
-    "attention_dropout",
-    "attention_bias",
-    "mlp_bias",
-    "pad_token_id padding_idx",
-    "tied or untied embeddings",
-    "rope default/linear/dynamic/llama3",
-)
 MULTIPLIERS = (
     "embedding_multiplier",
     "residual_multiplier",
@@ -69,3 +59,25 @@ def build(config: dict[str, Any]) -> ArchSpec:
         warnings=(MEGATRON_WARNING,),
         **common_fields(config, hf),
     )
+
+
+RECIPES = (
+    Recipe(
+        name="granite",
+        model_types=("granite",),
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        description="Granite: Llama's blocks with embedding, residual and attention multipliers.",
+        features=(
+            "GQA",
+            "embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling",
+            "attention_dropout",
+            "attention_bias",
+            "mlp_bias",
+            "pad_token_id padding_idx",
+            "tied or untied embeddings",
+            "rope default/linear/dynamic/llama3",
+        ),
+        build=build,
+    ),
+)

@@ -1,6 +1,6 @@
 """OLMo 2 family recipe: norms on the attention and MLP outputs, q/k norms over whole projections.
 
-config.json field -> spec field: as llama (scaffolder/families/llama.py), except that
+config.json field -> spec field: as common_fields (scaffolder/families/common.py), except that
   attention_bias -> attention_bias (q/k/v/o; Olmo2Config has no mlp_bias: the MLP has none),
   pad_token_id (Olmo2Config's default: 1) -> the embedding's padding_idx.
 Structure (no config field): each block is ``h = x + norm(attention(x))``, then
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import (
+from scaffolder.families.common import (
     check_raw,
     common_fields,
     dropout_features,
@@ -22,20 +22,11 @@ from scaffolder.families.llama import (
     padding_features,
 )
 from scaffolder.fields import read_bool
+from scaffolder.recipe import Recipe
 from scaffolder.spec import LLAMA_PARTS, ArchSpec, normalize_with_transformers
 
-MODEL_TYPES = ("olmo2",)
 HF_ARCHITECTURE = "Olmo2ForCausalLM"
 HF_CONFIG_CLASS = "Olmo2Config"
-FEATURES = (
-    "GQA or MHA",
-    "RMSNorm after attention and MLP (inside the residual), none before",
-    "RMS q/k norm over the whole projections before RoPE",
-    "attention_bias",
-    "pad_token_id padding_idx",
-    "tied or untied embeddings",
-    "rope default/linear/dynamic/llama3",
-)
 # Olmo2Config's default pad_token_id, for config.json files that leave it out.
 PAD_TOKEN_ID_DEFAULT = 1
 MEGATRON_WARNINGS = (
@@ -70,3 +61,24 @@ def build(config: dict[str, Any]) -> ArchSpec:
         warnings=MEGATRON_WARNINGS,
         **common_fields(config, hf),
     )
+
+
+RECIPES = (
+    Recipe(
+        name="olmo2",
+        model_types=("olmo2",),
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        description="OLMo 2: norms on attention and MLP outputs, q/k norms over whole projections.",
+        features=(
+            "GQA or MHA",
+            "RMSNorm after attention and MLP (inside the residual), none before",
+            "RMS q/k norm over the whole projections before RoPE",
+            "attention_bias",
+            "pad_token_id padding_idx",
+            "tied or untied embeddings",
+            "rope default/linear/dynamic/llama3",
+        ),
+        build=build,
+    ),
+)

@@ -1,6 +1,6 @@
 """Phi-3 family recipe: Llama's blocks, fused qkv/gate_up checkpoints, LongRoPE, partial RoPE.
 
-config.json field -> spec field: as llama (scaffolder/families/llama.py), except that
+config.json field -> spec field: as common_fields (scaffolder/families/common.py), except that
 Phi3Config has no attention_bias / mlp_bias (no biases), plus
   rope_scaling / rope_parameters: rope_type "default" or "longrope" ("su" and "yarn" are
     transformers' old names for longrope): short_factor, long_factor -> features
@@ -25,29 +25,22 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from scaffolder.families.llama import (
+from scaffolder.families.common import (
     check_raw,
+    check_rotary_dim,
     common_fields,
     dropout_features,
     merge_features,
     padding_features,
+    read_sliding_window,
+    sliding_window_features,
 )
-from scaffolder.families.mistral import read_sliding_window, sliding_window_features
 from scaffolder.fields import read_float, read_int, require
+from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, RopeSpec, normalize_with_transformers
 
-MODEL_TYPES = ("phi3",)
 HF_ARCHITECTURE = "Phi3ForCausalLM"
 HF_CONFIG_CLASS = "Phi3Config"
-FEATURES = (
-    "GQA",
-    "tied or untied embeddings",
-    "fused qkv_proj / gate_up_proj in the checkpoint (split and fused by the adapter)",
-    "rope default/longrope (short/long factors)",
-    "partial_rotary_factor",
-    "sliding_window on every layer",
-    "pad_token_id padding_idx",
-)
 # Rope types Phi3Config accepts; it renames "su" and "yarn" to "longrope".
 LONGROPE_ALIASES = ("su", "yarn")
 ROPE_TYPES = ("default", "longrope", *LONGROPE_ALIASES)
@@ -149,19 +142,6 @@ def read_phi3_rope(
     return rope, features
 
 
-def check_rotary_dim(partial: float, head_dim: int, field: str = "partial_rotary_factor") -> int:
-    """The channels ``partial_rotary_factor`` (``field``) leaves RoPE: a positive even number."""
-    require(partial <= 1.0, field, f"must be in (0, 1], got {partial}")
-    rotary_dim = int(head_dim * partial)
-    require(
-        rotary_dim >= 2 and rotary_dim % 2 == 0,
-        field,
-        f"{partial} leaves {rotary_dim} of head_dim {head_dim} channels to rotate; "
-        "RoPE needs a positive even number",
-    )
-    return rotary_dim
-
-
 def read_factors(params: dict[str, Any], name: str, length: int) -> tuple[float, ...]:
     """``rope_scaling.<name>``: ``length`` positive numbers, one per rotated frequency."""
     values = params.get(name)
@@ -218,3 +198,24 @@ def debug_rope(spec: ArchSpec) -> dict[str, Any]:
         "rope_short_factor": resample(spec.features["rope_short_factor"]),
         "rope_long_factor": resample(spec.features["rope_long_factor"]),
     }
+
+
+RECIPES = (
+    Recipe(
+        name="phi3",
+        model_types=("phi3",),
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        description="Phi-3: Llama's blocks, fused qkv/gate_up checkpoints, LongRoPE, partial RoPE.",
+        features=(
+            "GQA",
+            "tied or untied embeddings",
+            "fused qkv_proj / gate_up_proj in the checkpoint (split and fused by the adapter)",
+            "rope default/longrope (short/long factors)",
+            "partial_rotary_factor",
+            "sliding_window on every layer",
+            "pad_token_id padding_idx",
+        ),
+        build=build,
+    ),
+)

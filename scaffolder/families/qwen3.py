@@ -12,35 +12,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaffolder.families.llama import (
+from scaffolder.families.common import (
     check_raw,
+    check_raw_max_window_layers,
     common_fields,
     dropout_features,
+    max_window_layers_features,
     merge_features,
     padding_features,
 )
-from scaffolder.families.qwen2 import check_raw_sliding, sliding_features
 from scaffolder.fields import read_bool
+from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-MODEL_TYPES = ("qwen3",)
 HF_ARCHITECTURE = "Qwen3ForCausalLM"
 HF_CONFIG_CLASS = "Qwen3Config"
-FEATURES = (
-    "GQA",
-    "head_dim != hidden_size / heads",
-    "per-head RMS q/k norm before RoPE",
-    "attention_bias",
-    "tied or untied embeddings",
-    "sliding_window on layers >= max_window_layers (use_sliding_window)",
-    "rope default/linear/dynamic/llama3",
-)
+# Qwen3Config's defaults for fields a config.json may leave out.
+SLIDING_WINDOW_DEFAULT = 4096
+MAX_WINDOW_LAYERS_DEFAULT = 28
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, bool_fields=("attention_bias", "tie_word_embeddings"))
-    check_raw_sliding(config)
+    check_raw_max_window_layers(config)
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
         family="qwen3",
@@ -50,9 +45,30 @@ def build(config: dict[str, Any]) -> ArchSpec:
         mlp_bias=False,
         features=merge_features(
             {"bias_fields": ("attention_bias",), "qk_norm": "per_head"},
-            sliding_features(hf),
+            max_window_layers_features(hf, SLIDING_WINDOW_DEFAULT, MAX_WINDOW_LAYERS_DEFAULT),
             dropout_features(hf),
             padding_features(hf),
         ),
         **common_fields(config, hf),
     )
+
+
+RECIPES = (
+    Recipe(
+        name="qwen3",
+        model_types=("qwen3",),
+        hf_architecture=HF_ARCHITECTURE,
+        hf_config_class=HF_CONFIG_CLASS,
+        description="Qwen3: Qwen2's layout with per-head RMS q/k norms, no fixed biases.",
+        features=(
+            "GQA",
+            "head_dim != hidden_size / heads",
+            "per-head RMS q/k norm before RoPE",
+            "attention_bias",
+            "tied or untied embeddings",
+            "sliding_window on layers >= max_window_layers (use_sliding_window)",
+            "rope default/linear/dynamic/llama3",
+        ),
+        build=build,
+    ),
+)

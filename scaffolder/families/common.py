@@ -1,0 +1,503 @@
+"""Helpers every family recipe may use: field readers shared by several families, feature
+readers (rope, sliding windows, dropout, padding) and parameter counts.
+
+Recipes import from here and from :mod:`scaffolder.spec`, never from one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaffolder.errors import ConfigFieldError
+from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
+from scaffolder.spec import DEBUG_VOCAB_SIZE, DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
+
+# Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
+# silently describe a different model.
+REQUIRED_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
+
+
+_INT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "max_position_embeddings",
+)
+
+
+def common_fields(
+    config: dict[str, Any],
+    hf: dict[str, Any],
+    rope: RopeSpec | None = None,
+    *,
+    activation_field: str = "hidden_act",
+    activations: tuple[str, ...] = ("silu",),
+    norm_eps_field: str = "rms_norm_eps",
+) -> dict[str, Any]:
+    """The ArchSpec fields every Llama-like family reads the same way.
+
+    ``config`` is the config.json as written, ``hf`` the same after transformers' config class
+    (:func:`normalize_with_transformers`). Everything but family, architecture names and biases;
+    ``rope`` is the family's own reading of its rope fields (default: :func:`read_rope`).
+    ``activation_field`` and ``norm_eps_field`` name the family's fields for ``hidden_act`` (one
+    of ``activations``) and ``norm_eps``.
+    """
+    n_heads = read_int(hf, "num_attention_heads")
+    n_kv_heads = read_int(hf, "num_key_value_heads")
+    require(
+        n_heads % n_kv_heads == 0,
+        "num_key_value_heads",
+        f"{n_kv_heads} must divide num_attention_heads ({n_heads})",
+    )
+    dim = read_int(hf, "hidden_size")
+    return dict(
+        model_type=hf["model_type"],
+        vocab_size=read_int(hf, "vocab_size"),
+        dim=dim,
+        n_layers=read_int(hf, "num_hidden_layers"),
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        head_dim=read_int(hf, "head_dim", dim // n_heads),
+        ffn_dim=read_int(hf, "intermediate_size"),
+        max_seq_len=read_int(hf, "max_position_embeddings"),
+        norm_eps=read_float(hf, norm_eps_field),
+        rope=read_rope(hf) if rope is None else rope,
+        tie_word_embeddings=read_bool(hf, "tie_word_embeddings", False),
+        hidden_act=read_choice(hf, activation_field, activations),
+        initializer_range=read_float(hf, "initializer_range", 0.02),
+        torch_dtype=read_dtype(config),
+        bos_token_id=optional_token_id(hf, "bos_token_id"),
+        eos_token_id=optional_token_id(hf, "eos_token_id"),
+    )
+
+
+def check_raw(
+    config: dict[str, Any],
+    rope_types: tuple[str, ...] = ROPE_TYPES,
+    bool_fields: tuple[str, ...] = ("attention_bias", "mlp_bias", "tie_word_embeddings"),
+) -> None:
+    """Type and consistency checks on the fields as written, before transformers sees them.
+
+    ``rope_types`` and ``bool_fields`` are what the family's config class knows.
+    """
+    for name in REQUIRED_FIELDS:
+        read_int(config, name)
+    for name in _INT_FIELDS:
+        if config.get(name) is not None:
+            read_int(config, name)
+    for name in bool_fields:
+        if name in config:
+            read_bool(config, name)
+    if "rms_norm_eps" in config:
+        read_float(config, "rms_norm_eps")
+    hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    if hidden and heads and config.get("head_dim") is None:
+        require(
+            hidden % heads == 0,
+            "hidden_size",
+            f"{hidden} is not divisible by num_attention_heads ({heads}); "
+            "set head_dim explicitly or fix the sizes",
+        )
+    kv_heads = config.get("num_key_value_heads")
+    if heads and kv_heads:
+        require(
+            heads % kv_heads == 0,
+            "num_key_value_heads",
+            f"{kv_heads} must divide num_attention_heads ({heads})",
+        )
+    check_raw_rope_type(config, rope_types)
+
+
+def check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) -> None:
+    """``rope_scaling`` / ``rope_parameters`` as written: an object (or null) of a known type."""
+    for name in ("rope_scaling", "rope_parameters"):
+        block = config.get(name)
+        if block is None:
+            continue
+        require(isinstance(block, dict), name, "must be an object or null")
+        key = "rope_type" if "rope_type" in block else "type"
+        rope_type = block.get(key, "default")
+        require(
+            rope_type in rope_types,
+            f"{name}.{key}",
+            f"unsupported rope type {rope_type!r}; supported: {', '.join(rope_types)}",
+        )
+
+
+def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> RopeSpec:
+    """The RoPE of transformers' ``rope_parameters``, one of ``rope_types`` (of ROPE_TYPES)."""
+    params = hf.get("rope_parameters") or {}
+    rope_type = params.get("rope_type", "default")
+    require(
+        rope_type in rope_types,
+        "rope_parameters.rope_type",
+        f"unsupported rope type {rope_type!r}; supported: {', '.join(rope_types)}",
+    )
+    theta = read_float(params, "rope_theta", 10000.0)
+    if rope_type == "default":
+        return RopeSpec(type="default", theta=theta)
+    factor = read_float(params, "factor")
+    if rope_type in ("linear", "dynamic"):
+        require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
+        return RopeSpec(type=rope_type, theta=theta, factor=factor)
+    low = read_float(params, "low_freq_factor")
+    high = read_float(params, "high_freq_factor")
+    require(
+        high > low,
+        "rope_scaling.high_freq_factor",
+        f"must be greater than low_freq_factor ({low}), got {high}",
+    )
+    return RopeSpec(
+        type="llama3",
+        theta=theta,
+        factor=factor,
+        low_freq_factor=low,
+        high_freq_factor=high,
+        original_max_position_embeddings=read_int(params, "original_max_position_embeddings"),
+    )
+
+
+def dropout_features(hf: dict[str, Any]) -> dict[str, Any]:
+    """``attention_dropout``, when the config trains with it: transformers drops attention
+    probabilities in training mode (the packages do the same; evaluation never drops).
+
+    The debug flavor drops nothing, so that its training-mode comparisons (gradients against
+    transformers, parallel against single-device) are exact.
+    """
+    dropout = read_dropout(hf, ("attention_dropout",))
+    if not dropout:
+        return {}
+    return {**dropout, "debug": {"attention_dropout": 0.0}}
+
+
+def read_dropout(hf: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
+    """The config's non-zero dropout probabilities (each in [0, 1)), by field name."""
+    dropout = {}
+    for name in names:
+        p = read_float(hf, name, 0.0, positive=False)
+        require(0.0 <= p < 1.0, name, f"must be in [0, 1), got {p}")
+        if p:
+            dropout[name] = p
+    return dropout
+
+
+def padding_features(hf: dict[str, Any]) -> dict[str, Any]:
+    """``pad_token_id`` as the embedding's ``padding_idx``, as transformers builds the embedding.
+
+    That row gets no gradient (and starts at zero). The debug flavor's vocabulary is smaller:
+    a pad id beyond it becomes row 0 there.
+    """
+    if hf.get("pad_token_id") is None:
+        return {}
+    pad = read_int(hf, "pad_token_id", minimum=0)
+    vocab_size = read_int(hf, "vocab_size")
+    require(pad < vocab_size, "pad_token_id", f"{pad} is not below vocab_size ({vocab_size})")
+    features: dict[str, Any] = {"embedding_padding_idx": True, "pad_token_id": pad}
+    if pad >= DEBUG_VOCAB_SIZE:
+        features["debug"] = {"pad_token_id": 0}
+    return features
+
+
+def merge_features(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One features dict from several readers' dicts; their ``debug`` values merge too."""
+    features: dict[str, Any] = {}
+    debug: dict[str, Any] = {}
+    for part in parts:
+        features.update({key: value for key, value in part.items() if key != "debug"})
+        debug.update(part.get("debug", {}))
+    if debug:
+        features["debug"] = debug
+    return features
+
+
+def read_dtype(config: dict[str, Any]) -> str:
+    value = config.get("torch_dtype", config.get("dtype")) or "float32"
+    field = "torch_dtype" if "torch_dtype" in config else "dtype"
+    return read_choice({field: value}, field, DTYPES)
+
+
+def optional_token_id(hf: dict[str, Any], field: str) -> int | None:
+    value = hf.get(field)
+    if value is None or isinstance(value, list):
+        return None
+    return read_int(hf, field, minimum=0)
+
+
+# The debug flavor's window: shorter than the generated tests' sequences, so they see it slide.
+DEBUG_SLIDING_WINDOW = 16
+
+
+def read_sliding_window(config: dict[str, Any]) -> int | None:
+    """``sliding_window``: a positive number of tokens, or None (null) for full attention."""
+    if config.get("sliding_window") is None:
+        return None
+    return read_int(config, "sliding_window")
+
+
+def sliding_window_features(window: int | None, default: int | None) -> dict[str, Any]:
+    """Features of a family whose every layer slides when ``sliding_window`` is set.
+
+    ``sliding_window_default`` is the window transformers assumes when config.json omits the
+    field; the generated ``ModelArgs.from_hf`` needs it to read such a config the same way.
+    """
+    features: dict[str, Any] = {
+        "sliding_window": window,
+        "sliding_window_layers": "all",
+        "sliding_window_default": default,
+    }
+    if window is not None:
+        features["debug"] = debug_sliding_window(window)
+    return features
+
+
+def debug_sliding_window(window: int) -> dict[str, int]:
+    """The debug flavor's ``sliding_window``: at most DEBUG_SLIDING_WINDOW tokens."""
+    return {"sliding_window": min(window, DEBUG_SLIDING_WINDOW)}
+
+
+LAYER_TYPES = ("full_attention", "sliding_attention")
+
+
+def check_raw_max_window_layers(config: dict[str, Any]) -> None:
+    """Types of the sliding-window fields as written, before transformers reads them."""
+    if "use_sliding_window" in config:
+        read_bool(config, "use_sliding_window")
+    read_sliding_window(config)
+    if "max_window_layers" in config:
+        read_int(config, "max_window_layers", minimum=0)
+    layer_types = config.get("layer_types")
+    if layer_types is not None:
+        require(
+            isinstance(layer_types, list) and all(t in LAYER_TYPES for t in layer_types),
+            "layer_types",
+            f"must be a list of {' / '.join(LAYER_TYPES)}",
+        )
+
+
+def max_window_layers_features(
+    hf: dict[str, Any], window_default: int, max_window_layers_default: int
+) -> dict[str, Any]:
+    """Sliding windows on the layers from ``max_window_layers`` up, as transformers resolved them.
+
+    ``window_default`` and ``max_window_layers_default`` are the config class's defaults for
+    ``sliding_window`` and ``max_window_layers`` (the generated ``ModelArgs.from_hf`` reads a
+    config.json that leaves them out the same way).
+
+    transformers sets ``sliding_window`` to None unless ``use_sliding_window``, and derives
+    ``layer_types`` from ``max_window_layers`` unless config.json lists them.
+    """
+    n_layers = read_int(hf, "num_hidden_layers")
+    layer_types = list(hf.get("layer_types") or [])
+    require(
+        len(layer_types) == n_layers,
+        "layer_types",
+        f"lists {len(layer_types)} layers, num_hidden_layers is {n_layers}",
+    )
+    first_sliding = (
+        layer_types.index("sliding_attention") if "sliding_attention" in layer_types else n_layers
+    )
+    n_sliding = n_layers - first_sliding
+    expected = ["full_attention"] * first_sliding + ["sliding_attention"] * n_sliding
+    require(
+        layer_types == expected,
+        "layer_types",
+        "must list full_attention layers first and sliding_attention layers after them "
+        "(the pattern max_window_layers describes); other patterns are not supported",
+    )
+    features: dict[str, Any] = {
+        "sliding_window_layers": "from_max_window_layers",
+        "sliding_window_default": window_default,
+        "max_window_layers_default": max_window_layers_default,
+    }
+    if first_sliding == n_layers:
+        return {"sliding_window": None, **features}
+    window = read_sliding_window(hf)
+    require(
+        window is not None,
+        "layer_types",
+        "lists sliding_attention layers but there is no window "
+        "(use_sliding_window false or sliding_window null)",
+    )
+    # The debug flavor (4 layers) keeps both kinds of layers when the full model has both.
+    debug_first = 0 if first_sliding == 0 else min(max(1, round(first_sliding * 4 / n_layers)), 3)
+    return {
+        "sliding_window": window,
+        "max_window_layers": first_sliding,
+        **features,
+        "debug": {**debug_sliding_window(window), "max_window_layers": debug_first},
+    }
+
+
+# The debug flavor keeps both layer kinds in its 4 layers (and mistral's DEBUG_SLIDING_WINDOW).
+DEBUG_LAYERS = 4
+
+
+def sandwich_block_counts(fields: dict[str, Any], qk_norm: bool = False) -> dict[str, int]:
+    """CountedSpec's counts: Gemma's block with four norms (and per-head q/k norms)."""
+    dim, head_dim = fields["dim"], fields["head_dim"]
+    block = attention_params(
+        dim,
+        fields["n_heads"],
+        fields["n_kv_heads"],
+        head_dim,
+        qkv_bias=fields["attention_bias"],
+        out_bias=fields["attention_bias"],
+    )
+    block += mlp_params(dim, fields["ffn_dim"], gated=True, bias=False) + 4 * dim
+    if qk_norm:
+        block += 2 * head_dim
+    embeddings = fields["vocab_size"] * dim * (1 if fields["tie_word_embeddings"] else 2)
+    return {"block_params": block, "other_params": embeddings + dim}
+
+
+def optional_positive(hf: dict[str, Any], field: str) -> float | None:
+    """A positive number, or None where config.json sets the field to null."""
+    return None if hf.get(field) is None else read_float(hf, field)
+
+
+def sliding_window_pattern_features(hf: dict[str, Any]) -> dict[str, Any]:
+    """``sliding_window`` and the period N of ``layer_types`` (every Nth layer attends fully).
+
+    transformers builds layer_types from a fixed rule when config.json has none; an explicit
+    list must follow such a period, the only layouts the generated ModelArgs can describe at
+    every size.
+    """
+    window = read_sliding_window(hf)
+    require(
+        window is not None,
+        "sliding_window",
+        "is null; the sliding_attention layers need a window (tokens)",
+    )
+    layer_types = hf.get("layer_types")
+    n_layers = read_int(hf, "num_hidden_layers")
+    if not isinstance(layer_types, list) or len(layer_types) != n_layers:
+        raise ConfigFieldError("layer_types", f"must list one type per layer ({n_layers} layers)")
+    unknown = sorted(set(layer_types) - {"sliding_attention", "full_attention"})
+    require(
+        not unknown,
+        "layer_types",
+        f"unsupported layer types {unknown}; supported: sliding_attention, full_attention",
+    )
+    require(
+        "full_attention" in layer_types,
+        "layer_types",
+        "has no full_attention layer; this package needs every Nth layer to attend fully",
+    )
+    pattern = layer_types.index("full_attention") + 1
+    require(
+        pattern > 1,
+        "layer_types",
+        "has no sliding_attention layer before the first full_attention one; this package "
+        "needs the sliding layers of the every-Nth-layer-full layout",
+    )
+    expected = [
+        "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(n_layers)
+    ]
+    require(
+        layer_types == expected,
+        "layer_types",
+        f"is not every {pattern}th layer full attention and the others sliding; "
+        "this package cannot express that layout",
+    )
+    return {
+        "sliding_window": window,
+        "sliding_window_layers": "sliding_window_pattern",
+        "sliding_window_pattern": pattern,
+        "debug": {
+            **debug_sliding_window(window),
+            "sliding_window_pattern": min(pattern, DEBUG_LAYERS),
+        },
+    }
+
+
+def check_rotary_dim(partial: float, head_dim: int, field: str = "partial_rotary_factor") -> int:
+    """The channels ``partial_rotary_factor`` (``field``) leaves RoPE: a positive even number."""
+    require(partial <= 1.0, field, f"must be in (0, 1], got {partial}")
+    rotary_dim = int(head_dim * partial)
+    require(
+        rotary_dim >= 2 and rotary_dim % 2 == 0,
+        field,
+        f"{partial} leaves {rotary_dim} of head_dim {head_dim} channels to rotate; "
+        "RoPE needs a positive even number",
+    )
+    return rotary_dim
+
+
+# The GELUs the non-gated MLP part computes exactly as transformers' ACT2FN does.
+GELU_ACTIVATIONS = ("gelu_pytorch_tanh", "gelu", "gelu_new", "gelu_fast")
+
+
+def layernorm_block_counts(fields: dict[str, Any]) -> dict[str, int]:
+    """CountedSpec's counts for pre-norm LayerNorm blocks with a plain MLP."""
+    dim = fields["dim"]
+    block = attention_params(
+        dim,
+        fields["n_heads"],
+        fields["n_kv_heads"],
+        fields["head_dim"],
+        qkv_bias=fields["attention_bias"],
+        out_bias=fields["attention_bias"],
+    )
+    block += mlp_params(dim, fields["ffn_dim"], gated=False, bias=fields["mlp_bias"])
+    block += 2 * 2 * dim  # two LayerNorms, weight and bias
+    embeddings = fields["vocab_size"] * dim * (1 if fields["tie_word_embeddings"] else 2)
+    return {"block_params": block, "other_params": embeddings + 2 * dim}
+
+
+def dropout_warnings(dropout: dict[str, float]) -> tuple[str, ...]:
+    """A warning naming the config's non-zero dropouts: the generated model trains without any."""
+    if not dropout:
+        return ()
+    named = ", ".join(f"{name} {p}" for name, p in dropout.items())
+    return (
+        f"dropout is not applied ({named}): the model and its Megatron YAML train without "
+        "dropout, as transformers' eval mode runs",
+    )
+
+
+@dataclass(frozen=True)
+class CountedSpec(ArchSpec):
+    """An ArchSpec whose recipe states the parameter counts."""
+
+    block_params: int = 0  # one transformer block
+    other_params: int = 0  # embeddings (and positions), final norm, untied output projection
+
+    def num_params(self) -> int:
+        """Parameter count of the full model (matches transformers' count)."""
+        return self.n_layers * self.block_params + self.other_params
+
+    def layer_params(self) -> int:
+        """Parameters in one transformer block."""
+        return self.block_params
+
+
+def attention_params(
+    dim: int, n_heads: int, n_kv_heads: int, head_dim: int, *, qkv_bias: bool, out_bias: bool
+) -> int:
+    """q, k, v and output projections."""
+    qkv = dim * head_dim * (n_heads + 2 * n_kv_heads)
+    out = n_heads * head_dim * dim
+    if qkv_bias:
+        qkv += head_dim * (n_heads + 2 * n_kv_heads)
+    if out_bias:
+        out += dim
+    return qkv + out
+
+
+def mlp_params(dim: int, ffn_dim: int, *, gated: bool, bias: bool) -> int:
+    """Gated (gate, up, down) or plain (up, down) MLP."""
+    params = (3 if gated else 2) * dim * ffn_dim
+    if bias:
+        params += (2 if gated else 1) * ffn_dim + dim
+    return params

@@ -1,0 +1,27 @@
+"""The typed registry entry of a model family: what ``scaffold`` needs to know of a recipe.
+
+Each module under ``scaffolder/families/`` states its family's facts (the config.json fields it
+reads, its features, what Megatron cannot express) and exports ``RECIPES``, a tuple of
+:class:`Recipe`; ``scaffolder.families`` collects them by ``model_type``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from scaffolder.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One model family, keyed by the config.json ``model_type`` values it reads."""
+
+    name: str
+    model_types: tuple[str, ...]
+    hf_architecture: str  # transformers' causal-LM class, e.g. "LlamaForCausalLM"
+    hf_config_class: str  # transformers' config class, e.g. "LlamaConfig"
+    description: str  # one line for `scaffold families`
+    features: tuple[str, ...]  # what `scaffold families` lists (docs/families.md has the table)
+    build: Callable[[dict[str, Any]], ArchSpec]  # config.json dict -> validated spec
