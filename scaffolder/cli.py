@@ -112,7 +112,7 @@ def families() -> None:
 
     for model_type, recipe in sorted(RECIPES.items()):
         console.print(f"[bold]{model_type}[/]  {recipe.description}", highlight=False)
-        console.print(f"    features: {', '.join(recipe.features)}", highlight=False)
+        console.print(f"    features: {', '.join(recipe.summary)}", highlight=False)
 
 
 # `scaffold regenerate` lives in scaffolder/regenerate.py (issue 4).

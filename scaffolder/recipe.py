@@ -23,5 +23,5 @@ class Recipe:
     hf_architecture: str  # transformers' causal-LM class, e.g. "LlamaForCausalLM"
     hf_config_class: str  # transformers' config class, e.g. "LlamaConfig"
     description: str  # one line for `scaffold families`
-    features: tuple[str, ...]  # what `scaffold families` lists (docs/families.md has the table)
+    summary: tuple[str, ...]  # what `scaffold families` lists (docs/families.md has the table)
     build: Callable[[dict[str, Any]], ArchSpec]  # config.json dict -> validated spec

@@ -11,11 +11,12 @@ import contextlib
 import copy
 import io
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from scaffolder import cache
 from scaffolder.errors import ScaffoldError
+from scaffolder.features import Features
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 LLAMA_PARTS = {
@@ -26,8 +27,11 @@ LLAMA_PARTS = {
     "transformer": "transformer",
 }
 DTYPES = ("float32", "bfloat16", "float16")
-# ArchSpec.debug_dims' vocabulary size.
+# ArchSpec.debug_dims' vocabulary size, layers and longest sliding window (shorter than the
+# generated tests' sequences, so they see it slide).
 DEBUG_VOCAB_SIZE = 2048
+DEBUG_LAYERS = 4
+DEBUG_SLIDING_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,11 @@ class ArchSpec:
     eos_token_id: int | None = None
     # Which template part renders each piece of model.py (parts/model/<name>.py.j2).
     parts: dict[str, str] = field(default_factory=lambda: dict(LLAMA_PARTS))
-    # Family-specific switches and values (validated), e.g. {"sliding_window": 4096}.
-    features: dict[str, Any] = field(default_factory=dict)
+    # What the family adds to the dimensions above (typed, validated; scaffolder/features.py).
+    features: Features = field(default_factory=Features)
+    # Values the debug flavor sets beyond debug_dims' own (e.g. LongRoPE factors resampled to
+    # its head_dim); the recipe computes them from the debug dimensions.
+    debug_extra: dict[str, Any] = field(default_factory=dict)
     # One line each, printed by `scaffold new-model`: what the package or its Megatron YAML
     # cannot carry over from the config (e.g. "Megatron has no attention logit soft-capping").
     warnings: tuple[str, ...] = ()
@@ -94,11 +101,12 @@ class ArchSpec:
         attn += self.n_heads * self.head_dim * self.dim
         if self.attention_bias:
             attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads) + self.dim
-        elif self.features.get("qkv_bias"):  # q/k/v biases without an output bias (Qwen2)
+        elif self.features.biases.qkv_only:  # q/k/v biases without an output bias
             attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads)
-        if self.features.get("qk_norm") == "per_head":  # one head_dim weight each for q and k
+        qk_norm = self.features.qk_norm
+        if qk_norm is not None and qk_norm.kind == "per_head":  # one head_dim weight for q, k
             attn += 2 * self.head_dim
-        elif self.features.get("qk_norm") == "projection":  # over all q heads, all k heads
+        elif qk_norm is not None:  # over all q heads, all k heads
             attn += (self.n_heads + self.n_kv_heads) * self.head_dim
         mlp = 3 * self.dim * self.ffn_dim
         if self.mlp_bias:
@@ -150,20 +158,44 @@ class ArchSpec:
         return {
             "vocab_size": DEBUG_VOCAB_SIZE,
             "dim": dim,
-            "n_layers": 4,
+            "n_layers": DEBUG_LAYERS,
             "n_heads": n_heads,
             "n_kv_heads": n_kv_heads,
             "head_dim": head_dim,
             "ffn_dim": ffn_dim,
             "max_seq_len": min(self.max_seq_len, 512),
-            # Family values the debug flavor sets too (e.g. a sliding window shorter than the
-            # generated tests' sequences); the recipe computes them from these dimensions.
-            **self.features.get("debug", {}),
+            **self.debug_features(),
+            **self.debug_extra,
         }
+
+    def debug_features(self) -> dict[str, Any]:
+        """The debug flavor's values of the features: exact comparisons, visible features.
+
+        No attention dropout (training-mode comparisons stay exact); a pad row inside its
+        vocabulary; a window shorter than the generated tests' sequences; both kinds of layers
+        in its four layers where the full model has both.
+        """
+        features = self.features
+        debug: dict[str, Any] = {}
+        if features.attention_dropout:
+            debug["attention_dropout"] = 0.0
+        padding = features.padding
+        if padding is not None and (padding.pad_token_id or 0) >= DEBUG_VOCAB_SIZE:
+            debug["pad_token_id"] = 0
+        sliding = features.sliding_window
+        if sliding is not None and sliding.active:
+            debug["sliding_window"] = min(sliding.window, DEBUG_SLIDING_WINDOW)
+            if sliding.layout == "from_max_window_layers":
+                first = sliding.max_window_layers
+                scaled = min(max(1, round(first * DEBUG_LAYERS / self.n_layers)), DEBUG_LAYERS - 1)
+                debug["max_window_layers"] = 0 if first == 0 else scaled
+            elif sliding.layout == "sliding_window_pattern":
+                debug["sliding_window_pattern"] = min(sliding.pattern, DEBUG_LAYERS)
+        return debug
 
     def to_context(self) -> dict[str, Any]:
         """The plain dict the templates see as ``cookiecutter.spec``."""
-        context = asdict(self)
+        context = {item.name: getattr(self, item.name) for item in fields(self)}
         context.update(
             uses_gqa=self.uses_gqa,
             explicit_head_dim=self.explicit_head_dim,

@@ -8,6 +8,7 @@ import pytest
 
 from scaffolder.errors import ScaffoldError
 from scaffolder.families import build_spec
+from scaffolder.features import QKNorm, SlidingWindow
 from tests.helpers import family_config, tinyllama_config
 
 
@@ -134,13 +135,12 @@ def test_custom_code_is_refused_without_running_it() -> None:
 def test_mistral_spec() -> None:
     spec = build_spec(family_config("mistral"))
     assert (spec.family, spec.hf_architecture) == ("mistral", "MistralForCausalLM")
-    assert spec.features["sliding_window"] == 4096
-    assert spec.features["sliding_window_layers"] == "all"
+    assert spec.features.sliding_window == SlidingWindow(4096, layout="all", default=4096)
     assert spec.debug_dims()["sliding_window"] < 64  # shorter than the generated tests' sequences
     assert not spec.attention_bias and not spec.mlp_bias
     assert spec.num_params() == 7_241_732_096
     nemo = build_spec(family_config("mistral_nemo"))
-    assert nemo.features["sliding_window"] is None and "debug" not in nemo.features
+    assert nemo.features.sliding_window.window is None and "sliding_window" not in nemo.debug_dims()
     assert nemo.explicit_head_dim and nemo.head_dim == 128
 
 
@@ -148,8 +148,8 @@ def test_mistral_without_sliding_window_gets_transformers_default() -> None:
     from transformers import MistralConfig
 
     spec = build_spec(family_config("mistral", sliding_window=None))
-    assert spec.features["sliding_window"] == MistralConfig().sliding_window
-    assert spec.features["sliding_window_default"] == MistralConfig().sliding_window
+    assert spec.features.sliding_window.window == MistralConfig().sliding_window
+    assert spec.features.sliding_window.default == MistralConfig().sliding_window
 
 
 def test_mistral_ignores_bias_fields_as_transformers_does() -> None:
@@ -161,9 +161,9 @@ def test_mistral_ignores_bias_fields_as_transformers_does() -> None:
 def test_qwen2_spec() -> None:
     spec = build_spec(family_config("qwen2"))
     assert (spec.family, spec.hf_architecture) == ("qwen2", "Qwen2ForCausalLM")
-    assert spec.features["qkv_bias"] and not spec.attention_bias and not spec.mlp_bias
+    assert spec.features.biases.qkv_only and not spec.attention_bias and not spec.mlp_bias
     assert spec.tie_word_embeddings
-    assert spec.features["sliding_window"] is None  # use_sliding_window false
+    assert spec.features.sliding_window.window is None  # use_sliding_window false
     assert spec.num_params() == 494_032_768
 
 
@@ -196,8 +196,8 @@ def test_qwen2_sliding_layers_follow_transformers(
 
     config = family_config("qwen2", **changes)
     spec = build_spec(config)
-    assert spec.features["sliding_window"] == window
-    assert spec.features.get("max_window_layers") == max_window_layers
+    assert spec.features.sliding_window.window == window
+    assert spec.features.sliding_window.max_window_layers == max_window_layers
     hf = Qwen2Config(**{k: v for k, v in config.items() if k != "model_type"})
     sliding = [i for i, kind in enumerate(hf.layer_types) if kind == "sliding_attention"]
     assert sliding == ([] if window is None else list(range(max_window_layers, 24)))
@@ -211,7 +211,7 @@ def test_qwen3_spec() -> None:
 
     spec = build_spec(family_config("qwen3"))
     assert (spec.family, spec.hf_architecture) == ("qwen3", "Qwen3ForCausalLM")
-    assert spec.features["qk_norm"] == "per_head" and not spec.attention_bias
+    assert spec.features.qk_norm == QKNorm("per_head") and not spec.attention_bias
     assert spec.head_dim == 128 and spec.explicit_head_dim and spec.tie_word_embeddings
     assert spec.num_params() == 596_049_920  # Qwen3-0.6B
     # Without head_dim, Qwen3Config's default (128) stands, not hidden_size / heads (64).
@@ -224,20 +224,23 @@ def test_qwen3_spec() -> None:
             layer_types=["full_attention"] * 24 + ["sliding_attention"] * 4,
         )
     )
-    assert (sliding.features["sliding_window"], sliding.features["max_window_layers"]) == (4096, 24)
+    assert (
+        sliding.features.sliding_window.window,
+        sliding.features.sliding_window.max_window_layers,
+    ) == (4096, 24)
 
 
 def test_olmo2_spec() -> None:
     spec = build_spec(family_config("olmo2"))
     assert (spec.family, spec.hf_architecture) == ("olmo2", "Olmo2ForCausalLM")
     assert spec.parts["block"] == "block_post_norm"
-    assert spec.features["qk_norm"] == "projection"
-    assert spec.features["norm_placement"] == "post"
+    assert spec.features.qk_norm == QKNorm("projection")
+    assert spec.features.norm.placement == "post"
     assert spec.num_params() == 7_298_617_344  # OLMo-2-1124-7B
-    assert spec.features["pad_token_id"] == 100277 and spec.debug_dims()["pad_token_id"] == 0
+    assert spec.features.padding.pad_token_id == 100277 and spec.debug_dims()["pad_token_id"] == 0
     assert len(spec.warnings) == 2  # post-norms and whole-projection q/k norms: not in Megatron
     # Without pad_token_id, Olmo2Config's default (1) is the padding row.
-    assert build_spec(family_config("olmo2", pad_token_id=None)).features["pad_token_id"] == 1
+    assert build_spec(family_config("olmo2", pad_token_id=None)).features.padding.pad_token_id == 1
 
 
 def test_granite_spec() -> None:
@@ -245,33 +248,36 @@ def test_granite_spec() -> None:
     assert (spec.family, spec.hf_architecture) == ("granite", "GraniteForCausalLM")
     assert spec.num_params() == 2_533_531_648  # granite-3.0-2b-base
     features = spec.features
-    assert (features["embedding_multiplier"], features["residual_multiplier"]) == (12.0, 0.22)
-    assert (features["attention_multiplier"], features["logits_scaling"]) == (0.015625, 8.0)
-    assert features["attention_dropout"] == 0.1
+    assert (features.multipliers.embedding, features.multipliers.residual) == (12.0, 0.22)
+    assert (features.multipliers.attention, features.multipliers.logits) == (0.015625, 8.0)
+    assert features.attention_dropout == 0.1
     assert spec.debug_dims()["attention_dropout"] == 0.0  # exact training-mode comparisons
-    assert features["pad_token_id"] == 0 and spec.tie_word_embeddings
+    assert features.padding.pad_token_id == 0 and spec.tie_word_embeddings
     assert spec.warnings  # Megatron has none of the multipliers
     plain = build_spec(family_config("granite", attention_dropout=0.0))
-    assert "attention_dropout" not in plain.features
+    assert plain.features.attention_dropout is None
 
 
 def test_phi3_spec() -> None:
     spec = build_spec(family_config("phi3"))
     assert (spec.family, spec.hf_architecture) == ("phi3", "Phi3ForCausalLM")
     assert spec.num_params() == 3_821_079_552  # Phi-3.5-mini
-    assert spec.features["fused_checkpoint"] and not spec.attention_bias
+    assert spec.features.fused_checkpoint and not spec.attention_bias
     assert (spec.rope.type, spec.rope.original_max_position_embeddings) == ("longrope", 4096)
-    assert len(spec.features["rope_long_factor"]) == 48  # head_dim 96 / 2
+    assert len(spec.features.longrope.long_factor) == 48  # head_dim 96 / 2
     # transformers' default: factor 131072 / 4096 = 32 -> sqrt(1 + ln 32 / ln 4096).
-    assert spec.features["rope_attention_factor"] == pytest.approx(1.1902380714)
-    assert spec.features["pad_token_id"] == 32000 and spec.features["sliding_window"] == 262144
+    assert spec.features.longrope.attention_factor == pytest.approx(1.1902380714)
+    assert (
+        spec.features.padding.pad_token_id == 32000
+        and spec.features.sliding_window.window == 262144
+    )
     assert spec.warnings  # Megatron has no LongRoPE
     debug = spec.debug_dims()
     assert debug["rope_original_max_seq_len"] < 64 and debug["sliding_window"] < 64
     assert len(debug["rope_short_factor"]) == debug["head_dim"] // 2
     assert debug["pad_token_id"] < debug["vocab_size"]
     phi4 = build_spec(family_config("phi4_mini"))
-    assert phi4.features["partial_rotary_factor"] == 0.75 and phi4.tie_word_embeddings
+    assert phi4.features.partial_rotary.factor == 0.75 and phi4.tie_word_embeddings
     d = phi4.debug_dims()
     rotary_dim = int(d["head_dim"] * 0.75)
     assert rotary_dim % 2 == 0 and len(d["rope_long_factor"]) == rotary_dim // 2
@@ -284,7 +290,7 @@ def test_phi3_spec() -> None:
     )
     assert build_spec(old) == spec
     plain = build_spec(family_config("phi3", rope_scaling=None, max_position_embeddings=4096))
-    assert plain.rope.type == "default" and "rope_long_factor" not in plain.features
+    assert plain.rope.type == "default" and plain.features.longrope is None
 
 
 @pytest.mark.parametrize(
@@ -358,8 +364,8 @@ def test_gemma_spec() -> None:
     assert spec.hidden_act == "gelu_pytorch_tanh"  # the legacy "gelu", as transformers reads it
     assert spec.explicit_head_dim and spec.head_dim == 256
     assert spec.tie_word_embeddings and not spec.mlp_bias
-    assert spec.features["norm"] == "rmsnorm_1p" and spec.features["scale_embeddings"]
-    assert spec.features["pad_token_id"] == 0
+    assert spec.features.norm.kind == "rmsnorm_1p" and spec.features.scale_embeddings
+    assert spec.features.padding.pad_token_id == 0
     assert spec.num_params() == 8_537_680_896  # GemmaForCausalLM on the meta device
     assert spec.warnings  # GeGLU and the embedding scale have no Megatron arguments
 
@@ -369,10 +375,10 @@ def test_gemma2_spec() -> None:
     assert spec.parts["attention"] == "attention_softcap"
     assert spec.parts["block"] == "block_sandwich_norm"
     features = spec.features
-    assert features["attn_logit_softcapping"] == 50.0
-    assert features["final_logit_softcapping"] == 30.0
-    assert features["query_pre_attn_scalar"] == 256
-    assert (features["sliding_window"], features["sliding_window_pattern"]) == (4096, 2)
+    assert features.softcap.attention == 50.0
+    assert features.softcap.final == 30.0
+    assert features.query_pre_attn_scalar == 256
+    assert (features.sliding_window.window, features.sliding_window.pattern) == (4096, 2)
     assert spec.debug_dims()["sliding_window"] < 64
     assert spec.num_params() == 9_241_705_984
 
@@ -382,14 +388,14 @@ def test_gemma2_without_attention_softcap_uses_fused_attention() -> None:
     config["attn_logit_softcapping"] = None  # null in config.json (family_config deletes None)
     spec = build_spec(config)
     assert spec.parts["attention"] == "attention"
-    assert spec.features["attn_logit_softcapping"] is None
+    assert spec.features.softcap.attention is None
 
 
 def test_gemma3_spec_and_old_and_new_field_styles() -> None:
     old = build_spec(family_config("gemma3_text"))
-    assert old.features["qk_norm"] == "per_head"
-    assert old.features["sliding_window_pattern"] == 6
-    assert old.rope.theta == 1_000_000.0 and old.features["local_rope_theta"] == 10_000.0
+    assert old.features.qk_norm == QKNorm("per_head")
+    assert old.features.sliding_window.pattern == 6
+    assert old.rope.theta == 1_000_000.0 and old.features.local_rope.theta == 10_000.0
     # 4 debug layers: 3 sliding, 1 full.
     assert old.debug_dims()["sliding_window_pattern"] == 4
     assert old.num_params() == 999_885_952
@@ -410,7 +416,7 @@ def test_gemma3_spec_and_old_and_new_field_styles() -> None:
     assert build_spec(new) == old
     scaled = build_spec(family_config("gemma3_text_scaled"))
     assert (scaled.rope.type, scaled.rope.factor) == ("linear", 8.0)
-    assert scaled.features["local_rope_type"] == "default"
+    assert scaled.features.local_rope.type == "default"
 
 
 @pytest.mark.parametrize(
@@ -464,15 +470,15 @@ def test_starcoder2_spec() -> None:
     spec = build_spec(family_config("starcoder2"))
     assert (spec.family, spec.hf_architecture) == ("starcoder2", "Starcoder2ForCausalLM")
     assert spec.parts["feed_forward"] == "feed_forward_gelu"
-    assert spec.features["norm"] == "layernorm" and spec.norm_eps == 1e-5
+    assert spec.features.norm.kind == "layernorm" and spec.norm_eps == 1e-5
     assert spec.attention_bias and spec.mlp_bias  # use_bias
     assert spec.hidden_act == "gelu_pytorch_tanh"
-    assert spec.features["sliding_window"] == 4096
+    assert spec.features.sliding_window.window == 4096
     assert spec.tie_word_embeddings  # Starcoder2Config's default: the 3B config leaves it out
     assert spec.num_params() == 3_030_371_328  # Starcoder2ForCausalLM on the meta device
     assert any("dropout" in warning for warning in spec.warnings)
     plain = build_spec(family_config("starcoder2", use_bias=False, sliding_window=None))
-    assert not plain.attention_bias and plain.features["sliding_window"] is None
+    assert not plain.attention_bias and plain.features.sliding_window.window is None
 
 
 @pytest.mark.parametrize(
@@ -502,7 +508,7 @@ def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
     assert spec.parts["block"] == "block_parallel_residual"
     assert spec.parts["adapter"] == "adapter_gpt_neox"
     assert spec.n_kv_heads == spec.n_heads and spec.head_dim == 64
-    assert spec.features["partial_rotary_factor"] == 0.25 and spec.rope.theta == 10000.0
+    assert spec.features.partial_rotary.factor == 0.25 and spec.rope.theta == 10000.0
     assert spec.attention_bias and spec.mlp_bias and not spec.tie_word_embeddings
     assert spec.num_params() == 162_322_944  # GPTNeoXForCausalLM on the meta device
     assert any("parallel residual" in warning for warning in spec.warnings)
@@ -552,9 +558,13 @@ def test_gpt2_spec() -> None:
     assert (spec.dim, spec.n_layers, spec.n_heads, spec.head_dim) == (768, 12, 12, 64)
     assert spec.ffn_dim == 4 * 768 and spec.max_seq_len == 1024  # n_inner null, n_positions
     assert spec.hidden_act == "gelu_new" and spec.norm_eps == 1e-5
-    assert spec.tie_word_embeddings and spec.features["scale_attn_weights"]
+    assert spec.tie_word_embeddings and spec.features.scale_attn_weights
     assert spec.num_params() == 124_439_808  # GPT2LMHeadModel on the meta device
-    assert spec.features["dropout"] == {"resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1}
+    assert dict(spec.features.unapplied_dropout) == {
+        "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+    }
     untied = build_spec(family_config("gpt2", tie_word_embeddings=False, n_inner=2048))
     assert untied.ffn_dim == 2048 and untied.num_params() == 144_150_528
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaffolder.errors import ConfigFieldError
+from scaffolder.features import Padding, SlidingWindow
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
-from scaffolder.spec import DEBUG_VOCAB_SIZE, DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
+from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
 
 # Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
 # silently describe a different model.
@@ -168,17 +169,10 @@ def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> R
     )
 
 
-def dropout_features(hf: dict[str, Any]) -> dict[str, Any]:
+def read_attention_dropout(hf: dict[str, Any]) -> float | None:
     """``attention_dropout``, when the config trains with it: transformers drops attention
-    probabilities in training mode (the packages do the same; evaluation never drops).
-
-    The debug flavor drops nothing, so that its training-mode comparisons (gradients against
-    transformers, parallel against single-device) are exact.
-    """
-    dropout = read_dropout(hf, ("attention_dropout",))
-    if not dropout:
-        return {}
-    return {**dropout, "debug": {"attention_dropout": 0.0}}
+    probabilities in training mode (the packages do the same; evaluation never drops)."""
+    return read_dropout(hf, ("attention_dropout",)).get("attention_dropout")
 
 
 def read_dropout(hf: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]:
@@ -192,33 +186,17 @@ def read_dropout(hf: dict[str, Any], names: tuple[str, ...]) -> dict[str, float]
     return dropout
 
 
-def padding_features(hf: dict[str, Any]) -> dict[str, Any]:
+def read_padding(hf: dict[str, Any]) -> Padding | None:
     """``pad_token_id`` as the embedding's ``padding_idx``, as transformers builds the embedding.
 
-    That row gets no gradient (and starts at zero). The debug flavor's vocabulary is smaller:
-    a pad id beyond it becomes row 0 there.
+    That row gets no gradient (and starts at zero).
     """
     if hf.get("pad_token_id") is None:
-        return {}
+        return None
     pad = read_int(hf, "pad_token_id", minimum=0)
     vocab_size = read_int(hf, "vocab_size")
     require(pad < vocab_size, "pad_token_id", f"{pad} is not below vocab_size ({vocab_size})")
-    features: dict[str, Any] = {"embedding_padding_idx": True, "pad_token_id": pad}
-    if pad >= DEBUG_VOCAB_SIZE:
-        features["debug"] = {"pad_token_id": 0}
-    return features
-
-
-def merge_features(*parts: dict[str, Any]) -> dict[str, Any]:
-    """One features dict from several readers' dicts; their ``debug`` values merge too."""
-    features: dict[str, Any] = {}
-    debug: dict[str, Any] = {}
-    for part in parts:
-        features.update({key: value for key, value in part.items() if key != "debug"})
-        debug.update(part.get("debug", {}))
-    if debug:
-        features["debug"] = debug
-    return features
+    return Padding(pad_token_id=pad)
 
 
 def read_dtype(config: dict[str, Any]) -> str:
@@ -234,10 +212,6 @@ def optional_token_id(hf: dict[str, Any], field: str) -> int | None:
     return read_int(hf, field, minimum=0)
 
 
-# The debug flavor's window: shorter than the generated tests' sequences, so they see it slide.
-DEBUG_SLIDING_WINDOW = 16
-
-
 def read_sliding_window(config: dict[str, Any]) -> int | None:
     """``sliding_window``: a positive number of tokens, or None (null) for full attention."""
     if config.get("sliding_window") is None:
@@ -245,25 +219,11 @@ def read_sliding_window(config: dict[str, Any]) -> int | None:
     return read_int(config, "sliding_window")
 
 
-def sliding_window_features(window: int | None, default: int | None) -> dict[str, Any]:
-    """Features of a family whose every layer slides when ``sliding_window`` is set.
-
-    ``sliding_window_default`` is the window transformers assumes when config.json omits the
-    field; the generated ``ModelArgs.from_hf`` needs it to read such a config the same way.
-    """
-    features: dict[str, Any] = {
-        "sliding_window": window,
-        "sliding_window_layers": "all",
-        "sliding_window_default": default,
-    }
-    if window is not None:
-        features["debug"] = debug_sliding_window(window)
-    return features
-
-
-def debug_sliding_window(window: int) -> dict[str, int]:
-    """The debug flavor's ``sliding_window``: at most DEBUG_SLIDING_WINDOW tokens."""
-    return {"sliding_window": min(window, DEBUG_SLIDING_WINDOW)}
+def every_layer_sliding_window(hf: dict[str, Any], default: int | None) -> SlidingWindow:
+    """``sliding_window`` on every layer (null: full attention). ``default`` is the window
+    transformers assumes when config.json omits the field; the generated ``ModelArgs.from_hf``
+    needs it to read such a config the same way."""
+    return SlidingWindow(window=read_sliding_window(hf), layout="all", default=default)
 
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -285,9 +245,9 @@ def check_raw_max_window_layers(config: dict[str, Any]) -> None:
         )
 
 
-def max_window_layers_features(
+def max_window_layers_sliding_window(
     hf: dict[str, Any], window_default: int, max_window_layers_default: int
-) -> dict[str, Any]:
+) -> SlidingWindow:
     """Sliding windows on the layers from ``max_window_layers`` up, as transformers resolved them.
 
     ``window_default`` and ``max_window_layers_default`` are the config class's defaults for
@@ -315,13 +275,13 @@ def max_window_layers_features(
         "must list full_attention layers first and sliding_attention layers after them "
         "(the pattern max_window_layers describes); other patterns are not supported",
     )
-    features: dict[str, Any] = {
-        "sliding_window_layers": "from_max_window_layers",
-        "sliding_window_default": window_default,
-        "max_window_layers_default": max_window_layers_default,
-    }
+    layout = dict(
+        layout="from_max_window_layers",
+        default=window_default,
+        max_window_layers_default=max_window_layers_default,
+    )
     if first_sliding == n_layers:
-        return {"sliding_window": None, **features}
+        return SlidingWindow(window=None, **layout)
     window = read_sliding_window(hf)
     require(
         window is not None,
@@ -329,18 +289,7 @@ def max_window_layers_features(
         "lists sliding_attention layers but there is no window "
         "(use_sliding_window false or sliding_window null)",
     )
-    # The debug flavor (4 layers) keeps both kinds of layers when the full model has both.
-    debug_first = 0 if first_sliding == 0 else min(max(1, round(first_sliding * 4 / n_layers)), 3)
-    return {
-        "sliding_window": window,
-        "max_window_layers": first_sliding,
-        **features,
-        "debug": {**debug_sliding_window(window), "max_window_layers": debug_first},
-    }
-
-
-# The debug flavor keeps both layer kinds in its 4 layers (and mistral's DEBUG_SLIDING_WINDOW).
-DEBUG_LAYERS = 4
+    return SlidingWindow(window=window, max_window_layers=first_sliding, **layout)
 
 
 def sandwich_block_counts(fields: dict[str, Any], qk_norm: bool = False) -> dict[str, int]:
@@ -366,7 +315,7 @@ def optional_positive(hf: dict[str, Any], field: str) -> float | None:
     return None if hf.get(field) is None else read_float(hf, field)
 
 
-def sliding_window_pattern_features(hf: dict[str, Any]) -> dict[str, Any]:
+def pattern_sliding_window(hf: dict[str, Any]) -> SlidingWindow:
     """``sliding_window`` and the period N of ``layer_types`` (every Nth layer attends fully).
 
     transformers builds layer_types from a fixed rule when config.json has none; an explicit
@@ -410,15 +359,7 @@ def sliding_window_pattern_features(hf: dict[str, Any]) -> dict[str, Any]:
         f"is not every {pattern}th layer full attention and the others sliding; "
         "this package cannot express that layout",
     )
-    return {
-        "sliding_window": window,
-        "sliding_window_layers": "sliding_window_pattern",
-        "sliding_window_pattern": pattern,
-        "debug": {
-            **debug_sliding_window(window),
-            "sliding_window_pattern": min(pattern, DEBUG_LAYERS),
-        },
-    }
+    return SlidingWindow(window=window, layout="sliding_window_pattern", pattern=pattern)
 
 
 def check_rotary_dim(partial: float, head_dim: int, field: str = "partial_rotary_factor") -> int:
@@ -455,11 +396,11 @@ def layernorm_block_counts(fields: dict[str, Any]) -> dict[str, int]:
     return {"block_params": block, "other_params": embeddings + 2 * dim}
 
 
-def dropout_warnings(dropout: dict[str, float]) -> tuple[str, ...]:
+def dropout_warnings(dropout: tuple[tuple[str, float], ...]) -> tuple[str, ...]:
     """A warning naming the config's non-zero dropouts: the generated model trains without any."""
     if not dropout:
         return ()
-    named = ", ".join(f"{name} {p}" for name, p in dropout.items())
+    named = ", ".join(f"{name} {p}" for name, p in dropout)
     return (
         f"dropout is not applied ({named}): the model and its Megatron YAML train without "
         "dropout, as transformers' eval mode runs",

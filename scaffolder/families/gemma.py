@@ -38,11 +38,20 @@ from scaffolder.families.common import (
     CountedSpec,
     check_raw,
     common_fields,
-    merge_features,
     optional_positive,
-    padding_features,
+    pattern_sliding_window,
+    read_padding,
     sandwich_block_counts,
-    sliding_window_pattern_features,
+)
+from scaffolder.features import (
+    Biases,
+    Features,
+    FieldNames,
+    LocalRope,
+    Norm,
+    Padding,
+    QKNorm,
+    Softcap,
 )
 from scaffolder.fields import read_bool, read_float, read_int, require
 from scaffolder.recipe import Recipe
@@ -137,24 +146,21 @@ def gemma_fields(
     )
 
 
-def gemma_features(hf: dict[str, Any], activation_field: str) -> dict[str, Any]:
-    """Features every Gemma generation shares; see the module docstring.
+def gemma_features(hf: dict[str, Any], activation_field: str, **extra: Any) -> Features:
+    """Features every Gemma generation shares (see the module docstring), plus ``extra``.
 
     ``activation_field`` names the config.json field of the MLP activation (``hidden_act`` in
-    Gemma, ``hidden_activation`` from Gemma 2 on).
+    Gemma, ``hidden_activation`` from Gemma 2 on). The embedding always has a pad row (the
+    debug flavor's is the first row); GemmaConfig has attention_bias only, the MLP never has
+    biases.
     """
-    return merge_features(
-        {
-            "norm": "rmsnorm_1p",
-            "scale_embeddings": True,
-            "embedding_padding_idx": True,
-            "pad_token_id": None,
-            "activation_field": activation_field,
-            # GemmaConfig has attention_bias only; the MLP never has biases.
-            "bias_fields": ("attention_bias",),
-        },
-        # The pad row, when there is one (the debug flavor's is the first row).
-        padding_features(hf),
+    return Features(
+        norm=extra.pop("norm", Norm(kind="rmsnorm_1p")),
+        biases=Biases(fields=("attention_bias",)),
+        names=FieldNames(activation=activation_field),
+        scale_embeddings=True,
+        padding=read_padding(hf) or Padding(),
+        **extra,
     )
 
 
@@ -172,16 +178,14 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
     hf = normalize_with_transformers(config, config["model_type"])
     softcap = optional_positive(hf, "attn_logit_softcapping")
     final_softcap = optional_positive(hf, "final_logit_softcapping")
-    features = {
-        **merge_features(
-            gemma_features(hf, activation_field="hidden_activation"),
-            sliding_window_pattern_features(hf),
-        ),
-        "sandwich_norm": True,
-        "query_pre_attn_scalar": read_int(hf, "query_pre_attn_scalar"),
-        "attn_logit_softcapping": softcap,
-        "final_logit_softcapping": final_softcap,
-    }
+    features = gemma_features(
+        hf,
+        activation_field="hidden_activation",
+        norm=Norm(kind="rmsnorm_1p", placement="sandwich"),
+        sliding_window=pattern_sliding_window(hf),
+        query_pre_attn_scalar=read_int(hf, "query_pre_attn_scalar"),
+        softcap=Softcap(attention=softcap, final=final_softcap),
+    )
     parts = {
         **PARTS,
         "block": "block_sandwich_norm",
@@ -204,9 +208,9 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
     )
 
 
-def scale_warnings(features: dict[str, Any], fields: dict[str, Any]) -> list[str]:
+def scale_warnings(features: Features, fields: dict[str, Any]) -> list[str]:
     """The Megatron warning when query_pre_attn_scalar is not head_dim (Megatron's scale)."""
-    scalar = features["query_pre_attn_scalar"]
+    scalar = features.query_pre_attn_scalar
     if scalar == fields["head_dim"]:
         return []
     return [
@@ -242,19 +246,18 @@ def build_gemma3_text(config: dict[str, Any]) -> CountedSpec:
     )
     global_rope, local_rope = read_layer_ropes(hf)
     final_softcap = optional_positive(hf, "final_logit_softcapping")
-    features = {
-        **merge_features(
-            gemma_features(hf, activation_field="hidden_activation"),
-            sliding_window_pattern_features(hf),
+    features = gemma_features(
+        hf,
+        activation_field="hidden_activation",
+        norm=Norm(kind="rmsnorm_1p", placement="sandwich"),
+        sliding_window=pattern_sliding_window(hf),
+        qk_norm=QKNorm("per_head"),
+        query_pre_attn_scalar=read_int(hf, "query_pre_attn_scalar"),
+        softcap=Softcap(final=final_softcap, attention_field=False),
+        local_rope=LocalRope(
+            type=local_rope.type, theta=local_rope.theta, factor=local_rope.factor
         ),
-        "sandwich_norm": True,
-        "qk_norm": "per_head",
-        "query_pre_attn_scalar": read_int(hf, "query_pre_attn_scalar"),
-        "final_logit_softcapping": final_softcap,
-        "local_rope_type": local_rope.type,
-        "local_rope_theta": local_rope.theta,
-        "local_rope_factor": local_rope.factor,
-    }
+    )
     fields = gemma_fields(config, hf, activation_field="hidden_activation", rope=global_rope)
     warnings = [
         *MEGATRON_WARNINGS,
@@ -314,7 +317,7 @@ RECIPES = (
         hf_architecture=GEMMA_ARCHITECTURE,
         hf_config_class=GEMMA_CONFIG_CLASS,
         description="Gemma: (1 + w) RMSNorm, sqrt(hidden)-scaled embeddings, GeGLU MLP.",
-        features=(
+        summary=(
             "GQA/MQA",
             "explicit head_dim",
             "(1 + w) RMSNorm in float32",
@@ -333,7 +336,7 @@ RECIPES = (
         hf_architecture=GEMMA2_ARCHITECTURE,
         hf_config_class=GEMMA2_CONFIG_CLASS,
         description="Gemma 2: Gemma with norms after each sublayer, soft-capping, sliding layers.",
-        features=(
+        summary=(
             "as gemma",
             "norms before and after each sublayer",
             "attn_logit_softcapping",
@@ -349,7 +352,7 @@ RECIPES = (
         hf_architecture=GEMMA3_ARCHITECTURE,
         hf_config_class=GEMMA3_CONFIG_CLASS,
         description="Gemma 3 (text): Gemma 2 with q/k norms and local/global RoPE.",
-        features=(
+        summary=(
             "as gemma2 without attention soft-capping",
             "per-head q/k (1 + w) RMSNorm",
             "layer_types or sliding_window_pattern",

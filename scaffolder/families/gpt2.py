@@ -23,6 +23,7 @@ from scaffolder.families.common import (
     read_dropout,
     read_dtype,
 )
+from scaffolder.features import Biases, Features, FieldNames, Norm
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
@@ -77,18 +78,15 @@ def build(config: dict[str, Any]) -> CountedSpec:
         eos_token_id=optional_token_id(hf, "eos_token_id"),
     )
     dropout = read_dropout(hf, DROPOUT_FIELDS)
-    features: dict[str, Any] = {
-        "norm": "layernorm",
-        "norm_eps_field": "layer_norm_epsilon",
-        "activation_field": "activation_function",
-        "bias_fields": (),
-        "all_biases": True,
-        "learned_positions": True,
-        "scale_attn_weights": read_bool(hf, "scale_attn_weights"),
-        "legacy_checkpoint_keys": True,
-        "derived_head_dims": True,
-        "dropout": dropout,
-    }
+    features = Features(
+        norm=Norm(kind="layernorm", eps_field="layer_norm_epsilon"),
+        biases=Biases(fields=(), everywhere=True),
+        names=FieldNames(activation="activation_function", derived_head_dims=True),
+        learned_positions=True,
+        scale_attn_weights=read_bool(hf, "scale_attn_weights"),
+        legacy_checkpoint_keys=True,
+        unapplied_dropout=tuple(dropout.items()),
+    )
     counts = layernorm_block_counts(fields)
     counts["other_params"] += fields["max_seq_len"] * dim  # the position table (wpe)
     return CountedSpec(
@@ -125,10 +123,10 @@ def check_raw(config: dict[str, Any]) -> None:
             )
 
 
-def gpt2_warnings(features: dict[str, Any]) -> tuple[str, ...]:
+def gpt2_warnings(features: Features) -> tuple[str, ...]:
     """Dropout not applied; unscaled attention scores have no Megatron argument."""
-    warnings = list(dropout_warnings(features["dropout"]))
-    if not features["scale_attn_weights"]:
+    warnings = list(dropout_warnings(features.unapplied_dropout))
+    if not features.scale_attn_weights:
         warnings.append(
             "Megatron YAML: scale_attn_weights false (unscaled scores); Megatron always scales "
             "by kv_channels ** -0.5"
@@ -143,7 +141,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="GPT-2: learned positions, LayerNorm, GELU MLP, Conv1D checkpoint.",
-        features=(
+        summary=(
             "multi-head attention",
             "learned absolute positions (wpe)",
             "LayerNorm with bias",

@@ -28,6 +28,7 @@ from scaffolder.families.common import (
     read_dtype,
     read_rope,
 )
+from scaffolder.features import Biases, Features, FieldNames, Norm, PartialRotary
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import RopeSpec, normalize_with_transformers
@@ -87,21 +88,16 @@ def build(config: dict[str, Any]) -> CountedSpec:
     )
     parallel = read_bool(hf, "use_parallel_residual")
     dropout = read_dropout(hf, DROPOUT_FIELDS)
-    features: dict[str, Any] = {
-        "norm": "layernorm",
-        "norm_eps_field": "layer_norm_eps",
-        "bias_fields": ("attention_bias",),
-        "mlp_bias_always": True,
-        "mlp_names": "dense_h_to_4h, dense_4h_to_h",
-        "partial_rotary": partial != 1.0,
-        "parallel_residual": parallel,
-        "legacy_checkpoint_keys": True,
-        # ModelArgs derives head_dim and n_kv_heads from hidden_size and the heads.
-        "derived_head_dims": True,
-        "dropout": dropout,
-    }
-    if partial != 1.0:
-        features["partial_rotary_factor"] = partial
+    features = Features(
+        norm=Norm(kind="layernorm", eps_field="layer_norm_eps"),
+        biases=Biases(fields=("attention_bias",), mlp_always=True),
+        names=FieldNames(mlp_names="dense_h_to_4h, dense_4h_to_h", derived_head_dims=True),
+        partial_rotary=PartialRotary(partial) if partial != 1.0 else None,
+        parallel_residual=parallel,
+        partial_rotary_field=True,
+        legacy_checkpoint_keys=True,
+        unapplied_dropout=tuple(dropout.items()),
+    )
     warnings = list(dropout_warnings(dropout))
     if parallel:
         warnings.append(MEGATRON_PARALLEL_RESIDUAL_WARNING)
@@ -161,7 +157,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="GPT-NeoX (Pythia): LayerNorm, GELU MLP, partial rotary, parallel residual.",
-        features=(
+        summary=(
             "multi-head attention",
             "LayerNorm with bias",
             "plain GELU MLP (dense_h_to_4h, dense_4h_to_h) with biases",

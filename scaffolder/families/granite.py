@@ -19,10 +19,10 @@ from typing import Any
 from scaffolder.families.common import (
     check_raw,
     common_fields,
-    dropout_features,
-    merge_features,
-    padding_features,
+    read_attention_dropout,
+    read_padding,
 )
+from scaffolder.features import Features, Multipliers
 from scaffolder.fields import read_bool, read_float
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
@@ -48,14 +48,22 @@ def build(config: dict[str, Any]) -> ArchSpec:
         if name in config:
             read_float(config, name)
     hf = normalize_with_transformers(config, config["model_type"])
-    multipliers = {name: read_float(hf, name, 1.0) for name in MULTIPLIERS}
     return ArchSpec(
         family="granite",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
-        features=merge_features(multipliers, dropout_features(hf), padding_features(hf)),
+        features=Features(
+            multipliers=Multipliers(
+                embedding=read_float(hf, "embedding_multiplier", 1.0),
+                residual=read_float(hf, "residual_multiplier", 1.0),
+                attention=read_float(hf, "attention_multiplier", 1.0),
+                logits=read_float(hf, "logits_scaling", 1.0),
+            ),
+            attention_dropout=read_attention_dropout(hf),
+            padding=read_padding(hf),
+        ),
         warnings=(MEGATRON_WARNING,),
         **common_fields(config, hf),
     )
@@ -68,7 +76,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="Granite: Llama's blocks with embedding, residual and attention multipliers.",
-        features=(
+        summary=(
             "GQA",
             "embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling",
             "attention_dropout",

@@ -15,10 +15,10 @@ from typing import Any
 from scaffolder.families.common import (
     check_raw,
     common_fields,
-    dropout_features,
-    merge_features,
-    padding_features,
+    read_attention_dropout,
+    read_padding,
 )
+from scaffolder.features import Features
 from scaffolder.fields import read_bool
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
@@ -37,7 +37,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
-        features=merge_features(dropout_features(hf), padding_features(hf)),
+        features=Features(attention_dropout=read_attention_dropout(hf), padding=read_padding(hf)),
         **common_fields(config, hf),
     )
 
@@ -49,7 +49,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="Llama: RMSNorm, SwiGLU MLP, rotary attention with optional GQA.",
-        features=(
+        summary=(
             "GQA",
             "explicit head_dim",
             "tied or untied embeddings",

@@ -13,12 +13,12 @@ from typing import Any
 from scaffolder.families.common import (
     check_raw,
     common_fields,
-    dropout_features,
-    merge_features,
-    padding_features,
+    every_layer_sliding_window,
+    read_attention_dropout,
+    read_padding,
     read_sliding_window,
-    sliding_window_features,
 )
+from scaffolder.features import Biases, Features
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
@@ -33,18 +33,17 @@ def build(config: dict[str, Any]) -> ArchSpec:
     check_raw(config, bool_fields=("tie_word_embeddings",))
     read_sliding_window(config)
     hf = normalize_with_transformers(config, config["model_type"])
-    window = read_sliding_window(hf)
     return ArchSpec(
         family="mistral",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=False,
         mlp_bias=False,
-        features=merge_features(
-            {"bias_fields": ()},
-            sliding_window_features(window, SLIDING_WINDOW_DEFAULT),
-            dropout_features(hf),
-            padding_features(hf),
+        features=Features(
+            biases=Biases(fields=()),
+            sliding_window=every_layer_sliding_window(hf, SLIDING_WINDOW_DEFAULT),
+            attention_dropout=read_attention_dropout(hf),
+            padding=read_padding(hf),
         ),
         **common_fields(config, hf),
     )
@@ -57,7 +56,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="Mistral: Llama's blocks with sliding-window attention on every layer.",
-        features=(
+        summary=(
             "GQA",
             "explicit head_dim",
             "tied or untied embeddings",

@@ -17,10 +17,10 @@ from typing import Any
 from scaffolder.families.common import (
     check_raw,
     common_fields,
-    dropout_features,
-    merge_features,
-    padding_features,
+    read_attention_dropout,
+    read_padding,
 )
+from scaffolder.features import Biases, Features, Norm, QKNorm
 from scaffolder.fields import read_bool
 from scaffolder.recipe import Recipe
 from scaffolder.spec import LLAMA_PARTS, ArchSpec, normalize_with_transformers
@@ -48,15 +48,13 @@ def build(config: dict[str, Any]) -> ArchSpec:
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
         parts={**LLAMA_PARTS, "block": "block_post_norm"},
-        features=merge_features(
-            {
-                "bias_fields": ("attention_bias",),
-                "qk_norm": "projection",
-                "norm_placement": "post",
-                "pad_token_id_default": PAD_TOKEN_ID_DEFAULT,
-            },
-            dropout_features(hf),
-            padding_features(hf),
+        features=Features(
+            norm=Norm(placement="post"),
+            biases=Biases(fields=("attention_bias",)),
+            qk_norm=QKNorm("projection"),
+            pad_token_id_default=PAD_TOKEN_ID_DEFAULT,
+            attention_dropout=read_attention_dropout(hf),
+            padding=read_padding(hf),
         ),
         warnings=MEGATRON_WARNINGS,
         **common_fields(config, hf),
@@ -70,7 +68,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="OLMo 2: norms on attention and MLP outputs, q/k norms over whole projections.",
-        features=(
+        summary=(
             "GQA or MHA",
             "RMSNorm after attention and MLP (inside the residual), none before",
             "RMS q/k norm over the whole projections before RoPE",

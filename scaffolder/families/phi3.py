@@ -29,12 +29,12 @@ from scaffolder.families.common import (
     check_raw,
     check_rotary_dim,
     common_fields,
-    dropout_features,
-    merge_features,
-    padding_features,
+    every_layer_sliding_window,
+    read_attention_dropout,
+    read_padding,
     read_sliding_window,
-    sliding_window_features,
 )
+from scaffolder.features import Biases, Features, LongRope, PartialRotary
 from scaffolder.fields import read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, RopeSpec, normalize_with_transformers
@@ -73,19 +73,18 @@ def build(config: dict[str, Any]) -> ArchSpec:
     )
     dim, n_heads = read_int(hf, "hidden_size"), read_int(hf, "num_attention_heads")
     head_dim = read_int(hf, "head_dim", dim // n_heads)
-    rope, rope_features = read_phi3_rope(hf, head_dim, read_int(hf, "max_position_embeddings"))
-    features = merge_features(
-        {
-            "bias_fields": (),
-            "fused_checkpoint": True,
-            "partial_rotary": "partial_rotary_factor" in rope_features,
-            "longrope_aliases": LONGROPE_ALIASES,
-            "pad_token_id_default": PAD_TOKEN_ID_DEFAULT,
-        },
-        rope_features,
-        sliding_window_features(read_sliding_window(hf), None),
-        dropout_features(hf),
-        padding_features(hf),
+    rope, partial, longrope = read_phi3_rope(hf, head_dim, read_int(hf, "max_position_embeddings"))
+    features = Features(
+        biases=Biases(fields=()),
+        fused_checkpoint=True,
+        partial_rotary_field=True,
+        pad_token_id_default=PAD_TOKEN_ID_DEFAULT,
+        longrope_aliases=LONGROPE_ALIASES,
+        partial_rotary=partial,
+        longrope=longrope,
+        sliding_window=every_layer_sliding_window(hf, None),
+        attention_dropout=read_attention_dropout(hf),
+        padding=read_padding(hf),
     )
     spec = ArchSpec(
         family="phi3",
@@ -97,23 +96,21 @@ def build(config: dict[str, Any]) -> ArchSpec:
         warnings=(MEGATRON_WARNINGS["longrope"],) if rope.type == "longrope" else (),
         **common_fields(config, hf, rope=rope),
     )
-    return replace(spec, features=merge_features(features, {"debug": debug_rope(spec)}))
+    return replace(spec, debug_extra=debug_rope(spec))
 
 
 def read_phi3_rope(
     hf: dict[str, Any], head_dim: int, max_seq_len: int
-) -> tuple[RopeSpec, dict[str, Any]]:
+) -> tuple[RopeSpec, PartialRotary | None, LongRope | None]:
     """The rope of a Phi3Config: default or LongRoPE, optionally on part of each head."""
     params = hf.get("rope_parameters") or {}
     theta = read_float(params, "rope_theta", 10000.0)
     partial = read_float(params, "partial_rotary_factor", 1.0)
     rotary_dim = check_rotary_dim(partial, head_dim)
-    features: dict[str, Any] = {}
-    if partial != 1.0:
-        features["partial_rotary_factor"] = partial
+    partial_rotary = PartialRotary(partial) if partial != 1.0 else None
     rope_type = params.get("rope_type", "default")
     if rope_type == "default":
-        return RopeSpec(type="default", theta=theta), features
+        return RopeSpec(type="default", theta=theta), partial_rotary, None
     require(
         rope_type == "longrope",
         "rope_scaling.rope_type",
@@ -130,16 +127,16 @@ def read_phi3_rope(
         attention = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
     else:
         attention = read_float(params, "attention_factor")
-    features.update(
-        rope_short_factor=short,
-        rope_long_factor=long,
-        rope_attention_factor=attention,
+    longrope = LongRope(
+        short_factor=short,
+        long_factor=long,
+        attention_factor=attention,
         original_max_position_embeddings_default=ORIGINAL_MAX_POSITION_EMBEDDINGS_DEFAULT,
     )
     rope = RopeSpec(
         type="longrope", theta=theta, factor=factor, original_max_position_embeddings=original
     )
-    return rope, features
+    return rope, partial_rotary, longrope
 
 
 def read_factors(params: dict[str, Any], name: str, length: int) -> tuple[float, ...]:
@@ -172,7 +169,8 @@ def debug_rope(spec: ArchSpec) -> dict[str, Any]:
     of the real factors, keeping their low-to-high shape).
     """
     dims = spec.debug_dims()
-    partial = spec.features.get("partial_rotary_factor", 1.0)
+    partial_rotary = spec.features.partial_rotary
+    partial = 1.0 if partial_rotary is None else partial_rotary.factor
     head_dim = dims["head_dim"]
     # RoPE needs an even number of rotated channels (and Phi3Config counts them from
     # hidden_size / num_attention_heads, so dim follows head_dim).
@@ -195,8 +193,8 @@ def debug_rope(spec: ArchSpec) -> dict[str, Any]:
         "rope_original_max_seq_len": min(
             spec.rope.original_max_position_embeddings, DEBUG_ORIGINAL_MAX_POSITION_EMBEDDINGS
         ),
-        "rope_short_factor": resample(spec.features["rope_short_factor"]),
-        "rope_long_factor": resample(spec.features["rope_long_factor"]),
+        "rope_short_factor": resample(spec.features.longrope.short_factor),
+        "rope_long_factor": resample(spec.features.longrope.long_factor),
     }
 
 
@@ -207,7 +205,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="Phi-3: Llama's blocks, fused qkv/gate_up checkpoints, LongRoPE, partial RoPE.",
-        features=(
+        summary=(
             "GQA",
             "tied or untied embeddings",
             "fused qkv_proj / gate_up_proj in the checkpoint (split and fused by the adapter)",

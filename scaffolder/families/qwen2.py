@@ -17,11 +17,11 @@ from scaffolder.families.common import (
     check_raw,
     check_raw_max_window_layers,
     common_fields,
-    dropout_features,
-    max_window_layers_features,
-    merge_features,
-    padding_features,
+    max_window_layers_sliding_window,
+    read_attention_dropout,
+    read_padding,
 )
+from scaffolder.features import Biases, Features
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
@@ -43,11 +43,13 @@ def build(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=HF_CONFIG_CLASS,
         attention_bias=False,
         mlp_bias=False,
-        features=merge_features(
-            {"bias_fields": (), "qkv_bias": True},
-            max_window_layers_features(hf, SLIDING_WINDOW_DEFAULT, MAX_WINDOW_LAYERS_DEFAULT),
-            dropout_features(hf),
-            padding_features(hf),
+        features=Features(
+            biases=Biases(fields=(), qkv_only=True),
+            sliding_window=max_window_layers_sliding_window(
+                hf, SLIDING_WINDOW_DEFAULT, MAX_WINDOW_LAYERS_DEFAULT
+            ),
+            attention_dropout=read_attention_dropout(hf),
+            padding=read_padding(hf),
         ),
         **common_fields(config, hf),
     )
@@ -60,7 +62,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="Qwen2: Llama's blocks, q/k/v biases, sliding windows on the top layers.",
-        features=(
+        summary=(
             "GQA",
             "tied or untied embeddings",
             "q/k/v biases (no o_proj bias)",

@@ -18,11 +18,11 @@ from scaffolder.families.common import (
     check_raw,
     common_fields,
     dropout_warnings,
+    every_layer_sliding_window,
     layernorm_block_counts,
     read_dropout,
-    read_sliding_window,
-    sliding_window_features,
 )
+from scaffolder.features import Biases, Features, Norm
 from scaffolder.fields import read_bool, read_float
 from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
@@ -56,21 +56,19 @@ def build(config: dict[str, Any]) -> CountedSpec:
         attention_bias=use_bias,
         mlp_bias=use_bias,
     )
-    window = read_sliding_window(hf)
-    features = {
-        **sliding_window_features(window, SLIDING_WINDOW_DEFAULT),
-        "norm": "layernorm",
-        "norm_eps_field": "norm_epsilon",
-        "bias_fields": ("use_bias",),
-        "dropout": read_dropout(hf, DROPOUT_FIELDS),
-    }
+    features = Features(
+        norm=Norm(kind="layernorm", eps_field="norm_epsilon"),
+        biases=Biases(fields=("use_bias",)),
+        sliding_window=every_layer_sliding_window(hf, SLIDING_WINDOW_DEFAULT),
+        unapplied_dropout=tuple(read_dropout(hf, DROPOUT_FIELDS).items()),
+    )
     return CountedSpec(
         family="starcoder2",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         parts=dict(PARTS),
         features=features,
-        warnings=dropout_warnings(features["dropout"]),
+        warnings=dropout_warnings(features.unapplied_dropout),
         **layernorm_block_counts(fields),
         **fields,
     )
@@ -83,7 +81,7 @@ RECIPES = (
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         description="StarCoder2: LayerNorm with bias, plain GELU MLP, biases, sliding windows.",
-        features=(
+        summary=(
             "GQA",
             "LayerNorm with bias",
             "plain GELU MLP (c_fc, c_proj)",

@@ -44,7 +44,7 @@ ARCHITECTURE: dict[str, Any] = {
     "sliding_window_attention": {{ sliding | py }},
 {%- endif %}
 {%- if "partial_rotary" in f %}
-    "partial_rotary": {{ f.partial_rotary | py }},
+    "partial_rotary": {{ (f.partial_rotary is not none) | py }},
 {%- endif %}
 {%- if f.get("embedding_padding_idx") %}
     "embedding_padding_idx": True,
@@ -78,11 +78,11 @@ class ModelArgs(BaseModelArgs):
     # sliding_window: a query attends to itself and the sliding_window - 1 tokens before it
 {%- if s.features.sliding_window_layers == "from_max_window_layers" %}
     # in layers max_window_layers and up (use_sliding_window); the layers below attend fully.
-    sliding_window: int = {{ s.features.sliding_window | py }}  # sliding_window
+    sliding_window: int = {{ s.features.sliding_window.window | py }}  # sliding_window
     max_window_layers: int = {{ s.features.max_window_layers | py }}  # max_window_layers
 {%- else %}
     # in every layer.
-    sliding_window: int = {{ s.features.sliding_window | py }}  # sliding_window
+    sliding_window: int = {{ s.features.sliding_window.window | py }}  # sliding_window
 {%- endif %}
 {%- endif %}
 {%- if longrope %}

@@ -91,7 +91,7 @@ def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="tie_word_embeddings"):
         ModelArgs.from_hf(flipped)
 {%- if "sliding_window" in s.features %}
-{%- set sliding = s.features.sliding_window is not none %}
+{%- set sliding = s.features.sliding_window.window is not none %}
 
 
 def test_a_config_that_{{ "does_not_slide" if sliding else "slides" }}_is_refused(hf_config: dict[str, Any]) -> None:

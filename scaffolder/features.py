@@ -1,0 +1,319 @@
+"""Typed feature objects: what a family's config switches on, beyond the common dimensions.
+
+A recipe builds one :class:`Features`; templates read its attributes (never a dict lookup with a
+default), so a feature a recipe does not set is ``None`` or its documented default, and an
+unknown kind fails here, at spec time, instead of falling into a template's ``else``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scaffolder.errors import ScaffoldError
+
+NORM_KINDS = ("rmsnorm", "rmsnorm_1p", "layernorm")
+NORM_PLACEMENTS = ("pre", "post", "sandwich")
+SLIDING_LAYOUTS = ("all", "from_max_window_layers", "sliding_window_pattern")
+QK_NORM_KINDS = ("per_head", "projection")
+LOCAL_ROPE_TYPES = ("default", "linear")
+
+
+def _check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ScaffoldError(f"{owner}.{name}: unknown value {value!r}; known: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class Norm:
+    """The block's norm layers.
+
+    ``kind``: torch's RMSNorm, the (1 + weight) RMSNorm in float32, or LayerNorm with bias.
+    ``placement``: before each sublayer (``pre``), on each sublayer's output inside the residual
+    (``post``), or both (``sandwich``). ``eps_field`` names the config.json field of the epsilon.
+    """
+
+    kind: str = "rmsnorm"
+    placement: str = "pre"
+    eps_field: str = "rms_norm_eps"
+
+    def __post_init__(self) -> None:
+        _check_choice("Norm", "kind", self.kind, NORM_KINDS)
+        _check_choice("Norm", "placement", self.placement, NORM_PLACEMENTS)
+
+
+@dataclass(frozen=True)
+class Biases:
+    """Which linear layers have biases, and which config.json booleans switch them.
+
+    ``fields``: the config's bias switches (``attention_bias``, ``mlp_bias``, ``use_bias``).
+    ``qkv_only``: q/k/v always biased, the output projection never. ``everywhere``: every linear
+    layer, with no switch. ``mlp_always``: the MLP is biased whatever the switches say.
+    """
+
+    fields: tuple[str, ...] = ("attention_bias", "mlp_bias")
+    qkv_only: bool = False
+    everywhere: bool = False
+    mlp_always: bool = False
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """Sliding-window attention: ``window`` tokens (the query included), or None where the
+    config has the field but sets it to null (every layer attends fully).
+
+    ``layout``: every layer slides (``all``), the layers from ``max_window_layers`` up slide
+    (``from_max_window_layers``), or every ``pattern``-th layer attends fully and the others
+    slide (``sliding_window_pattern``). ``default`` and ``max_window_layers_default`` are what
+    transformers assumes when config.json leaves the fields out.
+    """
+
+    window: int | None
+    layout: str = "all"
+    default: int | None = None
+    max_window_layers: int | None = None
+    max_window_layers_default: int | None = None
+    pattern: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("SlidingWindow", "layout", self.layout, SLIDING_LAYOUTS)
+
+    @property
+    def active(self) -> bool:
+        """Some layer slides."""
+        return self.window is not None
+
+    @property
+    def per_layer(self) -> bool:
+        """Some layers slide and others attend fully."""
+        return self.active and self.layout != "all"
+
+
+@dataclass(frozen=True)
+class QKNorm:
+    """RMSNorm on queries and keys before RoPE: over each head (``per_head``) or over the whole
+    projection, all heads at once (``projection``)."""
+
+    kind: str
+
+    def __post_init__(self) -> None:
+        _check_choice("QKNorm", "kind", self.kind, QK_NORM_KINDS)
+
+
+@dataclass(frozen=True)
+class Softcap:
+    """``tanh`` soft-capping of attention scores and/or final logits (None: not capped).
+
+    ``attention_field``: the config has an ``attn_logit_softcapping`` field at all (a family
+    that never caps attention scores has none).
+    """
+
+    attention: float | None = None
+    final: float | None = None
+    attention_field: bool = True
+
+
+@dataclass(frozen=True)
+class Multipliers:
+    """Scalar multipliers: token embeddings, each sublayer's output before its residual add,
+    the softmax scale (instead of head_dim ** -0.5), and a divisor of the logits."""
+
+    embedding: float
+    residual: float
+    attention: float
+    logits: float
+
+
+@dataclass(frozen=True)
+class PartialRotary:
+    """RoPE on the first ``int(head_dim * factor)`` channels of each head."""
+
+    factor: float
+
+
+@dataclass(frozen=True)
+class LongRope:
+    """LongRoPE: per-frequency short and long factors, switched at the pretraining length, and
+    an attention factor on cos/sin."""
+
+    short_factor: tuple[float, ...]
+    long_factor: tuple[float, ...]
+    attention_factor: float
+    original_max_position_embeddings_default: int
+
+
+@dataclass(frozen=True)
+class LocalRope:
+    """A second RoPE for the sliding (local) layers; the spec's ``rope`` is the global one."""
+
+    type: str
+    theta: float
+    factor: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("LocalRope", "type", self.type, LOCAL_ROPE_TYPES)
+
+
+@dataclass(frozen=True)
+class Padding:
+    """``pad_token_id`` as the embedding's ``padding_idx`` (that row gets no gradient); None
+    where the config has no pad id (the family still builds the embedding with one)."""
+
+    pad_token_id: int | None = None
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """config.json names that differ between families (what ``ModelArgs.from_hf`` reads).
+
+    ``mlp_names``: the checkpoint's MLP projections when they are not gate/up/down.
+    ``derived_head_dims``: head_dim and the kv heads follow from hidden size and heads.
+    """
+
+    activation: str = "hidden_act"
+    mlp_names: str | None = None
+    derived_head_dims: bool = False
+
+
+@dataclass(frozen=True)
+class Features:
+    """Everything a family adds to the common dimensions; see each type for its meaning.
+
+    Plain fields: ``scale_embeddings`` (embeddings times sqrt(hidden_size)),
+    ``query_pre_attn_scalar`` (scores scale by its -1/2 power), ``scale_attn_weights`` (False:
+    scores are not scaled), ``learned_positions`` (a position table instead of RoPE),
+    ``parallel_residual`` (attention and MLP both read the block input), ``fused_checkpoint``
+    (q/k/v and gate/up fused in the checkpoint), ``legacy_checkpoint_keys`` (the checkpoint's
+    own module names), ``pad_token_id_default`` (the config class's pad id when config.json
+    leaves the field out), ``longrope_aliases`` (old rope type names the config class reads as
+    ``longrope``), ``partial_rotary_field`` (the config class has a partial-rotary field),
+    ``attention_dropout`` (dropped in training, as transformers does) and
+    ``unapplied_dropout`` (the config's dropouts the package does not apply, by field).
+    """
+
+    norm: Norm = field(default_factory=Norm)
+    biases: Biases = field(default_factory=Biases)
+    names: FieldNames = field(default_factory=FieldNames)
+    sliding_window: SlidingWindow | None = None
+    qk_norm: QKNorm | None = None
+    softcap: Softcap | None = None
+    multipliers: Multipliers | None = None
+    partial_rotary: PartialRotary | None = None
+    longrope: LongRope | None = None
+    local_rope: LocalRope | None = None
+    padding: Padding | None = None
+    scale_embeddings: bool = False
+    query_pre_attn_scalar: int | None = None
+    scale_attn_weights: bool = True
+    learned_positions: bool = False
+    parallel_residual: bool = False
+    fused_checkpoint: bool = False
+    legacy_checkpoint_keys: bool = False
+    pad_token_id_default: int | None = None
+    longrope_aliases: tuple[str, ...] = ()
+    partial_rotary_field: bool = False
+    attention_dropout: float | None = None
+    unapplied_dropout: tuple[tuple[str, float], ...] = ()
+
+    # ------------------------------------------------------------ transitional
+    # Templates not yet moved to the typed attributes above read the former flat feature dict
+    # through these three methods; they go once no template calls ``features.get``.
+
+    def get(self, key: str, default: object = None) -> object:
+        return self._flat().get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._flat()
+
+    def __getitem__(self, key: str) -> object:
+        return self._flat()[key]
+
+    def _flat(self) -> dict[str, object]:
+        flat: dict[str, object] = {
+            "bias_fields": self.biases.fields,
+            "activation_field": self.names.activation,
+            "norm_eps_field": self.norm.eps_field,
+        }
+        if self.norm.kind != "rmsnorm":
+            flat["norm"] = self.norm.kind
+        if self.norm.placement == "post":
+            flat["norm_placement"] = "post"
+        if self.norm.placement == "sandwich":
+            flat["sandwich_norm"] = True
+        if self.names.mlp_names:
+            flat["mlp_names"] = self.names.mlp_names
+        if self.names.derived_head_dims:
+            flat["derived_head_dims"] = True
+        if self.biases.qkv_only:
+            flat["qkv_bias"] = True
+        if self.biases.everywhere:
+            flat["all_biases"] = True
+        if self.biases.mlp_always:
+            flat["mlp_bias_always"] = True
+        sliding = self.sliding_window
+        if sliding is not None:
+            flat.update(
+                sliding_window=sliding.window,
+                sliding_window_layers=sliding.layout,
+                sliding_window_default=sliding.default,
+            )
+            if sliding.max_window_layers is not None:
+                flat["max_window_layers"] = sliding.max_window_layers
+            if sliding.layout == "from_max_window_layers":
+                flat["max_window_layers_default"] = sliding.max_window_layers_default
+            if sliding.pattern is not None:
+                flat["sliding_window_pattern"] = sliding.pattern
+        if self.qk_norm is not None:
+            flat["qk_norm"] = self.qk_norm.kind
+        if self.softcap is not None:
+            if self.softcap.attention_field:
+                flat["attn_logit_softcapping"] = self.softcap.attention
+            flat["final_logit_softcapping"] = self.softcap.final
+        if self.query_pre_attn_scalar is not None:
+            flat["query_pre_attn_scalar"] = self.query_pre_attn_scalar
+        if self.local_rope is not None:
+            flat.update(
+                local_rope_type=self.local_rope.type,
+                local_rope_theta=self.local_rope.theta,
+                local_rope_factor=self.local_rope.factor,
+            )
+        if self.partial_rotary_field:
+            flat["partial_rotary"] = self.partial_rotary is not None
+        if self.partial_rotary is not None:
+            flat["partial_rotary_factor"] = self.partial_rotary.factor
+        if self.longrope is not None:
+            flat.update(
+                rope_short_factor=self.longrope.short_factor,
+                rope_long_factor=self.longrope.long_factor,
+                rope_attention_factor=self.longrope.attention_factor,
+                original_max_position_embeddings_default=(
+                    self.longrope.original_max_position_embeddings_default
+                ),
+            )
+        if self.longrope_aliases:
+            flat["longrope_aliases"] = self.longrope_aliases
+        if self.padding is not None:
+            flat.update(embedding_padding_idx=True, pad_token_id=self.padding.pad_token_id)
+        if self.pad_token_id_default is not None:
+            flat["pad_token_id_default"] = self.pad_token_id_default
+        if self.scale_embeddings:
+            flat["scale_embeddings"] = True
+        if self.multipliers is not None:
+            flat.update(
+                embedding_multiplier=self.multipliers.embedding,
+                residual_multiplier=self.multipliers.residual,
+                attention_multiplier=self.multipliers.attention,
+                logits_scaling=self.multipliers.logits,
+            )
+        if self.attention_dropout:
+            flat["attention_dropout"] = self.attention_dropout
+        if self.unapplied_dropout or self.norm.kind == "layernorm":
+            flat["dropout"] = dict(self.unapplied_dropout)
+        if self.learned_positions:
+            flat.update(learned_positions=True, scale_attn_weights=self.scale_attn_weights)
+        if self.norm.kind == "layernorm" and self.names.derived_head_dims:
+            flat["parallel_residual"] = self.parallel_residual
+        if self.legacy_checkpoint_keys:
+            flat["legacy_checkpoint_keys"] = True
+        if self.fused_checkpoint:
+            flat["fused_checkpoint"] = True
+        return flat
