@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from jinja2.ext import Extension
 from scaffolder import __version__, cache
 from scaffolder.errors import ScaffoldError
 from scaffolder.spec import ArchSpec
+from scaffolder.views import build_views
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "templates" / "package"
 
@@ -87,12 +90,53 @@ def yaml_literal(value: Any) -> str:
     raise ScaffoldError(f"cannot render a {type(value).__name__} as a YAML scalar")
 
 
+def _wrap(sentences: list[str], pad: str, width: int) -> list[str]:
+    return textwrap.wrap(
+        " ".join(sentences),
+        width=width,
+        initial_indent=pad,
+        subsequent_indent=pad,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def prose(text: str, indent: int = 0, width: int = 100, first_indent: int | None = None) -> str:
+    """Wrap prose written one sentence per line.
+
+    The lines of a paragraph are joined and wrapped to ``width`` columns at ``indent`` spaces
+    (the very first line at ``first_indent``); blank lines separate paragraphs. Lines starting
+    with ``- `` or ``|`` (list items, table rows) stay lines of their own.
+    """
+    pad = " " * indent
+    blocks: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
+        lines: list[str] = []
+        sentences: list[str] = []
+        for line in paragraph.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("- ", "|")):
+                lines += _wrap(sentences, pad, width) if sentences else []
+                sentences = []
+                lines.append(pad + stripped)
+            elif stripped:
+                sentences.append(stripped)
+        lines += _wrap(sentences, pad, width) if sentences else []
+        if lines:
+            blocks.append("\n".join(lines))
+    result = "\n\n".join(blocks)
+    if first_indent is not None:
+        result = " " * first_indent + result[indent:]
+    return result
+
+
 class LiteralsExtension(Extension):
-    """Jinja filters ``py``, ``toml`` and ``yaml``: the only way config values enter a file."""
+    """Jinja filters ``py``, ``toml`` and ``yaml`` (the only way config values enter a file) and
+    ``prose`` (wraps sentence-per-line text)."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        environment.filters.update(py=py_literal, toml=toml_literal, yaml=yaml_literal)
+        environment.filters.update(py=py_literal, toml=toml_literal, yaml=yaml_literal, prose=prose)
 
 
 # ---------------------------------------------------------------- rendering
@@ -115,6 +159,7 @@ def build_context(spec: ArchSpec, package_name: str, source: SourceInfo) -> dict
         "generator_version": __version__,
         "class_prefix": class_prefix(spec),
         "spec": spec.to_context(),
+        "views": build_views(spec),
         "_extensions": ["scaffolder.render.LiteralsExtension"],
     }
 

@@ -1,0 +1,43 @@
+"""The literal and prose filters templates use (scaffolder.render)."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaffolder.errors import ScaffoldError
+from scaffolder.render import prose, py_literal, yaml_literal
+
+
+def test_prose_wraps_sentences_into_paragraphs() -> None:
+    text = (
+        "First sentence of the first paragraph.\n"
+        "Second sentence, long enough that the joined paragraph must wrap at the width.\n"
+        "\n"
+        "Second paragraph.\n"
+        "- a list item stays a line\n"
+        "| a | table row |\n"
+        "Text after them.\n"
+    )
+    out = prose(text, indent=4, width=60, first_indent=0)
+    lines = out.splitlines()
+    assert lines[0] == "First sentence of the first paragraph. Second sentence,"
+    assert all(len(line) <= 60 for line in lines)
+    assert all(line.startswith("    ") for line in lines[1:] if line)
+    assert lines.count("") == 1  # one blank line between the two paragraphs
+    assert "    - a list item stays a line" in lines
+    assert "    | a | table row |" in lines
+    assert lines[-1] == "    Text after them."
+
+
+def test_prose_keeps_long_words_whole() -> None:
+    word = "x" * 80
+    assert prose(f"see {word} here", width=40) == f"see\n{word}\nhere"
+
+
+def test_literals_refuse_what_they_cannot_render() -> None:
+    assert py_literal((1.5,)) == "(1.5,)"
+    assert yaml_literal(1e-05) == "1.0e-05"
+    with pytest.raises(ScaffoldError):
+        py_literal(float("nan"))
+    with pytest.raises(ScaffoldError):
+        py_literal({"a": 1})
