@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from scaffolder import __version__
 from scaffolder.errors import ScaffoldError
@@ -96,8 +97,8 @@ def new_model(
         f"{spec.n_layers} layers, hidden {spec.dim}, {spec.n_heads} heads / "
         f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, {positions}"
     )
-    for warning in spec.warnings:
-        console.print(f"[bold yellow]warning[/]  {warning}")
+    for warning in generated.warnings:
+        console.print(f"[bold yellow]warning[/]  {escape(warning)}")
     console.print(
         f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) "
         f"to {destination} in {elapsed:.1f}s"

@@ -167,8 +167,14 @@ class FieldNames:
 
     ``mlp_names``: the checkpoint's MLP projections when they are not gate/up/down.
     ``derived_head_dims``: head_dim and the kv heads follow from hidden size and heads.
+    The size fields name config.json's hidden size, layers, heads, MLP width and positions.
     """
 
+    hidden_size: str = "hidden_size"
+    num_layers: str = "num_hidden_layers"
+    num_heads: str = "num_attention_heads"
+    ffn: str = "intermediate_size"
+    positions: str = "max_position_embeddings"
     activation: str = "hidden_act"
     mlp_names: str | None = None
     derived_head_dims: bool = False
@@ -178,7 +184,8 @@ class FieldNames:
 class Features:
     """Everything a family adds to the common dimensions; see each type for its meaning.
 
-    Plain fields: ``scale_embeddings`` (embeddings times sqrt(hidden_size)),
+    Plain fields: ``gated_mlp`` (gate, up and down projections; False: up and down only),
+    ``scale_embeddings`` (embeddings times sqrt(hidden_size)),
     ``query_pre_attn_scalar`` (scores scale by its -1/2 power), ``scale_attn_weights`` (False:
     scores are not scaled), ``learned_positions`` (a position table instead of RoPE),
     ``parallel_residual`` (attention and MLP both read the block input), ``fused_checkpoint``
@@ -201,6 +208,7 @@ class Features:
     longrope: LongRope | None = None
     local_rope: LocalRope | None = None
     padding: Padding | None = None
+    gated_mlp: bool = True
     scale_embeddings: bool = False
     query_pre_attn_scalar: int | None = None
     scale_attn_weights: bool = True

@@ -16,6 +16,7 @@ from scaffolder.source import (
     validate_package_name,
 )
 from scaffolder.spec import ArchSpec
+from scaffolder.views.megatron import megatron_view
 
 _PROVENANCE = {
     "local": "a local file",
@@ -34,6 +35,13 @@ class Generated:
     spec: ArchSpec
     files: dict[str, str]
     requested_revision: str | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the package cannot carry over from the config, then what its Megatron YAML
+        cannot express (the YAML's NOT EXPRESSIBLE notes)."""
+        megatron = megatron_view(self.spec).not_expressible
+        return self.spec.warnings + tuple(f"Megatron YAML: {note}" for note in megatron)
 
     def files_with_record(self, package_dir: Path | None = None) -> dict[str, str]:
         """The rendered files plus the ``.scaffold/`` regeneration record, ready to write.

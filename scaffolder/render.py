@@ -6,15 +6,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,14 @@ from jinja2.ext import Extension
 
 from scaffolder import __version__, cache
 from scaffolder.errors import ScaffoldError
+from scaffolder.literals import (
+    comment,
+    ordinal,
+    prose,
+    py_literal,
+    toml_literal,
+    yaml_literal,
+)
 from scaffolder.spec import ArchSpec
 from scaffolder.views import build_views
 
@@ -41,102 +45,20 @@ class SourceInfo:
     config_text: str
 
 
-# ---------------------------------------------------------------- literal filters
-
-
-def py_literal(value: Any) -> str:
-    """A Python literal for a validated scalar (bool, int, finite float, None, escaped str), or a
-    tuple of them (e.g. LongRoPE's per-frequency factors)."""
-    if isinstance(value, tuple | list):
-        items = [py_literal(item) for item in value]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    if value is None or isinstance(value, bool | int | str):
-        return repr(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ScaffoldError(f"cannot render non-finite number {value!r}")
-        return repr(value)
-    raise ScaffoldError(f"cannot render a {type(value).__name__} as a Python literal")
-
-
-def toml_literal(value: Any) -> str:
-    """A TOML literal: true/false, numbers, or a basic string with JSON escaping."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return py_literal(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    raise ScaffoldError(f"cannot render a {type(value).__name__} as a TOML literal")
-
-
-def yaml_literal(value: Any) -> str:
-    """A YAML scalar: true/false/null, numbers, or a double-quoted string."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        # YAML 1.1 (PyYAML) reads 1e-05 as a string: the mantissa needs a dot.
-        text = py_literal(value)
-        mantissa, e, exponent = text.partition("e")
-        if e and "." not in mantissa:
-            text = f"{mantissa}.0e{exponent}"
-        return text
-    if isinstance(value, int):
-        return py_literal(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    raise ScaffoldError(f"cannot render a {type(value).__name__} as a YAML scalar")
-
-
-def _wrap(sentences: list[str], pad: str, width: int) -> list[str]:
-    return textwrap.wrap(
-        " ".join(sentences),
-        width=width,
-        initial_indent=pad,
-        subsequent_indent=pad,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-
-
-def prose(text: str, indent: int = 0, width: int = 100, first_indent: int | None = None) -> str:
-    """Wrap prose written one sentence per line.
-
-    The lines of a paragraph are joined and wrapped to ``width`` columns at ``indent`` spaces
-    (the very first line at ``first_indent``); blank lines separate paragraphs. Lines starting
-    with ``- `` or ``|`` (list items, table rows) stay lines of their own.
-    """
-    pad = " " * indent
-    blocks: list[str] = []
-    for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
-        lines: list[str] = []
-        sentences: list[str] = []
-        for line in paragraph.splitlines():
-            stripped = line.strip()
-            if stripped.startswith(("- ", "|")):
-                lines += _wrap(sentences, pad, width) if sentences else []
-                sentences = []
-                lines.append(pad + stripped)
-            elif stripped:
-                sentences.append(stripped)
-        lines += _wrap(sentences, pad, width) if sentences else []
-        if lines:
-            blocks.append("\n".join(lines))
-    result = "\n\n".join(blocks)
-    if first_indent is not None:
-        result = " " * first_indent + result[indent:]
-    return result
-
-
 class LiteralsExtension(Extension):
-    """Jinja filters ``py``, ``toml`` and ``yaml`` (the only way config values enter a file) and
-    ``prose`` (wraps sentence-per-line text)."""
+    """Jinja filters ``py``, ``toml`` and ``yaml`` (the only way config values enter a file),
+    ``prose`` and ``comment_lines`` (wrapped text); see :mod:`scaffolder.literals`."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        environment.filters.update(py=py_literal, toml=toml_literal, yaml=yaml_literal, prose=prose)
+        environment.filters.update(
+            py=py_literal,
+            toml=toml_literal,
+            yaml=yaml_literal,
+            prose=prose,
+            comment_lines=comment,
+            ordinal=ordinal,
+        )
 
 
 # ---------------------------------------------------------------- rendering

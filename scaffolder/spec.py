@@ -83,8 +83,9 @@ class ArchSpec:
     # Values the debug flavor sets beyond debug_dims' own (e.g. LongRoPE factors resampled to
     # its head_dim); the recipe computes them from the debug dimensions.
     debug_extra: dict[str, Any] = field(default_factory=dict)
-    # One line each, printed by `scaffold new-model`: what the package or its Megatron YAML
-    # cannot carry over from the config (e.g. "Megatron has no attention logit soft-capping").
+    # One line each, printed by `scaffold new-model`: what the package cannot carry over from
+    # the config (e.g. dropout it does not apply). What its Megatron YAML cannot express comes
+    # from the YAML's own view (scaffolder/views/megatron.py).
     warnings: tuple[str, ...] = ()
 
     @property

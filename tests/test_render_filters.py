@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scaffolder.errors import ScaffoldError
-from scaffolder.render import prose, py_literal, yaml_literal
+from scaffolder.literals import Name, comment, ordinal, prose, py_literal, yaml_literal
 
 
 def test_prose_wraps_sentences_into_paragraphs() -> None:
@@ -37,7 +37,35 @@ def test_prose_keeps_long_words_whole() -> None:
 def test_literals_refuse_what_they_cannot_render() -> None:
     assert py_literal((1.5,)) == "(1.5,)"
     assert yaml_literal(1e-05) == "1.0e-05"
+    assert yaml_literal([15, 0]) == "[15, 0]"
     with pytest.raises(ScaffoldError):
         py_literal(float("nan"))
     with pytest.raises(ScaffoldError):
         py_literal({"a": 1})
+
+
+def test_comment_wraps_with_a_lead() -> None:
+    out = comment("word " * 30, width=40, lead="NOTE: ")
+    lines = out.splitlines()
+    assert lines[0].startswith("# NOTE: word")
+    assert all(line.startswith("# ") and len(line) <= 40 for line in lines)
+
+
+def test_ordinals_and_bare_names() -> None:
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 102)] == [
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "102nd",
+    ]
+    assert yaml_literal(Name("RMSNorm")) == "RMSNorm"
+    assert yaml_literal("RMSNorm") == '"RMSNorm"'
+    for bad in ("no", "a b", "x: y", "1x"):
+        with pytest.raises(ScaffoldError):
+            Name(bad)

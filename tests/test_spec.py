@@ -9,6 +9,7 @@ import pytest
 from scaffolder.errors import ScaffoldError
 from scaffolder.families import build_spec
 from scaffolder.features import QKNorm, SlidingWindow
+from scaffolder.views.megatron import megatron_view
 from tests.helpers import family_config, tinyllama_config
 
 
@@ -238,7 +239,8 @@ def test_olmo2_spec() -> None:
     assert spec.features.norm.placement == "post"
     assert spec.num_params() == 7_298_617_344  # OLMo-2-1124-7B
     assert spec.features.padding.pad_token_id == 100277 and spec.debug_dims()["pad_token_id"] == 0
-    assert len(spec.warnings) == 2  # post-norms and whole-projection q/k norms: not in Megatron
+    # Post-norms and whole-projection q/k norms: not in Megatron.
+    assert len(megatron_view(spec).not_expressible) == 2
     # Without pad_token_id, Olmo2Config's default (1) is the padding row.
     assert build_spec(family_config("olmo2", pad_token_id=None)).features.padding.pad_token_id == 1
 
@@ -253,7 +255,7 @@ def test_granite_spec() -> None:
     assert features.attention_dropout == 0.1
     assert spec.debug_dims()["attention_dropout"] == 0.0  # exact training-mode comparisons
     assert features.padding.pad_token_id == 0 and spec.tie_word_embeddings
-    assert spec.warnings  # Megatron has none of the multipliers
+    assert any("residual_multiplier" in note for note in megatron_view(spec).not_expressible)
     plain = build_spec(family_config("granite", attention_dropout=0.0))
     assert plain.features.attention_dropout is None
 
@@ -271,7 +273,7 @@ def test_phi3_spec() -> None:
         spec.features.padding.pad_token_id == 32000
         and spec.features.sliding_window.window == 262144
     )
-    assert spec.warnings  # Megatron has no LongRoPE
+    assert any("LongRoPE" in note for note in megatron_view(spec).not_expressible)
     debug = spec.debug_dims()
     assert debug["rope_original_max_seq_len"] < 64 and debug["sliding_window"] < 64
     assert len(debug["rope_short_factor"]) == debug["head_dim"] // 2
@@ -367,7 +369,8 @@ def test_gemma_spec() -> None:
     assert spec.features.norm.kind == "rmsnorm_1p" and spec.features.scale_embeddings
     assert spec.features.padding.pad_token_id == 0
     assert spec.num_params() == 8_537_680_896  # GemmaForCausalLM on the meta device
-    assert spec.warnings  # GeGLU and the embedding scale have no Megatron arguments
+    notes = megatron_view(spec).not_expressible  # GeGLU and the embedding scale
+    assert any("GeGLU" in note for note in notes) and any("sqrt" in note for note in notes)
 
 
 def test_gemma2_spec() -> None:
@@ -511,7 +514,7 @@ def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
     assert spec.features.partial_rotary.factor == 0.25 and spec.rope.theta == 10000.0
     assert spec.attention_bias and spec.mlp_bias and not spec.tie_word_embeddings
     assert spec.num_params() == 162_322_944  # GPTNeoXForCausalLM on the meta device
-    assert any("parallel residual" in warning for warning in spec.warnings)
+    assert any("parallel_residual" in note for note in megatron_view(spec).not_expressible)
     new = family_config(
         "gpt_neox",
         rotary_emb_base=None,
@@ -525,7 +528,7 @@ def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
     assert build_spec(new) == spec
     sequential = build_spec(family_config("gpt_neox", use_parallel_residual=False))
     assert sequential.parts["block"] == "block_pre_norm"
-    assert not any("parallel residual" in warning for warning in sequential.warnings)
+    assert not any("parallel_residual" in n for n in megatron_view(sequential).not_expressible)
 
 
 @pytest.mark.parametrize(

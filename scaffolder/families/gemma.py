@@ -73,12 +73,6 @@ PARTS = {
 # Sizes transformers' Gemma config classes default to those of one particular checkpoint; a
 # config.json must state them.
 REQUIRED_FIELDS = ("num_key_value_heads", "head_dim")
-# What Megatron-LM cannot express of every Gemma (the generated YAML says so too).
-MEGATRON_WARNINGS = (
-    "Megatron YAML: no GeGLU (tanh GELU) MLP in Megatron's arguments; the preset uses SwiGLU "
-    "(same shapes, SiLU gate)",
-    "Megatron YAML: Megatron does not scale embeddings by sqrt(hidden_size)",
-)
 
 
 def build_gemma(config: dict[str, Any]) -> ArchSpec:
@@ -97,7 +91,6 @@ def build_gemma(config: dict[str, Any]) -> ArchSpec:
         hf_config_class=GEMMA_CONFIG_CLASS,
         parts=dict(PARTS),
         features=gemma_features(hf, activation_field="hidden_act"),
-        warnings=MEGATRON_WARNINGS,
         **gemma_fields(config, hf, activation_field="hidden_act"),
     )
 
@@ -166,10 +159,6 @@ def gemma_features(hf: dict[str, Any], activation_field: str, **extra: Any) -> F
 
 GEMMA2_ARCHITECTURE = "Gemma2ForCausalLM"
 GEMMA2_CONFIG_CLASS = "Gemma2Config"
-SANDWICH_NORM_WARNING = (
-    "Megatron YAML: no norms on the attention and MLP outputs (post_attention_layernorm, "
-    "post_feedforward_layernorm)"
-)
 
 
 def build_gemma2(config: dict[str, Any]) -> CountedSpec:
@@ -193,30 +182,15 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
         "attention": "attention_softcap" if softcap is not None else "attention",
     }
     fields = gemma_fields(config, hf, activation_field="hidden_activation")
-    warnings = [*MEGATRON_WARNINGS, SANDWICH_NORM_WARNING, *scale_warnings(features, fields)]
-    if softcap is not None or final_softcap is not None:
-        warnings.append("Megatron YAML: no attention or final logit soft-capping")
     return CountedSpec(
         family="gemma2",
         hf_architecture=GEMMA2_ARCHITECTURE,
         hf_config_class=GEMMA2_CONFIG_CLASS,
         parts=parts,
         features=features,
-        warnings=tuple(warnings),
         **sandwich_block_counts(fields),
         **fields,
     )
-
-
-def scale_warnings(features: Features, fields: dict[str, Any]) -> list[str]:
-    """The Megatron warning when query_pre_attn_scalar is not head_dim (Megatron's scale)."""
-    scalar = features.query_pre_attn_scalar
-    if scalar == fields["head_dim"]:
-        return []
-    return [
-        f"Megatron YAML: scores scale by query_pre_attn_scalar ** -0.5 ({scalar}); Megatron "
-        f"scales by head_dim ** -0.5 ({fields['head_dim']})"
-    ]
 
 
 GEMMA3_ARCHITECTURE = "Gemma3ForCausalLM"
@@ -259,22 +233,12 @@ def build_gemma3_text(config: dict[str, Any]) -> CountedSpec:
         ),
     )
     fields = gemma_fields(config, hf, activation_field="hidden_activation", rope=global_rope)
-    warnings = [
-        *MEGATRON_WARNINGS,
-        SANDWICH_NORM_WARNING,
-        *scale_warnings(features, fields),
-        "Megatron YAML: one rotary base for all layers; the sliding layers' "
-        "rope_local_base_freq is not expressed",
-    ]
-    if final_softcap is not None:
-        warnings.append("Megatron YAML: no final logit soft-capping")
     return CountedSpec(
         family="gemma3_text",
         hf_architecture=GEMMA3_ARCHITECTURE,
         hf_config_class=GEMMA3_CONFIG_CLASS,
         parts={**PARTS, "rope": "rope_local_global", "block": "block_sandwich_norm"},
         features=features,
-        warnings=tuple(warnings),
         **sandwich_block_counts(fields, qk_norm=True),
         **fields,
     )

@@ -79,9 +79,18 @@ def build(config: dict[str, Any]) -> CountedSpec:
     )
     dropout = read_dropout(hf, DROPOUT_FIELDS)
     features = Features(
+        gated_mlp=False,
         norm=Norm(kind="layernorm", eps_field="layer_norm_epsilon"),
         biases=Biases(fields=(), everywhere=True),
-        names=FieldNames(activation="activation_function", derived_head_dims=True),
+        names=FieldNames(
+            hidden_size="n_embd",
+            num_layers="n_layer",
+            num_heads="n_head",
+            ffn="n_inner",
+            positions="n_positions",
+            activation="activation_function",
+            derived_head_dims=True,
+        ),
         learned_positions=True,
         scale_attn_weights=read_bool(hf, "scale_attn_weights"),
         legacy_checkpoint_keys=True,
@@ -95,7 +104,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         hf_config_class=HF_CONFIG_CLASS,
         parts=dict(PARTS),
         features=features,
-        warnings=gpt2_warnings(features),
+        warnings=dropout_warnings(features.unapplied_dropout),
         **counts,
         **fields,
     )
@@ -121,17 +130,6 @@ def check_raw(config: dict[str, Any]) -> None:
                 name,
                 f"unsupported value {config[name]!r} ({what}); supported: {supported!r}",
             )
-
-
-def gpt2_warnings(features: Features) -> tuple[str, ...]:
-    """Dropout not applied; unscaled attention scores have no Megatron argument."""
-    warnings = list(dropout_warnings(features.unapplied_dropout))
-    if not features.scale_attn_weights:
-        warnings.append(
-            "Megatron YAML: scale_attn_weights false (unscaled scores); Megatron always scales "
-            "by kv_channels ** -0.5"
-        )
-    return tuple(warnings)
 
 
 RECIPES = (

@@ -47,9 +47,6 @@ PARTS = {
 }
 ROPE_TYPES = ("default", "linear")
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout")
-MEGATRON_PARALLEL_RESIDUAL_WARNING = (
-    "Megatron YAML: no parallel residual (use_parallel_residual); Megatron's blocks are sequential"
-)
 
 
 def build(config: dict[str, Any]) -> CountedSpec:
@@ -89,6 +86,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
     parallel = read_bool(hf, "use_parallel_residual")
     dropout = read_dropout(hf, DROPOUT_FIELDS)
     features = Features(
+        gated_mlp=False,
         norm=Norm(kind="layernorm", eps_field="layer_norm_eps"),
         biases=Biases(fields=("attention_bias",), mlp_always=True),
         names=FieldNames(mlp_names="dense_h_to_4h, dense_4h_to_h", derived_head_dims=True),
@@ -98,21 +96,13 @@ def build(config: dict[str, Any]) -> CountedSpec:
         legacy_checkpoint_keys=True,
         unapplied_dropout=tuple(dropout.items()),
     )
-    warnings = list(dropout_warnings(dropout))
-    if parallel:
-        warnings.append(MEGATRON_PARALLEL_RESIDUAL_WARNING)
-    if not attention_bias:
-        warnings.append(
-            "Megatron YAML: add_bias_linear biases attention too; this config has MLP biases "
-            "but no attention biases (attention_bias false)"
-        )
     return CountedSpec(
         family="gpt_neox",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
         parts={**PARTS, "block": "block_parallel_residual" if parallel else "block_pre_norm"},
         features=features,
-        warnings=tuple(warnings),
+        warnings=dropout_warnings(features.unapplied_dropout),
         **layernorm_block_counts(fields),
         **fields,
     )

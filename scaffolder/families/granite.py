@@ -35,10 +35,6 @@ MULTIPLIERS = (
     "attention_multiplier",
     "logits_scaling",
 )
-MEGATRON_WARNING = (
-    "Megatron YAML: Megatron has no embedding_multiplier, residual_multiplier, "
-    "attention_multiplier (softmax scale) or logits_scaling; the preset leaves them out"
-)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -64,7 +60,6 @@ def build(config: dict[str, Any]) -> ArchSpec:
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
         ),
-        warnings=(MEGATRON_WARNING,),
         **common_fields(config, hf),
     )
 

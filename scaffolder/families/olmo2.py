@@ -29,12 +29,6 @@ HF_ARCHITECTURE = "Olmo2ForCausalLM"
 HF_CONFIG_CLASS = "Olmo2Config"
 # Olmo2Config's default pad_token_id, for config.json files that leave it out.
 PAD_TOKEN_ID_DEFAULT = 1
-MEGATRON_WARNINGS = (
-    "Megatron YAML: Megatron norms the inputs of attention and MLP; OLMo 2 norms their outputs "
-    "(post_attention_layernorm, post_feedforward_layernorm)",
-    "Megatron YAML: Megatron's qk_layernorm norms each head; OLMo 2 norms all q and all k heads "
-    "together, so the preset leaves q/k norms out",
-)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -56,7 +50,6 @@ def build(config: dict[str, Any]) -> ArchSpec:
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
         ),
-        warnings=MEGATRON_WARNINGS,
         **common_fields(config, hf),
     )
 

@@ -50,10 +50,6 @@ PAD_TOKEN_ID_DEFAULT = 32000
 # The debug flavor's pretraining length: shorter than the generated tests' 64-token sequences, so
 # they run both the short and the long factors.
 DEBUG_ORIGINAL_MAX_POSITION_EMBEDDINGS = 32
-MEGATRON_WARNINGS = {
-    "longrope": "Megatron YAML: Megatron has no LongRoPE (per-frequency short/long factors, "
-    "attention factor); the preset uses plain rope",
-}
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -93,7 +89,6 @@ def build(config: dict[str, Any]) -> ArchSpec:
         attention_bias=False,
         mlp_bias=False,
         features=features,
-        warnings=(MEGATRON_WARNINGS["longrope"],) if rope.type == "longrope" else (),
         **common_fields(config, hf, rope=rope),
     )
     return replace(spec, debug_extra=debug_rope(spec))

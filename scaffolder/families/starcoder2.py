@@ -57,6 +57,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         mlp_bias=use_bias,
     )
     features = Features(
+        gated_mlp=False,
         norm=Norm(kind="layernorm", eps_field="norm_epsilon"),
         biases=Biases(fields=("use_bias",)),
         sliding_window=every_layer_sliding_window(hf, SLIDING_WINDOW_DEFAULT),

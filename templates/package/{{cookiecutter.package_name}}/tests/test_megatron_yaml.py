@@ -1,21 +1,6 @@
 {%- set s = cookiecutter.spec -%}
-{#- Bias expectations as code: ARCHITECTURE's switches where the family's config has them, else
-    the family's fixed biases (Qwen2: q/k/v only; Mistral, Phi3: none). -#}
-{%- set bias_fields = s.features.get("bias_fields", ["attention_bias", "mlp_bias"]) -%}
-{%- set qkv_bias = 'ARCHITECTURE["attention_bias"]' if "attention_bias" in bias_fields else (s.features.get("qkv_bias", False) | py) -%}
-{%- set mlp_bias = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in bias_fields else "False" -%}
-{#- StarCoder2, GPT-NeoX, GPT-2: one switch (or none) for every linear layer's bias. -#}
-{%- if "use_bias" in bias_fields -%}
-{%- set qkv_bias = 'ARCHITECTURE["use_bias"]' -%}
-{%- set mlp_bias = 'ARCHITECTURE["use_bias"]' -%}
-{%- elif s.features.get("all_biases") -%}
-{%- set qkv_bias = "True" -%}
-{%- set mlp_bias = "True" -%}
-{%- elif s.features.get("mlp_bias_always") -%}
-{#- GPT-NeoX: MLP biases always; Megatron's add_bias_linear carries them. -#}
-{%- set mlp_bias = "True" -%}
-{%- endif -%}
-{%- set any_bias = qkv_bias if mlp_bias == "False" else (mlp_bias if qkv_bias == "False" else qkv_bias ~ " or " ~ mlp_bias) -%}
+{%- set f = s.features -%}
+{%- set t = cookiecutter.views.megatron_test -%}
 """The Primus/Megatron YAML in megatron/ resolves to exactly this package's architecture.
 
 The experiment is resolved the way Primus resolves it (``extends`` chains, module preset, model
@@ -88,15 +73,15 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
 {%- endif %}
         "init_method_std": args.initializer_range,
         "untie_embeddings_and_output_weights": not ARCHITECTURE["tie_word_embeddings"],
-        "add_qkv_bias": {{ qkv_bias }},
-        "add_bias_linear": {{ mlp_bias }},
-        "normalization": {{ ("LayerNorm" if s.features.get("norm") == "layernorm" else "RMSNorm") | py }},
-        "swiglu": {{ (s.parts.feed_forward != "feed_forward_gelu") | py }},
+        "add_qkv_bias": {{ t.qkv_bias }},
+        "add_bias_linear": {{ t.mlp_bias }},
+        "normalization": {{ t.normalization | py }},
+        "swiglu": {{ t.swiglu | py }},
 {%- if s.rope is none %}
         "position_embedding_type": "learned_absolute",
 {%- else %}
         "position_embedding_type": "rope",
-{%- if cookiecutter.spec.features.get("partial_rotary_factor") %}
+{%- if f.partial_rotary %}
         "rotary_percent": args.partial_rotary_factor,
 {%- else %}
         "rotary_percent": 1.0,
@@ -104,7 +89,7 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "rotary_interleaved": False,
 {%- endif %}
         "hidden_dropout": 0.0,
-{%- if cookiecutter.spec.features.get("attention_dropout") %}
+{%- if f.attention_dropout %}
         "attention_dropout": args.attention_dropout,
 {%- else %}
         "attention_dropout": 0.0,
@@ -117,46 +102,38 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
     # Numbers must be YAML numbers, not strings that merely print alike.
     assert isinstance(preset["norm_epsilon"], float)
     assert isinstance(preset["layernorm_epsilon"], float)
-{%- set f = cookiecutter.spec.features %}
-{%- if f.get("norm") == "rmsnorm_1p" %}
+{%- if f.norm.kind == "rmsnorm_1p" %}
     # (1 + weight) RMSNorm: TransformerEngine's zero-centered gamma.
     assert preset["apply_layernorm_1p"] is True
 {%- endif %}
-{%- if f.get("qk_norm") == "per_head" %}
+{%- if f.qk_norm and f.qk_norm.kind == "per_head" %}
     assert preset["qk_layernorm"] is True
 {%- endif %}
-{%- if f.get("sliding_window") is not none %}
+{%- if f.sliding_window and f.sliding_window.active %}
     # sliding_window counts the query itself; Megatron's left window does not.
     assert preset["window_size"] == [args.sliding_window - 1, 0]
-{%- if f.sliding_window_layers == "from_max_window_layers" %}
+{%- if f.sliding_window.layout == "from_max_window_layers" %}
     sliding_layers = [int(i >= args.max_window_layers) for i in range(args.n_layers)]
     assert eval(preset["window_attn_skip_freq"], {}) == sliding_layers
-{%- elif f.sliding_window_layers == "sliding_window_pattern" %}
+{%- elif f.sliding_window.layout == "sliding_window_pattern" %}
     # Layers numbered (from 1) by multiples of the skip frequency attend fully.
     assert preset["window_attn_skip_freq"] == args.sliding_window_pattern
 {%- else %}
     assert preset.get("window_attn_skip_freq") is None
 {%- endif %}
-{%- elif "sliding_window" in f %}
+{%- elif f.sliding_window %}
     assert preset.get("window_size") is None
 {%- endif %}
 
 
 {%- if s.rope %}
 def test_rope_scaling_fields(module: ResolvedModule, args: ModelArgs):
-    preset = module.model_preset
-    rope_type = ARCHITECTURE["rope_type"]
-    if rope_type == "linear":
-        assert preset["rotary_seq_len_interpolation_factor"] == args.rope_factor
-        assert preset["use_rope_scaling"] is False
-    elif rope_type == "llama3":
-        assert preset["use_rope_scaling"] is True
-        assert preset["rope_scaling_factor"] == args.rope_factor
-        assert preset["rotary_seq_len_interpolation_factor"] is None
-    else:
-        # default, or dynamic, which Megatron cannot express (the YAML says so in a comment).
-        assert preset["use_rope_scaling"] is False
-        assert preset["rotary_seq_len_interpolation_factor"] is None
+    expected = {
+{%- for key, value in t.rope_scaling %}
+        {{ key | py }}: {{ value }},
+{%- endfor %}
+    }
+    assert {key: module.model_preset[key] for key in expected} == expected
 {%- endif %}
 
 
@@ -189,25 +166,17 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     ):
         assert model_args[field] == getattr(args, field), field
     assert model_args["tie_word_embeddings"] == ARCHITECTURE["tie_word_embeddings"]
-    assert model_args["mlp_bias"] {{ "is" if mlp_bias in ("False", "True") else "==" }} {{ mlp_bias }}
+    assert model_args["mlp_bias"] {{ t.mlp_bias_test }}
     # Megatron's add_bias_linear biases the attention projections as well as the MLP.
-    expected_attention_bias = {{ any_bias }}
-    assert model_args["attention_bias"] == expected_attention_bias
-{%- if s.rope is none %}
+    assert model_args["attention_bias"] {{ t.attention_bias_test }}
+{%- if t.runtime_rope_type is none %}
     # Learned absolute positions: no rotary settings to map.
     assert "rope_type" not in model_args
 {%- else %}
-    rope_type = ARCHITECTURE["rope_type"]
-{%- if cookiecutter.spec.rope.type == "longrope" %}
-    # Megatron has no LongRoPE; the YAML uses plain rope (see its comment).
-    expected_rope_type = "default"
-{%- else %}
-    # Megatron has no dynamic NTK scaling; the YAML uses plain rope (see its comment).
-    expected_rope_type = "default" if rope_type == "dynamic" else rope_type
+    assert model_args["rope_type"] == {{ t.runtime_rope_type | py }}
 {%- endif %}
-    assert model_args["rope_type"] == expected_rope_type
-    if rope_type in ("linear", "llama3"):
-        assert model_args["rope_factor"] == args.rope_factor
+{%- if t.runtime_rope_factor %}
+    assert model_args["rope_factor"] == args.rope_factor
 {%- endif %}
 
     assert mapped["unsupported"] == []

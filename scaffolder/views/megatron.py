@@ -1,0 +1,639 @@
+"""The Megatron-LM model preset (``megatron/models/<package>.yaml``) as a list of entries.
+
+Every value the preset sets comes from the spec's dimensions and typed features here, with the
+config.json field it comes from as its comment; every feature Megatron's arguments cannot express
+becomes a :class:`Note`. The same notes are the package README's Megatron list and the warnings
+``scaffold new-model`` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaffolder.literals import Name, ordinal
+from scaffolder.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class Entry:
+    """``key: value  # comment`` (value: a validated scalar or a list of them)."""
+
+    key: str
+    value: Any
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Note:
+    """A comment block; ``expressible`` False marks what the Megatron run cannot reproduce."""
+
+    text: str
+    expressible: bool = True
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    items: tuple[Entry | Note, ...]
+
+
+@dataclass(frozen=True)
+class MegatronView:
+    sections: tuple[Section, ...]
+
+    @property
+    def not_expressible(self) -> tuple[str, ...]:
+        """What the Megatron run does differently from the model, one sentence group each."""
+        return tuple(
+            item.text
+            for section in self.sections
+            for item in section.items
+            if isinstance(item, Note) and not item.expressible
+        )
+
+
+def _whole(value: float) -> float | int:
+    """An integral float as an int (Megatron's command line takes integers there)."""
+    return int(value) if value == int(value) else value
+
+
+def _size(spec: ArchSpec) -> Section:
+    names = spec.features.names
+    return Section(
+        "size",
+        (
+            Entry("num_layers", spec.n_layers, names.num_layers),
+            Entry("hidden_size", spec.dim, names.hidden_size),
+            Entry("ffn_hidden_size", spec.ffn_dim, names.ffn),
+            Entry("num_attention_heads", spec.n_heads, names.num_heads),
+            Entry("max_position_embeddings", spec.max_seq_len, names.positions),
+        ),
+    )
+
+
+def _attention(spec: ArchSpec) -> Section:
+    f = spec.features
+    names = f.names
+    items: list[Entry | Note] = []
+    if spec.uses_gqa:
+        items += [
+            Entry(
+                "group_query_attention",
+                True,
+                f"num_key_value_heads ({spec.n_kv_heads}) < num_attention_heads ({spec.n_heads})",
+            ),
+            Entry(
+                "num_query_groups",
+                spec.n_kv_heads,
+                "num_key_value_heads itself, not heads / kv heads",
+            ),
+        ]
+    elif names.derived_head_dims:
+        items.append(
+            Entry(
+                "group_query_attention",
+                False,
+                "plain multi-head attention: every head has its own keys and values",
+            )
+        )
+    else:
+        items.append(
+            Entry(
+                "group_query_attention",
+                False,
+                "num_key_value_heads == num_attention_heads: plain multi-head attention",
+            )
+        )
+    if names.derived_head_dims:
+        kv_comment = f"{names.hidden_size} / {names.num_heads}; always explicit"
+    elif spec.explicit_head_dim:
+        kv_comment = "head_dim; always explicit"
+    else:
+        kv_comment = "head_dim (= hidden_size / num_attention_heads); always explicit"
+    items.append(Entry("kv_channels", spec.head_dim, kv_comment))
+    if f.biases.qkv_only and not spec.attention_bias:
+        qkv = Entry(
+            "add_qkv_bias",
+            True,
+            f"{spec.hf_architecture}: q_proj, k_proj, v_proj always have biases, o_proj none",
+        )
+    elif f.biases.everywhere:
+        qkv = Entry("add_qkv_bias", True, f"{spec.hf_architecture}: every linear layer has a bias")
+    else:
+        field = "use_bias" if "use_bias" in f.biases.fields else "attention_bias"
+        qkv = Entry("add_qkv_bias", spec.attention_bias, field)
+    items.append(qkv)
+    if spec.attention_bias and not spec.mlp_bias:
+        items.append(
+            Note(
+                "attention_bias also biases o_proj, but Megatron biases its attention output "
+                "projection only through add_bias_linear, which would bias the MLP too "
+                "(mlp_bias is false). This Megatron model has no o_proj bias.",
+                expressible=False,
+            )
+        )
+    items.append(
+        Entry(
+            "attention_softmax_in_fp32", True, "transformers computes the attention softmax in fp32"
+        )
+    )
+    if not f.scale_attn_weights:
+        items.append(
+            Note(
+                "scale_attn_weights false: attention scores are not scaled; Megatron scales them "
+                "by kv_channels ** -0.5.",
+                expressible=False,
+            )
+        )
+    if f.unapplied_dropout:
+        named = ", ".join(f"{name} {p}" for name, p in f.unapplied_dropout)
+        items += [
+            Note(
+                f"The config's dropout ({named}) is not applied: the generated model trains "
+                "without dropout, and this preset matches it."
+            ),
+            Entry("attention_dropout", 0.0),
+        ]
+    elif f.attention_dropout:
+        items.append(Entry("attention_dropout", f.attention_dropout, "attention_dropout"))
+    else:
+        items.append(
+            Entry(
+                "attention_dropout",
+                0.0,
+                "transformers' attention_dropout default; no dropout when pre-training",
+            )
+        )
+    items += _sliding_window(spec)
+    scalar = f.query_pre_attn_scalar
+    if scalar is not None and scalar == spec.head_dim:
+        items.append(
+            Note(
+                f"query_pre_attn_scalar ({scalar}) equals head_dim: scores scale by Megatron's "
+                "1/sqrt(kv_channels)."
+            )
+        )
+    elif scalar is not None:
+        items.append(
+            Note(
+                f"scores scale by query_pre_attn_scalar ** -0.5 ({scalar}); Megatron scales by "
+                f"kv_channels ** -0.5 ({spec.head_dim}).",
+                expressible=False,
+            )
+        )
+    if f.softcap is not None and f.softcap.attention:
+        items.append(
+            Note(
+                "attention scores are soft-capped, cap * tanh(scores / cap) with "
+                f"attn_logit_softcapping {f.softcap.attention}; Megatron has no such step.",
+                expressible=False,
+            )
+        )
+    return Section("attention", tuple(items))
+
+
+def _sliding_window(spec: ArchSpec) -> list[Entry | Note]:
+    sliding = spec.features.sliding_window
+    if sliding is None or not sliding.active:
+        return []
+    left = sliding.window - 1
+    items: list[Entry | Note] = [
+        Note(
+            f"sliding_window {sliding.window}: a query sees itself and the {left} tokens before "
+            f"it, i.e. Megatron's (left, right) window {left}, 0 (needs the TransformerEngine or "
+            "flash attention backend)."
+        ),
+        Entry("window_size", [left, 0]),
+    ]
+    if sliding.layout == "from_max_window_layers":
+        first = sliding.max_window_layers
+        items += [
+            Note(
+                f"use_sliding_window with max_window_layers {first}: the layers below it attend "
+                "fully, the rest slide; Megatron's per-layer pattern, 1 = sliding window, "
+                "0 = full attention."
+            ),
+            Entry("window_attn_skip_freq", f"[0]*{first}+[1]*{spec.n_layers - first}"),
+        ]
+    elif sliding.layout == "sliding_window_pattern":
+        items += [
+            Note(
+                f"layer_types: every {ordinal(sliding.pattern)} layer attends fully, the others "
+                "slide; "
+                "Megatron's skip frequency: layers whose number (from 1) it divides use full "
+                "attention."
+            ),
+            Entry("window_attn_skip_freq", sliding.pattern),
+        ]
+    return items
+
+
+def _mlp(spec: ArchSpec) -> Section:
+    f = spec.features
+    activation = f.names.activation
+    mlp_names = f.names.mlp_names or "c_fc, c_proj"
+    items: list[Entry | Note] = []
+    if not f.gated_mlp:
+        items.append(
+            Entry("swiglu", False, f"{mlp_names}: up projection, GELU, down projection; no gate")
+        )
+        if spec.hidden_act == "gelu":
+            items += [
+                Entry("openai_gelu", False, f"{activation} gelu: the exact (erf) GELU"),
+                Entry(
+                    "bias_gelu_fusion",
+                    False,
+                    "the fused bias-GELU kernel computes the tanh approximation",
+                ),
+            ]
+        else:
+            items.append(
+                Entry(
+                    "openai_gelu",
+                    True,
+                    f"{activation} {spec.hidden_act}: GELU's tanh approximation",
+                )
+            )
+    elif spec.hidden_act == "gelu_pytorch_tanh":
+        items += [
+            Note(
+                f"the MLP is GeGLU, a tanh-GELU gate ({activation} {spec.hidden_act}) times the up "
+                "projection. Megatron's arguments gate only with SiLU: the same gate/up/down "
+                "shapes, a different activation.",
+                expressible=False,
+            ),
+            Entry("swiglu", True),
+        ]
+    else:
+        items.append(
+            Entry(
+                "swiglu",
+                True,
+                f"hidden_act {spec.hidden_act} with gate/up/down projections: SwiGLU",
+            )
+        )
+    if "use_bias" in f.biases.fields:
+        what = "every linear layer has a bias" if spec.mlp_bias else "no biases"
+        items.append(Entry("add_bias_linear", spec.mlp_bias, f"use_bias: {what}"))
+    elif f.biases.everywhere:
+        items.append(
+            Entry("add_bias_linear", True, f"{spec.hf_architecture}: every linear layer has a bias")
+        )
+    elif f.biases.mlp_always:
+        also = ", attention too (attention_bias)" if spec.attention_bias else ""
+        items.append(
+            Entry("add_bias_linear", True, f"the MLP ({mlp_names}) always has biases{also}")
+        )
+    else:
+        both = (
+            " (with attention_bias: every linear layer has a bias)"
+            if spec.attention_bias and spec.mlp_bias
+            else ""
+        )
+        items.append(Entry("add_bias_linear", spec.mlp_bias, f"mlp_bias{both}"))
+    if spec.mlp_bias and not spec.attention_bias:
+        items.append(
+            Note(
+                "Megatron's add_bias_linear also biases the q/k/v and attention output "
+                "projections, which this config (attention_bias false) has no bias on.",
+                expressible=False,
+            )
+        )
+    return Section("MLP", tuple(items))
+
+
+def _normalization(spec: ArchSpec) -> Section:
+    f = spec.features
+    eps = f.norm.eps_field
+    if f.norm.kind == "layernorm":
+        normalization = Entry("normalization", Name("LayerNorm"), "LayerNorm with weight and bias")
+    elif f.norm.kind == "rmsnorm_1p":
+        normalization = Entry("normalization", Name("RMSNorm"), "RMSNorm scaling by (1 + weight)")
+    else:
+        normalization = Entry("normalization", Name("RMSNorm"), "RMSNorm")
+    items: list[Entry | Note] = [
+        normalization,
+        Entry(
+            "norm_epsilon", spec.norm_eps, f"{eps}; the argument Megatron-LM reads (--norm-epsilon)"
+        ),
+        Entry("layernorm_epsilon", spec.norm_eps, f"{eps}; TransformerConfig's field, kept equal"),
+    ]
+    if f.norm.kind == "rmsnorm_1p":
+        items.append(
+            Entry(
+                "apply_layernorm_1p",
+                True,
+                "norms scale by (1 + weight): TransformerEngine's zero-centered gamma",
+            )
+        )
+    else:
+        items.append(Entry("apply_layernorm_1p", False))
+    if f.qk_norm is not None and f.qk_norm.kind == "per_head":
+        items.append(
+            Entry(
+                "qk_layernorm", True, "q_norm, k_norm: queries and keys normed per head before RoPE"
+            )
+        )
+    else:
+        items.append(Entry("qk_layernorm", False))
+    if f.parallel_residual:
+        items.append(
+            Note(
+                "use_parallel_residual: attention and MLP read the same input, x + attn(ln1(x)) "
+                "+ mlp(ln2(x)); Megatron's GPT blocks are sequential (the MLP reads "
+                "x + attn(ln1(x))).",
+                expressible=False,
+            )
+        )
+    if f.norm.placement == "sandwich":
+        items.append(
+            Note(
+                "the attention and MLP outputs are normed too before their residual adds "
+                "(post_attention_layernorm, post_feedforward_layernorm); Megatron norms sublayer "
+                "inputs only.",
+                expressible=False,
+            )
+        )
+    if f.norm.placement == "post":
+        items.append(
+            Note(
+                "the attention and MLP outputs are normed before their residual adds and their "
+                "inputs are not (post_attention_layernorm, post_feedforward_layernorm); Megatron "
+                "norms the sublayer inputs, so this preset's blocks are pre-norm.",
+                expressible=False,
+            )
+        )
+    if f.qk_norm is not None and f.qk_norm.kind == "projection":
+        items.append(
+            Note(
+                "q_norm / k_norm norm all heads of q, and of k, together (one RMSNorm over each "
+                "whole projection); Megatron's qk_layernorm norms every head on its own, so this "
+                "preset has no q/k norm.",
+                expressible=False,
+            )
+        )
+    return Section("normalization", tuple(items))
+
+
+def _positions(spec: ArchSpec) -> Section:
+    f = spec.features
+    rope = spec.rope
+    if rope is None:
+        return Section(
+            "positions",
+            (
+                Entry(
+                    "position_embedding_type",
+                    Name("learned_absolute"),
+                    f"wpe: a learned embedding per position, up to {f.names.positions}",
+                ),
+            ),
+        )
+    items: list[Entry | Note] = [Entry("position_embedding_type", Name("rope"))]
+    if f.local_rope is not None:
+        items.append(
+            Note(
+                f"sliding-window layers rotate with their own RoPE, {f.local_rope.type} with base "
+                f"rope_local_base_freq {f.local_rope.theta}; Megatron has one rotary_base, the "
+                "full-attention layers' below.",
+                expressible=False,
+            )
+        )
+    if rope.theta == int(rope.theta):
+        items.append(Entry("rotary_base", int(rope.theta), "rope_theta"))
+    else:
+        items.append(
+            Entry(
+                "rotary_base",
+                rope.theta,
+                "rope_theta (Megatron's command line takes an integer; YAML keeps the fraction)",
+            )
+        )
+    if f.partial_rotary is not None:
+        items.append(
+            Entry(
+                "rotary_percent",
+                f.partial_rotary.factor,
+                "partial_rotary_factor: rotary covers that share of head_dim",
+            )
+        )
+    else:
+        items.append(Entry("rotary_percent", 1.0, "rotary covers the whole head_dim"))
+    items.append(
+        Entry(
+            "rotary_interleaved",
+            False,
+            "transformers' rotate_half layout (two halves), not interleaved pairs",
+        )
+    )
+    items += _rope_scaling(spec)
+    return Section("positions", tuple(items))
+
+
+def _rope_scaling(spec: ArchSpec) -> list[Entry | Note]:
+    rope = spec.rope
+    if rope.type == "linear":
+        comment = "rope_scaling linear, factor: positions divided by it"
+        if rope.factor != int(rope.factor):
+            comment = "rope_scaling linear, factor (Megatron's command line takes an integer)"
+        return [
+            Entry("rotary_seq_len_interpolation_factor", _whole(rope.factor), comment),
+            Entry("use_rope_scaling", False),
+        ]
+    if rope.type == "llama3":
+        items: list[Entry | Note] = [
+            Entry("rotary_seq_len_interpolation_factor", None),
+            Entry("use_rope_scaling", True, "rope_scaling llama3"),
+            Entry("rope_scaling_factor", rope.factor, "rope_scaling.factor"),
+        ]
+        fixed = (1.0, 4.0, 8192)
+        given = (rope.low_freq_factor, rope.high_freq_factor, rope.original_max_position_embeddings)
+        if given == fixed:
+            items.append(
+                Note(
+                    "rope_scaling low_freq_factor 1.0, high_freq_factor 4.0, "
+                    "original_max_position_embeddings 8192 have no Megatron arguments; they equal "
+                    "the values Megatron fixes in its RotaryEmbedding."
+                )
+            )
+        else:
+            items.append(
+                Note(
+                    "Megatron fixes low_freq_factor 1.0, high_freq_factor 4.0 and "
+                    f"original_max_position_embeddings 8192; this config has {given[0]}, "
+                    f"{given[1]} and {given[2]}, so Megatron's rotary frequencies differ from "
+                    "transformers'.",
+                    expressible=False,
+                )
+            )
+        return items
+    items = [Entry("rotary_seq_len_interpolation_factor", None), Entry("use_rope_scaling", False)]
+    if rope.type == "dynamic":
+        items.append(
+            Note(
+                f"rope_scaling dynamic (factor {rope.factor}): Megatron has no dynamic NTK "
+                f"scaling. Plain rope is exact up to max_position_embeddings ({spec.max_seq_len}) "
+                "tokens, where transformers does not rescale either; keep seq_length within it.",
+                expressible=False,
+            )
+        )
+    elif rope.type == "longrope":
+        items.append(
+            Note(
+                "rope_scaling longrope (one short_factor / long_factor per frequency, switching at "
+                f"original_max_position_embeddings {rope.original_max_position_embeddings}; cos "
+                f"and sin scaled by attention_factor {spec.features.longrope.attention_factor}): "
+                "Megatron has no LongRoPE, so this preset rotates with plain rope.",
+                expressible=False,
+            )
+        )
+    return items
+
+
+def _embeddings(spec: ArchSpec) -> Section:
+    f = spec.features
+    items: list[Entry | Note] = [
+        Entry(
+            "untie_embeddings_and_output_weights",
+            not spec.tie_word_embeddings,
+            f"tie_word_embeddings: {str(spec.tie_word_embeddings).lower()}",
+        )
+    ]
+    if f.scale_embeddings:
+        items.append(
+            Note(
+                "token embeddings are multiplied by sqrt(hidden_size) before the first block; "
+                "Megatron's GPT embedding has no such scale.",
+                expressible=False,
+            )
+        )
+    if f.softcap is not None and f.softcap.final:
+        items.append(
+            Note(
+                "output logits are soft-capped, cap * tanh(logits / cap) with "
+                f"final_logit_softcapping {f.softcap.final}; Megatron has no such step.",
+                expressible=False,
+            )
+        )
+    if f.multipliers is not None:
+        m = f.multipliers
+        items.append(
+            Note(
+                f"embedding_multiplier {m.embedding} (embeddings), residual_multiplier "
+                f"{m.residual} (sublayer outputs), attention_multiplier {m.attention} (the "
+                f"softmax scale) and logits_scaling {m.logits} (logits divided by it): "
+                "Megatron's GPT model has none of them.",
+                expressible=False,
+            )
+        )
+    items.append(Entry("init_method_std", spec.initializer_range, "initializer_range"))
+    if f.unapplied_dropout:
+        items.append(Entry("hidden_dropout", 0.0, "not applied, as attention_dropout above"))
+    else:
+        items.append(
+            Entry("hidden_dropout", 0.0, f"{spec.hf_architecture} has no residual dropout")
+        )
+    return Section("embeddings, initialization, regularization", tuple(items))
+
+
+def megatron_view(spec: ArchSpec) -> MegatronView:
+    """The architecture sections of the model preset of ``spec`` (the tokenizer section is the
+    template's: it names the source)."""
+    return MegatronView(
+        sections=(
+            _size(spec),
+            _attention(spec),
+            _mlp(spec),
+            _normalization(spec),
+            _positions(spec),
+            _embeddings(spec),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class MegatronTestView:
+    """What the generated tests/test_megatron_yaml.py expects of the resolved YAML.
+
+    Expectations are Python expressions over the test's ``ARCHITECTURE`` (the config's bias
+    switches) and ``args`` (``ModelArgs.from_hf`` of the package's config.json), chosen here so
+    that the generated test has no branch on a value fixed at generation.
+    """
+
+    qkv_bias: str  # add_qkv_bias
+    mlp_bias: str  # add_bias_linear
+    attention_bias: str  # what Megatron's add_bias_linear means for the attention projections
+    normalization: str
+    swiglu: bool
+    rope_scaling: tuple[tuple[str, str], ...]  # (preset key, expected expression)
+    runtime_rope_type: str | None  # what megatron_to_runtime reads back (None: no rope)
+    runtime_rope_factor: bool  # it reads the factor back too
+
+    @property
+    def mlp_bias_test(self) -> str:
+        """``is True`` / ``== <expression>``: how the test compares the MLP bias."""
+        return _compare(self.mlp_bias)
+
+    @property
+    def attention_bias_test(self) -> str:
+        return _compare(self.attention_bias)
+
+
+def _compare(expression: str) -> str:
+    return f"is {expression}" if expression in ("True", "False") else f"== {expression}"
+
+
+def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
+    f = spec.features
+    fields = f.biases.fields
+    if "use_bias" in fields:
+        qkv = mlp = 'ARCHITECTURE["use_bias"]'
+    elif f.biases.everywhere:
+        qkv = mlp = "True"
+    else:
+        qkv = 'ARCHITECTURE["attention_bias"]' if "attention_bias" in fields else "False"
+        if f.biases.qkv_only:
+            qkv = "True"
+        mlp = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in fields else "False"
+        if f.biases.mlp_always:
+            mlp = "True"
+    if "True" in (qkv, mlp):
+        attention = "True"
+    elif mlp == "False":
+        attention = qkv
+    elif qkv == "False" or qkv == mlp:
+        attention = mlp
+    else:
+        attention = f"({qkv} or {mlp})"
+    rope = spec.rope
+    scaling: tuple[tuple[str, str], ...] = ()
+    runtime_rope_type = None
+    if rope is not None:
+        if rope.type == "linear":
+            scaling = (
+                ("rotary_seq_len_interpolation_factor", "args.rope_factor"),
+                ("use_rope_scaling", "False"),
+            )
+        elif rope.type == "llama3":
+            scaling = (
+                ("use_rope_scaling", "True"),
+                ("rope_scaling_factor", "args.rope_factor"),
+                ("rotary_seq_len_interpolation_factor", "None"),
+            )
+        else:  # default; dynamic and LongRoPE, which the YAML says Megatron cannot express
+            scaling = (
+                ("use_rope_scaling", "False"),
+                ("rotary_seq_len_interpolation_factor", "None"),
+            )
+        runtime_rope_type = rope.type if rope.type in ("linear", "llama3") else "default"
+    return MegatronTestView(
+        qkv_bias=qkv,
+        mlp_bias=mlp,
+        attention_bias=attention,
+        normalization="LayerNorm" if f.norm.kind == "layernorm" else "RMSNorm",
+        swiglu=f.gated_mlp,
+        rope_scaling=scaling,
+        runtime_rope_type=runtime_rope_type,
+        runtime_rope_factor=runtime_rope_type in ("linear", "llama3"),
+    )
