@@ -4,6 +4,9 @@ Every file is merged three ways: base = the pristine previous render in ``.scaff
 ours = the file on disk, theirs = the new render (see ``docs/regeneration.md``). The new package
 is staged in a sibling temp folder and swapped in at once, so an interrupted run leaves the
 package as it was.
+
+This module computes and applies plans and words the report as plain lines; ``scaffolder/cli.py``
+prints them and owns the exit codes.
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from scaffolder.errors import ScaffoldError
 from scaffolder.record import (
@@ -68,8 +69,6 @@ ADDED = "added"  # the generator renders a new file
 REMOVED = "removed"  # the generator dropped an unedited file
 KEPT_EDITED = "kept"  # the generator dropped a file you edited; yours stays
 KEPT_DELETED = "deleted"  # you deleted the file; it stays deleted
-EXIT_CONFLICT = 1
-EXIT_DRIFT = 1
 
 
 @dataclass(frozen=True)
@@ -413,87 +412,35 @@ def summary_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def run_regenerate(
-    package_dir: Path,
-    config: Path | None = None,
-    revision: str | None = None,
-    *,
-    dry_run: bool = False,
-    check: bool = False,
-) -> int:
-    """Plan, report and (unless ``dry_run``/``check``) apply a regeneration; return exit code."""
-    plan = plan_regeneration(package_dir, config, revision)
-    for line in summary_lines(plan):
-        typer.echo(line)
-    if dry_run:
-        typer.echo(unified_diff(plan), nl=False)
-    if check:
-        return _report_check(plan)
-    if not dry_run and plan.changes_anything:
-        apply_plan(plan)
-    return _report_result(plan, dry_run)
+def _say(label: str, text: str) -> str:
+    """One report line: a label column, then the text."""
+    return f"{label:<10} {text}"
 
 
-def _say(label: str, text: str) -> None:
-    """Print one report line: a label column, then the text."""
-    typer.echo(f"{label:<10} {text}")
-
-
-def _report_check(plan: Plan) -> int:
-    """Exit status of ``--check``: 1 when regenerating would change anything."""
+def check_lines(plan: Plan) -> list[str]:
+    """The ``--check`` verdict: up to date, or what regenerating would change."""
     if not plan.changes_anything:
-        _say("check", f"{plan.package_dir} is up to date")
-        return 0
+        return [_say("check", f"{plan.package_dir} is up to date")]
     changed = [c.relpath for c in plan.writes]
     if plan.record_changed:
         changed.append(f"{RECORD_DIR}/ (regeneration record)")
-    _say("check", f"regenerating {plan.package_dir} would change: {', '.join(changed)}")
-    return EXIT_DRIFT
+    return [_say("check", f"regenerating {plan.package_dir} would change: {', '.join(changed)}")]
 
 
-def _report_result(plan: Plan, dry_run: bool) -> int:
-    """Final line(s) after writing (or not, for ``--dry-run``), and the exit status."""
+def result_lines(plan: Plan, *, dry_run: bool = False) -> list[str]:
+    """The closing line(s) after writing the plan (or not, for ``--dry-run``)."""
     if not plan.changes_anything:
-        _say("result", f"{plan.package_dir} is already up to date")
+        lines = [_say("result", f"{plan.package_dir} is already up to date")]
     else:
         verb = "would write" if dry_run else "wrote"
-        files = f"{len(plan.writes)} file(s)"
-        _say("result", f"{verb} {files} in {plan.package_dir} and its {RECORD_DIR}/ record")
+        files = f"{len(plan.writes)} file(s) in {plan.package_dir}"
+        lines = [_say("result", f"{verb} {files} and its {RECORD_DIR}/ record")]
     if plan.conflicted:
-        _say(
-            "conflicts",
-            f"{len(plan.conflicted)} file(s): {', '.join(plan.conflicted)}; edit the "
-            "<<<<<<< ... >>>>>>> blocks, keeping what you want",
+        lines.append(
+            _say(
+                "conflicts",
+                f"{len(plan.conflicted)} file(s): {', '.join(plan.conflicted)}; edit the "
+                "<<<<<<< ... >>>>>>> blocks, keeping what you want",
+            )
         )
-        return EXIT_CONFLICT
-    return 0
-
-
-def regenerate_command(
-    package: Annotated[Path, typer.Argument(help="The generated package folder.")],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", help="Regenerate from this config.json instead of the recorded source."
-        ),
-    ] = None,
-    revision: Annotated[
-        str | None, typer.Option("--revision", help="Hub revision to resolve the recorded repo at.")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print a unified diff; write nothing.")
-    ] = False,
-    check: Annotated[
-        bool, typer.Option("--check", help="Exit 1 when regenerating would change anything.")
-    ] = False,
-) -> None:
-    """Apply a changed config.json (or a newer generator) to PACKAGE, keeping every hand edit."""
-    from scaffolder.cli import fail
-
-    try:
-        code = run_regenerate(package, config, revision, dry_run=dry_run, check=check)
-    except ScaffoldError as error:
-        fail(error)
-    except OSError as error:  # the staged copy could not be written: nothing was swapped in
-        fail(ScaffoldError(f"could not write {package} ({error}); the package is unchanged"))
-    raise typer.Exit(code=code)
+    return lines
