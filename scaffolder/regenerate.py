@@ -1,6 +1,6 @@
 """``scaffold regenerate``: apply a new config (or a newer generator) to a package, keeping edits.
 
-Every file is merged three ways: base = the pristine previous render in ``.scaffold/pristine/``,
+Every file is merged three ways: base = the previous render, kept in ``.scaffold/base.json``,
 ours = the file on disk, theirs = the new render (see ``docs/regeneration.md``). The new package
 is staged in a sibling temp folder and swapped in at once, so an interrupted run leaves the
 package as it was.
@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from scaffolder.errors import ScaffoldError
 from scaffolder.record import (
-    GENERATOR_FILE,
-    PRISTINE_DIR,
+    BASE_FILE,
+    LEGACY_PRISTINE_DIR,
     RECORD_DIR,
-    SOURCE_FILE,
-    SPEC_FILE,
+    RECORD_FILES,
     Record,
     local_config_path,
     read_record,
@@ -99,6 +98,7 @@ class Plan:
     changes: list[FileChange]
     record: dict[str, str]
     record_changed: bool
+    legacy_record: tuple[str, ...] = ()  # format-1 record files the new record replaces
 
     @property
     def conflicted(self) -> list[str]:
@@ -215,9 +215,7 @@ def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | No
     """Decide one file: base = previous render, ours = on disk, theirs = new render."""
     if base is not None and theirs is not None:
         if ours is None:
-            changed = (
-                " (the new render changes it; see .scaffold/pristine/)" if base != theirs else ""
-            )
+            changed = f" (the new render changes it; see {BASE_FILE})" if base != theirs else ""
             return FileChange(relpath, KEPT_DELETED, None, None, note=f"you deleted it{changed}")
         return _merged(relpath, base, ours, theirs)
     if theirs is not None:  # the generator adds it
@@ -233,12 +231,13 @@ def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | No
     return FileChange(relpath, UNCHANGED, ours, ours)
 
 
-def _current_record(package_dir: Path, record: Record) -> dict[str, str]:
-    """The record files on disk now, as ``{relpath: text}``."""
-    current = {f"{PRISTINE_DIR}/{rel}": text for rel, text in record.pristine.items()}
-    for relpath in (SOURCE_FILE, SPEC_FILE, GENERATOR_FILE):
-        current[relpath] = read_text(package_dir / relpath)
-    return current
+def _current_record(package_dir: Path) -> dict[str, str | None]:
+    """The record files on disk now, as ``{relpath: text}`` (None: absent)."""
+    paths = (package_dir / relpath for relpath in RECORD_FILES)
+    return {
+        relpath: read_text(path) if path.is_file() else None
+        for relpath, path in zip(RECORD_FILES, paths, strict=True)
+    }
 
 
 def plan_regeneration(
@@ -259,14 +258,12 @@ def plan_regeneration(
         requested_revision=asked,
         package_dir=package_dir,
     )
-    paths = sorted(record.pristine.keys() | generated.files.keys())
+    paths = sorted(record.base.keys() | generated.files.keys())
     changes = [
-        plan_file(
-            rel, record.pristine.get(rel), _read_disk(package_dir, rel), generated.files.get(rel)
-        )
+        plan_file(rel, record.base.get(rel), _read_disk(package_dir, rel), generated.files.get(rel))
         for rel in paths
     ]
-    rendered = [rel for rel in paths if record.pristine.get(rel) != generated.files.get(rel)]
+    rendered = [rel for rel in paths if record.base.get(rel) != generated.files.get(rel)]
     return Plan(
         package_dir=package_dir,
         resolved=resolved,
@@ -274,7 +271,8 @@ def plan_regeneration(
         rendered_changes=rendered,
         changes=changes,
         record=new_record,
-        record_changed=new_record != _current_record(package_dir, record),
+        record_changed=bool(record.legacy_files) or new_record != _current_record(package_dir),
+        legacy_record=record.legacy_files,
     )
 
 
@@ -343,12 +341,17 @@ def swap_in(current: Path, staged: Path) -> None:
 
 
 def write_atomically(
-    package_dir: Path, files: dict[str, str | None], record: dict[str, str]
+    package_dir: Path,
+    files: dict[str, str | None],
+    record: dict[str, str],
+    legacy_record: Iterable[str] = (),
 ) -> None:
     """Apply file writes/deletions and a fresh ``.scaffold/`` record to the package, all at once.
 
-    The package is copied (hard links) into a sibling temp folder, changed there and swapped in;
-    any failure before the swap leaves the package untouched and removes the temp folder.
+    ``legacy_record`` names format-1 record files (``.scaffold/pristine/...``) to delete, with
+    the folders they leave empty; anything else in ``.scaffold/`` is kept. The package is copied
+    (hard links) into a sibling temp folder, changed there and swapped in; any failure before the
+    swap leaves the package untouched and removes the temp folder.
     """
     package_dir = package_dir.resolve()
     workspace = Path(
@@ -356,14 +359,9 @@ def write_atomically(
     )
     staged = workspace / "package"
     try:
-        shutil.copytree(
-            package_dir,
-            staged,
-            symlinks=True,
-            copy_function=_link_or_copy,
-            ignore=lambda folder, names: [RECORD_DIR] if Path(folder) == package_dir else [],
-        )
-        for relpath, text in {**files, **record}.items():
+        shutil.copytree(package_dir, staged, symlinks=True, copy_function=_link_or_copy)
+        removed: dict[str, str | None] = dict.fromkeys(legacy_record)
+        for relpath, text in {**files, **record, **removed}.items():
             _put(staged, relpath, text)
         swap_in(package_dir, staged)
     finally:
@@ -373,7 +371,7 @@ def write_atomically(
 def apply_plan(plan: Plan) -> None:
     """Write what the plan decided: merged files, additions, deletions and the new record."""
     files = {change.relpath: change.after for change in plan.writes}
-    write_atomically(plan.package_dir, files, plan.record)
+    write_atomically(plan.package_dir, files, plan.record, plan.legacy_record)
 
 
 # ---------------------------------------------------------------- reporting
@@ -435,6 +433,9 @@ def result_lines(plan: Plan, *, dry_run: bool = False) -> list[str]:
         verb = "would write" if dry_run else "wrote"
         files = f"{len(plan.writes)} file(s) in {plan.package_dir}"
         lines = [_say("result", f"{verb} {files} and its {RECORD_DIR}/ record")]
+    if plan.legacy_record:
+        verb = "would replace" if dry_run else "replaced"
+        lines.append(_say("record", f"{verb} {LEGACY_PRISTINE_DIR}/ with {BASE_FILE}"))
     if plan.conflicted:
         lines.append(
             _say(
