@@ -1,8 +1,11 @@
-"""The ``scaffold`` command line."""
+"""The ``scaffold`` command line: the only module that prints, knows typer/rich and exit codes.
+
+The generator modules return data and raise :class:`~scaffolder.errors.ScaffoldError` for bad
+input; the commands here print their results and turn errors into one line and an exit code.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +16,10 @@ from rich.markup import escape
 
 from scaffolder import __version__
 from scaffolder.errors import ScaffoldError
-from scaffolder.regenerate import regenerate_command
+
+EXIT_OK = 0
+EXIT_CHANGES = 1  # regenerate: conflicts were written, or (--check) something would change
+EXIT_BAD_INPUT = 2  # a ScaffoldError: one line, nothing written
 
 app = typer.Typer(
     name="scaffold",
@@ -30,7 +36,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 def fail(error: ScaffoldError) -> None:
     """Print a bad-input error as one line and exit 2."""
     err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
-    raise typer.Exit(code=error.exit_code)
+    raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
 def version_callback(value: bool) -> None:
@@ -116,17 +122,49 @@ def families() -> None:
         console.print(f"    features: {', '.join(recipe.summary)}", highlight=False)
 
 
-# `scaffold regenerate` lives in scaffolder/regenerate.py (issue 4).
-app.command("regenerate")(regenerate_command)
+@app.command("regenerate")
+def regenerate(
+    package: Annotated[Path, typer.Argument(help="The generated package folder.")],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Regenerate from this config.json instead of the recorded source."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Hub revision to resolve the recorded repo at.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print a unified diff; write nothing.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when regenerating would change anything.")
+    ] = False,
+) -> None:
+    """Apply a changed config.json (or a newer generator) to PACKAGE, keeping every hand edit."""
+    from scaffolder import regenerate as regen
 
-
-def run() -> None:
-    """Entry point that never shows a traceback for bad input."""
     try:
-        app()
+        plan = regen.plan_regeneration(package, config, revision)
+        for line in regen.summary_lines(plan):
+            typer.echo(line)
+        if dry_run:
+            typer.echo(regen.unified_diff(plan), nl=False)
+        if check:
+            lines = regen.check_lines(plan)
+            code = EXIT_CHANGES if plan.changes_anything else EXIT_OK
+        else:
+            if not dry_run and plan.changes_anything:
+                regen.apply_plan(plan)
+            lines = regen.result_lines(plan, dry_run=dry_run)
+            code = EXIT_CHANGES if plan.conflicted else EXIT_OK
     except ScaffoldError as error:
-        err_console.print(f"error: {error}")
-        sys.exit(error.exit_code)
+        fail(error)
+    except OSError as error:  # the staged copy could not be written: nothing was swapped in
+        fail(ScaffoldError(f"could not write {package} ({error}); the package is unchanged"))
+    for line in lines:
+        typer.echo(line)
+    raise typer.Exit(code=code)
 
 
 @app.command(

@@ -9,8 +9,6 @@ class ScaffoldError(Exception):
     The message is one line that names the field or value and says what to do.
     """
 
-    exit_code = 2
-
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
 

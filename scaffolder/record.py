@@ -1,6 +1,6 @@
 """The regeneration record a generated package keeps under ``.scaffold/``.
 
-Small, human-readable files, written next to the package's own files:
+Human-readable files, written next to the package's own files:
 
 ``.scaffold/source.json``
     where the config came from: ``kind`` (local, hf-cache, hub, bundled), ``repo_id``,
@@ -12,14 +12,24 @@ Small, human-readable files, written next to the package's own files:
     the normalized architecture spec the package was rendered from.
 ``.scaffold/generator.json``
     the generator name and version, the package name and the record format.
-``.scaffold/pristine/<relpath>``
-    the file exactly as the generator rendered it: the base of the next three-way merge.
+``.scaffold/base.json``
+    every rendered file exactly as the generator wrote it, the base of the next three-way merge:
+    ``{relpath: {"sha256": hex digest of the UTF-8 text, "text": text}}`` (sorted keys, indented,
+    final newline). It is data, not a second source tree: nothing imports, lints or collects it.
+``.scaffold/.gitattributes``
+    marks the record ``linguist-generated`` and base.json ``-diff`` (collapsed in reviews, shown
+    as binary in diffs); git still merges it as text.
+
+Record format 1 kept the base as a tree of files, ``.scaffold/pristine/<relpath>``; it is still
+read, and the next ``scaffold regenerate`` replaces it with base.json (:attr:`Record.legacy_files`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -32,12 +42,21 @@ if TYPE_CHECKING:
     from scaffolder.spec import ArchSpec
 
 RECORD_DIR = ".scaffold"
-PRISTINE_DIR = f"{RECORD_DIR}/pristine"
 SOURCE_FILE = f"{RECORD_DIR}/source.json"
 SPEC_FILE = f"{RECORD_DIR}/spec.json"
 GENERATOR_FILE = f"{RECORD_DIR}/generator.json"
+BASE_FILE = f"{RECORD_DIR}/base.json"
+GITATTRIBUTES_FILE = f"{RECORD_DIR}/.gitattributes"
+RECORD_FILES = (SOURCE_FILE, SPEC_FILE, GENERATOR_FILE, BASE_FILE, GITATTRIBUTES_FILE)
+LEGACY_PRISTINE_DIR = f"{RECORD_DIR}/pristine"  # record format 1: the base as a file tree
 GENERATOR_NAME = "model-scaffolder"
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
+GITATTRIBUTES = (
+    "# Written by model-scaffolder: the regeneration record is generated data.\n"
+    "# base.json holds the previous render; -diff shows it as binary in diffs, merges stay text.\n"
+    "* linguist-generated=true\n"
+    "base.json -diff\n"
+)
 SOURCE_KINDS = ("local", "hf-cache", "hub", "bundled")
 
 
@@ -67,7 +86,8 @@ class Record:
     source: SourceRecord
     spec: dict[str, Any]
     generator: dict[str, Any]
-    pristine: dict[str, str]
+    base: dict[str, str]  # the previous render, {relpath: text}: the base of the merge
+    legacy_files: tuple[str, ...] = ()  # format-1 files (.scaffold/pristine/...) to remove
 
     @property
     def package_name(self) -> str:
@@ -129,10 +149,11 @@ def record_files(
 ) -> dict[str, str]:
     """The ``.scaffold/`` files to write with a rendered package: ``{relpath: text}``.
 
-    ``files`` is the render (``{relpath: text}``, relative to the package folder); each one is
-    recorded as its pristine copy. ``requested_revision`` is the ``--revision`` the user passed,
-    if any; ``package_dir`` is where the package is written (local config paths are recorded
-    relative to it). Returns only the record files; add them to the render before writing.
+    ``files`` is the render (``{relpath: text}``, relative to the package folder); it is recorded
+    in ``base.json`` as the base of the next merge. ``requested_revision`` is the ``--revision``
+    the user passed, if any; ``package_dir`` is where the package is written (local config paths
+    are recorded relative to it). Returns only the record files; add them to the render before
+    writing.
     """
     generator = {
         "generator": GENERATOR_NAME,
@@ -140,16 +161,28 @@ def record_files(
         "package_name": package_name,
         "record_format": RECORD_FORMAT,
     }
-    record = {
+    return {
         SOURCE_FILE: _json_text(asdict(source_record(source, requested_revision, package_dir))),
         SPEC_FILE: _json_text(spec_dict(spec)),
         GENERATOR_FILE: _json_text(generator),
+        BASE_FILE: base_json(files),
+        GITATTRIBUTES_FILE: GITATTRIBUTES,
     }
-    for relpath in sorted(files):
-        if is_record_path(relpath):
-            continue
-        record[f"{PRISTINE_DIR}/{relpath}"] = files[relpath]
-    return record
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def base_json(files: Mapping[str, str]) -> str:
+    """``base.json``'s text for a render: ``{relpath: {"sha256", "text"}}``, record excluded."""
+    return _json_text(
+        {
+            relpath: {"sha256": _sha256(text), "text": text}
+            for relpath, text in files.items()
+            if not is_record_path(relpath)
+        }
+    )
 
 
 def is_record_path(relpath: str) -> bool:
@@ -196,11 +229,55 @@ def _source_from_json(data: dict[str, Any], path: Path) -> SourceRecord:
     return record
 
 
+def _check_relpath(relpath: str, path: Path) -> None:
+    """Refuse a base entry that is not a plain relative path to a package file."""
+    pure = PurePosixPath(relpath)
+    if (
+        not relpath
+        or "\\" in relpath
+        or pure.is_absolute()
+        or pure.as_posix() != relpath
+        or ".." in pure.parts
+        or is_record_path(relpath)
+    ):
+        raise ScaffoldError(
+            f"regeneration record {path}: '{relpath}' is not a path of a file in the package"
+        )
+
+
+def _read_base(package_dir: Path) -> dict[str, str]:
+    """``base.json``, validated: every entry a package path -> text whose sha256 matches."""
+    path = package_dir / BASE_FILE
+    base = {}
+    for relpath, entry in sorted(_read_json(package_dir, BASE_FILE).items()):
+        _check_relpath(relpath, path)
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"sha256", "text"}
+            or not all(isinstance(value, str) for value in entry.values())
+        ):
+            raise ScaffoldError(
+                f'regeneration record {path}: the entry for {relpath} must be {{"sha256": '
+                f'string, "text": string}}'
+            )
+        try:
+            intact = _sha256(entry["text"]) == entry["sha256"]
+        except UnicodeEncodeError:
+            intact = False
+        if not intact:
+            raise ScaffoldError(
+                f"regeneration record {path}: the text recorded for {relpath} does not match "
+                "its sha256; restore base.json from version control"
+            )
+        base[relpath] = entry["text"]
+    return base
+
+
 def _read_pristine(package_dir: Path) -> dict[str, str]:
-    """Every pristine file of the record, by path relative to the package."""
-    root = package_dir / PRISTINE_DIR
-    if not root.is_dir():
-        raise ScaffoldError(f"{root} is missing: '{package_dir}' has no pristine render recorded")
+    """Record format 1: every file of ``.scaffold/pristine/``, by path relative to the package."""
+    root = package_dir / LEGACY_PRISTINE_DIR
+    if root.is_symlink() or not root.is_dir():
+        raise ScaffoldError(f"regeneration record {root} must be a folder, not a link")
     pristine = {}
     for path in sorted(root.rglob("*")):
         if path.is_symlink():
@@ -213,8 +290,26 @@ def _read_pristine(package_dir: Path) -> dict[str, str]:
     return pristine
 
 
+def _read_any_base(package_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The base of the merge, and the format-1 record files that hold it (none for base.json)."""
+    legacy = package_dir / LEGACY_PRISTINE_DIR
+    if not (legacy.exists() or legacy.is_symlink()):
+        return _read_base(package_dir), ()
+    if (package_dir / BASE_FILE).exists():
+        raise ScaffoldError(
+            f"'{package_dir}' holds both {BASE_FILE} and the older {LEGACY_PRISTINE_DIR}/; "
+            f"keep the current one (usually {BASE_FILE}) and remove the other"
+        )
+    pristine = _read_pristine(package_dir)
+    return pristine, tuple(f"{LEGACY_PRISTINE_DIR}/{relpath}" for relpath in pristine)
+
+
 def read_record(package_dir: Path) -> Record:
-    """Read a package's ``.scaffold/`` record; a missing or broken one is a ScaffoldError."""
+    """Read a package's ``.scaffold/`` record; a missing or broken one is a ScaffoldError.
+
+    A format-1 record (``.scaffold/pristine/``) reads as well: its files are the base, and
+    :attr:`Record.legacy_files` names them for the next record write to remove.
+    """
     package_dir = Path(package_dir)
     if not package_dir.is_dir():
         raise ScaffoldError(f"package folder '{package_dir}' does not exist")
@@ -225,9 +320,14 @@ def read_record(package_dir: Path) -> Record:
         raise ScaffoldError(
             f"regeneration record {package_dir / GENERATOR_FILE} lacks a valid package_name"
         )
+    record_format = generator.get("record_format")
+    if isinstance(record_format, int) and record_format > RECORD_FORMAT:
+        raise ScaffoldError(
+            f"regeneration record {package_dir / GENERATOR_FILE} has format {record_format}, "
+            f"newer than this model-scaffolder reads ({RECORD_FORMAT}); upgrade model-scaffolder"
+        )
+    spec = _read_json(package_dir, SPEC_FILE)
+    base, legacy_files = _read_any_base(package_dir)
     return Record(
-        source=source,
-        spec=_read_json(package_dir, SPEC_FILE),
-        generator=generator,
-        pristine=_read_pristine(package_dir),
+        source=source, spec=spec, generator=generator, base=base, legacy_files=legacy_files
     )

@@ -1,9 +1,12 @@
 """``scaffold regenerate``: apply a new config (or a newer generator) to a package, keeping edits.
 
-Every file is merged three ways: base = the pristine previous render in ``.scaffold/pristine/``,
+Every file is merged three ways: base = the previous render, kept in ``.scaffold/base.json``,
 ours = the file on disk, theirs = the new render (see ``docs/regeneration.md``). The new package
 is staged in a sibling temp folder and swapped in at once, so an interrupted run leaves the
 package as it was.
+
+This module computes and applies plans and words the report as plain lines; ``scaffolder/cli.py``
+prints them and owns the exit codes.
 """
 
 from __future__ import annotations
@@ -17,17 +20,14 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from scaffolder.errors import ScaffoldError
 from scaffolder.record import (
-    GENERATOR_FILE,
-    PRISTINE_DIR,
+    BASE_FILE,
+    LEGACY_PRISTINE_DIR,
     RECORD_DIR,
-    SOURCE_FILE,
-    SPEC_FILE,
+    RECORD_FILES,
     Record,
     local_config_path,
     read_record,
@@ -68,8 +68,6 @@ ADDED = "added"  # the generator renders a new file
 REMOVED = "removed"  # the generator dropped an unedited file
 KEPT_EDITED = "kept"  # the generator dropped a file you edited; yours stays
 KEPT_DELETED = "deleted"  # you deleted the file; it stays deleted
-EXIT_CONFLICT = 1
-EXIT_DRIFT = 1
 
 
 @dataclass(frozen=True)
@@ -100,6 +98,7 @@ class Plan:
     changes: list[FileChange]
     record: dict[str, str]
     record_changed: bool
+    legacy_record: tuple[str, ...] = ()  # format-1 record files the new record replaces
 
     @property
     def conflicted(self) -> list[str]:
@@ -216,9 +215,7 @@ def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | No
     """Decide one file: base = previous render, ours = on disk, theirs = new render."""
     if base is not None and theirs is not None:
         if ours is None:
-            changed = (
-                " (the new render changes it; see .scaffold/pristine/)" if base != theirs else ""
-            )
+            changed = f" (the new render changes it; see {BASE_FILE})" if base != theirs else ""
             return FileChange(relpath, KEPT_DELETED, None, None, note=f"you deleted it{changed}")
         return _merged(relpath, base, ours, theirs)
     if theirs is not None:  # the generator adds it
@@ -234,12 +231,13 @@ def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | No
     return FileChange(relpath, UNCHANGED, ours, ours)
 
 
-def _current_record(package_dir: Path, record: Record) -> dict[str, str]:
-    """The record files on disk now, as ``{relpath: text}``."""
-    current = {f"{PRISTINE_DIR}/{rel}": text for rel, text in record.pristine.items()}
-    for relpath in (SOURCE_FILE, SPEC_FILE, GENERATOR_FILE):
-        current[relpath] = read_text(package_dir / relpath)
-    return current
+def _current_record(package_dir: Path) -> dict[str, str | None]:
+    """The record files on disk now, as ``{relpath: text}`` (None: absent)."""
+    paths = (package_dir / relpath for relpath in RECORD_FILES)
+    return {
+        relpath: read_text(path) if path.is_file() else None
+        for relpath, path in zip(RECORD_FILES, paths, strict=True)
+    }
 
 
 def plan_regeneration(
@@ -260,14 +258,12 @@ def plan_regeneration(
         requested_revision=asked,
         package_dir=package_dir,
     )
-    paths = sorted(record.pristine.keys() | generated.files.keys())
+    paths = sorted(record.base.keys() | generated.files.keys())
     changes = [
-        plan_file(
-            rel, record.pristine.get(rel), _read_disk(package_dir, rel), generated.files.get(rel)
-        )
+        plan_file(rel, record.base.get(rel), _read_disk(package_dir, rel), generated.files.get(rel))
         for rel in paths
     ]
-    rendered = [rel for rel in paths if record.pristine.get(rel) != generated.files.get(rel)]
+    rendered = [rel for rel in paths if record.base.get(rel) != generated.files.get(rel)]
     return Plan(
         package_dir=package_dir,
         resolved=resolved,
@@ -275,7 +271,8 @@ def plan_regeneration(
         rendered_changes=rendered,
         changes=changes,
         record=new_record,
-        record_changed=new_record != _current_record(package_dir, record),
+        record_changed=bool(record.legacy_files) or new_record != _current_record(package_dir),
+        legacy_record=record.legacy_files,
     )
 
 
@@ -344,12 +341,17 @@ def swap_in(current: Path, staged: Path) -> None:
 
 
 def write_atomically(
-    package_dir: Path, files: dict[str, str | None], record: dict[str, str]
+    package_dir: Path,
+    files: dict[str, str | None],
+    record: dict[str, str],
+    legacy_record: Iterable[str] = (),
 ) -> None:
     """Apply file writes/deletions and a fresh ``.scaffold/`` record to the package, all at once.
 
-    The package is copied (hard links) into a sibling temp folder, changed there and swapped in;
-    any failure before the swap leaves the package untouched and removes the temp folder.
+    ``legacy_record`` names format-1 record files (``.scaffold/pristine/...``) to delete, with
+    the folders they leave empty; anything else in ``.scaffold/`` is kept. The package is copied
+    (hard links) into a sibling temp folder, changed there and swapped in; any failure before the
+    swap leaves the package untouched and removes the temp folder.
     """
     package_dir = package_dir.resolve()
     workspace = Path(
@@ -357,14 +359,9 @@ def write_atomically(
     )
     staged = workspace / "package"
     try:
-        shutil.copytree(
-            package_dir,
-            staged,
-            symlinks=True,
-            copy_function=_link_or_copy,
-            ignore=lambda folder, names: [RECORD_DIR] if Path(folder) == package_dir else [],
-        )
-        for relpath, text in {**files, **record}.items():
+        shutil.copytree(package_dir, staged, symlinks=True, copy_function=_link_or_copy)
+        removed: dict[str, str | None] = dict.fromkeys(legacy_record)
+        for relpath, text in {**files, **record, **removed}.items():
             _put(staged, relpath, text)
         swap_in(package_dir, staged)
     finally:
@@ -374,7 +371,7 @@ def write_atomically(
 def apply_plan(plan: Plan) -> None:
     """Write what the plan decided: merged files, additions, deletions and the new record."""
     files = {change.relpath: change.after for change in plan.writes}
-    write_atomically(plan.package_dir, files, plan.record)
+    write_atomically(plan.package_dir, files, plan.record, plan.legacy_record)
 
 
 # ---------------------------------------------------------------- reporting
@@ -413,87 +410,38 @@ def summary_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def run_regenerate(
-    package_dir: Path,
-    config: Path | None = None,
-    revision: str | None = None,
-    *,
-    dry_run: bool = False,
-    check: bool = False,
-) -> int:
-    """Plan, report and (unless ``dry_run``/``check``) apply a regeneration; return exit code."""
-    plan = plan_regeneration(package_dir, config, revision)
-    for line in summary_lines(plan):
-        typer.echo(line)
-    if dry_run:
-        typer.echo(unified_diff(plan), nl=False)
-    if check:
-        return _report_check(plan)
-    if not dry_run and plan.changes_anything:
-        apply_plan(plan)
-    return _report_result(plan, dry_run)
+def _say(label: str, text: str) -> str:
+    """One report line: a label column, then the text."""
+    return f"{label:<10} {text}"
 
 
-def _say(label: str, text: str) -> None:
-    """Print one report line: a label column, then the text."""
-    typer.echo(f"{label:<10} {text}")
-
-
-def _report_check(plan: Plan) -> int:
-    """Exit status of ``--check``: 1 when regenerating would change anything."""
+def check_lines(plan: Plan) -> list[str]:
+    """The ``--check`` verdict: up to date, or what regenerating would change."""
     if not plan.changes_anything:
-        _say("check", f"{plan.package_dir} is up to date")
-        return 0
+        return [_say("check", f"{plan.package_dir} is up to date")]
     changed = [c.relpath for c in plan.writes]
     if plan.record_changed:
         changed.append(f"{RECORD_DIR}/ (regeneration record)")
-    _say("check", f"regenerating {plan.package_dir} would change: {', '.join(changed)}")
-    return EXIT_DRIFT
+    return [_say("check", f"regenerating {plan.package_dir} would change: {', '.join(changed)}")]
 
 
-def _report_result(plan: Plan, dry_run: bool) -> int:
-    """Final line(s) after writing (or not, for ``--dry-run``), and the exit status."""
+def result_lines(plan: Plan, *, dry_run: bool = False) -> list[str]:
+    """The closing line(s) after writing the plan (or not, for ``--dry-run``)."""
     if not plan.changes_anything:
-        _say("result", f"{plan.package_dir} is already up to date")
+        lines = [_say("result", f"{plan.package_dir} is already up to date")]
     else:
         verb = "would write" if dry_run else "wrote"
-        files = f"{len(plan.writes)} file(s)"
-        _say("result", f"{verb} {files} in {plan.package_dir} and its {RECORD_DIR}/ record")
+        files = f"{len(plan.writes)} file(s) in {plan.package_dir}"
+        lines = [_say("result", f"{verb} {files} and its {RECORD_DIR}/ record")]
+    if plan.legacy_record:
+        verb = "would replace" if dry_run else "replaced"
+        lines.append(_say("record", f"{verb} {LEGACY_PRISTINE_DIR}/ with {BASE_FILE}"))
     if plan.conflicted:
-        _say(
-            "conflicts",
-            f"{len(plan.conflicted)} file(s): {', '.join(plan.conflicted)}; edit the "
-            "<<<<<<< ... >>>>>>> blocks, keeping what you want",
+        lines.append(
+            _say(
+                "conflicts",
+                f"{len(plan.conflicted)} file(s): {', '.join(plan.conflicted)}; edit the "
+                "<<<<<<< ... >>>>>>> blocks, keeping what you want",
+            )
         )
-        return EXIT_CONFLICT
-    return 0
-
-
-def regenerate_command(
-    package: Annotated[Path, typer.Argument(help="The generated package folder.")],
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config", help="Regenerate from this config.json instead of the recorded source."
-        ),
-    ] = None,
-    revision: Annotated[
-        str | None, typer.Option("--revision", help="Hub revision to resolve the recorded repo at.")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print a unified diff; write nothing.")
-    ] = False,
-    check: Annotated[
-        bool, typer.Option("--check", help="Exit 1 when regenerating would change anything.")
-    ] = False,
-) -> None:
-    """Apply a changed config.json (or a newer generator) to PACKAGE, keeping every hand edit."""
-    from scaffolder.cli import fail
-
-    try:
-        code = run_regenerate(package, config, revision, dry_run=dry_run, check=check)
-    except ScaffoldError as error:
-        fail(error)
-    except OSError as error:  # the staged copy could not be written: nothing was swapped in
-        fail(ScaffoldError(f"could not write {package} ({error}); the package is unchanged"))
-    raise typer.Exit(code=code)
+    return lines

@@ -1,5 +1,9 @@
 """Render a model package from the cookiecutter template in ``templates/package``.
 
+The repository's ``templates/`` folder is installed as the package ``scaffolder.templates``
+(setup.py), in the wheel and the editable install alike; :func:`template_root` finds it with
+``importlib.resources``, never relative to this file.
+
 ``render_package`` returns ``{relative path: text}`` in memory (regeneration merges against it);
 ``write_package`` moves a finished render into place atomically.
 """
@@ -11,8 +15,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,8 @@ from scaffolder.literals import (
 from scaffolder.spec import ArchSpec
 from scaffolder.views import build_views
 
-TEMPLATE_ROOT = Path(__file__).resolve().parent.parent / "templates" / "package"
+TEMPLATE_PACKAGE = "scaffolder.templates"  # the repository's templates/ folder, as package data
+TEMPLATE_DIR = "package"  # the cookiecutter template inside it
 
 
 @dataclass(frozen=True)
@@ -94,10 +101,10 @@ def render_package(spec: ArchSpec, package_name: str, source: SourceInfo) -> dic
     bytecode_cache = cache.jinja_bytecode_cache()  # compiled templates; same output, faster
     if bytecode_cache is not None:
         context["cookiecutter"]["_jinja2_env_vars"] = {"bytecode_cache": bytecode_cache}
-    with tempfile.TemporaryDirectory(prefix="scaffold-render-") as tmp:
+    with template_root() as root, tempfile.TemporaryDirectory(prefix="scaffold-render-") as tmp:
         project = Path(
             generate_files(
-                repo_dir=str(TEMPLATE_ROOT),
+                repo_dir=str(root),
                 context=context,
                 output_dir=tmp,
                 accept_hooks=False,
@@ -111,6 +118,20 @@ def render_package(spec: ArchSpec, package_name: str, source: SourceInfo) -> dic
             if path.is_file() and "__pycache__" not in path.parts
         }
     return files
+
+
+@contextmanager
+def template_root() -> Iterator[Path]:
+    """The cookiecutter template folder as a real directory, for as long as the block runs."""
+    try:
+        template = resources.files(TEMPLATE_PACKAGE) / TEMPLATE_DIR
+    except ModuleNotFoundError:
+        raise RuntimeError(
+            f"the package data {TEMPLATE_PACKAGE} is not installed; reinstall model-scaffolder "
+            "(in a checkout: pip install -e .)"
+        ) from None
+    with resources.as_file(template) as root:
+        yield root
 
 
 def ruff_args(package_name: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scaffolder import regenerate as regen
-from scaffolder.record import PRISTINE_DIR, read_record
+from scaffolder.record import (
+    BASE_FILE,
+    GENERATOR_FILE,
+    GITATTRIBUTES_FILE,
+    LEGACY_PRISTINE_DIR,
+    base_json,
+    read_record,
+)
 from tests.helpers import REPO_ROOT, run_cli, tinyllama_config, write_config
 
 PACKAGE = "tinyllama"
@@ -75,6 +83,17 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
+
+
+def read_base(package: Path) -> dict[str, str]:
+    """``.scaffold/base.json`` as ``{relpath: text}``."""
+    return {
+        rel: entry["text"] for rel, entry in json.loads((package / BASE_FILE).read_text()).items()
+    }
+
+
+def write_base(package: Path, base: dict[str, str]) -> None:
+    (package / BASE_FILE).write_text(base_json(base))
 
 
 def insert_in_body(text: str, def_prefix: str, line: str) -> str:
@@ -273,12 +292,14 @@ def test_check_and_dry_run_report_drift_and_write_nothing(package, tmp_path):
 
 
 def test_added_dropped_and_deleted_files_are_handled_and_reported(package):
-    pristine = package / PRISTINE_DIR
-    for root in (pristine, package):  # the previous render had these two; the new one does not
-        (root / "infra/legacy.py").write_text("LEGACY = 1\n")
-        (root / "infra/tuned.py").write_text("PLAN = 1\n")
-        (root / "infra/pipeline.py").unlink()  # ... and lacked this one
+    base = read_base(package)
+    # The previous render had these two; the new one does not. It lacked infra/pipeline.py.
+    base.update({"infra/legacy.py": "LEGACY = 1\n", "infra/tuned.py": "PLAN = 1\n"})
+    pipeline = base.pop("infra/pipeline.py")
+    write_base(package, base)
+    (package / "infra/legacy.py").write_text("LEGACY = 1\n")
     (package / "infra/tuned.py").write_text("PLAN = 2  # ours\n")
+    (package / "infra/pipeline.py").unlink()
     (package / "README.md").unlink()
     (package / "NOTES.md").write_text("ours, not generated\n")
 
@@ -294,14 +315,12 @@ def test_added_dropped_and_deleted_files_are_handled_and_reported(package):
         assert re.search(rf"{action}\s+{re.escape(path)}", result.output), result.output
     assert not (package / "infra/legacy.py").exists()
     assert (package / "infra/tuned.py").read_text() == "PLAN = 2  # ours\n"
-    assert (package / "infra/pipeline.py").read_text() == (
-        pristine / "infra/pipeline.py"
-    ).read_text()
-    assert not (package / "README.md").exists() and (pristine / "README.md").is_file()
+    assert (package / "infra/pipeline.py").read_text() == pipeline
+    new_base = read_base(package)
+    assert new_base["infra/pipeline.py"] == pipeline
+    assert not (package / "README.md").exists() and "README.md" in new_base
     assert (package / "NOTES.md").read_text() == "ours, not generated\n"
-    assert (
-        not (pristine / "infra/legacy.py").exists() and not (pristine / "infra/tuned.py").exists()
-    )
+    assert "infra/legacy.py" not in new_base and "infra/tuned.py" not in new_base
     assert regenerate(package, "--check").exit_code == 0
 
 
@@ -472,5 +491,133 @@ def test_property_unedited_package_regenerates_without_conflict(
     assert result.exit_code == 0, result.output
     assert "conflict" not in result.output
     record = read_record(package)
-    on_disk = {rel: (package / rel).read_text() for rel in record.pristine}
-    assert on_disk == record.pristine
+    on_disk = {rel: (package / rel).read_text() for rel in record.base}
+    assert on_disk == record.base
+
+
+# ---------------------------------------------------------------- the record: base.json
+
+
+def test_base_is_one_deterministic_json_record_marked_generated_for_git(package, tmp_path):
+    text = (package / BASE_FILE).read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
+    rendered = {
+        p.relative_to(package).as_posix(): p.read_text()
+        for p in package.rglob("*")
+        if p.is_file() and ".scaffold" not in p.parts
+    }
+    assert {rel: entry["text"] for rel, entry in data.items()} == rendered
+    for entry in data.values():
+        assert entry["sha256"] == hashlib.sha256(entry["text"].encode()).hexdigest()
+    assert sorted(p.name for p in (package / ".scaffold").iterdir()) == [
+        ".gitattributes",
+        "base.json",
+        "generator.json",
+        "source.json",
+        "spec.json",
+    ]
+    assert json.loads((package / GENERATOR_FILE).read_text())["record_format"] == 2
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    subprocess.run(["git", "init", "-q", str(package)], check=True)
+    attributes = subprocess.run(
+        ["git", "check-attr", "linguist-generated", "diff", "merge", "--"]
+        + [BASE_FILE, GENERATOR_FILE, "README.md"],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert attributes.splitlines() == [
+        f"{BASE_FILE}: linguist-generated: true",
+        f"{BASE_FILE}: diff: unset",  # shown as binary in diffs ...
+        f"{BASE_FILE}: merge: unspecified",  # ... but merged as text
+        f"{GENERATOR_FILE}: linguist-generated: true",
+        f"{GENERATOR_FILE}: diff: unspecified",
+        f"{GENERATOR_FILE}: merge: unspecified",
+        "README.md: linguist-generated: unspecified",
+        "README.md: diff: unspecified",
+        "README.md: merge: unspecified",
+    ]
+
+
+def to_record_format_1(package: Path) -> None:
+    """Rewrite a package's record as format 1 wrote it: ``.scaffold/pristine/<relpath>``."""
+    for relpath, text in read_base(package).items():
+        path = package / LEGACY_PRISTINE_DIR / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (package / BASE_FILE).unlink()
+    (package / GITATTRIBUTES_FILE).unlink()
+    generator = json.loads((package / GENERATOR_FILE).read_text())
+    (package / GENERATOR_FILE).write_text(json.dumps({**generator, "record_format": 1}))
+
+
+def test_format_1_pristine_tree_migrates_on_regenerate_keeping_edits(package, tmp_path):
+    to_record_format_1(package)
+    edit(package / "model/model.py", lambda t: t + USER_FUNCTION)
+    edit(package / "README.md", lambda t: t + README_LINE + "\n")
+    (package / ".scaffold" / "NOTES.txt").write_text("ours\n")  # not the tool's: stays
+    config = new_config(tmp_path, num_hidden_layers=24)
+
+    check = regenerate(package, "--config", config, "--check")
+    assert check.exit_code == 1 and ".scaffold/ (regeneration record)" in check.output
+    assert (package / LEGACY_PRISTINE_DIR / "model/model.py").is_file()
+    result = regenerate(package, "--config", config)
+
+    assert result.exit_code == 0, result.output
+    assert "record     replaced .scaffold/pristine/ with .scaffold/base.json" in result.output
+    assert re.search(r"merged\s+model/model\.py", result.output), result.output
+    assert USER_FUNCTION in (package / "model/model.py").read_text()
+    assert README_LINE in (package / "README.md").read_text()
+    assert "num_layers: 24" in (package / YAML).read_text()
+    assert not (package / LEGACY_PRISTINE_DIR).exists()
+    assert sorted(p.name for p in (package / ".scaffold").iterdir()) == [
+        ".gitattributes",
+        "NOTES.txt",
+        "base.json",
+        "generator.json",
+        "source.json",
+        "spec.json",
+    ]
+    assert json.loads((package / GENERATOR_FILE).read_text())["record_format"] == 2
+    base = read_base(package)
+    assert USER_FUNCTION not in base["model/model.py"] and "num_layers: 24" in base[YAML]
+    again = regenerate(package, "--check")
+    assert again.exit_code == 0 and "is up to date" in again.output, again.output
+
+
+def entry(text: str) -> dict[str, str]:
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+
+
+@pytest.mark.parametrize(
+    ("base", "needle"),
+    [
+        ('["README.md"]\n', "must hold a JSON object"),
+        ('{"README.md": "# hi\\n"}\n', 'the entry for README.md must be {"sha256": string'),
+        ('{"README.md": {"text": "# hi\\n"}}\n', 'the entry for README.md must be {"sha256"'),
+        ('{"README.md": {"sha256": 1, "text": "# hi\\n"}}\n', "must be {"),
+        (json.dumps({"README.md": {**entry("# hi\n"), "text": "# edited\n"}}), "its sha256"),
+        (json.dumps({"../outside.py": entry("X = 1\n")}), "'../outside.py' is not a path"),
+        (json.dumps({"/etc/x.py": entry("X = 1\n")}), "'/etc/x.py' is not a path"),
+        (json.dumps({".scaffold/spec.json": entry("{}")}), "is not a path of a file"),
+        ("{not json", "cannot read regeneration record"),
+        (None, "holds both .scaffold/base.json and the older .scaffold/pristine/"),
+    ],
+)
+def test_broken_base_json_is_one_line_exit_2_and_writes_nothing(package, base, needle):
+    if base is None:
+        (package / LEGACY_PRISTINE_DIR).mkdir()
+        (package / LEGACY_PRISTINE_DIR / "README.md").write_text("# old\n")
+    else:
+        (package / BASE_FILE).write_text(base)
+    before = snapshot(package)
+
+    result = regenerate(package)
+
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output
+    assert snapshot(package) == before
