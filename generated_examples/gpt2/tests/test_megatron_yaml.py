@@ -112,8 +112,7 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     assert model_args["tie_word_embeddings"] == ARCHITECTURE["tie_word_embeddings"]
     assert model_args["mlp_bias"] is True
     # Megatron's add_bias_linear biases the attention projections as well as the MLP.
-    expected_attention_bias = True or True
-    assert model_args["attention_bias"] == expected_attention_bias
+    assert model_args["attention_bias"] is True
     # Learned absolute positions: no rotary settings to map.
     assert "rope_type" not in model_args
 

@@ -88,19 +88,11 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
 
 
 def test_rope_scaling_fields(module: ResolvedModule, args: ModelArgs):
-    preset = module.model_preset
-    rope_type = ARCHITECTURE["rope_type"]
-    if rope_type == "linear":
-        assert preset["rotary_seq_len_interpolation_factor"] == args.rope_factor
-        assert preset["use_rope_scaling"] is False
-    elif rope_type == "llama3":
-        assert preset["use_rope_scaling"] is True
-        assert preset["rope_scaling_factor"] == args.rope_factor
-        assert preset["rotary_seq_len_interpolation_factor"] is None
-    else:
-        # default, or dynamic, which Megatron cannot express (the YAML says so in a comment).
-        assert preset["use_rope_scaling"] is False
-        assert preset["rotary_seq_len_interpolation_factor"] is None
+    expected = {
+        "use_rope_scaling": False,
+        "rotary_seq_len_interpolation_factor": None,
+    }
+    assert {key: module.model_preset[key] for key in expected} == expected
 
 
 def test_trainer_fields_in_experiment(module: ResolvedModule, args: ModelArgs):
@@ -132,14 +124,8 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     assert model_args["tie_word_embeddings"] == ARCHITECTURE["tie_word_embeddings"]
     assert model_args["mlp_bias"] is True
     # Megatron's add_bias_linear biases the attention projections as well as the MLP.
-    expected_attention_bias = ARCHITECTURE["attention_bias"] or True
-    assert model_args["attention_bias"] == expected_attention_bias
-    rope_type = ARCHITECTURE["rope_type"]
-    # Megatron has no dynamic NTK scaling; the YAML uses plain rope (see its comment).
-    expected_rope_type = "default" if rope_type == "dynamic" else rope_type
-    assert model_args["rope_type"] == expected_rope_type
-    if rope_type in ("linear", "llama3"):
-        assert model_args["rope_factor"] == args.rope_factor
+    assert model_args["attention_bias"] is True
+    assert model_args["rope_type"] == "default"
 
     assert mapped["unsupported"] == []
 

@@ -1,1 +1,0 @@
-"""Tests of the generated package; transformers is the numerical oracle."""

@@ -1,1 +1,0 @@
-"""Model definition: args, single-device model, and the transformers state dict adapter."""

@@ -1,1 +1,0 @@
-"""Parallelism for this model: TP plan, activation checkpointing, compile, FSDP2, pipeline."""
