@@ -80,12 +80,12 @@ def yaml_literal(value: Any) -> str:
     raise ScaffoldError(f"cannot render a {type(value).__name__} as a YAML value")
 
 
-def _wrap(sentences: list[str], pad: str, width: int) -> list[str]:
+def _wrap(sentences: list[str], pad: str, width: int, hang: str = "") -> list[str]:
     return textwrap.wrap(
         " ".join(sentences),
         width=width,
         initial_indent=pad,
-        subsequent_indent=pad,
+        subsequent_indent=pad + hang,
         break_long_words=False,
         break_on_hyphens=False,
     )
@@ -95,23 +95,28 @@ def prose(text: str, indent: int = 0, width: int = 100, first_indent: int | None
     """Wrap prose written one sentence per line.
 
     The lines of a paragraph are joined and wrapped to ``width`` columns at ``indent`` spaces
-    (the very first line at ``first_indent``); blank lines separate paragraphs. Lines starting
-    with ``- `` or ``|`` (list items, table rows) stay lines of their own.
+    (the very first line at ``first_indent``); blank lines separate paragraphs. A line starting
+    with ``- `` starts a list item (wrapped with a hanging indent; the lines after it continue
+    the item); a line starting with ``|`` (a table row) stays a line of its own.
     """
     pad = " " * indent
     blocks: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
         lines: list[str] = []
         sentences: list[str] = []
+        hang = ""
         for line in paragraph.splitlines():
             stripped = line.strip()
             if stripped.startswith(("- ", "|")):
-                lines += _wrap(sentences, pad, width) if sentences else []
-                sentences = []
+                lines += _wrap(sentences, pad, width, hang) if sentences else []
+                sentences, hang = [], ""
+            if stripped.startswith("|"):
                 lines.append(pad + stripped)
             elif stripped:
+                if stripped.startswith("- "):
+                    hang = "  "
                 sentences.append(stripped)
-        lines += _wrap(sentences, pad, width) if sentences else []
+        lines += _wrap(sentences, pad, width, hang) if sentences else []
         if lines:
             blocks.append("\n".join(lines))
     result = "\n\n".join(blocks)

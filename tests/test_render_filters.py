@@ -24,7 +24,7 @@ def test_prose_wraps_sentences_into_paragraphs() -> None:
     assert all(len(line) <= 60 for line in lines)
     assert all(line.startswith("    ") for line in lines[1:] if line)
     assert lines.count("") == 1  # one blank line between the two paragraphs
-    assert "    - a list item stays a line" in lines
+    assert "    - a list item stays a line" in lines  # short items stay one line
     assert "    | a | table row |" in lines
     assert lines[-1] == "    Text after them."
 
@@ -69,3 +69,10 @@ def test_ordinals_and_bare_names() -> None:
     for bad in ("no", "a b", "x: y", "1x"):
         with pytest.raises(ScaffoldError):
             Name(bad)
+
+
+def test_prose_wraps_list_items_with_a_hanging_indent() -> None:
+    out = prose("- " + "word " * 20 + "\n- second", width=30)
+    lines = out.splitlines()
+    assert lines[0].startswith("- word") and lines[1].startswith("  word")
+    assert lines[-1] == "- second"

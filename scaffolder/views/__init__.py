@@ -11,8 +11,13 @@ from typing import Any
 
 from scaffolder.spec import ArchSpec
 from scaffolder.views.megatron import megatron_test_view, megatron_view
+from scaffolder.views.readme import architecture_rows
 
 
 def build_views(spec: ArchSpec) -> dict[str, Any]:
     """Every area's view of ``spec``, keyed by area."""
-    return {"megatron": megatron_view(spec), "megatron_test": megatron_test_view(spec)}
+    return {
+        "megatron": megatron_view(spec),
+        "megatron_test": megatron_test_view(spec),
+        "readme": architecture_rows(spec),
+    }
