@@ -15,8 +15,8 @@ Modules, each importing only the ones above it:
 - :mod:`~runtime.primus.experiment`: experiment -> modules with their presets merged;
 - :mod:`~runtime.primus.megatron_args`: Megatron fields -> runtime sections and ModelArgs
   names (:func:`megatron_to_runtime`), :func:`match_flavor`;
-- :mod:`~runtime.primus.sections`: :func:`map_training_module` and
-  :func:`load_runtime_sections`, an experiment YAML -> ``runtime.config`` sections.
+- :mod:`~runtime.primus.sections`: :func:`load_runtime_sections`, the one function that turns
+  an experiment YAML into ``runtime.config`` sections (training and tests both use it).
 """
 
 from runtime.primus.errors import PrimusConfigError

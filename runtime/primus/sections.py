@@ -1,4 +1,8 @@
-"""A Primus experiment YAML -> ``runtime.config`` sections."""
+"""A Primus experiment YAML -> ``runtime.config`` sections: the one path training and tests take.
+
+``runtime.config`` reads ``--job.config_file <experiment>.yaml`` with :func:`load_runtime_sections`,
+and the generated packages' ``tests/test_megatron_yaml.py`` checks that same function.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from runtime.package_dir import package_dir_from_config_file
 from runtime.primus.errors import PrimusConfigError
 from runtime.primus.experiment import ResolvedExperiment, resolve_experiment, training_module
 from runtime.primus.megatron_args import match_flavor, megatron_to_runtime
@@ -16,11 +21,6 @@ from runtime.primus.megatron_args import match_flavor, megatron_to_runtime
 
 def _package_flavors(experiment_path: Path) -> Mapping[str, Any] | None:
     """The flavors of the generated package that holds ``experiment_path``, if any."""
-    if not any((folder / "__init__.py").is_file() for folder in experiment_path.parents):
-        return None
-    # Imported here: runtime.package pulls in torch, which resolving YAML alone does not need.
-    from runtime.package import package_dir_from_config_file
-
     package_dir = package_dir_from_config_file(str(experiment_path))
     if package_dir is None:
         return None
@@ -76,7 +76,7 @@ def load_runtime_sections(
     run: the runtime builds the package's model, checked by flavor.
     """
     experiment, mapped = map_training_module(path, environ)
-    sections = {name: values for name, values in mapped["sections"].items() if values}
+    sections = {name: dict(values) for name, values in mapped["sections"].items() if values}
     sections["job"] = {
         "dump_folder": str(experiment.exp_root),
         "description": f"Primus experiment {experiment.exp_name}",
