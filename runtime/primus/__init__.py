@@ -6,7 +6,7 @@ Primus describes a Megatron run with three layers of YAML:
    and ``modules.<name>`` with ``framework``, ``config`` (a module preset), ``model`` (a model
    preset) and ``overrides``;
 2. the **module preset** (trainer defaults, e.g. ``pre_trainer.yaml``);
-3. the **model preset** (architecture and tokenizer, e.g. ``tinyllama.yaml``).
+3. the **model preset** (architecture and tokenizer, e.g. ``models/<package>.yaml``).
 
 Modules, each importing only the ones above it:
 

@@ -333,7 +333,7 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
           },
           "unsupported": [str, ...],         # training settings the runtime cannot honour
                                              # (data_path, load, context_parallel_size > 1, ...)
-          "architecture_notes": [str, ...],  # model features the runtime's llama models lack
+          "architecture_notes": [str, ...],  # model features the runtime's models lack
                                              # or Megatron cannot express (LayerNorm, dropout,
                                              # q/k/v bias without an output bias, ...)
         }
