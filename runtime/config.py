@@ -1,8 +1,9 @@
 """The training configuration: torchtitan-style sections loaded from TOML plus CLI overrides.
 
 ``JobConfig.load(argv)`` reads ``--job.config_file`` (TOML, or a Primus experiment YAML through
-``runtime.primus``) and then applies every ``--section.key value`` override. Unknown sections or
-keys and values of the wrong type raise ``ConfigError`` with a one-line message naming them.
+``runtime.primus.load_runtime_sections``) and then applies every ``--section.key value``
+override. Unknown sections or keys and values of the wrong type raise ``ConfigError`` with a
+one-line message naming them.
 """
 
 from __future__ import annotations
@@ -297,38 +298,15 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def _read_primus_yaml(file: Path) -> dict[str, Any]:
+    """A Primus experiment YAML as sections, through ``runtime.primus.load_runtime_sections``."""
     try:
-        from runtime import primus
+        from runtime.primus import load_runtime_sections
     except ImportError as exc:
         raise ConfigError(f"cannot read {file}: Primus YAML support unavailable ({exc})") from None
     try:
-        experiment, mapped = primus.map_training_module(file)
+        return load_runtime_sections(file)
     except (ValueError, KeyError, OSError) as exc:  # PrimusConfigError is a ValueError
         raise ConfigError(f"{file}: {exc}") from None
-    return primus_sections(mapped, str(experiment.exp_root), experiment.exp_name)
-
-
-# Architecture switches the Primus mapping reports that are fixed by the package's code (the
-# package's ModelArgs.from_hf checks them), not ModelArgs fields.
-_PRIMUS_ARCHITECTURE_KEYS = {"tie_word_embeddings", "attention_bias", "mlp_bias", "rope_type"}
-
-
-def primus_sections(mapped: dict[str, Any], exp_root: str, exp_name: str) -> dict[str, Any]:
-    """Runtime config sections from ``runtime.primus.megatron_to_runtime`` output.
-
-    The experiment's model dimensions become ``model.args_overrides``; its output folder
-    (``workspace/work_group/user_name/exp_name``) becomes ``job.dump_folder``.
-    """
-    sections = {name: dict(values) for name, values in mapped["sections"].items() if values}
-    overrides = {
-        key: value
-        for key, value in mapped.get("model_args", {}).items()
-        if key not in _PRIMUS_ARCHITECTURE_KEYS
-    }
-    sections["job"] = {"dump_folder": exp_root, "description": exp_name}
-    if overrides:
-        sections["model"] = {"args_overrides": overrides}
-    return sections
 
 
 @dataclass(frozen=True)

@@ -655,12 +655,20 @@ def test_rendered_tinyllama_loads_as_runtime_config(
     package = "tinyllama_1_1b_chat_v1_0"
     for name in [n for n in sys.modules if n == package or n.startswith(f"{package}.")]:
         monkeypatch.delitem(sys.modules, name)
+    for name in ("PRIMUS_TEAM", "PRIMUS_USER", "PRIMUS_EXP_NAME", "PRIMUS_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
     try:
         sections = load_runtime_sections(tinyllama_experiment, environ={})
+        trained = JobConfig.load(["--job.config_file", str(tinyllama_experiment)])
     finally:
         for name in [n for n in sys.modules if n == package or n.startswith(f"{package}.")]:
             del sys.modules[name]
     assert sections["model"] == {"flavor": "1.1B"}
+    # Training reads the YAML through the same function.
+    assert {
+        name: {key: getattr(getattr(trained, name), key) for key in values}
+        for name, values in sections.items()
+    } == sections
     assert sections["job"]["dump_folder"] == str(
         Path("./output/scaffold/user/tinyllama_1_1b_chat_v1_0-pretrain")
     )

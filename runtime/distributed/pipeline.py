@@ -1,6 +1,7 @@
 """Pipeline parallelism for decoder models with torch.distributed.pipelining.
 
-The model is split by module names: stage ``s`` keeps ``tok_embeddings`` (first stage), a run of
+The model is split by module names: stage ``s`` keeps the input modules (first stage:
+``tok_embeddings``, plus whatever the package names in ``input_modules``), a run of
 ``layers.<i>`` and ``norm`` + ``output`` (last stage); modules it does not keep are set to None
 (or removed from ``layers``) and the model's forward skips them.
 """
@@ -30,18 +31,23 @@ SCHEDULES: dict[str, type] = {
     "Interleaved1F1B": ScheduleInterleaved1F1B,
 }
 
-_INPUT_MODULES = ("tok_embeddings",)
-# Modules that stay with the token embeddings: learned position embeddings (GPT-2's wpe).
-_WITH_INPUT_MODULES = ("pos_embeddings",)
-_OUTPUT_MODULES = ("norm", "output")
+# torchtitan's top-level module names around ``layers``; a package adds its own input modules.
+INPUT_MODULES = ("tok_embeddings",)
+OUTPUT_MODULES = ("norm", "output")
 
 
 def generate_module_names_per_stage(
-    num_stages: int, num_layers: int, input_weight: int = 1, output_weight: int = 1
+    num_stages: int,
+    num_layers: int,
+    input_weight: int = 1,
+    output_weight: int = 1,
+    input_modules: tuple[str, ...] = INPUT_MODULES,
 ) -> list[list[str]]:
-    """Split ``tok_embeddings``, ``layers.0..n-1`` and ``norm``/``output`` into balanced stages.
+    """Split ``input_modules``, ``layers.0..n-1`` and ``norm``/``output`` into balanced stages.
 
-    The embeddings count as ``input_weight`` layers (on the first stage) and norm+output as
+    ``input_modules`` are the top-level modules the first stage runs before ``layers.0``: the
+    token embeddings, and any other the package's model has there (a learned position table).
+    They count as ``input_weight`` layers (on the first stage) and norm+output as
     ``output_weight`` layers (on the last); each layer goes to the stage in whose equal share of
     the total weight its midpoint falls. Every stage keeps at least one transformer layer.
     """
@@ -55,8 +61,8 @@ def generate_module_names_per_stage(
     for count in counts:
         stages.append([f"layers.{index}" for index in range(first, first + count)])
         first += count
-    stages[0][:0] = list(_INPUT_MODULES)
-    stages[-1].extend(_OUTPUT_MODULES)
+    stages[0][:0] = list(input_modules)
+    stages[-1].extend(OUTPUT_MODULES)
     return stages
 
 
@@ -75,13 +81,27 @@ def _layers_per_stage(
     return counts
 
 
-def split_model(model: nn.Module, module_names: list[str]) -> nn.Module:
-    """Deep-copy ``model`` keeping only ``module_names``; other top modules become None."""
+def split_model(
+    model: nn.Module, module_names: list[str], module_names_per_stage: list[list[str]]
+) -> nn.Module:
+    """Deep-copy ``model`` keeping only ``module_names`` (one entry of ``module_names_per_stage``).
+
+    Every top-level module of ``model`` besides ``layers`` must be in some stage; those another
+    stage owns become None, and layers not named are removed.
+    """
+    staged = {name for names in module_names_per_stage for name in names}
+    unstaged = [
+        name for name, _ in model.named_children() if name != "layers" and name not in staged
+    ]
+    if unstaged:
+        raise ConfigError(
+            f"pipeline: top-level module(s) {', '.join(unstaged)} are in no stage; name them in "
+            "the package's input_modules or module_names_per_stage"
+        )
     part = copy.deepcopy(model)
     keep = set(module_names)
-    with_input = {name for name in _WITH_INPUT_MODULES if "tok_embeddings" in keep}
-    for name in (*_INPUT_MODULES, *_WITH_INPUT_MODULES, *_OUTPUT_MODULES):
-        if name not in keep | with_input and getattr(part, name, None) is not None:
+    for name in staged - keep:
+        if not name.startswith("layers.") and getattr(part, name, None) is not None:
             setattr(part, name, None)
     for layer_name in list(part.layers.keys()):
         if f"layers.{layer_name}" not in keep:
@@ -135,12 +155,15 @@ def pipeline_llm(
     parallelize_fn: Callable[..., nn.Module],
     loss_fn: Callable[..., torch.Tensor],
     module_names_per_stage: list[list[str]] | None = None,
+    input_modules: tuple[str, ...] = INPUT_MODULES,
 ) -> tuple[Any, list[nn.Module], bool, bool]:
     """Split the meta ``model`` into this rank's pipeline stages and build the schedule.
 
-    Stages are placed round-robin ("loop" style): stage ``s`` runs on pp rank ``s % pp``. Each
-    part is parallelized by ``parallelize_fn(part, parallel_dims, job_config)``. Returns
-    ``(schedule, model_parts, has_first_stage, has_last_stage)``; call
+    Without ``module_names_per_stage`` the stages come from
+    :func:`generate_module_names_per_stage` with ``input_modules`` (the package's first-stage
+    modules). Stages are placed round-robin ("loop" style): stage ``s`` runs on pp rank
+    ``s % pp``. Each part is parallelized by ``parallelize_fn(part, parallel_dims, job_config)``.
+    Returns ``(schedule, model_parts, has_first_stage, has_last_stage)``; call
     ``schedule.step(inputs, target=labels, losses=[])`` on every pp rank (inputs on the first
     stage, target on the last).
 
@@ -159,12 +182,14 @@ def pipeline_llm(
             schedule_name,
             job_config.parallelism.pipeline_parallel_layers_per_stage,
         )
-        module_names_per_stage = generate_module_names_per_stage(num_stages, num_layers)
+        module_names_per_stage = generate_module_names_per_stage(
+            num_stages, num_layers, input_modules=input_modules
+        )
     num_stages = len(module_names_per_stage)
     stage_ids = list(range(pp_rank, num_stages, pp_degree))
     stages, parts = [], []
     for stage_id in stage_ids:
-        part = split_model(model, module_names_per_stage[stage_id])
+        part = split_model(model, module_names_per_stage[stage_id], module_names_per_stage)
         part = parallelize_fn(part, parallel_dims, job_config)
         parts.append(part)
         stages.append(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from torch import nn
 
 from runtime.config import ConfigError, JobConfig, parse_overrides
 from runtime.distributed import ParallelDims
-from runtime.distributed.pipeline import generate_module_names_per_stage
+from runtime.distributed.pipeline import generate_module_names_per_stage, split_model
 
 
 def test_toml_then_overrides(tmp_path):
@@ -113,3 +114,34 @@ def test_stage_split_is_balanced_and_complete():
     assert min(layer_counts) == layer_counts[-1] == 1
     with pytest.raises(ConfigError, match="3 stages but only 2 layers"):
         generate_module_names_per_stage(3, 2)
+
+
+class _Decoder(nn.Module):
+    """Top-level modules as a package's Transformer has them, with an extra input module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(8, 4)
+        self.pos_embeddings = nn.Embedding(8, 4)
+        self.layers = nn.ModuleDict({str(i): nn.Linear(4, 4) for i in range(4)})
+        self.norm = nn.LayerNorm(4)
+        self.output = nn.Linear(4, 8)
+
+
+def test_the_package_names_its_input_modules():
+    inputs = ("tok_embeddings", "pos_embeddings")
+    stages = generate_module_names_per_stage(2, 4, input_modules=inputs)
+    assert stages[0] == ["tok_embeddings", "pos_embeddings", "layers.0", "layers.1"]
+    first, last = (split_model(_Decoder(), names, stages) for names in stages)
+    assert first.pos_embeddings is not None and first.tok_embeddings is not None
+    assert (first.norm, first.output, list(first.layers)) == (None, None, ["0", "1"])
+    assert (last.tok_embeddings, last.pos_embeddings) == (None, None)
+    assert last.norm is not None and list(last.layers) == ["2", "3"]
+    # An input module the package does not name would be copied to every stage: refused.
+    stages = generate_module_names_per_stage(2, 4)
+    with pytest.raises(ConfigError) as error:
+        split_model(_Decoder(), stages[0], stages)
+    assert str(error.value) == (
+        "pipeline: top-level module(s) pos_embeddings are in no stage; name them in the "
+        "package's input_modules or module_names_per_stage"
+    )

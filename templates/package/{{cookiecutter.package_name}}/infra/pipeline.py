@@ -87,6 +87,9 @@ def pipeline_{{ s.family }}(
         model_args.n_layers,
         input_weight=INPUT_WEIGHT,
         output_weight=OUTPUT_WEIGHT,
+{%- if s.features.get("learned_positions") %}
+        input_modules=("tok_embeddings", "pos_embeddings"),
+{%- endif %}
     )
     return pipeline_llm(
         model,
