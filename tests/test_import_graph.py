@@ -96,14 +96,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 # Only packages that have cycles today are expected to fail (strict: fixing them flips the mark).
-SCAFFOLDER_CYCLES = pytest.mark.xfail(
-    strict=True, reason="scaffolder cycles are removed by the recipe redesign"
-)
-
-
-@pytest.mark.parametrize(
-    "package", ["runtime", pytest.param("scaffolder", marks=SCAFFOLDER_CYCLES)]
-)
+@pytest.mark.parametrize("package", ["runtime", "scaffolder"])
 def test_package_has_no_import_cycles(package: str) -> None:
     graph = import_graph(REPO_ROOT / package)
     cycle = find_cycle(graph)
