@@ -106,7 +106,10 @@ class Trainer:
                 args.n_layers, n_heads, getattr(args, "n_kv_heads", None)
             )
         if self.parallel_dims.pp_enabled and self.spec.pipelining_fn is None:
-            raise ConfigError(f"model {self.spec.name} has no pipelining_fn; set pp degree to 1")
+            raise ConfigError(
+                f"parallelism.pipeline_parallel_degree must be 1: model {self.spec.name} has no "
+                "pipeline stages (its TrainSpec's pipelining_fn is None; its README says why)"
+            )
 
     # ----- building -------------------------------------------------------------------------
 

@@ -111,6 +111,8 @@ def render_package(spec: ArchSpec, package_name: str, source: SourceInfo) -> dic
             )
         )
         (project / "hf_config.json").write_text(source.config_text)
+        for relpath in context["cookiecutter"]["views"]["infra"].omitted_files:
+            (project / relpath).unlink()  # a file this model does not have
         format_python(project, package_name)
         files = {
             path.relative_to(project).as_posix(): path.read_text()

@@ -37,6 +37,7 @@ phi_3_5_mini_instruct_configs = {
         head_dim=32,
         ffn_dim=672,
         max_seq_len=512,
+        pad_token_id=0,
         sliding_window=16,
         rope_original_max_seq_len=32,
         rope_short_factor=(
@@ -75,7 +76,6 @@ phi_3_5_mini_instruct_configs = {
             64.4800033569336,
             64.83999633789062,
         ),
-        pad_token_id=0,
     ),
     "3.8B": ModelArgs(
         vocab_size=32064,

@@ -14,7 +14,6 @@ from runtime.components import (
 from runtime.protocols import TrainSpec, register_train_spec
 
 from .infra.parallelize import parallelize_qwen3
-from .infra.pipeline import pipeline_qwen3
 from .model.args import ModelArgs
 from .model.model import Transformer
 from .model.state_dict_adapter import Qwen3StateDictAdapter
@@ -58,7 +57,9 @@ def get_train_spec() -> TrainSpec:
         model_cls=Transformer,
         model_args=qwen3_0_6b_configs,
         parallelize_fn=parallelize_qwen3,
-        pipelining_fn=pipeline_qwen3,
+        # Tied embeddings (tie_word_embeddings): the first and last pipeline stages would share
+        # one weight, so this model trains without pipeline parallelism.
+        pipelining_fn=None,
         build_optimizers_fn=build_optimizers,
         build_lr_schedulers_fn=build_lr_schedulers,
         build_dataloader_fn=build_dataloader,

@@ -93,3 +93,25 @@ def test_primus_experiment_trains_with_shrunk_dimensions(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "global batch 16 = local 2 x dp 1 x accumulation 8" in completed.stdout
     assert [record["step"] for record in read_metrics(tmp_path)] == [1, 2]
+
+
+def test_a_model_without_pipeline_stages_refuses_pipeline_parallelism(tmp_path):
+    """Tied embeddings: the package has no infra/pipeline.py and says so in one line."""
+    from runtime.config import ConfigError
+    from tests.helpers import render_config_package, tinyllama_config
+
+    render_config_package(tmp_path, "tied", tinyllama_config(tie_word_embeddings=True))
+    package = tmp_path / "tied"
+    assert not (package / "infra" / "pipeline.py").exists()
+    config = JobConfig.load(
+        [
+            "--job.config_file",
+            str(package / "train_configs" / "debug_model.toml"),
+            "--parallelism.pipeline_parallel_degree",
+            "2",
+            "--parallelism.data_parallel_shard_degree",
+            "1",
+        ]
+    )
+    with pytest.raises(ConfigError, match="pipeline_parallel_degree must be 1: model tied has no"):
+        Trainer(config, world_size=2)

@@ -77,8 +77,8 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 "attention.wk": ColwiseParallel(),
                 "attention.wv": ColwiseParallel(),
                 "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
-                # Sublayer outputs leave wo / w2 as sequence shards; their norms run there and
-                # hand plain tensors to the residual add.
+                # Sublayer outputs leave wo / w2 as sequence shards; their norms run there and hand
+                # plain tensors to the residual add.
                 "post_attention_norm": SequenceParallel(use_local_output=True),
                 "ffn_norm": SequenceParallel(),
                 "feed_forward": PrepareModuleInput(

@@ -76,8 +76,8 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 "attention.wq": ColwiseParallel(),
                 "attention.wk": ColwiseParallel(),
                 "attention.wv": ColwiseParallel(),
-                # q/k norms see this rank's heads, [batch, heads, seq, head_dim]: their weights
-                # are replicated and their gradients summed over the ranks.
+                # q/k norms see this rank's heads, [batch, heads, seq, head_dim]: their weights are
+                # replicated and their gradients summed over the ranks.
                 "attention.q_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
                 "attention.k_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
                 "attention.wo": RowwiseParallel(output_layouts=Shard(1)),

@@ -1,5 +1,5 @@
 {%- set s = cookiecutter.spec -%}
-{%- set d = s.debug -%}
+{%- set v = cookiecutter.views.infra -%}
 """{{ cookiecutter.display_name }}: model package for the model-scaffolder runtime.
 
 Flavors: ``debugmodel`` (small dimensions, the same features) and ``{{ s.size_name }}`` (the
@@ -16,7 +16,9 @@ from runtime.components import (
 from runtime.protocols import TrainSpec, register_train_spec
 
 from .infra.parallelize import parallelize_{{ s.family }}
+{%- if v.has_pipeline %}
 from .infra.pipeline import pipeline_{{ s.family }}
+{%- endif %}
 from .model.args import ModelArgs
 from .model.model import Transformer
 from .model.state_dict_adapter import {{ cookiecutter.class_prefix }}StateDictAdapter
@@ -31,48 +33,14 @@ __all__ = [
 
 {{ cookiecutter.package_name }}_configs = {
     "debugmodel": ModelArgs(
-        vocab_size={{ d.vocab_size | py }},
-        dim={{ d.dim | py }},
-        n_layers={{ d.n_layers | py }},
-        n_heads={{ d.n_heads | py }},
-{%- if not s.features.get("derived_head_dims") %}
-        n_kv_heads={{ d.n_kv_heads | py }},
-        head_dim={{ d.head_dim | py }},
-{%- endif %}
-        ffn_dim={{ d.ffn_dim | py }},
-        max_seq_len={{ d.max_seq_len | py }},
-{%- if "attention_dropout" in d %}
-        attention_dropout={{ d.attention_dropout | py }},  # config.json: {{ s.features.attention_dropout | py }}
-{%- endif %}
-{%- if "sliding_window" in d %}
-        sliding_window={{ d.sliding_window | py }},
-{%- endif %}
-{%- if "max_window_layers" in d %}
-        max_window_layers={{ d.max_window_layers | py }},
-{%- endif %}
-{%- if "rope_original_max_seq_len" in d %}
-        rope_original_max_seq_len={{ d.rope_original_max_seq_len | py }},
-        rope_short_factor={{ d.rope_short_factor | py }},
-        rope_long_factor={{ d.rope_long_factor | py }},
-{%- endif %}
-{%- if "sliding_window_pattern" in d %}
-        sliding_window_pattern={{ d.sliding_window_pattern | py }},
-{%- endif %}
-{%- if "pad_token_id" in d %}
-        pad_token_id={{ d.pad_token_id | py }},
-{%- endif %}
+{%- for name, value, comment in v.debug_args %}
+        {{ name }}={{ value | py }},{% if comment %}  # {{ comment }}{% endif %}
+{%- endfor %}
     ),
     {{ s.size_name | py }}: ModelArgs(
-        vocab_size={{ s.vocab_size | py }},
-        dim={{ s.dim | py }},
-        n_layers={{ s.n_layers | py }},
-        n_heads={{ s.n_heads | py }},
-{%- if not s.features.get("derived_head_dims") %}
-        n_kv_heads={{ s.n_kv_heads | py }},
-        head_dim={{ s.head_dim | py }},
-{%- endif %}
-        ffn_dim={{ s.ffn_dim | py }},
-        max_seq_len={{ s.max_seq_len | py }},
+{%- for name, value in v.full_args %}
+        {{ name }}={{ value | py }},
+{%- endfor %}
     ),
 }
 
@@ -84,7 +52,13 @@ def get_train_spec() -> TrainSpec:
         model_cls=Transformer,
         model_args={{ cookiecutter.package_name }}_configs,
         parallelize_fn=parallelize_{{ s.family }},
+{%- if v.has_pipeline %}
         pipelining_fn=pipeline_{{ s.family }},
+{%- else %}
+        # Tied embeddings (tie_word_embeddings): the first and last pipeline stages would share
+        # one weight, so this model trains without pipeline parallelism.
+        pipelining_fn=None,
+{%- endif %}
         build_optimizers_fn=build_optimizers,
         build_lr_schedulers_fn=build_lr_schedulers,
         build_dataloader_fn=build_dataloader,

@@ -1,4 +1,5 @@
 {%- set s = cookiecutter.spec -%}
+{%- set v = cookiecutter.views.infra -%}
 """Parallelism for {{ cookiecutter.display_name }}, applied in torchtitan's order.
 
 1. tensor parallelism (this model's plan, below), 2. activation checkpointing,
@@ -21,14 +22,14 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
-{%- if s.features.get("qk_norm") == "projection" %}
+{%- if v.sharded_feature_norm %}
 from torch.distributed.tensor import DTensor, distribute_module, distribute_tensor
 from torch.distributed.tensor.parallel import ParallelStyle
 {%- endif %}
 
 from runtime.distributed import ParallelDims
 from runtime.distributed.parallelize import apply_ac, apply_compile, apply_fsdp, dtype_from_name
-{%- if s.features.get("qk_norm") == "projection" %}
+{%- if v.sharded_feature_norm %}
 
 
 class ShardedFeatureNorm(ParallelStyle):
@@ -92,7 +93,7 @@ def parallelize_{{ s.family }}(
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Megatron-style tensor parallelism with sequence parallel norms.
 
-    q/k/v and {% if s.parts.feed_forward == "feed_forward_gelu" %}w1{% else %}w1/w3{% endif %} are split by output features (column-wise), wo and w2 by input features
+    {{ v.column_modules }} are split by output features (column-wise), wo and w2 by input features
     (row-wise), so each rank holds whole attention heads: {{ s.n_heads }} query heads and
     {{ s.n_kv_heads }} key/value heads must both divide by the TP degree. Norms run on sequence
     shards; the embedding is split by vocabulary and the output projection by vocabulary too,
@@ -102,20 +103,12 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
         model,
         tp_mesh,
         {
-            "tok_embeddings": RowwiseParallel(
-                input_layouts=Replicate(), output_layouts=Shard(1)
-            ),
-{%- if s.features.get("learned_positions") %}
-            # Position rows split like the vocabulary; the output, [seq, dim], is sharded by
-            # sequence to add to the sequence-sharded token embeddings.
-            "pos_embeddings": RowwiseParallel(
-                input_layouts=Replicate(), output_layouts=Shard(0)
-            ),
+{%- for entry in v.model_plan %}
+{%- if entry.comment %}
+{{ entry.comment | comment_lines(width=88) | indent(12, first=True) }}
 {%- endif %}
-            "norm": SequenceParallel(),
-            "output": ColwiseParallel(
-                input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True
-            ),
+            {{ entry.module | py }}: {{ entry.style }},
+{%- endfor %}
         },
     )
     for block in model.layers.values():
@@ -123,51 +116,12 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             block,
             tp_mesh,
             {
-{%- if s.features.get("norm_placement") != "post" %}
-                "attention_norm": SequenceParallel(),
+{%- for entry in v.block_plan %}
+{%- if entry.comment %}
+{{ entry.comment | comment_lines(width=84) | indent(16, first=True) }}
 {%- endif %}
-{%- if s.rope is none %}
-                "attention": PrepareModuleInput(
-                    input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)
-                ),
-{%- else %}
-                "attention": PrepareModuleInput(
-                    input_layouts=(Shard(1), None), desired_input_layouts=(Replicate(), None)
-                ),
-{%- endif %}
-                "attention.wq": ColwiseParallel(),
-                "attention.wk": ColwiseParallel(),
-                "attention.wv": ColwiseParallel(),
-{%- if s.features.get("qk_norm") == "per_head" %}
-                # q/k norms see this rank's heads, [batch, heads, seq, head_dim]: their weights
-                # are replicated and their gradients summed over the ranks.
-                "attention.q_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
-                "attention.k_norm": SequenceParallel(sequence_dim=1, use_local_output=True),
-{%- elif s.features.get("qk_norm") == "projection" %}
-                # q/k norms span whole projections, whose features wq / wk split over ranks.
-                "attention.q_norm": ShardedFeatureNorm(),
-                "attention.k_norm": ShardedFeatureNorm(),
-{%- endif %}
-                "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
-{%- if s.features.get("sandwich_norm") or s.features.get("norm_placement") == "post" %}
-                # Sublayer outputs leave wo / w2 as sequence shards; their norms run there and
-                # hand plain tensors to the residual add.
-                "post_attention_norm": SequenceParallel(use_local_output=True),
-{%- endif %}
-{%- if s.features.get("norm_placement") != "post" %}
-                "ffn_norm": SequenceParallel(),
-{%- endif %}
-                "feed_forward": PrepareModuleInput(
-                    input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)
-                ),
-                "feed_forward.w1": ColwiseParallel(),
-                "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
-{%- if s.parts.feed_forward != "feed_forward_gelu" %}
-                "feed_forward.w3": ColwiseParallel(),
-{%- endif %}
-{%- if s.features.get("sandwich_norm") or s.features.get("norm_placement") == "post" %}
-                "post_ffn_norm": SequenceParallel(use_local_output=True),
-{%- endif %}
+                {{ entry.module | py }}: {{ entry.style }},
+{%- endfor %}
             },
         )
 {%- if s.tie_word_embeddings %}

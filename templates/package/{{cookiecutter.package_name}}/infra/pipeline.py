@@ -1,39 +1,5 @@
 {%- set s = cookiecutter.spec -%}
-{%- if s.tie_word_embeddings -%}
-"""Pipeline parallelism for {{ cookiecutter.display_name }}: not available.
-
-The embedding table is tied to the output projection (tie_word_embeddings), so the first and
-the last stage would have to share one weight. Train with FSDP and tensor parallelism instead.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
-
-import torch
-from torch import nn
-
-from runtime.distributed import ParallelDims
-
-from ..model.args import ModelArgs
-
-
-def pipeline_{{ s.family }}(
-    model: nn.Module,
-    parallel_dims: ParallelDims,
-    job_config: Any,
-    device: torch.device,
-    model_args: ModelArgs,
-    parallelize_fn: Callable[..., nn.Module],
-    loss_fn: Callable[..., torch.Tensor],
-) -> tuple[Any, list[nn.Module], bool, bool]:
-    """Refuse pipeline parallelism with one clear message."""
-    raise ValueError(
-        "parallelism.pipeline_parallel_degree must be 1 for this model: its embeddings are tied "
-        "to the output projection (tie_word_embeddings)"
-    )
-{%- else -%}
+{%- set v = cookiecutter.views.infra -%}
 """Pipeline parallelism for {{ cookiecutter.display_name }}.
 
 Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm
@@ -87,8 +53,8 @@ def pipeline_{{ s.family }}(
         model_args.n_layers,
         input_weight=INPUT_WEIGHT,
         output_weight=OUTPUT_WEIGHT,
-{%- if s.features.get("learned_positions") %}
-        input_modules=("tok_embeddings", "pos_embeddings"),
+{%- if v.input_modules %}
+        input_modules={{ v.input_modules | py }},
 {%- endif %}
     )
     return pipeline_llm(
@@ -101,4 +67,3 @@ def pipeline_{{ s.family }}(
         loss_fn,
         module_names_per_stage=module_names_per_stage,
     )
-{%- endif %}

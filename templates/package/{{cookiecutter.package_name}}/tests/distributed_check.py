@@ -1,10 +1,11 @@
 {%- set s = cookiecutter.spec -%}
+{%- set v = cookiecutter.views.infra -%}
 """This package's parallelize and pipeline functions on 2 CPU ranks against one device.
 
 Run by ``test_distributed.py`` as ``torchrun --nproc_per_node 2 -m
 {{ cookiecutter.package_name }}.tests.distributed_check``. Every rank first computes the
 single-device reference (same weights, same batch); then the debug model is parallelized with
-tensor parallel 2, with FSDP 2{% if not s.tie_word_embeddings %}, and split into 2 pipeline stages{% endif %}, and
+tensor parallel 2, with FSDP 2{% if v.has_pipeline %}, and split into 2 pipeline stages{% endif %}, and
 its loss (and, for TP and FSDP, every gradient) must match the reference.
 """
 
@@ -91,7 +92,7 @@ def check_tp_or_fsdp(name, spec, args, state_dict, ref_loss, ref_grads, **degree
         if not torch.allclose(grad, ref_grads[param_name], atol=GRAD_ATOL, rtol=1e-4):
             raise AssertionError(f"{name}: gradient of {param_name} differs")
 
-{% if not s.tie_word_embeddings %}
+{% if v.has_pipeline %}
 def check_pipeline(spec, args, state_dict, ref_loss) -> None:
     config = job_config(pipeline_parallel_degree=2, data_parallel_shard_degree=1)
     dims = ParallelDims.from_config(config.parallelism, WORLD_SIZE)
@@ -138,7 +139,7 @@ def main() -> None:
     check_tp_or_fsdp(
         "FSDP 2", spec, args, state_dict, ref_loss, ref_grads, data_parallel_shard_degree=2
     )
-{%- if not s.tie_word_embeddings %}
+{%- if v.has_pipeline %}
     check_pipeline(spec, args, state_dict, ref_loss)
 {%- endif %}
     dist.barrier()

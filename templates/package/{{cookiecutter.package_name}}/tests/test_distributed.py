@@ -1,5 +1,6 @@
 {%- set s = cookiecutter.spec -%}
-"""Tensor parallel, FSDP{% if not s.tie_word_embeddings %} and pipeline{% endif %} on 2 real gloo processes match one device."""
+{%- set v = cookiecutter.views.infra -%}
+"""Tensor parallel, FSDP{% if v.has_pipeline %} and pipeline{% endif %} on 2 real gloo processes match one device."""
 
 from __future__ import annotations
 

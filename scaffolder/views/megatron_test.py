@@ -1,0 +1,94 @@
+"""What the generated tests/test_megatron_yaml.py expects of the package's resolved YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaffolder.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class MegatronTestView:
+    """What the generated tests/test_megatron_yaml.py expects of the resolved YAML.
+
+    Expectations are Python expressions over the test's ``ARCHITECTURE`` (the config's bias
+    switches) and ``args`` (``ModelArgs.from_hf`` of the package's config.json), chosen here so
+    that the generated test has no branch on a value fixed at generation.
+    """
+
+    qkv_bias: str  # add_qkv_bias
+    mlp_bias: str  # add_bias_linear
+    attention_bias: str  # what Megatron's add_bias_linear means for the attention projections
+    normalization: str
+    swiglu: bool
+    rope_scaling: tuple[tuple[str, str], ...]  # (preset key, expected expression)
+    runtime_rope_type: str | None  # what megatron_to_runtime reads back (None: no rope)
+    runtime_rope_factor: bool  # it reads the factor back too
+
+    @property
+    def mlp_bias_test(self) -> str:
+        """``is True`` / ``== <expression>``: how the test compares the MLP bias."""
+        return _compare(self.mlp_bias)
+
+    @property
+    def attention_bias_test(self) -> str:
+        return _compare(self.attention_bias)
+
+
+def _compare(expression: str) -> str:
+    return f"is {expression}" if expression in ("True", "False") else f"== {expression}"
+
+
+def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
+    f = spec.features
+    fields = f.biases.fields
+    if "use_bias" in fields:
+        qkv = mlp = 'ARCHITECTURE["use_bias"]'
+    elif f.biases.everywhere:
+        qkv = mlp = "True"
+    else:
+        qkv = 'ARCHITECTURE["attention_bias"]' if "attention_bias" in fields else "False"
+        if f.biases.qkv_only:
+            qkv = "True"
+        mlp = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in fields else "False"
+        if f.biases.mlp_always:
+            mlp = "True"
+    if "True" in (qkv, mlp):
+        attention = "True"
+    elif mlp == "False":
+        attention = qkv
+    elif qkv == "False" or qkv == mlp:
+        attention = mlp
+    else:
+        attention = f"({qkv} or {mlp})"
+    rope = spec.rope
+    scaling: tuple[tuple[str, str], ...] = ()
+    runtime_rope_type = None
+    if rope is not None:
+        if rope.type == "linear":
+            scaling = (
+                ("rotary_seq_len_interpolation_factor", "args.rope_factor"),
+                ("use_rope_scaling", "False"),
+            )
+        elif rope.type == "llama3":
+            scaling = (
+                ("use_rope_scaling", "True"),
+                ("rope_scaling_factor", "args.rope_factor"),
+                ("rotary_seq_len_interpolation_factor", "None"),
+            )
+        else:  # default; dynamic and LongRoPE, which the YAML says Megatron cannot express
+            scaling = (
+                ("use_rope_scaling", "False"),
+                ("rotary_seq_len_interpolation_factor", "None"),
+            )
+        runtime_rope_type = rope.type if rope.type in ("linear", "llama3") else "default"
+    return MegatronTestView(
+        qkv_bias=qkv,
+        mlp_bias=mlp,
+        attention_bias=attention,
+        normalization="LayerNorm" if f.norm.kind == "layernorm" else "RMSNorm",
+        swiglu=f.gated_mlp,
+        rope_scaling=scaling,
+        runtime_rope_type=runtime_rope_type,
+        runtime_rope_factor=runtime_rope_type in ("linear", "llama3"),
+    )
