@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Frozen packages from older generator versions (inputs of test_old_package.py): they hold
+# their own tests/ folders, which are data here, not tests of this repository.
+collect_ignore = ["fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
