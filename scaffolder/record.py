@@ -273,21 +273,29 @@ def _read_base(package_dir: Path) -> dict[str, str]:
     return base
 
 
-def _read_pristine(package_dir: Path) -> dict[str, str]:
-    """Record format 1: every file of ``.scaffold/pristine/``, by path relative to the package."""
+def _read_pristine(package_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """Record format 1: every file of ``.scaffold/pristine/``, by path relative to the package.
+
+    Returns the rendered files and the bytecode caches (``__pycache__/``) Python tools such as
+    ``compileall`` wrote among them: never the base, but removed with it.
+    """
     root = package_dir / LEGACY_PRISTINE_DIR
     if root.is_symlink() or not root.is_dir():
         raise ScaffoldError(f"regeneration record {root} must be a folder, not a link")
-    pristine = {}
+    pristine, caches = {}, []
     for path in sorted(root.rglob("*")):
         if path.is_symlink():
             raise ScaffoldError(f"regeneration record holds a symbolic link, {path}; remove it")
         if path.is_file():
+            relpath = path.relative_to(root).as_posix()
+            if "__pycache__" in PurePosixPath(relpath).parts:
+                caches.append(relpath)
+                continue
             try:
-                pristine[path.relative_to(root).as_posix()] = read_text(path)
+                pristine[relpath] = read_text(path)
             except (OSError, UnicodeDecodeError) as error:
                 raise ScaffoldError(f"cannot read pristine file {path}: {error}") from None
-    return pristine
+    return pristine, caches
 
 
 def _read_any_base(package_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -300,8 +308,8 @@ def _read_any_base(package_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
             f"'{package_dir}' holds both {BASE_FILE} and the older {LEGACY_PRISTINE_DIR}/; "
             f"keep the current one (usually {BASE_FILE}) and remove the other"
         )
-    pristine = _read_pristine(package_dir)
-    return pristine, tuple(f"{LEGACY_PRISTINE_DIR}/{relpath}" for relpath in pristine)
+    pristine, caches = _read_pristine(package_dir)
+    return pristine, tuple(f"{LEGACY_PRISTINE_DIR}/{relpath}" for relpath in [*pristine, *caches])
 
 
 def read_record(package_dir: Path) -> Record:

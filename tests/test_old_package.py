@@ -10,6 +10,7 @@ in-process render of the same config, never a checked-in copy.
 
 from __future__ import annotations
 
+import compileall
 import json
 import re
 import shutil
@@ -162,3 +163,18 @@ def test_fa998bd_package_with_a_conflicting_edit_migrates_and_reports_the_confli
 
     check = run_cli("regenerate", str(package), "--check")
     assert check.exit_code == 2 and "still has conflict markers" in check.output, check.output
+
+
+def test_fa998bd_package_migrates_after_python_compiled_its_pristine_tree(tmp_path):
+    """``python -m compileall`` (as Docker images run) also compiles ``.scaffold/pristine/``."""
+    package, _ = old_package(tmp_path)
+    assert compileall.compile_dir(package, quiet=2)
+    assert any((package / LEGACY_PRISTINE_DIR).rglob("__pycache__/*.pyc"))
+
+    result = run_cli("regenerate", str(package))
+
+    assert result.exit_code == 0, result.output
+    assert not (package / LEGACY_PRISTINE_DIR).exists()
+    assert any(package.glob("model/__pycache__/*.pyc"))  # the package's own caches: not ours
+    again = run_cli("regenerate", str(package), "--check")
+    assert again.exit_code == 0 and "is up to date" in again.output, again.output
