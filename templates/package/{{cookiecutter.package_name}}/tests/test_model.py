@@ -1,8 +1,10 @@
 {%- set s = cookiecutter.spec -%}
+{%- set f = s.features -%}
+{%- set sliding = f.sliding_window and f.sliding_window.active -%}
 """The model against transformers' {{ s.hf_architecture }}: logits, loss and gradients."""
 
 from __future__ import annotations
-{% if s.features.get("sliding_window") is not none or s.features.get("attention_dropout") %}
+{% if sliding or f.attention_dropout %}
 import dataclasses
 {% endif %}
 import pytest
@@ -55,7 +57,7 @@ def test_logits_match_transformers_with_the_short_factors(debug_args: ModelArgs)
         logits = model(tokens)
     assert (logits - expected).abs().max().item() <= LOGITS_ATOL
 
-{% endif %}{% if s.features.get("sliding_window") is not none %}
+{% endif %}{% if sliding %}
 def test_the_sliding_window_cuts_into_the_test_sequence(debug_args: ModelArgs) -> None:
     """The logits test proves the window only if the window changes its 64-token logits."""
     assert debug_args.sliding_window < 64
@@ -86,7 +88,7 @@ def test_loss_and_gradients_match_transformers(debug_args: ModelArgs) -> None:
     hf_model = build_hf_model(debug_args).train()
     model = load_from_hf(hf_model, debug_args).train()
     tokens = random_tokens(debug_args, batch=2, seq_len=32)
-{%- if s.features.get("embedding_padding_idx") and s.features.get("pad_token_id") is not none %}
+{%- if f.padding and f.padding.pad_token_id is not none %}
     # The pad token's embedding row gets no gradient (padding_idx): put it in the input.
     tokens[:, 3] = debug_args.pad_token_id
 {%- endif %}
@@ -107,7 +109,7 @@ def test_loss_and_gradients_match_transformers(debug_args: ModelArgs) -> None:
         torch.testing.assert_close(grad, hf_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-{% if s.features.get("attention_dropout") %}
+{% if f.attention_dropout %}
 def test_attention_dropout_only_in_training(debug_args: ModelArgs) -> None:
     """attention_dropout (config.json's; the debug flavor has 0 so that the other tests compare
     exactly) drops attention probabilities in training mode, never in eval mode."""
