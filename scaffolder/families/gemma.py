@@ -67,7 +67,6 @@ PARTS = {
     "feed_forward": "feed_forward_swiglu",
     "block": "block_pre_norm",
     "transformer": "transformer",
-    "overview": "overview_gemma",
     "args": "args_gemma",
 }
 # Sizes transformers' Gemma config classes default to those of one particular checkpoint; a

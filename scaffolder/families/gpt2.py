@@ -35,7 +35,6 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_pre_norm",
     "transformer": "transformer_learned_positions",
-    "overview": "overview_gpt2",
     "args": "args_gpt2",
     "adapter": "adapter_gpt2",
 }

@@ -41,7 +41,6 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_parallel_residual",
     "transformer": "transformer",
-    "overview": "overview_gpt_neox",
     "args": "args_gpt_neox",
     "adapter": "adapter_gpt_neox",
 }

@@ -35,7 +35,6 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_pre_norm",
     "transformer": "transformer",
-    "overview": "overview_starcoder2",
     "args": "args_starcoder2",
 }
 # Starcoder2Config.sliding_window when config.json has no such field.

@@ -13,6 +13,7 @@ from scaffolder.spec import ArchSpec
 from scaffolder.views.infra import infra_view
 from scaffolder.views.megatron import megatron_view
 from scaffolder.views.megatron_test import megatron_test_view
+from scaffolder.views.model import model_view
 from scaffolder.views.readme import architecture_rows
 
 
@@ -22,5 +23,6 @@ def build_views(spec: ArchSpec) -> dict[str, Any]:
         "infra": infra_view(spec),
         "megatron": megatron_view(spec),
         "megatron_test": megatron_test_view(spec),
+        "model": model_view(spec),
         "readme": architecture_rows(spec),
     }

@@ -1,0 +1,742 @@
+"""The model area: what ``model/model.py`` and its parts (``parts/model/``) print.
+
+Everything a part would otherwise branch on is decided here from the spec's typed features: the
+docstrings (sentences, wrapped by the ``prose`` filter), which parts make up the file, the code
+lines only some features have (each listed with the condition it needs) and the keyword
+arguments of ``scaled_dot_product_attention``. Templates print them straight through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaffolder.errors import ScaffoldError
+from scaffolder.features import Features
+from scaffolder.spec import ArchSpec
+
+NORM_CLASSES = {"rmsnorm": "nn.RMSNorm", "rmsnorm_1p": "RMSNorm", "layernorm": "nn.LayerNorm"}
+NORM_NAMES = {"rmsnorm": "RMSNorm", "rmsnorm_1p": "RMSNorm", "layernorm": "LayerNorm"}
+# The MLP's activation of ``self.w1(x)``, by hidden_act; gelu_new and gelu_fast are written out
+# as transformers computes them (parts/model/activation_<name>.py.j2).
+ACTIVATIONS = {
+    "silu": "F.silu(self.w1(x))",
+    "gelu": "F.gelu(self.w1(x))",
+    "gelu_pytorch_tanh": 'F.gelu(self.w1(x), approximate="tanh")',
+    "gelu_new": "gelu_new(self.w1(x))",
+    "gelu_fast": "gelu_fast(self.w1(x))",
+}
+WRITTEN_OUT_GELUS = ("gelu_new", "gelu_fast")
+
+
+def lines(code: str) -> tuple[str, ...]:
+    """A block of code written as one string, as the lines a template prints."""
+    return tuple(code.strip("\n").splitlines())
+
+
+def keep(*pairs: tuple[object, str | tuple[str, ...]]) -> tuple[str, ...]:
+    """The lines (or blocks of lines) whose condition holds, in order."""
+    out: list[str] = []
+    for condition, code in pairs:
+        if condition:
+            out += [code] if isinstance(code, str) else list(code)
+    return tuple(out)
+
+
+def doc(summary: str, *details: str | None) -> str:
+    """Docstring text for the ``prose`` filter: the summary, then a paragraph of the details that
+    are not None, one sentence a line."""
+    body = "\n".join(line for line in details if line)
+    return f"{summary}\n\n{body}" if body else summary
+
+
+def init_linears(names: tuple[str, ...], biased: tuple[str, ...]) -> tuple[str, ...]:
+    """``init_weights`` lines: normal weights for ``names``, zero biases for ``biased``."""
+    return keep(
+        (True, f"for linear in ({', '.join(names)}):"),
+        (True, "    nn.init.normal_(linear.weight, mean=0.0, std=init_std)"),
+        (biased == names, "    nn.init.zeros_(linear.bias)"),
+        (biased and biased != names, f"for linear in ({', '.join(biased)}):"),
+        (biased and biased != names, "    nn.init.zeros_(linear.bias)"),
+    )
+
+
+def _choose(what: str, value: str, choices: dict[str, str]) -> str:
+    if value not in choices:
+        raise ScaffoldError(f"model.py has no {what} {value!r}; known: {', '.join(choices)}")
+    return choices[value]
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """The spec's switches as the model parts ask about them."""
+
+    rotary: bool
+    longrope: bool
+    sliding: bool  # some layer slides
+    per_layer: bool  # some layers slide, the others attend fully
+    pattern: bool  # ... every sliding_window_pattern-th layer attending fully
+    per_head_norm: bool  # q/k RMSNorm over each head
+    projection_norm: bool  # q/k RMSNorm over the whole projection
+    explicit: bool  # scores soft-capped, so computed without scaled_dot_product_attention
+    scaled: bool  # a scale other than head_dim ** -0.5 (self.scale)
+    multipliers: bool
+    dropout: bool
+
+
+def _facts(spec: ArchSpec) -> _Facts:
+    f = spec.features
+    sliding = f.sliding_window is not None and f.sliding_window.active
+    per_layer = sliding and f.sliding_window.per_layer
+    qk_norm = f.qk_norm.kind if f.qk_norm is not None else None
+    return _Facts(
+        rotary=spec.rope is not None,
+        longrope=spec.rope is not None and spec.rope.type == "longrope",
+        sliding=sliding,
+        per_layer=per_layer,
+        pattern=per_layer and f.sliding_window.layout == "sliding_window_pattern",
+        per_head_norm=qk_norm == "per_head",
+        projection_norm=qk_norm == "projection",
+        explicit=f.softcap is not None and f.softcap.attention is not None,
+        scaled=f.query_pre_attn_scalar is not None or f.multipliers is not None,
+        multipliers=f.multipliers is not None,
+        dropout=bool(f.attention_dropout),
+    )
+
+
+# ---------------------------------------------------------------- attention
+
+LONGROPE_ATTRIBUTE = lines("""
+# LongRoPE's factors switch at this sequence length (original_max_position_embeddings).
+self.original_max_seq_len = model_args.rope_original_max_seq_len
+""")
+REPEAT_KV = lines("""
+# Each key/value head serves n_rep consecutive query heads.
+xk = xk.repeat_interleave(self.n_rep, dim=1)
+xv = xv.repeat_interleave(self.n_rep, dim=1)
+""")
+PER_LAYER_MASK = lines("""
+mask = (
+    None
+    if self.sliding_window is None
+    else sliding_window_mask(seqlen, self.sliding_window, x.device)
+)
+""")
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    """``Attention``: parts/model/attention.py.j2 (torch's fused attention), or
+    attention_softcap.py.j2 where soft-capped scores are computed explicitly."""
+
+    doc: str
+    init_params: str
+    attributes: tuple[str, ...]  # __init__, before the projections
+    qkv_bias: bool
+    o_bias: bool
+    qk_norms: tuple[str, ...]  # __init__, after the projections
+    init_weights: tuple[str, ...]
+    q: str  # the query projection, before its split into heads
+    k: str
+    positions: tuple[str, ...]  # forward: per-head q/k norms, then the rotation
+    repeat_kv: tuple[str, ...]  # explicit scores: key/value heads repeated for their queries
+    mask: tuple[str, ...]  # fused attention: the sliding-window mask
+    sdpa_kwargs: tuple[str, ...]
+
+
+def attention_view(spec: ArchSpec, norm_class: str) -> AttentionView:
+    f, x = spec.features, _facts(spec)
+    gqa_repeat = x.explicit and spec.uses_gqa
+    qkv = ("self.wq", "self.wk", "self.wv")
+    linears = (*qkv, "self.wo")
+    biased = linears if spec.attention_bias else qkv if f.biases.qkv_only else ()
+    per_head_norms = tuple(
+        f"self.{name} = {norm_class}(model_args.head_dim, eps=model_args.norm_eps)"
+        for name in ("q_norm", "k_norm")
+    )
+    projection_norms = (
+        "self.q_norm = ProjectionRMSNorm(q_dim, eps=model_args.norm_eps)",
+        "self.k_norm = ProjectionRMSNorm(kv_dim, eps=model_args.norm_eps)",
+    )
+    return AttentionView(
+        doc=_attention_doc(spec, x),
+        init_params="model_args: ModelArgs, sliding: bool"
+        if x.per_layer
+        else "model_args: ModelArgs",
+        attributes=keep(
+            (x.per_layer, "self.sliding_window = model_args.sliding_window if sliding else None"),
+            (x.sliding and not x.per_layer, "self.sliding_window = model_args.sliding_window"),
+            (True, "self.head_dim = model_args.head_dim"),
+            (x.longrope, LONGROPE_ATTRIBUTE),
+            (gqa_repeat, "self.n_rep = model_args.n_heads // model_args.n_kv_heads"),
+            (
+                f.query_pre_attn_scalar is not None,
+                "self.scale = model_args.query_pre_attn_scalar**-0.5",
+            ),
+            (
+                x.scaled and f.query_pre_attn_scalar is None,
+                "self.scale = model_args.attention_multiplier",
+            ),
+            (x.explicit, "self.softcap = model_args.attn_logit_softcapping"),
+            (x.dropout, "self.dropout = model_args.attention_dropout"),
+        ),
+        qkv_bias=bool(biased),
+        o_bias=spec.attention_bias,
+        qk_norms=keep((x.per_head_norm, per_head_norms), (x.projection_norm, projection_norms)),
+        init_weights=init_linears(linears, biased)
+        + keep(
+            (f.qk_norm, "self.q_norm.reset_parameters()"),
+            (f.qk_norm, "self.k_norm.reset_parameters()"),
+        ),
+        q="self.q_norm(self.wq(x))" if x.projection_norm else "self.wq(x)",
+        k="self.k_norm(self.wk(x))" if x.projection_norm else "self.wk(x)",
+        positions=keep(
+            (x.per_head_norm, "xq, xk = self.q_norm(xq), self.k_norm(xk)"),
+            (
+                x.longrope,
+                "rope_cache = longrope_cache(rope_cache, seqlen, self.original_max_seq_len)",
+            ),
+            (x.rotary, "xq, xk = apply_rotary_emb(xq, xk, rope_cache)"),
+        ),
+        repeat_kv=keep((gqa_repeat, REPEAT_KV)),
+        mask=keep(
+            (x.per_layer, PER_LAYER_MASK),
+            (
+                x.sliding and not x.per_layer,
+                "mask = sliding_window_mask(seqlen, self.sliding_window, x.device)",
+            ),
+        ),
+        sdpa_kwargs=keep(
+            (x.per_layer, "attn_mask=mask, is_causal=mask is None"),
+            (x.sliding and not x.per_layer, "attn_mask=mask"),
+            (not x.sliding, "is_causal=True"),
+            (x.scaled, "scale=self.scale"),
+            (not x.scaled and not f.scale_attn_weights, "scale=1.0"),
+            (x.dropout, "dropout_p=self.dropout if self.training else 0.0"),
+            (spec.uses_gqa, "enable_gqa=True"),
+        ),
+    )
+
+
+def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
+    f = spec.features
+    positions = "rotary positions" if x.rotary else "learned position embeddings"
+    if x.explicit:
+        summary = f"Causal self-attention with soft-capped scores and {positions}."
+    elif spec.uses_gqa:
+        summary = f"Causal self-attention with grouped-query attention and {positions}."
+    else:
+        summary = f"Causal multi-head self-attention with {positions}."
+    heads = (
+        f"{spec.n_heads} query heads (num_attention_heads) share {_kv_heads(spec)} "
+        "(num_key_value_heads)"
+        + (
+            "."
+            if x.explicit
+            else "; scaled_dot_product_attention broadcasts the key/value heads itself."
+        )
+    )
+    return doc(
+        summary,
+        heads if spec.uses_gqa else None,
+        "q_proj, k_proj and v_proj have biases, o_proj has none."
+        if f.biases.qkv_only and not spec.attention_bias
+        else None,
+        _sliding_sentence(f),
+        _qk_norm_sentence(f),
+        _scale_sentence(f),
+        "Scores are squashed into (-cap, cap) as ``cap * tanh(scores / cap)`` "
+        "(attn_logit_softcapping) before the mask and the float32 softmax; "
+        "scaled_dot_product_attention has no such step, so they are computed explicitly."
+        if x.explicit
+        else None,
+        "In training, attention probabilities are dropped with probability ``attention_dropout``."
+        if x.dropout
+        else None,
+    )
+
+
+def _kv_heads(spec: ArchSpec) -> str:
+    return f"{spec.n_kv_heads} key/value head" + ("s" if spec.n_kv_heads > 1 else "")
+
+
+def _sliding_sentence(f: Features) -> str | None:
+    sliding = f.sliding_window
+    if sliding is None or not sliding.active:
+        return None
+    return {
+        "all": "Every layer attends through a sliding window of ``sliding_window`` tokens.",
+        "from_max_window_layers": "Layers ``max_window_layers`` and up attend through a sliding "
+        "window of ``sliding_window`` tokens; the layers below attend to the whole causal prefix.",
+        "sliding_window_pattern": "Sliding layers (``sliding``) attend through a window of "
+        "``sliding_window`` tokens; every sliding_window_pattern-th layer attends to the whole "
+        "prefix.",
+    }[sliding.layout]
+
+
+def _qk_norm_sentence(f: Features) -> str | None:
+    if f.qk_norm is None:
+        return None
+    if f.qk_norm.kind == "per_head":
+        return "Queries and keys are RMS-normed per head (q_norm, k_norm) before RoPE."
+    return (
+        "Queries and keys are RMS-normed over their whole projections, all heads together "
+        "(q_norm, k_norm), before RoPE."
+    )
+
+
+def _scale_sentence(f: Features) -> str | None:
+    if f.query_pre_attn_scalar is not None:
+        return "Scores scale by ``query_pre_attn_scalar ** -0.5`` rather than ``head_dim ** -0.5``."
+    if f.multipliers is not None:
+        return "Scores scale by ``attention_multiplier`` rather than ``head_dim ** -0.5``."
+    if not f.scale_attn_weights:
+        return "Scores are not scaled by ``head_dim ** -0.5`` (scale_attn_weights false)."
+    return None
+
+
+# ---------------------------------------------------------------- MLP, block
+
+
+@dataclass(frozen=True)
+class FeedForwardView:
+    """``FeedForward``: parts/model/feed_forward_swiglu.py.j2 or feed_forward_gelu.py.j2."""
+
+    doc: str
+    hidden: str  # what w2 projects back
+    init_weights: tuple[str, ...]
+
+
+def feed_forward_view(spec: ArchSpec) -> FeedForwardView:
+    act = _choose("activation", spec.hidden_act, ACTIVATIONS)
+    gated = spec.parts["feed_forward"] == "feed_forward_swiglu"
+    linears = ("self.w1", "self.w2", "self.w3") if gated else ("self.w1", "self.w2")
+    field = spec.features.names.activation
+    gelu = {
+        "silu": None,
+        "gelu": f"The GELU is the exact one, with erf ({field} gelu).",
+        "gelu_pytorch_tanh": "The GELU is the tanh approximation "
+        f"({field} gelu_pytorch_tanh), as torch computes it.",
+    }.get(
+        spec.hidden_act,
+        f"The GELU is the tanh approximation ({field} {spec.hidden_act}), in transformers' "
+        "operation order: torch's fused tanh GELU rounds differently.",
+    )
+    if gated:
+        glu, fn = ("SwiGLU", "silu") if spec.hidden_act == "silu" else ("GeGLU", "gelu")
+        names = spec.features.names.mlp_names or "gate_proj, up_proj, down_proj"
+        summary = f"{glu} MLP: ``w2({fn}(w1(x)) * w3(x))`` ({names} in transformers)."
+    else:
+        names = spec.features.names.mlp_names or "c_fc, c_proj"
+        summary = f"MLP ``w2(gelu(w1(x)))``, no gate ({names} in transformers)."
+    return FeedForwardView(
+        doc=doc(summary, gelu),
+        hidden=f"{act} * self.w3(x)" if gated else act,
+        init_weights=init_linears(linears, linears if spec.mlp_bias else ()),
+    )
+
+
+@dataclass(frozen=True)
+class BlockView:
+    """``TransformerBlock``: parts/model/block_*.py.j2."""
+
+    doc: str  # block_pre_norm's (the other blocks' docstrings are fixed)
+    init_params: str
+    new: str  # how Transformer builds the block of ``layer_id``
+    attention: str  # how the block builds its Attention
+    attributes: tuple[str, ...]
+    residual_scale: str  # after each sublayer's output
+
+
+def block_view(spec: ArchSpec) -> BlockView:
+    x = _facts(spec)
+    if x.pattern:
+        attention = "Attention(model_args, sliding=is_sliding_layer(model_args, layer_id))"
+    elif x.per_layer:
+        attention = "Attention(model_args, sliding=layer_id >= model_args.max_window_layers)"
+    else:
+        attention = "Attention(model_args)"
+    if x.multipliers:
+        text = doc(
+            "Pre-norm block with scaled sublayer outputs (m = residual_multiplier).",
+            "``h = x + m * attention(norm(x))``, then ``h + m * feed_forward(norm(h))``.",
+        )
+    else:
+        text = "Pre-norm block: ``h = x + attention(norm(x))``, then ``h + feed_forward(norm(h))``."
+    return BlockView(
+        doc=text,
+        init_params="layer_id: int, model_args: ModelArgs"
+        if x.per_layer
+        else "model_args: ModelArgs",
+        new=f"TransformerBlock({'layer_id, ' if x.per_layer else ''}model_args)",
+        attention=attention,
+        attributes=keep(
+            (
+                x.multipliers,
+                "# residual_multiplier scales each sublayer's output before its residual add.",
+            ),
+            (x.multipliers, "self.residual_multiplier = model_args.residual_multiplier"),
+        ),
+        residual_scale=" * self.residual_multiplier" if x.multipliers else "",
+    )
+
+
+# ---------------------------------------------------------------- positions, transformer
+
+ROTATE = ("return xq * cos + rotate_half(xq) * sin, xk * cos + rotate_half(xk) * sin",)
+ROTATE_PARTIAL = lines("""
+# Only the first rotary_dim channels rotate (partial_rotary_factor); the rest pass through.
+rotary_dim = cos.shape[-1]
+q_rot, q_pass = xq[..., :rotary_dim], xq[..., rotary_dim:]
+k_rot, k_pass = xk[..., :rotary_dim], xk[..., rotary_dim:]
+q_rot = q_rot * cos + rotate_half(q_rot) * sin
+k_rot = k_rot * cos + rotate_half(k_rot) * sin
+return torch.cat((q_rot, q_pass), dim=-1), torch.cat((k_rot, k_pass), dim=-1)
+""")
+
+
+@dataclass(frozen=True)
+class RopeView:
+    """The rotary embedding: parts/model/rope.py.j2 and the parts it includes, or
+    rope_local_global.py.j2 where the sliding layers rotate with a RoPE of their own."""
+
+    inv_freq_part: str  # rope_inv_freq of this rope type
+    cache_part: str  # precompute_rope_cache (and LongRoPE's choice of rows)
+    rotary_channels: str  # the ModelArgs field: how many channels of a head rotate
+    inv_freq_call: str
+    rotate: tuple[str, ...]  # apply_rotary_emb after cos and sin
+    global_doc: str  # rope_local_global: the full-attention layers' cache
+    global_inv_freq: str
+    local_doc: str  # rope_local_global: the sliding layers' cache
+    local_inv_freq: str
+
+
+def rope_view(spec: ArchSpec) -> RopeView:
+    f = spec.features
+    rope_type = spec.rope.type
+    local_type = f.local_rope.type if f.local_rope is not None else "default"
+    global_doc, global_inv_freq = _layer_rope("full-attention", rope_type, "rope", "rope_scaling")
+    local_doc, local_inv_freq = _layer_rope("sliding-window", local_type, "rope_local", None)
+    return RopeView(
+        inv_freq_part=f"rope_inv_freq_{rope_type}",
+        cache_part="rope_cache_longrope" if rope_type == "longrope" else "rope_cache",
+        rotary_channels="rotary_dim" if f.partial_rotary is not None else "head_dim",
+        inv_freq_call=f"rope_inv_freq(args, {'seq_len, ' if rope_type == 'dynamic' else ''}device)",
+        rotate=ROTATE_PARTIAL if f.partial_rotary is not None else ROTATE,
+        global_doc=global_doc,
+        global_inv_freq=global_inv_freq,
+        local_doc=local_doc,
+        local_inv_freq=local_inv_freq,
+    )
+
+
+def _layer_rope(layers: str, rope_type: str, prefix: str, scaling: str | None) -> tuple[str, str]:
+    """Docstring and inverse frequencies of the cache of one kind of layer (rope_local_global)."""
+    inv_freq = f"rope_inv_freq(args.head_dim, args.{prefix}_theta, device)"
+    if rope_type != "linear":
+        return f"Rotary cos/sin of the {layers} layers, base ``{prefix}_theta``.", inv_freq
+    factor = f"``{prefix}_factor``" + (f" ({scaling}.factor)" if scaling else "")
+    text = doc(
+        f"Rotary cos/sin of the {layers} layers: base ``{prefix}_theta``, linear scaling.",
+        f"Dividing the frequencies by {factor} is the same as dividing the positions.",
+    )
+    return text, f"{inv_freq} / args.{prefix}_factor"
+
+
+PADDED_EMBEDDING = lines("""
+# The pad_token_id row gets no gradient (transformers' padding_idx).
+self.tok_embeddings = nn.Embedding(
+    model_args.vocab_size, model_args.dim, padding_idx=model_args.pad_token_id
+)
+""")
+RETIE = lines("""
+if self.tok_embeddings is not None and self.output is not None:
+    # to_empty() materializes shared parameters separately: tie them again.
+    self.output.weight = self.tok_embeddings.weight
+""")
+SCALED_EMBED = lines("""
+if self.tok_embeddings is not None:
+    h = self.tok_embeddings(tokens)
+    # Embeddings are scaled by sqrt(hidden_size), the factor rounded to their dtype first.
+    h = h * torch.tensor(self.model_args.dim**0.5, dtype=h.dtype)
+else:
+    h = tokens
+""")
+MULTIPLIED_EMBED = lines("""
+if self.tok_embeddings is not None:
+    # embedding_multiplier scales the token embeddings.
+    h = self.tok_embeddings(tokens) * self.model_args.embedding_multiplier
+else:
+    h = tokens
+""")
+DYNAMIC_ROPE_CACHE = lines("""
+# Longer than max_position_embeddings, dynamic NTK needs new frequencies. (Under sequence
+# parallelism ``seqlen`` is this rank's shard of the sequence.)
+seqlen = h.shape[1]
+if seqlen > self.model_args.max_seq_len:
+    rope_cache = precompute_rope_cache(self.model_args, seqlen, device=h.device)
+else:
+    rope_cache = self.rope_cache
+""")
+ROPE_CACHE = lines("""
+# All positions: attention takes as many as its sequence has (blocks see sequence shards
+# under tensor parallelism, attention the whole sequence).
+rope_cache = self.rope_cache
+""")
+LOCAL_GLOBAL_LAYERS = lines("""
+for layer_id, layer in self.layers.items():
+    # Sliding-window layers rotate with their own base, full-attention ones with rope_theta.
+    if is_sliding_layer(self.model_args, int(layer_id)):
+        h = layer(h, self.local_rope_cache)
+    else:
+        h = layer(h, rope_cache)
+""")
+SOFTCAPPED_LOGITS = lines("""
+if self.output is None:
+    return h
+# final_logit_softcapping: logits squashed smoothly into (-cap, cap).
+cap = self.model_args.final_logit_softcapping
+return torch.tanh(self.output(h) / cap) * cap
+""")
+SCALED_LOGITS = lines("""
+if self.output is None:
+    return h
+# logits_scaling divides the logits.
+return self.output(h) / self.model_args.logits_scaling
+""")
+
+
+@dataclass(frozen=True)
+class TransformerView:
+    """``Transformer``: parts/model/transformer.py.j2 or transformer_learned_positions.py.j2."""
+
+    tok_embeddings: tuple[str, ...]  # __init__
+    output_init: tuple[str, ...]  # end of init_weights: tie the output again, or initialize it
+    embed: tuple[str, ...]  # forward: tokens to h
+    rope_cache: tuple[str, ...]  # forward
+    layers: tuple[str, ...]  # forward
+    logits: tuple[str, ...]  # forward
+
+
+def transformer_view(spec: ArchSpec) -> TransformerView:
+    f, x = spec.features, _facts(spec)
+    tied, scaled = spec.tie_word_embeddings, f.scale_embeddings
+    final_softcap = f.softcap is not None and f.softcap.final is not None
+    dynamic = x.rotary and spec.rope.type == "dynamic"
+    plain_logits = not final_softcap and not x.multipliers
+    return TransformerView(
+        tok_embeddings=keep(
+            (f.padding, PADDED_EMBEDDING),
+            (
+                not f.padding,
+                "self.tok_embeddings = nn.Embedding(model_args.vocab_size, model_args.dim)",
+            ),
+        ),
+        output_init=keep(
+            (tied, RETIE),
+            (not tied, "if self.output is not None:"),
+            (not tied, "    nn.init.normal_(self.output.weight, mean=0.0, std=init_std)"),
+        ),
+        embed=keep(
+            (scaled, SCALED_EMBED),
+            (x.multipliers and not scaled, MULTIPLIED_EMBED),
+            (
+                not scaled and not x.multipliers,
+                "h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens",
+            ),
+        ),
+        rope_cache=DYNAMIC_ROPE_CACHE if dynamic else ROPE_CACHE,
+        layers=keep(
+            (f.local_rope, LOCAL_GLOBAL_LAYERS),
+            (not f.local_rope, "for layer in self.layers.values():"),
+            (not f.local_rope, "    h = layer(h, rope_cache)"),
+        ),
+        logits=keep(
+            (final_softcap, SOFTCAPPED_LOGITS),
+            (x.multipliers and not final_softcap, SCALED_LOGITS),
+            (plain_logits, "return self.output(h) if self.output is not None else h"),
+        ),
+    )
+
+
+# ---------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """``model/model.py``: its overview, imports and parts, and each part's view."""
+
+    overview: tuple[str, ...]  # paragraphs, one sentence a line
+    imports: tuple[str, ...]
+    parts: tuple[str, ...]  # parts/model/<name>.py.j2, in file order
+    norm_class: str
+    norm_name: str
+    forward_params: str  # of attention's and the blocks' forward
+    rope_arg: str  # how a block passes the rope cache on to attention
+    attention: AttentionView
+    feed_forward: FeedForwardView
+    block: BlockView
+    rope: RopeView | None
+    transformer: TransformerView
+
+
+def model_view(spec: ArchSpec) -> ModelView:
+    f, x = spec.features, _facts(spec)
+    norm_class = _choose("norm", f.norm.kind, NORM_CLASSES)
+    needs_math = (x.rotary and spec.rope.type == "llama3") or spec.hidden_act == "gelu_new"
+    return ModelView(
+        overview=overview(spec),
+        imports=keep((needs_math, "import math")),
+        parts=keep(
+            (f.norm.kind == "rmsnorm_1p", "norm_rmsnorm_1p"),
+            (x.rotary, spec.parts.get("rope", "")),
+            (x.sliding, "sliding_window_mask"),
+            (x.projection_norm, "norm_projection"),
+            (True, spec.parts["attention"]),
+            (spec.hidden_act in WRITTEN_OUT_GELUS, f"activation_{spec.hidden_act}"),
+            (True, spec.parts["feed_forward"]),
+            (x.pattern, "sliding_layer_pattern"),
+            (True, spec.parts["block"]),
+            (True, spec.parts["transformer"]),
+        ),
+        norm_class=norm_class,
+        norm_name=NORM_NAMES[f.norm.kind],
+        forward_params="x: torch.Tensor, rope_cache: torch.Tensor"
+        if x.rotary
+        else "x: torch.Tensor",
+        rope_arg=", rope_cache" if x.rotary else "",
+        attention=attention_view(spec, norm_class),
+        feed_forward=feed_forward_view(spec),
+        block=block_view(spec),
+        rope=rope_view(spec) if x.rotary else None,
+        transformer=transformer_view(spec),
+    )
+
+
+# ---------------------------------------------------------------- overview
+
+
+def overview(spec: ArchSpec) -> tuple[str, ...]:
+    """The module docstring's paragraphs, a sentence for each feature the model has: the blocks;
+    attention; embeddings, logits and the checkpoint."""
+    f = spec.features
+    softcap = f.softcap
+    paragraphs = (
+        (
+            f"Architecture ({spec.hf_architecture}): {spec.n_layers} {_blocks(f)}.",
+            {
+                "rmsnorm": "Norms: RMSNorm.",
+                "rmsnorm_1p": "Norms: RMSNorm scaling by ``1 + weight``, in float32.",
+                "layernorm": "Norms: LayerNorm with weight and bias.",
+            }[f.norm.kind],
+            _mlp(spec),
+            _positions(spec),
+        ),
+        (
+            f"Attention: {spec.n_heads} "
+            + (f"query heads sharing {_kv_heads(spec)}" if spec.uses_gqa else "heads")
+            + f", head_dim {spec.head_dim}.",
+            _biases(spec),
+            _qk_norm_sentence(f),
+            _scale_sentence(f),
+            _overview_sliding(f),
+            _softcap(softcap.attention if softcap else None, "attention scores", "attn"),
+            "Attention probabilities are dropped in training (attention_dropout)."
+            if f.attention_dropout
+            else None,
+        ),
+        (
+            "Embeddings are scaled by sqrt(hidden_size)." if f.scale_embeddings else None,
+            "Token embeddings are multiplied by embedding_multiplier, each sublayer's output by "
+            "residual_multiplier before its residual add, and the logits divided by logits_scaling."
+            if f.multipliers
+            else None,
+            _softcap(softcap.final if softcap else None, "output logits", "final"),
+            "Input and output embeddings are "
+            + ("tied (tie_word_embeddings)." if spec.tie_word_embeddings else "untied."),
+            _checkpoint(f),
+        ),
+    )
+    return tuple("\n".join(line for line in lines if line) for lines in paragraphs)
+
+
+def _blocks(f: Features) -> str:
+    if f.parallel_residual:
+        return (
+            "parallel-residual blocks: attention and MLP read the same input, "
+            "``x + attention(norm(x)) + mlp(norm(x))`` (use_parallel_residual)"
+        )
+    return {
+        "pre": "pre-norm blocks",
+        "post": "post-norm blocks, each sublayer's output normed inside the residual",
+        "sandwich": "blocks that norm each sublayer's input and output",
+    }[f.norm.placement]
+
+
+def _mlp(spec: ArchSpec) -> str:
+    if spec.parts["feed_forward"] == "feed_forward_swiglu":
+        return "MLP: SwiGLU." if spec.hidden_act == "silu" else "MLP: GeGLU with the tanh GELU."
+    names = spec.features.names.mlp_names or "c_fc, c_proj"
+    return f"MLP: {names} with a GELU ({spec.hidden_act}) between them, no gate."
+
+
+def _positions(spec: ArchSpec) -> str:
+    f = spec.features
+    if spec.rope is None:
+        return (
+            f"Positions: learned absolute embeddings for up to {spec.max_seq_len} positions; "
+            "no RoPE."
+        )
+    text = f"Positions: {spec.rope.type} RoPE"
+    if f.partial_rotary is not None:
+        factor = f.partial_rotary.factor
+        text += (
+            f" on the first {int(spec.head_dim * factor)} channels of each head "
+            f"(partial_rotary_factor {factor})"
+        )
+    if f.local_rope is not None:
+        text += " in full-attention layers; sliding layers rotate with their own base"
+    return text + "."
+
+
+def _biases(spec: ArchSpec) -> str | None:
+    if spec.features.biases.qkv_only and not spec.attention_bias:
+        return "The q, k and v projections have biases, the output projection none."
+    return {
+        (True, True): "Attention and MLP linear layers have biases.",
+        (True, False): "Attention linear layers have biases.",
+        (False, True): "MLP linear layers have biases.",
+    }.get((spec.attention_bias, spec.mlp_bias))
+
+
+def _overview_sliding(f: Features) -> str | None:
+    sliding = f.sliding_window
+    if sliding is None or not sliding.active:
+        return None
+    window = f"a sliding window of {sliding.window} tokens"
+    return {
+        "all": f"Every layer attends through {window} (sliding_window).",
+        "from_max_window_layers": f"Layers {sliding.max_window_layers} and up attend through "
+        f"{window}, the layers below to the whole prefix (max_window_layers).",
+        "sliding_window_pattern": f"One layer in {sliding.pattern} (the last) attends to the "
+        f"whole prefix, the others through {window} (layer_types).",
+    }[sliding.layout]
+
+
+def _softcap(cap: float | None, what: str, field: str) -> str | None:
+    if cap is None:
+        return None
+    return f"The {what} are soft-capped at {cap} ({field}_logit_softcapping)."
+
+
+def _checkpoint(f: Features) -> str | None:
+    if f.legacy_checkpoint_keys:
+        return (
+            "The checkpoint has module names of its own and fuses q/k/v; "
+            "``state_dict_adapter.py`` maps it onto this model's separate projections."
+        )
+    if f.fused_checkpoint:
+        return (
+            "The checkpoint fuses q/k/v and gate/up; "
+            "``state_dict_adapter.py`` splits them into this model's separate projections."
+        )
+    return None

@@ -1,0 +1,45 @@
+"""The model area's views: model.py's parts exist, and its overview names only its own model."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from scaffolder.families import build_spec
+from scaffolder.render import TEMPLATE_ROOT
+from scaffolder.views.model import model_view
+from tests.helpers import FAMILY_CONFIGS, family_config, tinyllama_config
+
+CONFIGS = sorted(path.stem for path in FAMILY_CONFIGS.glob("*.json"))
+FAMILY_WORDS = re.compile(
+    r"llama|gemma|gpt|neox|starcoder|qwen|mistral|olmo|phi\d|granite", re.IGNORECASE
+)
+PARTS = TEMPLATE_ROOT / "templates" / "parts" / "model"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_overview_names_only_its_own_model(name: str) -> None:
+    spec = build_spec(family_config(name))
+    view = model_view(spec)
+    text = "\n".join(view.overview)
+    own = spec.hf_architecture.lower()
+    others = [word for word in FAMILY_WORDS.findall(text) if word.lower() not in own]
+    assert others == [], others
+    for part in view.parts:
+        assert (PARTS / f"{part}.py.j2").is_file(), part
+
+
+def test_llama_overview_and_attention() -> None:
+    view = model_view(build_spec(tinyllama_config()))
+    assert view.overview[0].startswith("Architecture (LlamaForCausalLM): 22 pre-norm blocks.")
+    assert "32 query heads sharing 4 key/value heads" in view.overview[1]
+    assert view.attention.sdpa_kwargs == ("is_causal=True", "enable_gqa=True")
+    assert view.block.new == "TransformerBlock(model_args)"
+    assert view.parts == (
+        "rope",
+        "attention",
+        "feed_forward_swiglu",
+        "block_pre_norm",
+        "transformer",
+    )
