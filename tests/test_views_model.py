@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from scaffolder.families import build_spec
-from scaffolder.render import TEMPLATE_ROOT
 from scaffolder.views.model import model_view
 from tests.helpers import FAMILY_CONFIGS, family_config, tinyllama_config
 
@@ -15,7 +15,14 @@ CONFIGS = sorted(path.stem for path in FAMILY_CONFIGS.glob("*.json"))
 FAMILY_WORDS = re.compile(
     r"llama|gemma|gpt|neox|starcoder|qwen|mistral|olmo|phi\d|granite", re.IGNORECASE
 )
-PARTS = TEMPLATE_ROOT / "templates" / "parts" / "model"
+PARTS = (
+    Path(__file__).resolve().parent.parent
+    / "templates"
+    / "package"
+    / "templates"
+    / "parts"
+    / "model"
+)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -1,15 +1,17 @@
 """gemma2_9b as plain, single-device PyTorch.
 
-Architecture (Gemma2ForCausalLM): 42 blocks that norm each sublayer's input and output.
-Attention: 16 query heads sharing 8 key/value heads, head_dim 256.
-Scores scale by query_pre_attn_scalar ** -0.5.
-One layer in 2 (the last) attends to the whole prefix, the others through a
-sliding window (layer_types).
-Attention logits are soft-capped (attn_logit_softcapping).
-MLP: GeGLU with the tanh GELU. Norms: RMSNorm scaling by ``1 + weight``, in float32.
-Embeddings: scaled by sqrt(hidden_size); tied input/output embeddings.
-Output logits are soft-capped (final_logit_softcapping).
-RoPE: default.
+Architecture (Gemma2ForCausalLM): 42 blocks that norm each sublayer's input and output. Norms:
+RMSNorm scaling by ``1 + weight``, in float32. MLP: GeGLU with the tanh GELU. Positions: default
+RoPE.
+
+Attention: 16 query heads sharing 8 key/value heads, head_dim 256. Scores scale by
+``query_pre_attn_scalar ** -0.5`` rather than ``head_dim ** -0.5``. One layer in 2 (the last)
+attends to the whole prefix, the others through a sliding window of 4096 tokens (layer_types). The
+attention scores are soft-capped at 50.0 (attn_logit_softcapping).
+
+Embeddings are scaled by sqrt(hidden_size). The output logits are soft-capped at 30.0
+(final_logit_softcapping). Input and output embeddings are tied (tie_word_embeddings).
+
 Parallelism is applied from ``infra/``; nothing here knows about it.
 """
 
@@ -94,11 +96,12 @@ def sliding_window_mask(seq_len: int, window: int, device: torch.device) -> torc
 class Attention(nn.Module):
     """Causal self-attention with soft-capped scores and rotary positions.
 
-    16 query heads (num_attention_heads) share 8 key/value heads
-    (num_key_value_heads). Scores are ``q k^T * query_pre_attn_scalar ** -0.5``, squashed
-    into (-cap, cap) as ``cap * tanh(scores / cap)`` (attn_logit_softcapping) before the mask and
-    the float32 softmax; scaled_dot_product_attention has no such step, so they are explicit.
-    Sliding layers see the last sliding_window keys, the others the whole prefix.
+    16 query heads (num_attention_heads) share 8 key/value heads (num_key_value_heads). Sliding
+    layers (``sliding``) attend through a window of ``sliding_window`` tokens; every
+    sliding_window_pattern-th layer attends to the whole prefix. Scores scale by
+    ``query_pre_attn_scalar ** -0.5`` rather than ``head_dim ** -0.5``. Scores are squashed into
+    (-cap, cap) as ``cap * tanh(scores / cap)`` (attn_logit_softcapping) before the mask and the
+    float32 softmax; scaled_dot_product_attention has no such step, so they are computed explicitly.
     """
 
     def __init__(self, model_args: ModelArgs, sliding: bool) -> None:
@@ -145,7 +148,7 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """GeGLU MLP: ``w2(gelu(w1(x)) * w3(x))`` (gate_proj, up_proj, down_proj in transformers).
 
-    The GELU is the tanh approximation (gelu_pytorch_tanh), as torch computes it.
+    The GELU is the tanh approximation (hidden_activation gelu_pytorch_tanh), as torch computes it.
     """
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
@@ -180,7 +183,6 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, layer_id: int, model_args: ModelArgs) -> None:
         super().__init__()
-        self.layer_id = layer_id
         self.attention_norm = RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.attention = Attention(model_args, sliding=is_sliding_layer(model_args, layer_id))
         self.post_attention_norm = RMSNorm(model_args.dim, eps=model_args.norm_eps)
@@ -241,15 +243,15 @@ class Transformer(nn.Module):
             self.model_args, self.model_args.max_seq_len, device=buffer_device
         )
         init_std = self.model_args.initializer_range
-        if self.tok_embeddings is not None and self.output is not None:
-            # to_empty() materializes shared parameters separately: tie them again.
-            self.output.weight = self.tok_embeddings.weight
         if self.tok_embeddings is not None:
             nn.init.normal_(self.tok_embeddings.weight, mean=0.0, std=init_std)
         for layer in self.layers.values():
             layer.init_weights(init_std)
         if self.norm is not None:
             self.norm.reset_parameters()
+        if self.tok_embeddings is not None and self.output is not None:
+            # to_empty() materializes shared parameters separately: tie them again.
+            self.output.weight = self.tok_embeddings.weight
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids ``[batch, seq]`` (or hidden states on a later pipeline stage) to logits."""

@@ -1,11 +1,14 @@
 """gpt2 as plain, single-device PyTorch.
 
-Architecture (GPT2LMHeadModel): 12 pre-norm blocks (n_layer) with LayerNorm (weight and bias).
-Positions: learned absolute embeddings for up to 1024 positions (wpe, n_positions); no RoPE.
-Attention: 12 heads (n_head), head_dim 64, with biases.
-MLP: c_fc, GELU (gelu_new), c_proj, with biases. The checkpoint stores these linear layers
-transposed (Conv1D) and fuses q/k/v in c_attn; the model keeps nn.Linear weights and q/k/v apart.
-Embeddings: tied input/output embeddings.
+Architecture (GPT2LMHeadModel): 12 pre-norm blocks. Norms: LayerNorm with weight and bias. MLP:
+c_fc, c_proj with a GELU (gelu_new) between them, no gate. Positions: learned absolute embeddings
+for up to 1024 positions; no RoPE.
+
+Attention: 12 heads, head_dim 64. Attention and MLP linear layers have biases.
+
+Input and output embeddings are tied (tie_word_embeddings). The checkpoint has module names of its
+own and fuses q/k/v; ``state_dict_adapter.py`` maps it onto this model's separate projections.
+
 Parallelism is applied from ``infra/``; nothing here knows about it.
 """
 
@@ -21,7 +24,7 @@ from .args import ModelArgs
 
 
 class Attention(nn.Module):
-    """Causal multi-head self-attention; positions come from learned position embeddings."""
+    """Causal multi-head self-attention with learned position embeddings."""
 
     def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
@@ -80,9 +83,8 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``h = x + attention(norm(x))``, then ``h + feed_forward(norm(h))``."""
 
-    def __init__(self, layer_id: int, model_args: ModelArgs) -> None:
+    def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
-        self.layer_id = layer_id
         self.attention_norm = nn.LayerNorm(model_args.dim, eps=model_args.norm_eps)
         self.attention = Attention(model_args)
         self.ffn_norm = nn.LayerNorm(model_args.dim, eps=model_args.norm_eps)
@@ -114,10 +116,7 @@ class Transformer(nn.Module):
         self.tok_embeddings = nn.Embedding(model_args.vocab_size, model_args.dim)
         self.pos_embeddings = nn.Embedding(model_args.max_seq_len, model_args.dim)
         self.layers = nn.ModuleDict(
-            {
-                str(layer_id): TransformerBlock(layer_id, model_args)
-                for layer_id in range(model_args.n_layers)
-            }
+            {str(layer_id): TransformerBlock(model_args) for layer_id in range(model_args.n_layers)}
         )
         self.norm = nn.LayerNorm(model_args.dim, eps=model_args.norm_eps)
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)
@@ -126,15 +125,12 @@ class Transformer(nn.Module):
 
     def init_weights(self, buffer_device: torch.device | None = None) -> None:
         """Initialize like transformers: normal(0, initializer_range) weights, unit norms, and
-        the residual projections (wo, w2: GPT-2's c_proj) scaled down by sqrt(2 * n_layer).
+        the residual output projections (wo, w2) scaled down by sqrt(2 * n_layer).
 
         ``buffer_device`` is unused: the model has no buffers (positions are parameters).
         """
         init_std = self.model_args.initializer_range
         residual_std = init_std / (2 * self.model_args.n_layers) ** 0.5
-        if self.tok_embeddings is not None and self.output is not None:
-            # to_empty() materializes shared parameters separately: tie them again.
-            self.output.weight = self.tok_embeddings.weight
         if self.tok_embeddings is not None:
             nn.init.normal_(self.tok_embeddings.weight, mean=0.0, std=init_std)
         if self.pos_embeddings is not None:
@@ -145,6 +141,9 @@ class Transformer(nn.Module):
             nn.init.normal_(layer.feed_forward.w2.weight, mean=0.0, std=residual_std)
         if self.norm is not None:
             self.norm.reset_parameters()
+        if self.tok_embeddings is not None and self.output is not None:
+            # to_empty() materializes shared parameters separately: tie them again.
+            self.output.weight = self.tok_embeddings.weight
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids ``[batch, seq]`` (or hidden states on a later pipeline stage) to logits."""

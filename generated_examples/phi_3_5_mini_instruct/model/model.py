@@ -1,8 +1,14 @@
 """phi_3_5_mini_instruct as plain, single-device PyTorch.
 
-Architecture (Phi3ForCausalLM): 32 pre-norm blocks of
-multi-head attention (32 heads)
-and a SwiGLU MLP, RMSNorm, longrope RoPE, untied input/output embeddings.
+Architecture (Phi3ForCausalLM): 32 pre-norm blocks. Norms: RMSNorm. MLP: SwiGLU. Positions: longrope
+RoPE.
+
+Attention: 32 heads, head_dim 96. Every layer attends through a sliding window of 262144 tokens
+(sliding_window).
+
+Input and output embeddings are untied. The checkpoint fuses q/k/v and gate/up;
+``state_dict_adapter.py`` splits them into this model's separate projections.
+
 Parallelism is applied from ``infra/``; nothing here knows about it.
 """
 
@@ -151,9 +157,8 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``h = x + attention(norm(x))``, then ``h + feed_forward(norm(h))``."""
 
-    def __init__(self, layer_id: int, model_args: ModelArgs) -> None:
+    def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
-        self.layer_id = layer_id
         self.attention_norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.attention = Attention(model_args)
         self.ffn_norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
@@ -190,10 +195,7 @@ class Transformer(nn.Module):
             persistent=False,
         )
         self.layers = nn.ModuleDict(
-            {
-                str(layer_id): TransformerBlock(layer_id, model_args)
-                for layer_id in range(model_args.n_layers)
-            }
+            {str(layer_id): TransformerBlock(model_args) for layer_id in range(model_args.n_layers)}
         )
         self.norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)

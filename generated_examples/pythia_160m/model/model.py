@@ -1,11 +1,15 @@
 """pythia_160m as plain, single-device PyTorch.
 
-Architecture (GPTNeoXForCausalLM): 12 blocks with LayerNorm (weight and bias);
-attention and MLP side by side: x + attention(norm(x)) + mlp(norm(x)) (use_parallel_residual).
-Attention: 12 heads, head_dim 64, with biases; default RoPE on the first 16 channels
-of each head (rotary_pct 0.25). The checkpoint fuses q/k/v per head; the model keeps them apart.
-MLP: dense_h_to_4h, GELU (gelu), dense_4h_to_h, with biases.
-Embeddings: untied input/output embeddings.
+Architecture (GPTNeoXForCausalLM): 12 parallel-residual blocks: attention and MLP read the same
+input, ``x + attention(norm(x)) + mlp(norm(x))`` (use_parallel_residual). Norms: LayerNorm with
+weight and bias. MLP: dense_h_to_4h, dense_4h_to_h with a GELU (gelu) between them, no gate.
+Positions: default RoPE on the first 16 channels of each head (partial_rotary_factor 0.25).
+
+Attention: 12 heads, head_dim 64. Attention and MLP linear layers have biases.
+
+Input and output embeddings are untied. The checkpoint has module names of its own and fuses q/k/v;
+``state_dict_adapter.py`` maps it onto this model's separate projections.
+
 Parallelism is applied from ``infra/``; nothing here knows about it.
 """
 
@@ -123,9 +127,8 @@ class TransformerBlock(nn.Module):
     norm (transformers: input_layernorm, post_attention_layernorm), summed in transformers' order.
     """
 
-    def __init__(self, layer_id: int, model_args: ModelArgs) -> None:
+    def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
-        self.layer_id = layer_id
         self.attention_norm = nn.LayerNorm(model_args.dim, eps=model_args.norm_eps)
         self.attention = Attention(model_args)
         self.ffn_norm = nn.LayerNorm(model_args.dim, eps=model_args.norm_eps)
@@ -159,10 +162,7 @@ class Transformer(nn.Module):
             persistent=False,
         )
         self.layers = nn.ModuleDict(
-            {
-                str(layer_id): TransformerBlock(layer_id, model_args)
-                for layer_id in range(model_args.n_layers)
-            }
+            {str(layer_id): TransformerBlock(model_args) for layer_id in range(model_args.n_layers)}
         )
         self.norm = nn.LayerNorm(model_args.dim, eps=model_args.norm_eps)
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)

@@ -1,8 +1,13 @@
 """qwen3_0_6b as plain, single-device PyTorch.
 
-Architecture (Qwen3ForCausalLM): 28 pre-norm blocks of
-grouped-query attention (16 query heads, 8 key/value heads)
-and a SwiGLU MLP, RMSNorm, default RoPE, tied input/output embeddings.
+Architecture (Qwen3ForCausalLM): 28 pre-norm blocks. Norms: RMSNorm. MLP: SwiGLU. Positions: default
+RoPE.
+
+Attention: 16 query heads sharing 8 key/value heads, head_dim 128. Queries and keys are RMS-normed
+per head (q_norm, k_norm) before RoPE.
+
+Input and output embeddings are tied (tie_word_embeddings).
+
 Parallelism is applied from ``infra/``; nothing here knows about it.
 """
 
@@ -58,10 +63,9 @@ def apply_rotary_emb(
 class Attention(nn.Module):
     """Causal self-attention with grouped-query attention and rotary positions.
 
-    16 query heads (num_attention_heads) share 8 key/value heads
-    (num_key_value_heads); scaled_dot_product_attention broadcasts the key/value heads itself.
-
-    Queries and keys are RMS-normed per head (q_norm, k_norm) before RoPE.
+    16 query heads (num_attention_heads) share 8 key/value heads (num_key_value_heads);
+    scaled_dot_product_attention broadcasts the key/value heads itself. Queries and keys are
+    RMS-normed per head (q_norm, k_norm) before RoPE.
     """
 
     def __init__(self, model_args: ModelArgs) -> None:
@@ -115,9 +119,8 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``h = x + attention(norm(x))``, then ``h + feed_forward(norm(h))``."""
 
-    def __init__(self, layer_id: int, model_args: ModelArgs) -> None:
+    def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
-        self.layer_id = layer_id
         self.attention_norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.attention = Attention(model_args)
         self.ffn_norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
@@ -151,10 +154,7 @@ class Transformer(nn.Module):
             persistent=False,
         )
         self.layers = nn.ModuleDict(
-            {
-                str(layer_id): TransformerBlock(layer_id, model_args)
-                for layer_id in range(model_args.n_layers)
-            }
+            {str(layer_id): TransformerBlock(model_args) for layer_id in range(model_args.n_layers)}
         )
         self.norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)
@@ -171,15 +171,15 @@ class Transformer(nn.Module):
             self.model_args, self.model_args.max_seq_len, device=buffer_device
         )
         init_std = self.model_args.initializer_range
-        if self.tok_embeddings is not None and self.output is not None:
-            # to_empty() materializes shared parameters separately: tie them again.
-            self.output.weight = self.tok_embeddings.weight
         if self.tok_embeddings is not None:
             nn.init.normal_(self.tok_embeddings.weight, mean=0.0, std=init_std)
         for layer in self.layers.values():
             layer.init_weights(init_std)
         if self.norm is not None:
             self.norm.reset_parameters()
+        if self.tok_embeddings is not None and self.output is not None:
+            # to_empty() materializes shared parameters separately: tie them again.
+            self.output.weight = self.tok_embeddings.weight
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids ``[batch, seq]`` (or hidden states on a later pipeline stage) to logits."""

@@ -1,8 +1,12 @@
 """TinyLlama/TinyLlama-1.1B-Chat-v1.0 as plain, single-device PyTorch.
 
-Architecture (LlamaForCausalLM): 22 pre-norm blocks of
-grouped-query attention (32 query heads, 4 key/value heads)
-and a SwiGLU MLP, RMSNorm, default RoPE, untied input/output embeddings.
+Architecture (LlamaForCausalLM): 22 pre-norm blocks. Norms: RMSNorm. MLP: SwiGLU. Positions: default
+RoPE.
+
+Attention: 32 query heads sharing 4 key/value heads, head_dim 64.
+
+Input and output embeddings are untied.
+
 Parallelism is applied from ``infra/``; nothing here knows about it.
 """
 
@@ -58,8 +62,8 @@ def apply_rotary_emb(
 class Attention(nn.Module):
     """Causal self-attention with grouped-query attention and rotary positions.
 
-    32 query heads (num_attention_heads) share 4 key/value heads
-    (num_key_value_heads); scaled_dot_product_attention broadcasts the key/value heads itself.
+    32 query heads (num_attention_heads) share 4 key/value heads (num_key_value_heads);
+    scaled_dot_product_attention broadcasts the key/value heads itself.
     """
 
     def __init__(self, model_args: ModelArgs) -> None:
@@ -108,9 +112,8 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm block: ``h = x + attention(norm(x))``, then ``h + feed_forward(norm(h))``."""
 
-    def __init__(self, layer_id: int, model_args: ModelArgs) -> None:
+    def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
-        self.layer_id = layer_id
         self.attention_norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.attention = Attention(model_args)
         self.ffn_norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
@@ -144,10 +147,7 @@ class Transformer(nn.Module):
             persistent=False,
         )
         self.layers = nn.ModuleDict(
-            {
-                str(layer_id): TransformerBlock(layer_id, model_args)
-                for layer_id in range(model_args.n_layers)
-            }
+            {str(layer_id): TransformerBlock(model_args) for layer_id in range(model_args.n_layers)}
         )
         self.norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)
