@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.spec import ArchSpec
+from scaffolder.views.args import args_view
 
 
 def build_views(spec: ArchSpec) -> dict[str, Any]:
     """Every area's view of ``spec``, keyed by area."""
-    return {}
+    return {"args": args_view(spec)}
