@@ -547,15 +547,9 @@ class _Builder:
                 Fixed("sliding_window_attention", f.sliding_window.active, self.sliding_found())
             )
         if f.partial_rotary_field:
-            doc = ("Whether RoPE leaves part of each head unrotated (partial_rotary_factor < 1).",)
-            self.fixed.append(
-                Fixed(
-                    "partial_rotary",
-                    f.partial_rotary is not None,
-                    'rope["partial_rotary_factor"] != 1.0',
-                    doc,
-                )
-            )
+            partial = f.partial_rotary is not None
+            found = 'rope["partial_rotary_factor"] != 1.0'
+            self.fixed.append(Fixed("partial_rotary", partial, found))
 
     def sliding_found(self) -> str:
         """Whether a config.json slides any layer, as transformers reads it."""
