@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families import build_spec
 from scaffolder.views.args import args_view
 from tests.helpers import FAMILY_CONFIGS, family_config
@@ -56,7 +57,13 @@ def test_stated_defaults_are_the_config_class_defaults(family: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_field_read_is_required_or_defaulted(family: str) -> None:
-    """args_view raises KeyError for a config field with neither a default nor required."""
+    """args_view raises KeyError for a field read with neither a stated default nor required."""
     view = args_view(build_spec(family_config(family)))
-    assert [field.name for field in view.fields][-1] == "initializer_range"
-    assert view.fixed[0].key == "model_type"
+    reads = " ".join(field.read for field in view.fields)
+    assert "config[" in reads and "config.get(" in reads
+
+
+def test_a_field_neither_required_nor_defaulted_is_an_error() -> None:
+    with pytest.raises(KeyError, match="max_position_embeddings"):
+        ConfigFields(defaults={}).is_required("max_position_embeddings")
+    assert ConfigFields(defaults={}).is_required("vocab_size")
