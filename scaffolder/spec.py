@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from scaffolder import cache
+from scaffolder.config_fields import ConfigFields
 from scaffolder.errors import ScaffoldError
 from scaffolder.features import Features
 
@@ -74,6 +75,8 @@ class ArchSpec:
     hidden_act: str
     initializer_range: float
     torch_dtype: str
+    # How the family's config class names and defaults the fields ModelArgs reads.
+    config_fields: ConfigFields
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     # Which template part renders each piece of model.py (parts/model/<name>.py.j2).

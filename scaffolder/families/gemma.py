@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import REQUIRED, ConfigFields
 from scaffolder.errors import ConfigFieldError
 from scaffolder.families.common import (
     CountedSpec,
@@ -67,11 +68,26 @@ PARTS = {
     "feed_forward": "feed_forward_swiglu",
     "block": "block_pre_norm",
     "transformer": "transformer",
-    "args": "args_gemma",
 }
 # Sizes transformers' Gemma config classes default to those of one particular checkpoint; a
 # config.json must state them.
 REQUIRED_FIELDS = ("num_key_value_heads", "head_dim")
+# GemmaConfig's defaults for the fields ModelArgs reads; it reads the legacy "gelu" as the tanh
+# approximation.
+GEMMA_CONFIG_FIELDS = ConfigFields(
+    required=(*REQUIRED, *REQUIRED_FIELDS),
+    defaults={
+        "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": GELU_TANH,
+        "tie_word_embeddings": True,
+        "attention_bias": False,
+        "pad_token_id": 0,
+        "initializer_range": 0.02,
+    },
+    activation_aliases=("gelu",),
+)
 
 
 def build_gemma(config: dict[str, Any]) -> ArchSpec:
@@ -88,6 +104,7 @@ def build_gemma(config: dict[str, Any]) -> ArchSpec:
         family="gemma",
         hf_architecture=GEMMA_ARCHITECTURE,
         hf_config_class=GEMMA_CONFIG_CLASS,
+        config_fields=GEMMA_CONFIG_FIELDS,
         parts=dict(PARTS),
         features=gemma_features(hf, activation_field="hidden_act"),
         **gemma_fields(config, hf, activation_field="hidden_act"),
@@ -158,6 +175,20 @@ def gemma_features(hf: dict[str, Any], activation_field: str, **extra: Any) -> F
 
 GEMMA2_ARCHITECTURE = "Gemma2ForCausalLM"
 GEMMA2_CONFIG_CLASS = "Gemma2Config"
+# Gemma2Config's defaults: Gemma's, with the activation in hidden_activation; without
+# layer_types, every 2nd layer attends fully.
+GEMMA2_CONFIG_FIELDS = ConfigFields(
+    required=GEMMA_CONFIG_FIELDS.required,
+    defaults={
+        **{k: v for k, v in GEMMA_CONFIG_FIELDS.defaults.items() if k != "hidden_act"},
+        "hidden_activation": GELU_TANH,
+        "query_pre_attn_scalar": 256,
+        "attn_logit_softcapping": 50.0,
+        "final_logit_softcapping": 30.0,
+        "sliding_window": 4096,
+    },
+    implied={"sliding_window_pattern": 2},
+)
 
 
 def build_gemma2(config: dict[str, Any]) -> CountedSpec:
@@ -185,6 +216,7 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
         family="gemma2",
         hf_architecture=GEMMA2_ARCHITECTURE,
         hf_config_class=GEMMA2_CONFIG_CLASS,
+        config_fields=GEMMA2_CONFIG_FIELDS,
         parts=parts,
         features=features,
         **sandwich_block_counts(fields),
@@ -194,6 +226,20 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
 
 GEMMA3_ARCHITECTURE = "Gemma3ForCausalLM"
 GEMMA3_CONFIG_CLASS = "Gemma3TextConfig"
+# Gemma3TextConfig's defaults: Gemma 2's, with its own positions, rope bases and final cap; it
+# builds layer_types from sliding_window_pattern.
+GEMMA3_CONFIG_FIELDS = ConfigFields(
+    required=GEMMA_CONFIG_FIELDS.required,
+    defaults={
+        **GEMMA2_CONFIG_FIELDS.defaults,
+        "max_position_embeddings": 131072,
+        "rope_theta": 1000000.0,
+        "rope_local_base_freq": 10000.0,
+        "attn_logit_softcapping": None,
+        "final_logit_softcapping": None,
+        "sliding_window_pattern": 6,
+    },
+)
 # RoPE variants per layer type that the generated rope part computes (Gemma 3).
 LAYER_ROPE_TYPES = ("default", "linear")
 
@@ -236,6 +282,7 @@ def build_gemma3_text(config: dict[str, Any]) -> CountedSpec:
         family="gemma3_text",
         hf_architecture=GEMMA3_ARCHITECTURE,
         hf_config_class=GEMMA3_CONFIG_CLASS,
+        config_fields=GEMMA3_CONFIG_FIELDS,
         parts={**PARTS, "rope": "rope_local_global", "block": "block_sandwich_norm"},
         features=features,
         **sandwich_block_counts(fields, qk_norm=True),

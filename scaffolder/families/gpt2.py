@@ -11,8 +11,10 @@ resid_pdrop / embd_pdrop / attn_pdrop are not applied (see the CLI warning).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.errors import ConfigFieldError
 from scaffolder.families.common import (
     GELU_ACTIVATIONS,
@@ -35,11 +37,35 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_pre_norm",
     "transformer": "transformer_learned_positions",
-    "args": "args_gpt2",
     "adapter": "adapter_gpt2",
 }
 REQUIRED_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head")
 DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
+# GPT2Config's names and defaults for the fields ModelArgs reads; its dropouts default to 0.1,
+# so to_hf states them as 0 (the model trains without dropout).
+CONFIG_FIELDS = ConfigFields(
+    names={
+        "dim": "n_embd",
+        "n_layers": "n_layer",
+        "n_heads": "n_head",
+        "ffn_dim": "n_inner",
+        "max_seq_len": "n_positions",
+    },
+    required=("vocab_size", "n_embd", "n_layer", "n_head"),
+    defaults={
+        "n_inner": None,
+        "n_positions": 1024,
+        "layer_norm_epsilon": 1e-5,
+        "activation_function": "gelu_new",
+        "tie_word_embeddings": True,
+        "scale_attn_weights": True,
+        "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+        "initializer_range": 0.02,
+    },
+    zeroed=DROPOUT_FIELDS,
+)
 # GPT2Config switches this package does not implement: (field, value that is supported).
 UNSUPPORTED_SWITCHES = (
     ("scale_attn_by_inverse_layer_idx", False, "scores divided by the layer number"),
@@ -101,6 +127,9 @@ def build(config: dict[str, Any]) -> CountedSpec:
         family="gpt2",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=replace(
+            CONFIG_FIELDS, switches={"scale_attn_weights": features.scale_attn_weights}
+        ),
         parts=dict(PARTS),
         features=features,
         warnings=dropout_warnings(features.unapplied_dropout),

@@ -13,8 +13,10 @@ The hidden/attention dropouts are not applied (see the CLI warning).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     GELU_ACTIVATIONS,
     REQUIRED_FIELDS,
@@ -41,10 +43,25 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_parallel_residual",
     "transformer": "transformer",
-    "args": "args_gpt_neox",
     "adapter": "adapter_gpt_neox",
 }
 ROPE_TYPES = ("default", "linear")
+# GPTNeoXConfig's names and defaults for the fields ModelArgs reads; the old-style rope fields
+# are rotary_emb_base and rotary_pct (new style: rope_parameters).
+CONFIG_FIELDS = ConfigFields(
+    names={"rope_theta": "rotary_emb_base", "partial_rotary_factor": "rotary_pct"},
+    defaults={
+        "max_position_embeddings": 2048,
+        "layer_norm_eps": 1e-5,
+        "rotary_emb_base": 10000.0,
+        "rotary_pct": 0.25,
+        "hidden_act": "gelu",
+        "tie_word_embeddings": False,
+        "attention_bias": True,
+        "use_parallel_residual": True,
+        "initializer_range": 0.02,
+    },
+)
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout")
 
 
@@ -99,6 +116,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         family="gpt_neox",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=replace(CONFIG_FIELDS, switches={"use_parallel_residual": parallel}),
         parts={**PARTS, "block": "block_parallel_residual" if parallel else "block_pre_norm"},
         features=features,
         warnings=dropout_warnings(features.unapplied_dropout),

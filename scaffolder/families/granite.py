@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     common_fields,
@@ -29,6 +30,28 @@ from scaffolder.spec import ArchSpec, normalize_with_transformers
 
 HF_ARCHITECTURE = "GraniteForCausalLM"
 HF_CONFIG_CLASS = "GraniteConfig"
+# GraniteConfig's defaults for the fields ModelArgs reads (None: the field's fallback; it has no
+# head_dim, transformers' model uses hidden_size // num_attention_heads).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": None,
+        "head_dim": None,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "embedding_multiplier": 1.0,
+        "residual_multiplier": 1.0,
+        "attention_multiplier": 1.0,
+        "logits_scaling": 1.0,
+        "pad_token_id": None,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 MULTIPLIERS = (
     "embedding_multiplier",
     "residual_multiplier",
@@ -48,6 +71,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="granite",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
         features=Features(

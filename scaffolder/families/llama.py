@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     common_fields,
@@ -25,6 +26,24 @@ from scaffolder.spec import ArchSpec, normalize_with_transformers
 
 HF_ARCHITECTURE = "LlamaForCausalLM"
 HF_CONFIG_CLASS = "LlamaConfig"
+# LlamaConfig's defaults for the fields ModelArgs reads (None: the field's fallback, e.g.
+# num_attention_heads for num_key_value_heads).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": None,
+        "head_dim": None,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "pad_token_id": None,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -35,6 +54,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="llama",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
         features=Features(attention_dropout=read_attention_dropout(hf), padding=read_padding(hf)),

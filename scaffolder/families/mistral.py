@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     common_fields,
@@ -26,6 +27,22 @@ HF_ARCHITECTURE = "MistralForCausalLM"
 HF_CONFIG_CLASS = "MistralConfig"
 # MistralConfig.sliding_window: what transformers uses when config.json has no such field.
 SLIDING_WINDOW_DEFAULT = 4096
+# MistralConfig's defaults for the fields ModelArgs reads (None: the field's fallback).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": 8,
+        "head_dim": None,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "sliding_window": SLIDING_WINDOW_DEFAULT,
+        "pad_token_id": None,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -37,6 +54,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="mistral",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=False,
         mlp_bias=False,
         features=Features(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     common_fields,
@@ -29,6 +30,23 @@ HF_ARCHITECTURE = "Olmo2ForCausalLM"
 HF_CONFIG_CLASS = "Olmo2Config"
 # Olmo2Config's default pad_token_id, for config.json files that leave it out.
 PAD_TOKEN_ID_DEFAULT = 1
+# Olmo2Config's defaults for the fields ModelArgs reads (None: the field's fallback; it has no
+# head_dim, transformers' model uses hidden_size // num_attention_heads).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": None,
+        "head_dim": None,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "pad_token_id": PAD_TOKEN_ID_DEFAULT,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -39,6 +57,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="olmo2",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
         parts={**LLAMA_PARTS, "block": "block_post_norm"},

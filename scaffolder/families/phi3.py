@@ -25,6 +25,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     check_rotary_dim,
@@ -47,6 +48,25 @@ ROPE_TYPES = ("default", "longrope", *LONGROPE_ALIASES)
 # Phi3Config's defaults for fields a config.json may leave out.
 ORIGINAL_MAX_POSITION_EMBEDDINGS_DEFAULT = 4096
 PAD_TOKEN_ID_DEFAULT = 32000
+# Phi3Config's defaults for the fields ModelArgs reads (None: the field's fallback; it has no
+# head_dim, transformers' model uses hidden_size // num_attention_heads).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": None,
+        "head_dim": None,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "partial_rotary_factor": 1.0,
+        "original_max_position_embeddings": ORIGINAL_MAX_POSITION_EMBEDDINGS_DEFAULT,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "sliding_window": None,
+        "pad_token_id": PAD_TOKEN_ID_DEFAULT,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 # The debug flavor's pretraining length: shorter than the generated tests' 64-token sequences, so
 # they run both the short and the long factors.
 DEBUG_ORIGINAL_MAX_POSITION_EMBEDDINGS = 32
@@ -86,6 +106,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="phi3",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=False,
         mlp_bias=False,
         features=features,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     check_raw_max_window_layers,
@@ -30,6 +31,25 @@ HF_CONFIG_CLASS = "Qwen2Config"
 # Qwen2Config's defaults (the same in Qwen3Config) for fields a config.json may leave out.
 SLIDING_WINDOW_DEFAULT = 4096
 MAX_WINDOW_LAYERS_DEFAULT = 28
+# Qwen2Config's defaults for the fields ModelArgs reads (None: the field's fallback; Qwen2Config
+# has no head_dim, transformers' model uses hidden_size // num_attention_heads).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": 32,
+        "head_dim": None,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "use_sliding_window": False,
+        "sliding_window": SLIDING_WINDOW_DEFAULT,
+        "max_window_layers": MAX_WINDOW_LAYERS_DEFAULT,
+        "pad_token_id": None,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -41,6 +61,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="qwen2",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=False,
         mlp_bias=False,
         features=Features(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     check_raw,
     check_raw_max_window_layers,
@@ -30,6 +31,24 @@ HF_CONFIG_CLASS = "Qwen3Config"
 # Qwen3Config's defaults for fields a config.json may leave out.
 SLIDING_WINDOW_DEFAULT = 4096
 MAX_WINDOW_LAYERS_DEFAULT = 28
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": 32,
+        "head_dim": 128,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "use_sliding_window": False,
+        "sliding_window": SLIDING_WINDOW_DEFAULT,
+        "max_window_layers": MAX_WINDOW_LAYERS_DEFAULT,
+        "pad_token_id": None,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+    }
+)
 
 
 def build(config: dict[str, Any]) -> ArchSpec:
@@ -41,6 +60,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         family="qwen3",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
         features=Features(

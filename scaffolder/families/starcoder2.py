@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scaffolder.config_fields import ConfigFields
 from scaffolder.families.common import (
     GELU_ACTIVATIONS,
     CountedSpec,
@@ -35,10 +36,25 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_pre_norm",
     "transformer": "transformer",
-    "args": "args_starcoder2",
 }
 # Starcoder2Config.sliding_window when config.json has no such field.
 SLIDING_WINDOW_DEFAULT = None
+# Starcoder2Config's defaults for the fields ModelArgs reads (None: the field's fallback; it has
+# no head_dim, transformers' model uses hidden_size // num_attention_heads).
+CONFIG_FIELDS = ConfigFields(
+    defaults={
+        "num_key_value_heads": 2,
+        "head_dim": None,
+        "max_position_embeddings": 4096,
+        "norm_epsilon": 1e-5,
+        "rope_theta": 10000.0,
+        "hidden_act": "gelu_pytorch_tanh",
+        "tie_word_embeddings": True,
+        "use_bias": True,
+        "sliding_window": SLIDING_WINDOW_DEFAULT,
+        "initializer_range": 0.018042,
+    }
+)
 DROPOUT_FIELDS = ("attention_dropout", "residual_dropout", "embedding_dropout")
 
 
@@ -66,6 +82,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         family="starcoder2",
         hf_architecture=HF_ARCHITECTURE,
         hf_config_class=HF_CONFIG_CLASS,
+        config_fields=CONFIG_FIELDS,
         parts=dict(PARTS),
         features=features,
         warnings=dropout_warnings(features.unapplied_dropout),
