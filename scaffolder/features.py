@@ -167,14 +167,9 @@ class FieldNames:
 
     ``mlp_names``: the checkpoint's MLP projections when they are not gate/up/down.
     ``derived_head_dims``: head_dim and the kv heads follow from hidden size and heads.
-    The size fields name config.json's hidden size, layers, heads, MLP width and positions.
+    The other fields' config.json names are the recipe's ``ConfigFields``.
     """
 
-    hidden_size: str = "hidden_size"
-    num_layers: str = "num_hidden_layers"
-    num_heads: str = "num_attention_heads"
-    ffn: str = "intermediate_size"
-    positions: str = "max_position_embeddings"
     activation: str = "hidden_act"
     mlp_names: str | None = None
     derived_head_dims: bool = False

@@ -61,8 +61,9 @@ def tp_degree_for(world_size: int) -> int:
 README_NOTE = "\n## Team notes\n\nCheckpoints live in /data/ckpt/qwen3.\n"
 EDITS: dict[str, Edit] = {
     "model/model.py": replace_once(
-        "Parallelism is applied from ``infra/``; nothing here knows about it.",
-        "Parallelism is applied from ``infra/``; tuned by the infra team (ticket 412).",
+        "        return self.w2(F.silu(self.w1(x)) * self.w3(x))\n",
+        "        # Fused by our kernel team's compile pass (ticket 412).\n"
+        "        return self.w2(F.silu(self.w1(x)) * self.w3(x))\n",
     ),
     "infra/parallelize.py": append(HELPER),
     "train_configs/debug_model.toml": replace_once("lr = 8e-4\n", "lr = 3e-4  # ours\n"),

@@ -108,11 +108,6 @@ def build(config: dict[str, Any]) -> CountedSpec:
         norm=Norm(kind="layernorm", eps_field="layer_norm_epsilon"),
         biases=Biases(fields=(), everywhere=True),
         names=FieldNames(
-            hidden_size="n_embd",
-            num_layers="n_layer",
-            num_heads="n_head",
-            ffn="n_inner",
-            positions="n_positions",
             activation="activation_function",
             derived_head_dims=True,
         ),

@@ -2,13 +2,13 @@
 
 config.json field -> spec field: as common_fields (scaffolder/families/common.py; attention_bias and
 mlp_bias included), plus
-  embedding_multiplier -> features["embedding_multiplier"]: scales the token embeddings,
-  residual_multiplier -> features["residual_multiplier"]: scales each sublayer's output
+  embedding_multiplier -> Multipliers.embedding: scales the token embeddings,
+  residual_multiplier -> Multipliers.residual: scales each sublayer's output
     before its residual add,
-  attention_multiplier -> features["attention_multiplier"]: the softmax scale (instead of
+  attention_multiplier -> Multipliers.attention: the softmax scale (instead of
     head_dim ** -0.5),
-  logits_scaling -> features["logits_scaling"]: logits are divided by it,
-  attention_dropout -> features["attention_dropout"] (Granite 3 trains with 0.1),
+  logits_scaling -> Multipliers.logits: logits are divided by it,
+  attention_dropout -> attention_dropout (Granite 3 trains with 0.1),
   pad_token_id -> the embedding's padding_idx.
 """
 

@@ -2,7 +2,7 @@
 
 config.json field -> spec field: as common_fields (scaffolder/families/common.py), except that
 MistralConfig has no attention_bias / mlp_bias (no biases anywhere), plus
-  sliding_window -> features["sliding_window"] (None: full causal attention; MistralConfig's
+  sliding_window -> SlidingWindow(window) (None: full causal attention; MistralConfig's
   default, 4096, when config.json leaves the field out).
 """
 

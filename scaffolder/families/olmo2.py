@@ -4,10 +4,9 @@ config.json field -> spec field: as common_fields (scaffolder/families/common.py
   attention_bias -> attention_bias (q/k/v/o; Olmo2Config has no mlp_bias: the MLP has none),
   pad_token_id (Olmo2Config's default: 1) -> the embedding's padding_idx.
 Structure (no config field): each block is ``h = x + norm(attention(x))``, then
-``h + norm(mlp(h))`` (post_attention_layernorm, post_feedforward_layernorm; parts["block"] =
-"block_post_norm", features["norm_placement"] = "post"), and q_norm / k_norm are RMSNorms over
-the whole q and k projections, all heads at once, before RoPE (features["qk_norm"] =
-"projection"; eps rms_norm_eps).
+``h + norm(mlp(h))`` (post_attention_layernorm, post_feedforward_layernorm;
+``Norm(placement="post")``), and q_norm / k_norm are RMSNorms over the whole q and k
+projections, all heads at once, before RoPE (``QKNorm("projection")``; eps rms_norm_eps).
 """
 
 from __future__ import annotations

@@ -9,13 +9,13 @@ Phi3Config has no attention_bias / mlp_bias (no biases), plus
     max_position_embeddings / original_max_position_embeddings) -> ["rope_attention_factor"];
   original_max_position_embeddings (top level; Phi3Config's wins over rope_scaling's, default
     4096) -> rope.original_max_position_embeddings,
-  partial_rotary_factor -> features["partial_rotary_factor"] (RoPE on the first
+  partial_rotary_factor -> PartialRotary(factor) (RoPE on the first
     int(head_dim * factor) channels of each head),
-  sliding_window (null: none) -> features["sliding_window"], every layer,
+  sliding_window (null: none) -> SlidingWindow(window), every layer,
   pad_token_id (Phi3Config's default 32000) -> the embedding's padding_idx,
   resid_pdrop: must be 0 (residual dropout is not implemented; embd_pdrop is unused upstream).
 The checkpoint stores q/k/v as one ``qkv_proj`` and gate/up as one ``gate_up_proj``
-(features["fused_checkpoint"]): the model keeps separate projections (simple TP plans) and the
+(fused_checkpoint): the model keeps separate projections (simple TP plans) and the
 state dict adapter splits and fuses them.
 """
 

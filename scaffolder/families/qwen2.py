@@ -2,11 +2,11 @@
 
 config.json field -> spec field: as common_fields (scaffolder/families/common.py), except that
 Qwen2Config has no attention_bias / mlp_bias: q_proj, k_proj and v_proj always have biases,
-o_proj and the MLP never (features["qkv_bias"]). Sliding windows, as transformers 5 decides them:
+o_proj and the MLP never (Biases(qkv_only=True)). Sliding windows, as transformers 5 decides them:
   use_sliding_window (default false) turns sliding_window (default 4096) on; then layers
   max_window_layers (default 28) and up slide, the layers below attend fully. layer_types, when
   given, overrides that and must read full_attention ... sliding_attention ... (the only pattern
-  max_window_layers can state) -> features["sliding_window"], features["max_window_layers"].
+  max_window_layers can state) -> SlidingWindow(window, max_window_layers).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ config.json field -> spec field: as qwen2 (scaffolder/families/qwen2.py, sliding
 included), except that
   attention_bias -> attention_bias (q, k, v and o together; Qwen3Config has no mlp_bias),
   head_dim -> head_dim (Qwen3Config's default is 128, not hidden_size / num_attention_heads),
-  q_norm / k_norm (no config field) -> features["qk_norm"] = "per_head": RMSNorm over each
+  q_norm / k_norm (no config field) -> QKNorm("per_head"): RMSNorm over each
     head's head_dim, eps rms_norm_eps, applied to queries and keys before RoPE.
 """
 

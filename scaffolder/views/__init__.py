@@ -11,6 +11,7 @@ from typing import Any
 
 from scaffolder.spec import ArchSpec
 from scaffolder.views.args import args_view
+from scaffolder.views.args_test import args_test_view
 from scaffolder.views.infra import infra_view
 from scaffolder.views.megatron import megatron_view
 from scaffolder.views.megatron_test import megatron_test_view
@@ -22,6 +23,7 @@ def build_views(spec: ArchSpec) -> dict[str, Any]:
     """Every area's view of ``spec``, keyed by area."""
     return {
         "args": args_view(spec),
+        "args_test": args_test_view(spec),
         "infra": infra_view(spec),
         "megatron": megatron_view(spec),
         "megatron_test": megatron_test_view(spec),

@@ -59,15 +59,15 @@ def _whole(value: float) -> float | int:
 
 
 def _size(spec: ArchSpec) -> Section:
-    names = spec.features.names
+    fields = spec.config_fields
     return Section(
         "size",
         (
-            Entry("num_layers", spec.n_layers, names.num_layers),
-            Entry("hidden_size", spec.dim, names.hidden_size),
-            Entry("ffn_hidden_size", spec.ffn_dim, names.ffn),
-            Entry("num_attention_heads", spec.n_heads, names.num_heads),
-            Entry("max_position_embeddings", spec.max_seq_len, names.positions),
+            Entry("num_layers", spec.n_layers, fields.name("n_layers")),
+            Entry("hidden_size", spec.dim, fields.name("dim")),
+            Entry("ffn_hidden_size", spec.ffn_dim, fields.name("ffn_dim")),
+            Entry("num_attention_heads", spec.n_heads, fields.name("n_heads")),
+            Entry("max_position_embeddings", spec.max_seq_len, fields.name("max_seq_len")),
         ),
     )
 
@@ -75,6 +75,7 @@ def _size(spec: ArchSpec) -> Section:
 def _attention(spec: ArchSpec) -> Section:
     f = spec.features
     names = f.names
+    fields = spec.config_fields
     items: list[Entry | Note] = []
     if spec.uses_gqa:
         items += [
@@ -106,7 +107,7 @@ def _attention(spec: ArchSpec) -> Section:
             )
         )
     if names.derived_head_dims:
-        kv_comment = f"{names.hidden_size} / {names.num_heads}; always explicit"
+        kv_comment = f"{fields.name('dim')} / {fields.name('n_heads')}; always explicit"
     elif spec.explicit_head_dim:
         kv_comment = "head_dim; always explicit"
     else:
@@ -386,7 +387,8 @@ def _positions(spec: ArchSpec) -> Section:
                 Entry(
                     "position_embedding_type",
                     Name("learned_absolute"),
-                    f"wpe: a learned embedding per position, up to {f.names.positions}",
+                    "wpe: a learned embedding per position, up to "
+                    + spec.config_fields.name("max_seq_len"),
                 ),
             ),
         )

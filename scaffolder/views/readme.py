@@ -178,14 +178,15 @@ def _other_rows(spec: ArchSpec) -> list[Row]:
 def architecture_rows(spec: ArchSpec) -> tuple[Row, ...]:
     """The README's architecture table for ``spec``."""
     names = spec.features.names
+    fields = spec.config_fields
     rows = [
-        Row(names.hidden_size, str(spec.dim)),
-        Row(names.num_layers, str(spec.n_layers)),
+        Row(fields.name("dim"), str(spec.dim)),
+        Row(fields.name("n_layers"), str(spec.n_layers)),
     ]
     if names.derived_head_dims:
         rows += [
-            Row(names.num_heads, f"{spec.n_heads} (each with its own keys and values)"),
-            Row("head_dim", f"{spec.head_dim} ({names.hidden_size} / {names.num_heads})"),
+            Row(fields.name("n_heads"), f"{spec.n_heads} (each with its own keys and values)"),
+            Row("head_dim", f"{spec.head_dim} ({fields.name('dim')} / {fields.name('n_heads')})"),
         ]
     else:
         rows += [
@@ -193,9 +194,9 @@ def architecture_rows(spec: ArchSpec) -> tuple[Row, ...]:
             Row("head_dim", str(spec.head_dim)),
         ]
     rows += [
-        Row(names.ffn, str(spec.ffn_dim)),
+        Row(fields.name("ffn_dim"), str(spec.ffn_dim)),
         Row("vocab_size", str(spec.vocab_size)),
-        Row(names.positions, str(spec.max_seq_len)),
+        Row(fields.name("max_seq_len"), str(spec.max_seq_len)),
         *_norm_rows(spec),
         *_rope_rows(spec),
         Row("tie_word_embeddings", yaml_literal(spec.tie_word_embeddings)),

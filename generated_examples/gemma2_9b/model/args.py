@@ -42,14 +42,14 @@ class ModelArgs(BaseModelArgs):
     max_seq_len: int = 8192  # max_position_embeddings
     norm_eps: float = 1e-06  # rms_norm_eps
     rope_theta: float = 10000.0  # rope_theta
-    # Attention scores scale by query_pre_attn_scalar ** -0.5 (not head_dim ** -0.5).
-    query_pre_attn_scalar: int = 256  # query_pre_attn_scalar
-    attn_logit_softcapping: float = 50.0  # attn_logit_softcapping
-    final_logit_softcapping: float = 30.0  # final_logit_softcapping
     # Layer i attends through a window of sliding_window tokens unless (i + 1) is a multiple of
     # sliding_window_pattern; those layers attend to the whole prefix (layer_types).
     sliding_window: int = 4096  # sliding_window
     sliding_window_pattern: int = 2  # layer_types
+    # Attention scores scale by query_pre_attn_scalar ** -0.5 (not head_dim ** -0.5).
+    query_pre_attn_scalar: int = 256  # query_pre_attn_scalar
+    attn_logit_softcapping: float = 50.0  # attn_logit_softcapping
+    final_logit_softcapping: float = 30.0  # final_logit_softcapping
     # The token whose embedding row gets no gradient (transformers' padding_idx); None: none.
     pad_token_id: int | None = 0  # pad_token_id
     initializer_range: float = 0.02  # initializer_range
@@ -58,8 +58,8 @@ class ModelArgs(BaseModelArgs):
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
         """Read a transformers config.json dict of this architecture, at any size.
 
-        Accepts both rope styles: old (``rope_theta`` + ``rope_scaling``) and new
-        (``rope_parameters``). Missing fields take transformers' defaults.
+        Accepts both rope styles: old (``rope_theta`` and ``rope_scaling``) and new
+        (``rope_parameters``). Missing fields take Gemma2Config's defaults.
         """
         check_architecture(config)
         rope = rope_parameters(config)
@@ -72,13 +72,13 @@ class ModelArgs(BaseModelArgs):
             head_dim=config["head_dim"],
             ffn_dim=config["intermediate_size"],
             max_seq_len=config.get("max_position_embeddings", 8192),
-            norm_eps=config.get("rms_norm_eps", 1e-6),
-            rope_theta=rope.get("rope_theta", 10000.0),
+            norm_eps=config.get("rms_norm_eps", 1e-06),
+            rope_theta=rope["rope_theta"],
+            sliding_window=config.get("sliding_window", 4096),
+            sliding_window_pattern=sliding_window_pattern(config),
             query_pre_attn_scalar=config.get("query_pre_attn_scalar", 256),
             attn_logit_softcapping=config.get("attn_logit_softcapping", 50.0),
             final_logit_softcapping=config.get("final_logit_softcapping", 30.0),
-            sliding_window=config.get("sliding_window", 4096),
-            sliding_window_pattern=sliding_window_pattern(config),
             pad_token_id=config.get("pad_token_id", 0),
             initializer_range=config.get("initializer_range", 0.02),
         )
@@ -104,9 +104,6 @@ class ModelArgs(BaseModelArgs):
             "hidden_activation": ARCHITECTURE["hidden_activation"],
             "tie_word_embeddings": ARCHITECTURE["tie_word_embeddings"],
             "attention_bias": ARCHITECTURE["attention_bias"],
-            "query_pre_attn_scalar": self.query_pre_attn_scalar,
-            "attn_logit_softcapping": self.attn_logit_softcapping,
-            "final_logit_softcapping": self.final_logit_softcapping,
             "sliding_window": self.sliding_window,
             "layer_types": [
                 "full_attention"
@@ -114,6 +111,9 @@ class ModelArgs(BaseModelArgs):
                 else "sliding_attention"
                 for i in range(self.n_layers)
             ],
+            "query_pre_attn_scalar": self.query_pre_attn_scalar,
+            "attn_logit_softcapping": self.attn_logit_softcapping,
+            "final_logit_softcapping": self.final_logit_softcapping,
             "pad_token_id": self.pad_token_id,
             "initializer_range": self.initializer_range,
         }
@@ -140,22 +140,44 @@ class ModelArgs(BaseModelArgs):
         return nparams, 6 * matmul_params + attention_flops
 
 
+def check_architecture(config: dict[str, Any]) -> None:
+    """Refuse a config.json whose features differ from the ones this package implements."""
+    rope = rope_parameters(config)
+    found = {
+        "model_type": config.get("model_type"),
+        "hidden_activation": config.get("hidden_activation", "gelu_pytorch_tanh"),
+        "rope_type": rope["rope_type"],
+        "tie_word_embeddings": config.get("tie_word_embeddings", True),
+        "attention_bias": config.get("attention_bias", False),
+        "attn_logit_softcapping": is_set(config.get("attn_logit_softcapping", 50.0)),
+        "final_logit_softcapping": is_set(config.get("final_logit_softcapping", 30.0)),
+        "sliding_window_attention": config.get("sliding_window", 4096) is not None,
+    }
+    for field, expected in ARCHITECTURE.items():
+        if found[field] != expected:
+            raise ValueError(
+                f"config field {field}={found[field]!r} differs from this package's "
+                f"{expected!r}; run `scaffold regenerate` with the new config"
+            )
+
+
 def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """The rope settings of a config.json in either style, as one dict with ``rope_type``."""
+    """The rope settings of a config.json in either style, as one dict.
+
+    New style: ``rope_parameters``. Old style: ``rope_scaling``, with ``rope_theta`` at the top
+    level. Missing settings take Gemma2Config's defaults.
+    """
     params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    if "type" in params and "rope_type" not in params:
-        params["rope_type"] = params.pop("type")
-    params.setdefault("rope_type", "default")
-    if "rope_theta" not in params and "rope_theta" in config:
-        params["rope_theta"] = config["rope_theta"]
+    params.setdefault("rope_type", params.pop("type", "default"))
+    params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
     return params
 
 
 def sliding_window_pattern(config: dict[str, Any]) -> int:
     """N where every Nth layer attends fully and the others through the sliding window.
 
-    Read from ``layer_types`` when given; it must repeat that pattern. Without it, Gemma 2
-    alternates: every 2nd layer attends fully.
+    Read from ``layer_types`` when given; it must repeat that pattern. Without it, Gemma2Config
+    builds layer_types with a period of 2.
     """
     layer_types = config.get("layer_types")
     if layer_types is None:
@@ -173,26 +195,6 @@ def sliding_window_pattern(config: dict[str, Any]) -> int:
             "attention and the others sliding; this package cannot express that pattern"
         )
     return pattern
-
-
-def check_architecture(config: dict[str, Any]) -> None:
-    """Refuse a config.json whose features differ from the ones this package implements."""
-    found = {
-        "model_type": config.get("model_type"),
-        "hidden_activation": config.get("hidden_activation", "gelu_pytorch_tanh"),
-        "rope_type": rope_parameters(config)["rope_type"],
-        "tie_word_embeddings": config.get("tie_word_embeddings", True),
-        "attention_bias": config.get("attention_bias", False),
-        "attn_logit_softcapping": is_set(config.get("attn_logit_softcapping", 50.0)),
-        "final_logit_softcapping": is_set(config.get("final_logit_softcapping", 30.0)),
-        "sliding_window_attention": config.get("sliding_window", 4096) is not None,
-    }
-    for field, expected in ARCHITECTURE.items():
-        if found[field] != expected:
-            raise ValueError(
-                f"config field {field}={found[field]!r} differs from this package's "
-                f"{expected!r}; run `scaffold regenerate` with the new config"
-            )
 
 
 def is_set(value: Any) -> str | None:

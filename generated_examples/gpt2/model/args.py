@@ -1,8 +1,7 @@
 """Model arguments for gpt2 (GPT2LMHeadModel).
 
 Defaults are the full-size model read from its config.json. ``ModelArgs.from_hf`` maps the
-transformers field names (GPT-2's own: n_embd, n_layer, n_head, ...) onto these; ``to_hf`` maps
-them back.
+transformers field names onto these; ``to_hf`` maps them back.
 """
 
 from __future__ import annotations
@@ -33,13 +32,13 @@ class ModelArgs(BaseModelArgs):
     n_layers: int = 12  # n_layer
     n_heads: int = 12  # n_head
     ffn_dim: int = 3072  # n_inner (null: 4 * n_embd)
-    max_seq_len: int = 1024  # n_positions: rows of the position table (wpe)
+    max_seq_len: int = 1024  # n_positions: rows of the learned position table
     norm_eps: float = 1e-05  # layer_norm_epsilon
     initializer_range: float = 0.02  # initializer_range
 
     @property
     def head_dim(self) -> int:
-        """n_embd // n_head: GPT-2 has no separate head_dim."""
+        """n_embd // n_head: GPT2Config has no separate head_dim."""
         return self.dim // self.n_heads
 
     @property
@@ -51,7 +50,7 @@ class ModelArgs(BaseModelArgs):
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
         """Read a transformers config.json dict of this architecture, at any size.
 
-        Missing fields take transformers' defaults.
+        Missing fields take GPT2Config's defaults.
         """
         check_architecture(config)
         return cls(
@@ -61,16 +60,12 @@ class ModelArgs(BaseModelArgs):
             n_heads=config["n_head"],
             ffn_dim=config.get("n_inner") or 4 * config["n_embd"],
             max_seq_len=config.get("n_positions", 1024),
-            norm_eps=config.get("layer_norm_epsilon", 1e-5),
+            norm_eps=config.get("layer_norm_epsilon", 1e-05),
             initializer_range=config.get("initializer_range", 0.02),
         )
 
     def to_hf(self) -> dict[str, Any]:
-        """The transformers config.json dict (GPT2Config) for these args.
-
-        Dropouts are 0: the model trains without dropout, and transformers' GPT2Config would
-        default each to 0.1.
-        """
+        """The transformers config.json dict (GPT2Config) for these args."""
         return {
             "architectures": ["GPT2LMHeadModel"],
             "model_type": ARCHITECTURE["model_type"],
@@ -84,6 +79,7 @@ class ModelArgs(BaseModelArgs):
             "activation_function": ARCHITECTURE["activation_function"],
             "tie_word_embeddings": ARCHITECTURE["tie_word_embeddings"],
             "scale_attn_weights": ARCHITECTURE["scale_attn_weights"],
+            # The model trains without dropout; GPT2Config would default each to 0.1.
             "resid_pdrop": 0.0,
             "embd_pdrop": 0.0,
             "attn_pdrop": 0.0,
@@ -108,7 +104,7 @@ class ModelArgs(BaseModelArgs):
         nparams = sum(p.numel() for p in model.parameters())
         # Embeddings are tied to the output projection, whose matmul counts: keep them all.
         matmul_params = nparams
-        # So are the learned position embeddings.
+        # The learned position table is a lookup too.
         matmul_params -= sum(p.numel() for p in model.pos_embeddings.parameters())
         attention_flops = 6 * self.n_layers * self.n_heads * 2 * self.head_dim * seq_len
         return nparams, 6 * matmul_params + attention_flops

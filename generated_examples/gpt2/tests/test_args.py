@@ -26,7 +26,7 @@ def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
 
 
 def test_to_hf_states_every_field_transformers_would_default_differently() -> None:
-    """No RoPE fields: the config's own names (n_embd, n_layer, ...) and zero dropouts."""
+    """No RoPE fields: the config's own names (n_embd, ...) and zero dropouts."""
     config = gpt2_configs[FULL_FLAVOR].to_hf()
     assert GPT2Config(**config).to_dict()["n_embd"] == config["n_embd"]
     assert all(config[name] == 0.0 for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))

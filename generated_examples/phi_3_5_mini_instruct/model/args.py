@@ -23,7 +23,6 @@ ARCHITECTURE: dict[str, Any] = {
     "tie_word_embeddings": False,
     "sliding_window_attention": True,
     "partial_rotary": False,
-    "embedding_padding_idx": True,
 }
 
 
@@ -41,12 +40,9 @@ class ModelArgs(BaseModelArgs):
     max_seq_len: int = 131072  # max_position_embeddings
     norm_eps: float = 1e-05  # rms_norm_eps
     rope_theta: float = 10000.0  # rope_theta
-    # sliding_window: a query attends to itself and the sliding_window - 1 tokens before it
-    # in every layer.
-    sliding_window: int = 262144  # sliding_window
-    # rope_scaling "longrope": frequencies divided by one factor each, short_factor for sequences
-    # up to original_max_position_embeddings, long_factor (at every position) for longer ones;
-    # cos and sin are scaled by attention_factor.
+    # rope_scaling "longrope": frequencies divided by one factor each, short_factor for sequences up
+    # to original_max_position_embeddings, long_factor (at every position) for longer ones; cos and
+    # sin are scaled by attention_factor.
     rope_original_max_seq_len: int = 4096  # original_max_position_embeddings
     rope_short_factor: tuple[float, ...] = (
         1.0,
@@ -149,15 +145,19 @@ class ModelArgs(BaseModelArgs):
         64.83999633789062,
     )  # rope_scaling.long_factor
     rope_attention_factor: float = 1.1902380714238083  # rope_scaling.attention_factor
-    pad_token_id: int = 32000  # pad_token_id: its embedding row gets no gradient
+    # sliding_window: a query attends to itself and the sliding_window - 1 tokens before it, in
+    # every layer.
+    sliding_window: int = 262144  # sliding_window
+    # The token whose embedding row gets no gradient (transformers' padding_idx); None: none.
+    pad_token_id: int | None = 32000  # pad_token_id
     initializer_range: float = 0.02  # initializer_range
 
     @classmethod
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
         """Read a transformers config.json dict of this architecture, at any size.
 
-        Accepts both rope styles: old (``rope_theta`` + ``rope_scaling``) and new
-        (``rope_parameters``). Missing fields take transformers' defaults.
+        Accepts both rope styles: old (``rope_theta``, ``partial_rotary_factor`` and
+        ``rope_scaling``) and new (``rope_parameters``). Missing fields take Phi3Config's defaults.
         """
         check_architecture(config)
         rope = rope_parameters(config)
@@ -170,14 +170,14 @@ class ModelArgs(BaseModelArgs):
             n_kv_heads=config.get("num_key_value_heads") or n_heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // n_heads,
             ffn_dim=config["intermediate_size"],
-            max_seq_len=config.get("max_position_embeddings", 2048),
-            norm_eps=config.get("rms_norm_eps", 1e-6),
-            rope_theta=rope.get("rope_theta", 10000.0),
-            sliding_window=sliding_window(config),
-            rope_original_max_seq_len=original_max_position_embeddings(config),
+            max_seq_len=config.get("max_position_embeddings", 4096),
+            norm_eps=config.get("rms_norm_eps", 1e-05),
+            rope_theta=rope["rope_theta"],
+            rope_original_max_seq_len=config.get("original_max_position_embeddings", 4096),
             rope_short_factor=tuple(rope["short_factor"]),
             rope_long_factor=tuple(rope["long_factor"]),
             rope_attention_factor=longrope_attention_factor(config, rope),
+            sliding_window=config.get("sliding_window"),
             pad_token_id=config.get("pad_token_id", 32000),
             initializer_range=config.get("initializer_range", 0.02),
         )
@@ -236,30 +236,16 @@ class ModelArgs(BaseModelArgs):
         return nparams, 6 * matmul_params + attention_flops
 
 
-def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """The rope settings of a config.json in either style, as one dict with ``rope_type``."""
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    if "type" in params and "rope_type" not in params:
-        params["rope_type"] = params.pop("type")
-    params.setdefault("rope_type", "default")
-    # Phi3Config reads the old rope type names su and yarn as "longrope".
-    if params["rope_type"] in ("su", "yarn"):
-        params["rope_type"] = "longrope"
-    if "rope_theta" not in params and "rope_theta" in config:
-        params["rope_theta"] = config["rope_theta"]
-    return params
-
-
 def check_architecture(config: dict[str, Any]) -> None:
     """Refuse a config.json whose features differ from the ones this package implements."""
+    rope = rope_parameters(config)
     found = {
         "model_type": config.get("model_type"),
         "hidden_act": config.get("hidden_act", "silu"),
-        "rope_type": rope_parameters(config)["rope_type"],
+        "rope_type": rope["rope_type"],
         "tie_word_embeddings": config.get("tie_word_embeddings", False),
-        "sliding_window_attention": sliding_window(config) is not None,
-        "partial_rotary": partial_rotary_factor(config) != 1.0,
-        "embedding_padding_idx": config.get("pad_token_id", 32000) is not None,
+        "sliding_window_attention": config.get("sliding_window") is not None,
+        "partial_rotary": rope["partial_rotary_factor"] != 1.0,
     }
     for field, expected in ARCHITECTURE.items():
         if found[field] != expected:
@@ -269,25 +255,20 @@ def check_architecture(config: dict[str, Any]) -> None:
             )
 
 
-def sliding_window(config: dict[str, Any]) -> int | None:
-    """The attention window of every layer in tokens (sliding_window); None: full attention."""
-    return config.get("sliding_window")
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The rope settings of a config.json in either style, as one dict.
 
-
-def partial_rotary_factor(config: dict[str, Any]) -> float:
-    """partial_rotary_factor, from rope_parameters (new style) or the top level (old style)."""
-    return rope_parameters(config).get(
-        "partial_rotary_factor", config.get("partial_rotary_factor", 1.0)
-    )
-
-
-def original_max_position_embeddings(config: dict[str, Any]) -> int:
-    """The pretraining length LongRoPE switches factors at.
-
-    Phi3Config takes the top-level field over rope_scaling's and defaults it to
-    4096.
+    New style: ``rope_parameters``. Old style: ``rope_scaling``, with ``rope_theta`` and
+    ``partial_rotary_factor`` at the top level. Missing settings take Phi3Config's defaults.
     """
-    return config.get("original_max_position_embeddings", 4096)
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params.setdefault("rope_type", params.pop("type", "default"))
+    # Phi3Config reads the old rope type names su and yarn as "longrope".
+    if params["rope_type"] in ("su", "yarn"):
+        params["rope_type"] = "longrope"
+    params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    params.setdefault("partial_rotary_factor", config.get("partial_rotary_factor", 1.0))
+    return params
 
 
 def longrope_attention_factor(config: dict[str, Any], rope: dict[str, Any]) -> float:
@@ -299,7 +280,7 @@ def longrope_attention_factor(config: dict[str, Any], rope: dict[str, Any]) -> f
     """
     if rope.get("attention_factor") is not None:
         return rope["attention_factor"]
-    original = original_max_position_embeddings(config)
+    original = config.get("original_max_position_embeddings", 4096)
     factor = rope.get("factor")
     if factor is None:
         factor = config.get("max_position_embeddings", 4096) / original

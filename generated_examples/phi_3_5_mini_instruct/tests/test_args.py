@@ -6,6 +6,7 @@ import tomllib
 from typing import Any
 
 import pytest
+from transformers import Phi3Config
 
 from phi_3_5_mini_instruct import phi_3_5_mini_instruct_configs
 from phi_3_5_mini_instruct.model.args import ModelArgs
@@ -24,20 +25,18 @@ def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
     assert ModelArgs.from_hf(debug_args.to_hf()) == debug_args
 
 
-def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
+def test_old_and_new_rope_styles_agree() -> None:
+    """The config class's old-style rope fields read as its rope_parameters do."""
     new_style = phi_3_5_mini_instruct_configs[FULL_FLAVOR].to_hf()
     old_style = dict(new_style)
     rope = dict(old_style.pop("rope_parameters"))
     old_style["rope_theta"] = rope.pop("rope_theta")
-    old_style["rope_scaling"] = (
-        None
-        if rope["rope_type"] == "default"
-        else {
-            "type": rope.pop("rope_type"),
-            **rope,
-        }
-    )
+    old_style["rope_scaling"] = {"type": rope.pop("rope_type"), **rope}
     assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
+    # transformers reads both the same way too.
+    old, new = Phi3Config(**old_style), Phi3Config(**new_style)
+    # (It keeps the old "type" spelling next to rope_type.)
+    assert {k: v for k, v in old.rope_parameters.items() if k != "type"} == new.rope_parameters
 
 
 def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:

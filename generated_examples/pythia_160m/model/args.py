@@ -22,7 +22,6 @@ ARCHITECTURE: dict[str, Any] = {
     "tie_word_embeddings": False,
     "attention_bias": True,
     "use_parallel_residual": True,
-    # Whether RoPE leaves part of each head unrotated (partial_rotary_factor / rotary_pct < 1).
     "partial_rotary": True,
 }
 
@@ -40,12 +39,12 @@ class ModelArgs(BaseModelArgs):
     norm_eps: float = 1e-05  # layer_norm_eps
     rope_theta: float = 10000.0  # rope_theta (old configs: rotary_emb_base)
     # RoPE rotates the first int(head_dim * partial_rotary_factor) channels of each head.
-    partial_rotary_factor: float = 0.25  # partial_rotary_factor (old: rotary_pct)
+    partial_rotary_factor: float = 0.25  # partial_rotary_factor (old configs: rotary_pct)
     initializer_range: float = 0.02  # initializer_range
 
     @property
     def head_dim(self) -> int:
-        """hidden_size // num_attention_heads: GPT-NeoX has no separate head_dim."""
+        """hidden_size // num_attention_heads: GPTNeoXConfig has no separate head_dim."""
         return self.dim // self.n_heads
 
     @property
@@ -62,8 +61,8 @@ class ModelArgs(BaseModelArgs):
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
         """Read a transformers config.json dict of this architecture, at any size.
 
-        Accepts both rope styles: old (``rotary_emb_base``, ``rotary_pct``, ``rope_scaling``) and
-        new (``rope_parameters``). Missing fields take transformers' defaults.
+        Accepts both rope styles: old (``rotary_emb_base``, ``rotary_pct`` and ``rope_scaling``) and
+        new (``rope_parameters``). Missing fields take GPTNeoXConfig's defaults.
         """
         check_architecture(config)
         rope = rope_parameters(config)
@@ -74,7 +73,7 @@ class ModelArgs(BaseModelArgs):
             n_heads=config["num_attention_heads"],
             ffn_dim=config["intermediate_size"],
             max_seq_len=config.get("max_position_embeddings", 2048),
-            norm_eps=config.get("layer_norm_eps", 1e-5),
+            norm_eps=config.get("layer_norm_eps", 1e-05),
             rope_theta=rope["rope_theta"],
             partial_rotary_factor=rope["partial_rotary_factor"],
             initializer_range=config.get("initializer_range", 0.02),
@@ -127,31 +126,17 @@ class ModelArgs(BaseModelArgs):
         return nparams, 6 * matmul_params + attention_flops
 
 
-def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """The rope settings of a config.json in either style, as GPTNeoXConfig resolves them.
-
-    New style: ``rope_parameters``. Old style: ``rope_scaling``, with the base in
-    ``rotary_emb_base`` and the rotated share of each head in ``rotary_pct``.
-    """
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    if "type" in params and "rope_type" not in params:
-        params["rope_type"] = params.pop("type")
-    params.setdefault("rope_type", "default")
-    params.setdefault("rope_theta", config.get("rotary_emb_base", 10000.0))
-    params.setdefault("partial_rotary_factor", config.get("rotary_pct", 0.25))
-    return params
-
-
 def check_architecture(config: dict[str, Any]) -> None:
     """Refuse a config.json whose features differ from the ones this package implements."""
+    rope = rope_parameters(config)
     found = {
         "model_type": config.get("model_type"),
         "hidden_act": config.get("hidden_act", "gelu"),
-        "rope_type": rope_parameters(config)["rope_type"],
+        "rope_type": rope["rope_type"],
         "tie_word_embeddings": config.get("tie_word_embeddings", False),
         "attention_bias": config.get("attention_bias", True),
         "use_parallel_residual": config.get("use_parallel_residual", True),
-        "partial_rotary": rope_parameters(config)["partial_rotary_factor"] != 1.0,
+        "partial_rotary": rope["partial_rotary_factor"] != 1.0,
     }
     for field, expected in ARCHITECTURE.items():
         if found[field] != expected:
@@ -159,3 +144,16 @@ def check_architecture(config: dict[str, Any]) -> None:
                 f"config field {field}={found[field]!r} differs from this package's "
                 f"{expected!r}; run `scaffold regenerate` with the new config"
             )
+
+
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The rope settings of a config.json in either style, as one dict.
+
+    New style: ``rope_parameters``. Old style: ``rope_scaling``, with ``rotary_emb_base`` and
+    ``rotary_pct`` at the top level. Missing settings take GPTNeoXConfig's defaults.
+    """
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params.setdefault("rope_type", params.pop("type", "default"))
+    params.setdefault("rope_theta", config.get("rotary_emb_base", 10000.0))
+    params.setdefault("partial_rotary_factor", config.get("rotary_pct", 0.25))
+    return params

@@ -25,14 +25,13 @@ def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
     assert ModelArgs.from_hf(debug_args.to_hf()) == debug_args
 
 
-def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
-    """Old style: rotary_emb_base, rotary_pct and rope_scaling; new style: rope_parameters."""
+def test_old_and_new_rope_styles_agree() -> None:
+    """The config class's old-style rope fields read as its rope_parameters do."""
     new_style = pythia_160m_configs[FULL_FLAVOR].to_hf()
     old_style = dict(new_style)
     rope = dict(old_style.pop("rope_parameters"))
     old_style["rotary_emb_base"] = rope.pop("rope_theta")
     old_style["rotary_pct"] = rope.pop("partial_rotary_factor")
-    old_style["rope_scaling"] = None if rope["rope_type"] == "default" else rope
     assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
     # transformers reads both the same way too.
     old, new = GPTNeoXConfig(**old_style), GPTNeoXConfig(**new_style)
@@ -46,7 +45,6 @@ def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:
 
 
 def test_a_config_with_full_rotary_is_refused(hf_config: dict[str, Any]) -> None:
-    # GPTNeoXConfig's old-style field (hf_config.json as the hub serves it).
     changed = dict(hf_config, rotary_pct=1.0)
     with pytest.raises(ValueError, match="partial_rotary"):
         ModelArgs.from_hf(changed)

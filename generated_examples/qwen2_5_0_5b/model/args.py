@@ -44,8 +44,8 @@ class ModelArgs(BaseModelArgs):
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
         """Read a transformers config.json dict of this architecture, at any size.
 
-        Accepts both rope styles: old (``rope_theta`` + ``rope_scaling``) and new
-        (``rope_parameters``). Missing fields take transformers' defaults.
+        Accepts both rope styles: old (``rope_theta`` and ``rope_scaling``) and new
+        (``rope_parameters``). Missing fields take Qwen2Config's defaults.
         """
         check_architecture(config)
         rope = rope_parameters(config)
@@ -55,12 +55,12 @@ class ModelArgs(BaseModelArgs):
             dim=config["hidden_size"],
             n_layers=config["num_hidden_layers"],
             n_heads=n_heads,
-            n_kv_heads=config.get("num_key_value_heads") or n_heads,
+            n_kv_heads=config.get("num_key_value_heads", 32) or n_heads,
             head_dim=config.get("head_dim") or config["hidden_size"] // n_heads,
             ffn_dim=config["intermediate_size"],
-            max_seq_len=config.get("max_position_embeddings", 2048),
-            norm_eps=config.get("rms_norm_eps", 1e-6),
-            rope_theta=rope.get("rope_theta", 10000.0),
+            max_seq_len=config.get("max_position_embeddings", 32768),
+            norm_eps=config.get("rms_norm_eps", 1e-06),
+            rope_theta=rope["rope_theta"],
             initializer_range=config.get("initializer_range", 0.02),
         )
 
@@ -111,26 +111,21 @@ class ModelArgs(BaseModelArgs):
         return nparams, 6 * matmul_params + attention_flops
 
 
-def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """The rope settings of a config.json in either style, as one dict with ``rope_type``."""
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    if "type" in params and "rope_type" not in params:
-        params["rope_type"] = params.pop("type")
-    params.setdefault("rope_type", "default")
-    if "rope_theta" not in params and "rope_theta" in config:
-        params["rope_theta"] = config["rope_theta"]
-    return params
-
-
 def check_architecture(config: dict[str, Any]) -> None:
     """Refuse a config.json whose features differ from the ones this package implements."""
+    rope = rope_parameters(config)
     found = {
         "model_type": config.get("model_type"),
         "hidden_act": config.get("hidden_act", "silu"),
-        "rope_type": rope_parameters(config)["rope_type"],
+        "rope_type": rope["rope_type"],
         "tie_word_embeddings": config.get("tie_word_embeddings", False),
-        "sliding_window_attention": sliding_window(config) is not None
-        and max_window_layers(config) < config["num_hidden_layers"],
+        "sliding_window_attention": bool(config.get("use_sliding_window", False))
+        and config.get("sliding_window", 4096) is not None
+        and (
+            "sliding_attention" in config["layer_types"]
+            if config.get("layer_types")
+            else config.get("max_window_layers", 28) < config["num_hidden_layers"]
+        ),
     }
     for field, expected in ARCHITECTURE.items():
         if found[field] != expected:
@@ -140,31 +135,13 @@ def check_architecture(config: dict[str, Any]) -> None:
             )
 
 
-def sliding_window(config: dict[str, Any]) -> int | None:
-    """The attention window in tokens; None unless use_sliding_window is true."""
-    if not config.get("use_sliding_window", False):
-        return None
-    return config.get("sliding_window", 4096)
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The rope settings of a config.json in either style, as one dict.
 
-
-def max_window_layers(config: dict[str, Any]) -> int:
-    """The first sliding layer: ``layer_types`` when given, else ``max_window_layers``.
-
-    transformers slides layers ``max_window_layers`` and up, so ``layer_types`` must list full
-    attention layers first and sliding ones after them.
+    New style: ``rope_parameters``. Old style: ``rope_scaling``, with ``rope_theta`` at the top
+    level. Missing settings take Qwen2Config's defaults.
     """
-    layer_types = config.get("layer_types")
-    if layer_types is None:
-        return config.get("max_window_layers", 28)
-    first = (
-        layer_types.index("sliding_attention")
-        if "sliding_attention" in layer_types
-        else len(layer_types)
-    )
-    expected = ["full_attention"] * first + ["sliding_attention"] * (len(layer_types) - first)
-    if layer_types != expected:
-        raise ValueError(
-            f"config field layer_types={layer_types!r} is not full attention layers followed by "
-            "sliding ones; this package cannot express that pattern"
-        )
-    return first
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params.setdefault("rope_type", params.pop("type", "default"))
+    params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    return params

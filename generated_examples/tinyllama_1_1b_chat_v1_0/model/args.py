@@ -45,8 +45,8 @@ class ModelArgs(BaseModelArgs):
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
         """Read a transformers config.json dict of this architecture, at any size.
 
-        Accepts both rope styles: old (``rope_theta`` + ``rope_scaling``) and new
-        (``rope_parameters``). Missing fields take transformers' defaults.
+        Accepts both rope styles: old (``rope_theta`` and ``rope_scaling``) and new
+        (``rope_parameters``). Missing fields take LlamaConfig's defaults.
         """
         check_architecture(config)
         rope = rope_parameters(config)
@@ -60,8 +60,8 @@ class ModelArgs(BaseModelArgs):
             head_dim=config.get("head_dim") or config["hidden_size"] // n_heads,
             ffn_dim=config["intermediate_size"],
             max_seq_len=config.get("max_position_embeddings", 2048),
-            norm_eps=config.get("rms_norm_eps", 1e-6),
-            rope_theta=rope.get("rope_theta", 10000.0),
+            norm_eps=config.get("rms_norm_eps", 1e-06),
+            rope_theta=rope["rope_theta"],
             initializer_range=config.get("initializer_range", 0.02),
         )
 
@@ -113,23 +113,13 @@ class ModelArgs(BaseModelArgs):
         return nparams, 6 * matmul_params + attention_flops
 
 
-def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """The rope settings of a config.json in either style, as one dict with ``rope_type``."""
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
-    if "type" in params and "rope_type" not in params:
-        params["rope_type"] = params.pop("type")
-    params.setdefault("rope_type", "default")
-    if "rope_theta" not in params and "rope_theta" in config:
-        params["rope_theta"] = config["rope_theta"]
-    return params
-
-
 def check_architecture(config: dict[str, Any]) -> None:
     """Refuse a config.json whose features differ from the ones this package implements."""
+    rope = rope_parameters(config)
     found = {
         "model_type": config.get("model_type"),
         "hidden_act": config.get("hidden_act", "silu"),
-        "rope_type": rope_parameters(config)["rope_type"],
+        "rope_type": rope["rope_type"],
         "tie_word_embeddings": config.get("tie_word_embeddings", False),
         "attention_bias": config.get("attention_bias", False),
         "mlp_bias": config.get("mlp_bias", False),
@@ -140,3 +130,15 @@ def check_architecture(config: dict[str, Any]) -> None:
                 f"config field {field}={found[field]!r} differs from this package's "
                 f"{expected!r}; run `scaffold regenerate` with the new config"
             )
+
+
+def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The rope settings of a config.json in either style, as one dict.
+
+    New style: ``rope_parameters``. Old style: ``rope_scaling``, with ``rope_theta`` at the top
+    level. Missing settings take LlamaConfig's defaults.
+    """
+    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    params.setdefault("rope_type", params.pop("type", "default"))
+    params.setdefault("rope_theta", config.get("rope_theta", 10000.0))
+    return params

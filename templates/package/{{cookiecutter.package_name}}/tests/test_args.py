@@ -1,4 +1,5 @@
 {%- set s = cookiecutter.spec -%}
+{%- set t = cookiecutter.views.args_test -%}
 """ModelArgs against config.json, and the train configs against ModelArgs."""
 
 from __future__ import annotations
@@ -7,9 +8,7 @@ import tomllib
 from typing import Any
 
 import pytest
-{%- if s.features.get("local_rope_type") or s.model_type in ("gpt_neox", "gpt2") %}
 from transformers import {{ s.hf_config_class }}
-{%- endif %}
 
 from {{ cookiecutter.package_name }} import {{ cookiecutter.package_name }}_configs
 from {{ cookiecutter.package_name }}.model.args import ModelArgs
@@ -28,44 +27,13 @@ def test_to_hf_round_trips(debug_args: ModelArgs) -> None:
     assert ModelArgs.from_hf(debug_args.to_hf()) == debug_args
 
 
-{%- if s.rope is none %}
+{%- if t.rope_styles == "none" %}
 def test_to_hf_states_every_field_transformers_would_default_differently() -> None:
-    """No RoPE fields: the config's own names (n_embd, n_layer, ...) and zero dropouts."""
+    """No RoPE fields: the config's own names ({{ t.dim_field }}, ...) and zero dropouts."""
     config = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
-    assert {{ s.hf_config_class }}(**config).to_dict()["n_embd"] == config["n_embd"]
-    assert all(config[name] == 0.0 for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
-{%- elif s.features.get("local_rope_type") == "default" %}
-def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
-    """Old style: rope_theta, rope_scaling, rope_local_base_freq, sliding_window_pattern."""
-    new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
-    old_style = dict(new_style)
-    rope = old_style.pop("rope_parameters")
-    full = dict(rope["full_attention"])
-    old_style["rope_theta"] = full.pop("rope_theta")
-    old_style["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
-    # Gemma 3 checkpoints spell it rope_type (transformers ignores a legacy "type" here).
-    old_style["rope_scaling"] = None if full["rope_type"] == "default" else full
-    old_style.pop("layer_types")
-    old_style["sliding_window_pattern"] = new_style["layer_types"].index("full_attention") + 1
-    assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
-    # transformers reads both the same way too.
-    old, new = {{ s.hf_config_class }}(**old_style), {{ s.hf_config_class }}(**new_style)
-    assert old.rope_parameters == new.rope_parameters
-    assert old.layer_types == new.layer_types
-{%- elif s.model_type == "gpt_neox" %}
-def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
-    """Old style: rotary_emb_base, rotary_pct and rope_scaling; new style: rope_parameters."""
-    new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
-    old_style = dict(new_style)
-    rope = dict(old_style.pop("rope_parameters"))
-    old_style["rotary_emb_base"] = rope.pop("rope_theta")
-    old_style["rotary_pct"] = rope.pop("partial_rotary_factor")
-    old_style["rope_scaling"] = None if rope["rope_type"] == "default" else rope
-    assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
-    # transformers reads both the same way too.
-    old, new = {{ s.hf_config_class }}(**old_style), {{ s.hf_config_class }}(**new_style)
-    assert old.rope_parameters == new.rope_parameters
-{%- elif s.features.get("local_rope_type") %}
+    assert {{ s.hf_config_class }}(**config).to_dict()[{{ t.dim_field | py }}] == config[{{ t.dim_field | py }}]
+    assert all(config[name] == 0.0 for name in {{ t.zeroed | py }})
+{%- elif t.rope_styles == "per_layer_type_scaled" %}
 def test_rope_parameters_are_read_per_layer_type(hf_config: dict[str, Any]) -> None:
     """Scaled local RoPE exists only in the new style (rope_parameters keyed by layer type)."""
     args = ModelArgs.from_hf(hf_config)
@@ -73,16 +41,39 @@ def test_rope_parameters_are_read_per_layer_type(hf_config: dict[str, Any]) -> N
     assert args.rope_theta == config.rope_parameters["full_attention"]["rope_theta"]
     assert args.rope_local_theta == config.rope_parameters["sliding_attention"]["rope_theta"]
 {%- else %}
-def test_old_and_new_rope_styles_agree(hf_config: dict[str, Any]) -> None:
+def test_old_and_new_rope_styles_agree() -> None:
+    """The config class's old-style rope fields read as its rope_parameters do."""
     new_style = {{ cookiecutter.package_name }}_configs[FULL_FLAVOR].to_hf()
     old_style = dict(new_style)
+{%- if t.rope_styles == "per_layer_type" %}
+    rope = old_style.pop("rope_parameters")
+    full = dict(rope["full_attention"])
+    old_style[{{ t.theta_field | py }}] = full.pop("rope_theta")
+    old_style["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+    old_style.pop("layer_types")
+    old_style["sliding_window_pattern"] = new_style["layer_types"].index("full_attention") + 1
+{%- if t.rope_scaled %}
+    old_style["rope_scaling"] = full
+{%- endif %}
+{%- else %}
     rope = dict(old_style.pop("rope_parameters"))
-    old_style["rope_theta"] = rope.pop("rope_theta")
-    old_style["rope_scaling"] = None if rope["rope_type"] == "default" else {
-        "type": rope.pop("rope_type"),
-        **rope,
-    }
+    old_style[{{ t.theta_field | py }}] = rope.pop("rope_theta")
+{%- if t.partial_field and t.partial %}
+    old_style[{{ t.partial_field | py }}] = rope.pop("partial_rotary_factor")
+{%- endif %}
+{%- if t.rope_scaled %}
+    old_style["rope_scaling"] = {"type": rope.pop("rope_type"), **rope}
+{%- endif %}
+{%- endif %}
     assert ModelArgs.from_hf(old_style) == ModelArgs.from_hf(new_style)
+    # transformers reads both the same way too.
+    old, new = {{ s.hf_config_class }}(**old_style), {{ s.hf_config_class }}(**new_style)
+{%- if t.rope_styles == "flat" and t.rope_scaled %}
+    # (It keeps the old "type" spelling next to rope_type.)
+    assert {k: v for k, v in old.rope_parameters.items() if k != "type"} == new.rope_parameters
+{%- else %}
+    assert old.rope_parameters == new.rope_parameters
+{%- endif %}
 {%- endif %}
 
 
@@ -90,35 +81,26 @@ def test_a_different_architecture_is_refused(hf_config: dict[str, Any]) -> None:
     flipped = dict(hf_config, tie_word_embeddings=not {{ s.tie_word_embeddings | py }})
     with pytest.raises(ValueError, match="tie_word_embeddings"):
         ModelArgs.from_hf(flipped)
-{%- if "sliding_window" in s.features %}
-{%- set sliding = s.features.sliding_window.window is not none %}
+{%- if t.sliding_refusal %}
 
 
-def test_a_config_that_{{ "does_not_slide" if sliding else "slides" }}_is_refused(hf_config: dict[str, Any]) -> None:
-{%- if s.features.sliding_window_layers == "from_max_window_layers" %}
-{%- if sliding %}
+def test_a_config_that_{{ "does_not_slide" if t.slides else "slides" }}_is_refused(hf_config: dict[str, Any]) -> None:
+{%- if t.sliding_refusal == "max_window_layers" and t.slides %}
     changed = dict(hf_config, use_sliding_window=False)
-{%- else %}
+{%- elif t.sliding_refusal == "max_window_layers" %}
     changed = dict(hf_config, use_sliding_window=True, sliding_window=4096, max_window_layers=0)
     changed.pop("layer_types", None)
-{%- endif %}
 {%- else %}
-    changed = dict(hf_config, sliding_window={{ "None" if sliding else "4096" }})
+    changed = dict(hf_config, sliding_window={{ "None" if t.slides else "4096" }})
 {%- endif %}
     with pytest.raises(ValueError, match="sliding_window_attention"):
         ModelArgs.from_hf(changed)
 {%- endif %}
-{%- if "partial_rotary" in s.features %}
-{%- set partial = s.features.partial_rotary %}
+{%- if t.partial_refusal %}
 
 
-def test_a_config_with_{{ "full" if partial else "partial" }}_rotary_is_refused(hf_config: dict[str, Any]) -> None:
-{%- if s.model_type == "gpt_neox" %}
-    # GPTNeoXConfig's old-style field (hf_config.json as the hub serves it).
-    changed = dict(hf_config, rotary_pct={{ "1.0" if partial else "0.5" }})
-{%- else %}
-    changed = dict(hf_config, partial_rotary_factor={{ "1.0" if partial else "0.5" }})
-{%- endif %}
+def test_a_config_with_{{ "full" if t.partial else "partial" }}_rotary_is_refused(hf_config: dict[str, Any]) -> None:
+    changed = dict(hf_config, {{ t.partial_field }}={{ "1.0" if t.partial else "0.5" }})
     with pytest.raises(ValueError, match="partial_rotary"):
         ModelArgs.from_hf(changed)
 {%- endif %}
