@@ -509,7 +509,7 @@ def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
     spec = build_spec(family_config("gpt_neox"))
     assert (spec.family, spec.hf_architecture) == ("gpt_neox", "GPTNeoXForCausalLM")
     assert spec.parts["block"] == "block_parallel_residual"
-    assert spec.parts["adapter"] == "adapter_gpt_neox"
+    assert spec.features.checkpoint.qkv_per_head
     assert spec.n_kv_heads == spec.n_heads and spec.head_dim == 64
     assert spec.features.partial_rotary.factor == 0.25 and spec.rope.theta == 10000.0
     assert spec.attention_bias and spec.mlp_bias and not spec.tie_word_embeddings

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.spec import ArchSpec
+from scaffolder.views.adapter import adapter_view
 from scaffolder.views.infra import infra_view
 from scaffolder.views.megatron import megatron_view
 from scaffolder.views.megatron_test import megatron_test_view
@@ -19,6 +20,7 @@ from scaffolder.views.readme import architecture_rows
 def build_views(spec: ArchSpec) -> dict[str, Any]:
     """Every area's view of ``spec``, keyed by area."""
     return {
+        "adapter": adapter_view(spec),
         "infra": infra_view(spec),
         "megatron": megatron_view(spec),
         "megatron_test": megatron_test_view(spec),
