@@ -176,6 +176,60 @@ class FieldNames:
 
 
 @dataclass(frozen=True)
+class CheckpointLayout:
+    """How transformers names (and lays out) this family's state dict; the default is Llama's.
+
+    Keys are ``<prefix>.<embedding>.weight``, ``<prefix>.<blocks>.<i>.<attention>.<q_proj>...``,
+    ``<prefix>.<final_norm>.weight`` and ``<lm_head>.weight`` (outside the prefix). ``positions``
+    names the learned position table. The block's norms are named by where they sit:
+    ``input_norm`` before attention, ``post_attention_norm`` after it (in a pre-norm block the
+    norm before the MLP), ``pre_mlp_norm`` before the MLP of a block with both, and
+    ``post_mlp_norm`` after the MLP. ``gate``, ``up`` and ``down`` name the MLP projections (a
+    plain MLP has up and down only).
+
+    ``fused_qkv``: one projection holds q, k and v, stacked along the output features in that
+    order, or head after head when ``qkv_per_head``. ``fused_gate_up``: one projection stacks
+    gate and up. ``conv1d``: modules (relative to a block) whose weights are stored transposed,
+    ``[in, out]``. ``buffers``: non-parameter entries (relative to a block) some checkpoints
+    carry. ``legacy_names``: (older key, current key) pairs older checkpoints use.
+    ``hub_unprefixed``: some checkpoints leave the prefix out of their keys.
+    """
+
+    prefix: str = "model"
+    embedding: str = "embed_tokens"
+    positions: str | None = None
+    blocks: str = "layers"
+    final_norm: str = "norm"
+    lm_head: str = "lm_head"
+    attention: str = "self_attn"
+    q_proj: str = "q_proj"
+    k_proj: str = "k_proj"
+    v_proj: str = "v_proj"
+    o_proj: str = "o_proj"
+    input_norm: str = "input_layernorm"
+    post_attention_norm: str = "post_attention_layernorm"
+    pre_mlp_norm: str = "pre_feedforward_layernorm"
+    post_mlp_norm: str = "post_feedforward_layernorm"
+    mlp: str = "mlp"
+    gate: str = "gate_proj"
+    up: str = "up_proj"
+    down: str = "down_proj"
+    fused_qkv: str | None = None
+    qkv_per_head: bool = False
+    fused_gate_up: str | None = None
+    conv1d: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()
+    legacy_names: tuple[tuple[str, str], ...] = ()
+    hub_unprefixed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.qkv_per_head and (self.fused_qkv is None or self.fused_gate_up is not None):
+            raise ScaffoldError(
+                "CheckpointLayout.qkv_per_head needs fused_qkv, and no fused_gate_up"
+            )
+
+
+@dataclass(frozen=True)
 class Features:
     """Everything a family adds to the common dimensions; see each type for its meaning.
 
@@ -183,13 +237,12 @@ class Features:
     ``scale_embeddings`` (embeddings times sqrt(hidden_size)),
     ``query_pre_attn_scalar`` (scores scale by its -1/2 power), ``scale_attn_weights`` (False:
     scores are not scaled), ``learned_positions`` (a position table instead of RoPE),
-    ``parallel_residual`` (attention and MLP both read the block input), ``fused_checkpoint``
-    (q/k/v and gate/up fused in the checkpoint), ``legacy_checkpoint_keys`` (the checkpoint's
-    own module names), ``pad_token_id_default`` (the config class's pad id when config.json
-    leaves the field out), ``longrope_aliases`` (old rope type names the config class reads as
-    ``longrope``), ``partial_rotary_field`` (the config class has a partial-rotary field),
-    ``attention_dropout`` (dropped in training, as transformers does) and
-    ``unapplied_dropout`` (the config's dropouts the package does not apply, by field).
+    ``parallel_residual`` (attention and MLP both read the block input), ``checkpoint`` (the
+    checkpoint's key names and fused tensors), ``pad_token_id_default`` (the config class's pad
+    id when config.json leaves the field out), ``longrope_aliases`` (old rope type names the
+    config class reads as ``longrope``), ``partial_rotary_field`` (the config class has a
+    partial-rotary field), ``attention_dropout`` (dropped in training, as transformers does)
+    and ``unapplied_dropout`` (the config's dropouts the package does not apply, by field).
     """
 
     norm: Norm = field(default_factory=Norm)
@@ -209,13 +262,23 @@ class Features:
     scale_attn_weights: bool = True
     learned_positions: bool = False
     parallel_residual: bool = False
-    fused_checkpoint: bool = False
-    legacy_checkpoint_keys: bool = False
+    checkpoint: CheckpointLayout = field(default_factory=CheckpointLayout)
     pad_token_id_default: int | None = None
     longrope_aliases: tuple[str, ...] = ()
     partial_rotary_field: bool = False
     attention_dropout: float | None = None
     unapplied_dropout: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def fused_checkpoint(self) -> bool:
+        """The checkpoint stacks q/k/v and gate/up in one projection each."""
+        return self.checkpoint.fused_qkv is not None and self.checkpoint.fused_gate_up is not None
+
+    @property
+    def legacy_checkpoint_keys(self) -> bool:
+        """Some checkpoints name keys otherwise or carry buffers: ``from_hf`` reads them too."""
+        c = self.checkpoint
+        return bool(c.buffers or c.legacy_names or c.hub_unprefixed)
 
     # ------------------------------------------------------------ transitional
     # Templates not yet moved to the typed attributes above read the former flat feature dict

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from scaffolder.families import build_spec
 from scaffolder.render import ruff_args
 from tests.helpers import family_config, render_config_package, tinyllama_config
+from tests.test_package_hygiene import assert_package_is_clean
 
 VARIANTS = {
     # TinyLlama as served: GQA 32/4, default rope, untied, no biases.
@@ -91,6 +93,9 @@ def test_generated_code_is_ruff_clean(rendered: Path) -> None:
 
 
 def test_only_the_features_a_config_uses_are_generated(rendered: Path) -> None:
+    for name, changes in VARIANTS.items():
+        spec = build_spec(tinyllama_config(**changes))
+        assert_package_is_clean(rendered / name, spec.family, spec.rope.type)
     plain = (rendered / "tinyllama" / "model" / "model.py").read_text()
     assert "tie_word_embeddings" not in plain and "bias=True" not in plain
     assert "llama3" not in plain.split('"""', 2)[2] and "rope_factor" not in plain
@@ -388,6 +393,9 @@ def render_group(group: str, root: Path) -> list[str]:
 def test_family_packages(group: str, tmp_path: Path) -> None:
     """Ruff-clean, only the code each config uses, and their own generated tests pass."""
     names = render_group(group, tmp_path)
+    for name, (config_name, changes) in FAMILY_GROUPS[group].items():
+        spec = build_spec(family_config(config_name, **changes))
+        assert_package_is_clean(tmp_path / name, spec.family, spec.rope and spec.rope.type)
     for name in names:
         model = (tmp_path / name / "model" / "model.py").read_text()
         present, absent = FAMILY_MODEL_CODE[name]

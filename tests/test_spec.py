@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
 from scaffolder.errors import ScaffoldError
 from scaffolder.families import build_spec
-from scaffolder.features import QKNorm, SlidingWindow
+from scaffolder.features import CheckpointLayout, QKNorm, SlidingWindow
+from scaffolder.views.adapter import adapter_view
 from scaffolder.views.megatron import megatron_view
 from tests.helpers import family_config, tinyllama_config
 
@@ -509,7 +511,7 @@ def test_gpt_neox_spec_and_old_and_new_rope_styles() -> None:
     spec = build_spec(family_config("gpt_neox"))
     assert (spec.family, spec.hf_architecture) == ("gpt_neox", "GPTNeoXForCausalLM")
     assert spec.parts["block"] == "block_parallel_residual"
-    assert spec.parts["adapter"] == "adapter_gpt_neox"
+    assert spec.features.checkpoint.qkv_per_head
     assert spec.n_kv_heads == spec.n_heads and spec.head_dim == 64
     assert spec.features.partial_rotary.factor == 0.25 and spec.rope.theta == 10000.0
     assert spec.attention_bias and spec.mlp_bias and not spec.tie_word_embeddings
@@ -591,3 +593,35 @@ def test_gpt2_spec() -> None:
 )
 def test_bad_gpt2_fields_name_the_field(changes: dict, field: str) -> None:
     _assert_names_field(family_config("gpt2", **changes), field)
+
+
+# ---------------------------------------------------------------- checkpoint layouts
+
+
+def test_adapter_view_names_the_checkpoint_keys_of_each_layout() -> None:
+    sandwich = dict(adapter_view(build_spec(family_config("gemma2"))).from_hf)
+    assert (
+        sandwich["model.layers.{}.pre_feedforward_layernorm.weight"] == "layers.{}.ffn_norm.weight"
+    )
+    assert sandwich["model.layers.{}.post_attention_layernorm.weight"] == (
+        "layers.{}.post_attention_norm.weight"
+    )
+    gpt2 = adapter_view(build_spec(family_config("gpt2")))
+    assert [f.theirs for f in gpt2.fused] == [
+        "transformer.h.{}.attn.c_attn.weight",
+        "transformer.h.{}.attn.c_attn.bias",
+    ]
+    assert "transformer.h.{}.attn.c_attn.weight" in gpt2.conv1d and gpt2.hub_prefix
+    neox = adapter_view(build_spec(family_config("gpt_neox")))
+    assert neox.per_head and neox.legacy_names == (("embed_out.weight", "lm_head.weight"),)
+    assert not adapter_view(build_spec(tinyllama_config())).reads_older
+
+
+def test_checkpoint_layout_refuses_what_the_adapter_cannot_express() -> None:
+    with pytest.raises(ScaffoldError, match="qkv_per_head"):
+        CheckpointLayout(qkv_per_head=True)
+    spec = build_spec(tinyllama_config())
+    clash = CheckpointLayout(k_proj="q_proj")
+    features = dataclasses.replace(spec.features, checkpoint=clash)
+    with pytest.raises(ScaffoldError, match="two tensors to one key"):
+        adapter_view(dataclasses.replace(spec, features=features))

@@ -25,7 +25,7 @@ from scaffolder.families.common import (
     read_dropout,
     read_dtype,
 )
-from scaffolder.features import Biases, Features, FieldNames, Norm
+from scaffolder.features import Biases, CheckpointLayout, Features, FieldNames, Norm
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
@@ -37,7 +37,6 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_pre_norm",
     "transformer": "transformer_learned_positions",
-    "adapter": "adapter_gpt2",
 }
 REQUIRED_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head")
 DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
@@ -65,6 +64,25 @@ CONFIG_FIELDS = ConfigFields(
         "initializer_range": 0.02,
     },
     zeroed=DROPOUT_FIELDS,
+)
+# GPT2LMHeadModel's keys: Conv1D (transposed) linear layers, q/k/v stacked in c_attn; the hub's
+# checkpoints leave out the "transformer." prefix and carry the attention mask buffers.
+CHECKPOINT = CheckpointLayout(
+    prefix="transformer",
+    embedding="wte",
+    positions="wpe",
+    blocks="h",
+    final_norm="ln_f",
+    attention="attn",
+    o_proj="c_proj",
+    input_norm="ln_1",
+    post_attention_norm="ln_2",
+    up="c_fc",
+    down="c_proj",
+    fused_qkv="c_attn",
+    conv1d=("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"),
+    buffers=("attn.bias", "attn.masked_bias"),
+    hub_unprefixed=True,
 )
 # GPT2Config switches this package does not implement: (field, value that is supported).
 UNSUPPORTED_SWITCHES = (
@@ -113,7 +131,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         ),
         learned_positions=True,
         scale_attn_weights=read_bool(hf, "scale_attn_weights"),
-        legacy_checkpoint_keys=True,
+        checkpoint=CHECKPOINT,
         unapplied_dropout=tuple(dropout.items()),
     )
     counts = layernorm_block_counts(fields)

@@ -30,7 +30,14 @@ from scaffolder.families.common import (
     read_dtype,
     read_rope,
 )
-from scaffolder.features import Biases, Features, FieldNames, Norm, PartialRotary
+from scaffolder.features import (
+    Biases,
+    CheckpointLayout,
+    Features,
+    FieldNames,
+    Norm,
+    PartialRotary,
+)
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import RopeSpec, normalize_with_transformers
@@ -43,7 +50,6 @@ PARTS = {
     "feed_forward": "feed_forward_gelu",
     "block": "block_parallel_residual",
     "transformer": "transformer",
-    "adapter": "adapter_gpt_neox",
 }
 ROPE_TYPES = ("default", "linear")
 # GPTNeoXConfig's names and defaults for the fields ModelArgs reads; the old-style rope fields
@@ -63,6 +69,21 @@ CONFIG_FIELDS = ConfigFields(
     },
 )
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout")
+# GPTNeoXForCausalLM's keys: q/k/v fused head after head in query_key_value; checkpoints saved
+# before transformers 5 name lm_head embed_out and carry attention buffers.
+CHECKPOINT = CheckpointLayout(
+    prefix="gpt_neox",
+    embedding="embed_in",
+    final_norm="final_layer_norm",
+    attention="attention",
+    o_proj="dense",
+    up="dense_h_to_4h",
+    down="dense_4h_to_h",
+    fused_qkv="query_key_value",
+    qkv_per_head=True,
+    buffers=("attention.bias", "attention.masked_bias", "attention.rotary_emb.inv_freq"),
+    legacy_names=(("embed_out.weight", "lm_head.weight"),),
+)
 
 
 def build(config: dict[str, Any]) -> CountedSpec:
@@ -109,7 +130,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         partial_rotary=PartialRotary(partial) if partial != 1.0 else None,
         parallel_residual=parallel,
         partial_rotary_field=True,
-        legacy_checkpoint_keys=True,
+        checkpoint=CHECKPOINT,
         unapplied_dropout=tuple(dropout.items()),
     )
     return CountedSpec(

@@ -15,7 +15,7 @@ Phi3Config has no attention_bias / mlp_bias (no biases), plus
   pad_token_id (Phi3Config's default 32000) -> the embedding's padding_idx,
   resid_pdrop: must be 0 (residual dropout is not implemented; embd_pdrop is unused upstream).
 The checkpoint stores q/k/v as one ``qkv_proj`` and gate/up as one ``gate_up_proj``
-(fused_checkpoint): the model keeps separate projections (simple TP plans) and the
+(features.checkpoint): the model keeps separate projections (simple TP plans) and the
 state dict adapter splits and fuses them.
 """
 
@@ -35,7 +35,7 @@ from scaffolder.families.common import (
     read_padding,
     read_sliding_window,
 )
-from scaffolder.features import Biases, Features, LongRope, PartialRotary
+from scaffolder.features import Biases, CheckpointLayout, Features, LongRope, PartialRotary
 from scaffolder.fields import read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, RopeSpec, normalize_with_transformers
@@ -92,7 +92,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
     rope, partial, longrope = read_phi3_rope(hf, head_dim, read_int(hf, "max_position_embeddings"))
     features = Features(
         biases=Biases(fields=()),
-        fused_checkpoint=True,
+        checkpoint=CheckpointLayout(fused_qkv="qkv_proj", fused_gate_up="gate_up_proj"),
         partial_rotary_field=True,
         pad_token_id_default=PAD_TOKEN_ID_DEFAULT,
         longrope_aliases=LONGROPE_ALIASES,

@@ -23,7 +23,7 @@ from scaffolder.families.common import (
     layernorm_block_counts,
     read_dropout,
 )
-from scaffolder.features import Biases, Features, Norm
+from scaffolder.features import Biases, CheckpointLayout, Features, Norm
 from scaffolder.fields import read_bool, read_float
 from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
@@ -75,6 +75,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         gated_mlp=False,
         norm=Norm(kind="layernorm", eps_field="norm_epsilon"),
         biases=Biases(fields=("use_bias",)),
+        checkpoint=CheckpointLayout(up="c_fc", down="c_proj"),
         sliding_window=every_layer_sliding_window(hf, SLIDING_WINDOW_DEFAULT),
         unapplied_dropout=tuple(read_dropout(hf, DROPOUT_FIELDS).items()),
     )

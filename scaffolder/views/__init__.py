@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scaffolder.spec import ArchSpec
+from scaffolder.views.adapter import adapter_view
 from scaffolder.views.args import args_view
 from scaffolder.views.args_test import args_test_view
 from scaffolder.views.infra import infra_view
@@ -22,6 +23,7 @@ from scaffolder.views.readme import architecture_rows
 def build_views(spec: ArchSpec) -> dict[str, Any]:
     """Every area's view of ``spec``, keyed by area."""
     return {
+        "adapter": adapter_view(spec),
         "args": args_view(spec),
         "args_test": args_test_view(spec),
         "infra": infra_view(spec),

@@ -1,4 +1,5 @@
 {%- set s = cookiecutter.spec -%}
+{%- set v = cookiecutter.views.adapter -%}
 """State dict adapter: bit-identical round trips and a checkpoint transformers loads."""
 
 from __future__ import annotations
@@ -62,29 +63,20 @@ def test_export_loads_in_transformers_with_identical_logits(
     reloaded.load_state_dict(adapter.from_hf(load_hf_state_dict(tmp_path)))
     with torch.no_grad():
         assert torch.equal(reloaded(tokens), model(tokens))
-{%- if s.features.get("legacy_checkpoint_keys") %}
+{%- if v.reads_older %}
 
 
 def test_from_hf_reads_older_checkpoints(debug_args: ModelArgs) -> None:
-{%- if s.model_type == "gpt_neox" %}
-    """Checkpoints saved before transformers 5: embed_out, and the attention buffers."""
+    """{{ v.older_doc }}"""
     hf_state_dict = build_hf_model(debug_args).state_dict()
     older = {
-        ("embed_out.weight" if key == "lm_head.weight" else key): value
-        for key, value in hf_state_dict.items()
+        {{ v.older_key }}: value for key, value in hf_state_dict.items()
     }
+{%- if v.older_buffers %}
+    # Non-parameter buffers: from_hf skips them, whatever they hold.
+    buffers = {{ v.older_buffers | py }}
     for layer in range(debug_args.n_layers):
-        prefix = f"gpt_neox.layers.{layer}.attention."
-        older[prefix + "bias"] = torch.ones(8, 8, dtype=torch.bool).tril()
-        older[prefix + "masked_bias"] = torch.tensor(-1e9)
-        older[prefix + "rotary_emb.inv_freq"] = torch.ones(4)
-{%- else %}
-    """The hub's GPT-2 checkpoints: no "transformer." prefix, and the attention mask buffers."""
-    hf_state_dict = build_hf_model(debug_args).state_dict()
-    older = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
-    for layer in range(debug_args.n_layers):
-        older[f"h.{layer}.attn.bias"] = torch.ones(1, 1, 8, 8, dtype=torch.bool).tril()
-        older[f"h.{layer}.attn.masked_bias"] = torch.tensor(-1e4)
+        older.update((buffer.format(layer), torch.zeros(1)) for buffer in buffers)
 {%- endif %}
     adapter = {{ cookiecutter.class_prefix }}StateDictAdapter(debug_args, None)
     expected = adapter.from_hf(hf_state_dict)

@@ -1,0 +1,325 @@
+"""The package's ``model/state_dict_adapter.py`` and its test: key tables and docstring bullets.
+
+Everything follows from the recipe's :class:`~scaffolder.features.CheckpointLayout` (the
+checkpoint's key names, fused and transposed tensors) and from the modules the model has (norm
+placement, biases, q/k norms, gated MLP, learned positions, tied embeddings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaffolder.errors import ScaffoldError
+from scaffolder.features import CheckpointLayout
+from scaffolder.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class Fused:
+    """A checkpoint tensor that holds several of the model's tensors (``{}``: the layer)."""
+
+    theirs: str
+    ours: tuple[str, ...]  # in the order the checkpoint stacks them
+    sizes: str  # a tuple expression of the stacked output features (stacked layouts only)
+
+
+@dataclass(frozen=True)
+class AdapterView:
+    bullets: tuple[str, ...]  # the module docstring's list (prose)
+    exactness: str  # the class docstring's sentence on bit-identical round trips
+    from_hf: tuple[tuple[str, str], ...]  # (transformers key, our key); "{}": the layer
+    fused: tuple[Fused, ...]
+    per_head: bool  # fused q/k/v head after head (else stacked in order)
+    split_parts: str  # from_hf's expression: the parts of a fused ``value`` (its ``template``)
+    fuse_parts: str  # to_hf's expression: the fused tensor of ``parts`` ({place: tensor})
+    size_locals: tuple[tuple[str, str], ...]  # (name, expression) the split sizes use
+    conv1d: tuple[str, ...]  # keys of weights stored transposed
+    buffers: tuple[str, ...]  # keys from_hf skips
+    legacy_names: tuple[tuple[str, str], ...]  # (older key, current key)
+    hub_prefix: str | None  # the prefix some checkpoints leave out ("transformer.")
+    kept_prefixes: tuple[str, ...]  # key prefixes that are whole without it
+    embedding_key: str  # the checkpoint's token embedding key
+    lm_head_key: str  # and its output projection's
+    older_key: str  # the test's expression: a current key as older checkpoints write it
+    older_buffers: tuple[str, ...]  # the test's buffer keys, as older checkpoints write them
+    older_doc: str  # the test's docstring
+
+    @property
+    def reads_template(self) -> bool:
+        """``from_hf`` looks up a key's layer template before renaming it."""
+        return bool(self.fused or self.conv1d or self.buffers)
+
+    @property
+    def reads_older(self) -> bool:
+        """Some checkpoints differ from what ``to_hf`` writes (the test reads one)."""
+        return bool(self.buffers or self.legacy_names or self.hub_prefix)
+
+
+def _code(name: str) -> str:
+    return f"``{name}``"
+
+
+def _and(items: list[str]) -> str:
+    """``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _block_norms(spec: ArchSpec) -> list[tuple[str, str]]:
+    """(checkpoint name, our name) of the norms after the attention, in block order."""
+    c = spec.features.checkpoint
+    placement = spec.features.norm.placement
+    if placement == "pre":
+        return [(c.post_attention_norm, "ffn_norm")]
+    if placement == "post":
+        return [(c.post_attention_norm, "post_attention_norm"), (c.post_mlp_norm, "post_ffn_norm")]
+    return [
+        (c.post_attention_norm, "post_attention_norm"),
+        (c.pre_mlp_norm, "ffn_norm"),
+        (c.post_mlp_norm, "post_ffn_norm"),
+    ]
+
+
+def _mlp(spec: ArchSpec) -> list[tuple[str, str]]:
+    """(checkpoint name, our name) of the MLP projections."""
+    c = spec.features.checkpoint
+    if spec.features.gated_mlp:
+        return [(c.gate, "w1"), (c.up, "w3"), (c.down, "w2")]
+    return [(c.up, "w1"), (c.down, "w2")]
+
+
+def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
+    f = spec.features
+    c = f.checkpoint
+    top = f"{c.prefix}."
+    block = f"{c.prefix}.{c.blocks}.{{}}."
+    norm_bias = f.norm.kind == "layernorm"
+    entries = [(f"{top}{c.embedding}.weight", "tok_embeddings.weight")]
+    if f.learned_positions:
+        if c.positions is None:
+            raise ScaffoldError("learned positions need CheckpointLayout.positions")
+        entries.append((f"{top}{c.positions}.weight", "pos_embeddings.weight"))
+
+    def norm(theirs: str, ours: str) -> None:
+        entries.append((f"{theirs}.weight", f"{ours}.weight"))
+        if norm_bias:
+            entries.append((f"{theirs}.bias", f"{ours}.bias"))
+
+    def projections(modules: list[tuple[str, str, bool]]) -> None:
+        """Weights, then the biases of those that have one."""
+        entries.extend((f"{theirs}.weight", f"{ours}.weight") for theirs, ours, _ in modules)
+        entries.extend((f"{theirs}.bias", f"{ours}.bias") for theirs, ours, bias in modules if bias)
+
+    attention = f"{block}{c.attention}."
+    if f.norm.placement != "post":
+        norm(f"{block}{c.input_norm}", "layers.{}.attention_norm")
+    qkv = [(c.q_proj, "wq"), (c.k_proj, "wk"), (c.v_proj, "wv")] if c.fused_qkv is None else []
+    projections(
+        [(attention + theirs, f"layers.{{}}.attention.{ours}", qkv_bias) for theirs, ours in qkv]
+        + [(attention + c.o_proj, "layers.{}.attention.wo", spec.attention_bias)]
+    )
+    if f.qk_norm is not None:
+        for name in ("q_norm", "k_norm"):
+            entries.append((f"{attention}{name}.weight", f"layers.{{}}.attention.{name}.weight"))
+    for theirs, ours in _block_norms(spec):
+        norm(block + theirs, f"layers.{{}}.{ours}")
+    mlp = _mlp(spec) if c.fused_gate_up is None else [(c.down, "w2")]
+    projections(
+        [
+            (f"{block}{c.mlp}.{theirs}", f"layers.{{}}.feed_forward.{ours}", spec.mlp_bias)
+            for theirs, ours in mlp
+        ]
+    )
+    norm(top + c.final_norm, "norm")
+    if not spec.tie_word_embeddings:
+        entries.append((f"{c.lm_head}.weight", "output.weight"))
+    return entries
+
+
+def _fused(spec: ArchSpec, qkv_bias: bool) -> tuple[list[Fused], list[tuple[str, str]]]:
+    """The fused tensors, and the local variables their split sizes use."""
+    c = spec.features.checkpoint
+    block = f"{c.prefix}.{c.blocks}.{{}}."
+    fused: list[Fused] = []
+    size_locals: list[tuple[str, str]] = []
+    if c.fused_qkv is not None:
+        if spec.features.names.derived_head_dims:  # multi-head: q, k and v are dim wide
+            size_locals.append(("dim", "model_args.dim"))
+            sizes = "(dim, dim, dim)"
+        else:
+            size_locals += [
+                ("q_dim", "model_args.n_heads * model_args.head_dim"),
+                ("kv_dim", "model_args.n_kv_heads * model_args.head_dim"),
+            ]
+            sizes = "(q_dim, kv_dim, kv_dim)"
+        for kind in ("weight", "bias") if qkv_bias else ("weight",):
+            fused.append(
+                Fused(
+                    f"{block}{c.attention}.{c.fused_qkv}.{kind}",
+                    tuple(f"layers.{{}}.attention.{ours}.{kind}" for ours in ("wq", "wk", "wv")),
+                    sizes,
+                )
+            )
+    if c.fused_gate_up is not None:
+        for kind in ("weight", "bias") if spec.mlp_bias else ("weight",):
+            fused.append(
+                Fused(
+                    f"{block}{c.mlp}.{c.fused_gate_up}.{kind}",
+                    tuple(f"layers.{{}}.feed_forward.{ours}.{kind}" for ours in ("w1", "w3")),
+                    "(model_args.ffn_dim, model_args.ffn_dim)",
+                )
+            )
+    return fused, [] if c.qkv_per_head else size_locals
+
+
+def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
+    f = spec.features
+    c = f.checkpoint
+    bullets = []
+    if spec.rope is not None:
+        channels = " (the first rotary channels of each head)" if f.partial_rotary else ""
+        if c.fused_qkv is None:
+            loaded = f"{_code(c.q_proj)} and {_code(c.k_proj)} load"
+        else:
+            loaded = f"the query and key rows of {_code(c.fused_qkv)} load"
+        bullets.append(
+            f"Rotary layout: the model rotates q/k{channels} in transformers' half-split layout, "
+            f"so {loaded} as they are; no per-head permutation."
+        )
+    if spec.tie_word_embeddings:
+        bullets.append(
+            f"Tied embeddings (tie_word_embeddings): transformers' checkpoints store only "
+            f"{_code(embedding_key)}; ``output.weight`` is the same tensor."
+        )
+    else:
+        bullets.append(
+            f"Untied embeddings: {_code(c.lm_head + '.weight')} and {_code(embedding_key)} are "
+            "separate tensors."
+        )
+    if spec.rope is not None:
+        bullets.append(
+            "Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in "
+            "neither state dict."
+        )
+    if c.qkv_per_head:
+        bullets.append(
+            f"Fused tensors: the checkpoint's {_code(f'{c.attention}.{c.fused_qkv}')} holds, head "
+            "after head, that head's query, key and value rows (its output features unflatten to "
+            "heads, then q/k/v, then head_dim). The model keeps separate projections, so tensor "
+            "parallelism shards each of them whole: ``from_hf`` splits the fused tensors and "
+            "``to_hf`` interleaves them again."
+        )
+    elif c.fused_qkv is not None or c.fused_gate_up is not None:
+        stacks = []
+        if c.fused_qkv is not None:
+            stacks.append(f"q, k and v in {_code(f'{c.attention}.{c.fused_qkv}')}")
+        if c.fused_gate_up is not None:
+            stacks.append(f"gate and up in {_code(f'{c.mlp}.{c.fused_gate_up}')}")
+        bullets.append(
+            f"Fused tensors: the checkpoint stacks {' and '.join(stacks)} (along the output "
+            "features, in that order). The model keeps separate projections, so tensor "
+            "parallelism shards each of them whole: ``from_hf`` splits the fused tensors (into "
+            "views) and ``to_hf`` concatenates them again."
+        )
+    if c.conv1d:
+        modules = _and([_code(name) for name in c.conv1d])
+        bullets.append(
+            f"Conv1D weights: {modules} store the transpose of ``nn.Linear``'s weight (input "
+            "features first): weights are transposed both ways, biases not."
+        )
+    if c.legacy_names:
+        renamed = ", ".join(f"{_code(new)} as {_code(old)}" for old, new in c.legacy_names)
+        bullets.append(
+            f"Older names: checkpoints saved by earlier transformers versions name {renamed}; "
+            "``from_hf`` reads the older names too."
+        )
+    if c.buffers:
+        bullets.append(
+            f"Non-parameter buffers some checkpoints carry ({', '.join(map(_code, c.buffers))}) "
+            "are skipped by ``from_hf``."
+        )
+    if c.hub_unprefixed:
+        bullets.append(
+            f"The hub's checkpoints may name keys without the {_code(c.prefix + '.')} prefix; "
+            "``from_hf`` reads those too."
+        )
+    return bullets
+
+
+def _exactness(c: CheckpointLayout) -> str:
+    changes = ["transposed"] if c.conv1d else []
+    if c.fused_qkv is not None or c.fused_gate_up is not None:
+        changes.append("split or concatenated")
+    if not changes:
+        return (
+            "Tensors pass through untouched (plain tensors or DTensors), so a round trip is "
+            "bit-identical."
+        )
+    changed = ", ".join(["renamed", *changes])
+    return f"Tensors are {changed} exactly, so a round trip is bit-identical."
+
+
+def _older_key(c: CheckpointLayout, hub_prefix: str | None) -> str:
+    """The test's expression: ``key`` as older checkpoints write it."""
+    older_names = {new: old for old, new in c.legacy_names}
+    if len(older_names) == 1:
+        ((new, old),) = older_names.items()
+        expression = f"({old!r} if key == {new!r} else key)"
+    elif older_names:
+        expression = f"{older_names!r}.get(key, key)"
+    else:
+        expression = "key"
+    if hub_prefix is not None:
+        expression = f"{expression}.removeprefix({hub_prefix!r})"
+    return expression
+
+
+def adapter_view(spec: ArchSpec) -> AdapterView:
+    c = spec.features.checkpoint
+    qkv_bias = spec.attention_bias or spec.features.biases.qkv_only
+    from_hf = _from_hf(spec, qkv_bias)
+    fused, size_locals = _fused(spec, qkv_bias)
+    for keys in (
+        [theirs for theirs, _ in from_hf] + [f.theirs for f in fused],
+        [ours for _, ours in from_hf] + [ours for f in fused for ours in f.ours],
+    ):
+        if len(set(keys)) != len(keys):
+            raise ScaffoldError(f"checkpoint layout maps two tensors to one key: {sorted(keys)}")
+    block = f"{c.prefix}.{c.blocks}.{{}}."
+    embedding_key = f"{c.prefix}.{c.embedding}.weight"
+    hub_prefix = f"{c.prefix}." if c.hub_unprefixed else None
+    older_buffers = tuple(block + name for name in c.buffers)
+    if hub_prefix is not None:
+        older_buffers = tuple(name.removeprefix(hub_prefix) for name in older_buffers)
+    older = [f"{old} for {new}" for old, new in c.legacy_names]
+    if hub_prefix is not None:
+        older.append(f'keys without the "{hub_prefix}" prefix')
+    if c.buffers:
+        older.append("non-parameter buffers")
+    return AdapterView(
+        bullets=tuple(_bullets(spec, embedding_key)),
+        exactness=_exactness(c),
+        from_hf=tuple(from_hf),
+        fused=tuple(fused),
+        per_head=c.qkv_per_head,
+        split_parts=(
+            "split_qkv(value, self.model_args.n_heads)"
+            if c.qkv_per_head
+            else "value.split(self.split_sizes[template])"
+        ),
+        fuse_parts=(
+            "fuse_qkv(parts[0], parts[1], parts[2], self.model_args.n_heads)"
+            if c.qkv_per_head
+            else "torch.cat([parts[place] for place in sorted(parts)])"
+        ),
+        size_locals=tuple(size_locals),
+        conv1d=tuple(f"{block}{name}.weight" for name in c.conv1d),
+        buffers=tuple(block + name for name in c.buffers),
+        legacy_names=c.legacy_names,
+        hub_prefix=hub_prefix,
+        kept_prefixes=(f"{c.prefix}.", f"{c.lm_head}."),
+        embedding_key=embedding_key,
+        lm_head_key=f"{c.lm_head}.weight",
+        older_key=_older_key(c, hub_prefix),
+        older_buffers=older_buffers,
+        older_doc=f"Older checkpoints: {_and(older)}." if older else "",
+    )
