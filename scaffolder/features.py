@@ -63,15 +63,13 @@ class SlidingWindow:
 
     ``layout``: every layer slides (``all``), the layers from ``max_window_layers`` up slide
     (``from_max_window_layers``), or every ``pattern``-th layer attends fully and the others
-    slide (``sliding_window_pattern``). ``default`` and ``max_window_layers_default`` are what
-    transformers assumes when config.json leaves the fields out.
+    slide (``sliding_window_pattern``). What transformers assumes when config.json leaves the
+    fields out is the recipe's ``ConfigFields``.
     """
 
     window: int | None
     layout: str = "all"
-    default: int | None = None
     max_window_layers: int | None = None
-    max_window_layers_default: int | None = None
     pattern: int | None = None
 
     def __post_init__(self) -> None:
@@ -138,7 +136,6 @@ class LongRope:
     short_factor: tuple[float, ...]
     long_factor: tuple[float, ...]
     attention_factor: float
-    original_max_position_embeddings_default: int
 
 
 @dataclass(frozen=True)
@@ -238,8 +235,7 @@ class Features:
     ``query_pre_attn_scalar`` (scores scale by its -1/2 power), ``scale_attn_weights`` (False:
     scores are not scaled), ``learned_positions`` (a position table instead of RoPE),
     ``parallel_residual`` (attention and MLP both read the block input), ``checkpoint`` (the
-    checkpoint's key names and fused tensors), ``pad_token_id_default`` (the config class's pad
-    id when config.json leaves the field out), ``longrope_aliases`` (old rope type names the
+    checkpoint's key names and fused tensors), ``longrope_aliases`` (old rope type names the
     config class reads as ``longrope``), ``partial_rotary_field`` (the config class has a
     partial-rotary field), ``attention_dropout`` (dropped in training, as transformers does)
     and ``unapplied_dropout`` (the config's dropouts the package does not apply, by field).
@@ -263,7 +259,6 @@ class Features:
     learned_positions: bool = False
     parallel_residual: bool = False
     checkpoint: CheckpointLayout = field(default_factory=CheckpointLayout)
-    pad_token_id_default: int | None = None
     longrope_aliases: tuple[str, ...] = ()
     partial_rotary_field: bool = False
     attention_dropout: float | None = None
@@ -279,107 +274,3 @@ class Features:
         """Some checkpoints name keys otherwise or carry buffers: ``from_hf`` reads them too."""
         c = self.checkpoint
         return bool(c.buffers or c.legacy_names or c.hub_unprefixed)
-
-    # ------------------------------------------------------------ transitional
-    # Templates not yet moved to the typed attributes above read the former flat feature dict
-    # through these three methods; they go once no template calls ``features.get``.
-
-    def get(self, key: str, default: object = None) -> object:
-        return self._flat().get(key, default)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._flat()
-
-    def __getitem__(self, key: str) -> object:
-        return self._flat()[key]
-
-    def _flat(self) -> dict[str, object]:
-        flat: dict[str, object] = {
-            "bias_fields": self.biases.fields,
-            "activation_field": self.names.activation,
-            "norm_eps_field": self.norm.eps_field,
-        }
-        if self.norm.kind != "rmsnorm":
-            flat["norm"] = self.norm.kind
-        if self.norm.placement == "post":
-            flat["norm_placement"] = "post"
-        if self.norm.placement == "sandwich":
-            flat["sandwich_norm"] = True
-        if self.names.mlp_names:
-            flat["mlp_names"] = self.names.mlp_names
-        if self.names.derived_head_dims:
-            flat["derived_head_dims"] = True
-        if self.biases.qkv_only:
-            flat["qkv_bias"] = True
-        if self.biases.everywhere:
-            flat["all_biases"] = True
-        if self.biases.mlp_always:
-            flat["mlp_bias_always"] = True
-        sliding = self.sliding_window
-        if sliding is not None:
-            flat.update(
-                sliding_window=sliding.window,
-                sliding_window_layers=sliding.layout,
-                sliding_window_default=sliding.default,
-            )
-            if sliding.max_window_layers is not None:
-                flat["max_window_layers"] = sliding.max_window_layers
-            if sliding.layout == "from_max_window_layers":
-                flat["max_window_layers_default"] = sliding.max_window_layers_default
-            if sliding.pattern is not None:
-                flat["sliding_window_pattern"] = sliding.pattern
-        if self.qk_norm is not None:
-            flat["qk_norm"] = self.qk_norm.kind
-        if self.softcap is not None:
-            if self.softcap.attention_field:
-                flat["attn_logit_softcapping"] = self.softcap.attention
-            flat["final_logit_softcapping"] = self.softcap.final
-        if self.query_pre_attn_scalar is not None:
-            flat["query_pre_attn_scalar"] = self.query_pre_attn_scalar
-        if self.local_rope is not None:
-            flat.update(
-                local_rope_type=self.local_rope.type,
-                local_rope_theta=self.local_rope.theta,
-                local_rope_factor=self.local_rope.factor,
-            )
-        if self.partial_rotary_field:
-            flat["partial_rotary"] = self.partial_rotary is not None
-        if self.partial_rotary is not None:
-            flat["partial_rotary_factor"] = self.partial_rotary.factor
-        if self.longrope is not None:
-            flat.update(
-                rope_short_factor=self.longrope.short_factor,
-                rope_long_factor=self.longrope.long_factor,
-                rope_attention_factor=self.longrope.attention_factor,
-                original_max_position_embeddings_default=(
-                    self.longrope.original_max_position_embeddings_default
-                ),
-            )
-        if self.longrope_aliases:
-            flat["longrope_aliases"] = self.longrope_aliases
-        if self.padding is not None:
-            flat.update(embedding_padding_idx=True, pad_token_id=self.padding.pad_token_id)
-        if self.pad_token_id_default is not None:
-            flat["pad_token_id_default"] = self.pad_token_id_default
-        if self.scale_embeddings:
-            flat["scale_embeddings"] = True
-        if self.multipliers is not None:
-            flat.update(
-                embedding_multiplier=self.multipliers.embedding,
-                residual_multiplier=self.multipliers.residual,
-                attention_multiplier=self.multipliers.attention,
-                logits_scaling=self.multipliers.logits,
-            )
-        if self.attention_dropout:
-            flat["attention_dropout"] = self.attention_dropout
-        if self.unapplied_dropout or self.norm.kind == "layernorm":
-            flat["dropout"] = dict(self.unapplied_dropout)
-        if self.learned_positions:
-            flat.update(learned_positions=True, scale_attn_weights=self.scale_attn_weights)
-        if self.norm.kind == "layernorm" and self.names.derived_head_dims:
-            flat["parallel_residual"] = self.parallel_residual
-        if self.legacy_checkpoint_keys:
-            flat["legacy_checkpoint_keys"] = True
-        if self.fused_checkpoint:
-            flat["fused_checkpoint"] = True
-        return flat

@@ -138,7 +138,7 @@ def test_custom_code_is_refused_without_running_it() -> None:
 def test_mistral_spec() -> None:
     spec = build_spec(family_config("mistral"))
     assert (spec.family, spec.hf_architecture) == ("mistral", "MistralForCausalLM")
-    assert spec.features.sliding_window == SlidingWindow(4096, layout="all", default=4096)
+    assert spec.features.sliding_window == SlidingWindow(4096, layout="all")
     assert spec.debug_dims()["sliding_window"] < 64  # shorter than the generated tests' sequences
     assert not spec.attention_bias and not spec.mlp_bias
     assert spec.num_params() == 7_241_732_096
@@ -152,7 +152,7 @@ def test_mistral_without_sliding_window_gets_transformers_default() -> None:
 
     spec = build_spec(family_config("mistral", sliding_window=None))
     assert spec.features.sliding_window.window == MistralConfig().sliding_window
-    assert spec.features.sliding_window.default == MistralConfig().sliding_window
+    assert spec.config_fields.defaults["sliding_window"] == MistralConfig().sliding_window
 
 
 def test_mistral_ignores_bias_fields_as_transformers_does() -> None:

@@ -219,11 +219,9 @@ def read_sliding_window(config: dict[str, Any]) -> int | None:
     return read_int(config, "sliding_window")
 
 
-def every_layer_sliding_window(hf: dict[str, Any], default: int | None) -> SlidingWindow:
-    """``sliding_window`` on every layer (null: full attention). ``default`` is the window
-    transformers assumes when config.json omits the field; the generated ``ModelArgs.from_hf``
-    needs it to read such a config the same way."""
-    return SlidingWindow(window=read_sliding_window(hf), layout="all", default=default)
+def every_layer_sliding_window(hf: dict[str, Any]) -> SlidingWindow:
+    """``sliding_window`` on every layer (null: full attention)."""
+    return SlidingWindow(window=read_sliding_window(hf), layout="all")
 
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
@@ -245,14 +243,8 @@ def check_raw_max_window_layers(config: dict[str, Any]) -> None:
         )
 
 
-def max_window_layers_sliding_window(
-    hf: dict[str, Any], window_default: int, max_window_layers_default: int
-) -> SlidingWindow:
+def max_window_layers_sliding_window(hf: dict[str, Any]) -> SlidingWindow:
     """Sliding windows on the layers from ``max_window_layers`` up, as transformers resolved them.
-
-    ``window_default`` and ``max_window_layers_default`` are the config class's defaults for
-    ``sliding_window`` and ``max_window_layers`` (the generated ``ModelArgs.from_hf`` reads a
-    config.json that leaves them out the same way).
 
     transformers sets ``sliding_window`` to None unless ``use_sliding_window``, and derives
     ``layer_types`` from ``max_window_layers`` unless config.json lists them.
@@ -275,11 +267,7 @@ def max_window_layers_sliding_window(
         "must list full_attention layers first and sliding_attention layers after them "
         "(the pattern max_window_layers describes); other patterns are not supported",
     )
-    layout = dict(
-        layout="from_max_window_layers",
-        default=window_default,
-        max_window_layers_default=max_window_layers_default,
-    )
+    layout = dict(layout="from_max_window_layers")
     if first_sliding == n_layers:
         return SlidingWindow(window=None, **layout)
     window = read_sliding_window(hf)

@@ -59,7 +59,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         mlp_bias=False,
         features=Features(
             biases=Biases(fields=()),
-            sliding_window=every_layer_sliding_window(hf, SLIDING_WINDOW_DEFAULT),
+            sliding_window=every_layer_sliding_window(hf),
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
         ),

@@ -64,7 +64,6 @@ def build(config: dict[str, Any]) -> ArchSpec:
             norm=Norm(placement="post"),
             biases=Biases(fields=("attention_bias",)),
             qk_norm=QKNorm("projection"),
-            pad_token_id_default=PAD_TOKEN_ID_DEFAULT,
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
         ),

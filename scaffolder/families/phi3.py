@@ -94,11 +94,10 @@ def build(config: dict[str, Any]) -> ArchSpec:
         biases=Biases(fields=()),
         checkpoint=CheckpointLayout(fused_qkv="qkv_proj", fused_gate_up="gate_up_proj"),
         partial_rotary_field=True,
-        pad_token_id_default=PAD_TOKEN_ID_DEFAULT,
         longrope_aliases=LONGROPE_ALIASES,
         partial_rotary=partial,
         longrope=longrope,
-        sliding_window=every_layer_sliding_window(hf, None),
+        sliding_window=every_layer_sliding_window(hf),
         attention_dropout=read_attention_dropout(hf),
         padding=read_padding(hf),
     )
@@ -147,7 +146,6 @@ def read_phi3_rope(
         short_factor=short,
         long_factor=long,
         attention_factor=attention,
-        original_max_position_embeddings_default=ORIGINAL_MAX_POSITION_EMBEDDINGS_DEFAULT,
     )
     rope = RopeSpec(
         type="longrope", theta=theta, factor=factor, original_max_position_embeddings=original

@@ -66,9 +66,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         mlp_bias=False,
         features=Features(
             biases=Biases(fields=(), qkv_only=True),
-            sliding_window=max_window_layers_sliding_window(
-                hf, SLIDING_WINDOW_DEFAULT, MAX_WINDOW_LAYERS_DEFAULT
-            ),
+            sliding_window=max_window_layers_sliding_window(hf),
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
         ),

@@ -66,9 +66,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         features=Features(
             biases=Biases(fields=("attention_bias",)),
             qk_norm=QKNorm("per_head"),
-            sliding_window=max_window_layers_sliding_window(
-                hf, SLIDING_WINDOW_DEFAULT, MAX_WINDOW_LAYERS_DEFAULT
-            ),
+            sliding_window=max_window_layers_sliding_window(hf),
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
         ),

@@ -76,7 +76,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         norm=Norm(kind="layernorm", eps_field="norm_epsilon"),
         biases=Biases(fields=("use_bias",)),
         checkpoint=CheckpointLayout(up="c_fc", down="c_proj"),
-        sliding_window=every_layer_sliding_window(hf, SLIDING_WINDOW_DEFAULT),
+        sliding_window=every_layer_sliding_window(hf),
         unapplied_dropout=tuple(read_dropout(hf, DROPOUT_FIELDS).items()),
     )
     return CountedSpec(

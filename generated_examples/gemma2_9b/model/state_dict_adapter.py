@@ -4,8 +4,8 @@
   ``k_proj`` load as they are; no per-head permutation.
 - Tied embeddings (tie_word_embeddings): transformers' checkpoints store only
   ``model.embed_tokens.weight``; ``output.weight`` is the same tensor.
-- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither
-  state dict.
+- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither state
+  dict.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import re
 from typing import Any
 
 from runtime.protocols import StateDictAdapter
-
-from .args import ModelArgs
 
 # transformers key -> this model's key; "{}" is the layer number.
 FROM_HF: dict[str, str] = {
@@ -38,13 +36,16 @@ TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
 _LAYER_NUMBER = re.compile(r"\.(\d+)\.")
 
 
-def _rename(key: str, mapping: dict[str, str]) -> str:
+def _template(key: str) -> tuple[str, str | None]:
+    """``key`` with its layer number replaced by "{}", and the layer number."""
     match = _LAYER_NUMBER.search(key)
     if match is None:
-        template, layer = key, None
-    else:
-        template = key[: match.start()] + ".{}." + key[match.end() :]
-        layer = match.group(1)
+        return key, None
+    return key[: match.start()] + ".{}." + key[match.end() :], match.group(1)
+
+
+def _rename(key: str, mapping: dict[str, str]) -> str:
+    template, layer = _template(key)
     if template not in mapping:
         raise KeyError(f"no mapping for state dict key {key!r}")
     return mapping[template].format(layer) if layer is not None else mapping[template]
@@ -55,9 +56,6 @@ class Gemma2StateDictAdapter(StateDictAdapter):
 
     Tensors pass through untouched (plain tensors or DTensors), so a round trip is bit-identical.
     """
-
-    def __init__(self, model_args: ModelArgs, hf_assets_path: Any = None) -> None:
-        super().__init__(model_args, hf_assets_path)
 
     def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         hf_state_dict = {}

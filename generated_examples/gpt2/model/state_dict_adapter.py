@@ -1,14 +1,17 @@
 """State dict mapping between this model and transformers' GPT2LMHeadModel.
 
-- Conv1D weights: GPT-2's linear layers (c_attn, c_proj, c_fc) store ``[in, out]``, the
-  transpose of ``nn.Linear``'s ``[out, in]``: weights are transposed both ways, biases not.
-- Fused q/k/v: ``attn.c_attn`` holds q, k and v one after the other along its output features.
-  The model keeps ``wq``, ``wk``, ``wv`` apart so tensor parallelism shards whole heads of each:
-  ``from_hf`` splits weight and bias, ``to_hf`` concatenates them again.
-- Tied embeddings (tie_word_embeddings): checkpoints store only ``transformer.wte.weight``;
-  ``output.weight`` is the same tensor.
-- The hub's GPT-2 checkpoints name keys without the ``transformer.`` prefix and carry attention
-  mask buffers (``attn.bias``, ``attn.masked_bias``): ``from_hf`` reads them as well.
+- Tied embeddings (tie_word_embeddings): transformers' checkpoints store only
+  ``transformer.wte.weight``; ``output.weight`` is the same tensor.
+- Fused tensors: the checkpoint stacks q, k and v in ``attn.c_attn`` (along the output features, in
+  that order). The model keeps separate projections, so tensor parallelism shards each of them
+  whole: ``from_hf`` splits the fused tensors (into views) and ``to_hf`` concatenates them again.
+- Conv1D weights: ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc`` and ``mlp.c_proj`` store the
+  transpose of ``nn.Linear``'s weight (input features first): weights are transposed both ways,
+  biases not.
+- Non-parameter buffers some checkpoints carry (``attn.bias``, ``attn.masked_bias``) are skipped by
+  ``from_hf``.
+- The hub's checkpoints may name keys without the ``transformer.`` prefix; ``from_hf`` reads those
+  too.
 """
 
 from __future__ import annotations
@@ -33,22 +36,15 @@ FROM_HF: dict[str, str] = {
     "transformer.h.{}.ln_2.weight": "layers.{}.ffn_norm.weight",
     "transformer.h.{}.ln_2.bias": "layers.{}.ffn_norm.bias",
     "transformer.h.{}.mlp.c_fc.weight": "layers.{}.feed_forward.w1.weight",
-    "transformer.h.{}.mlp.c_fc.bias": "layers.{}.feed_forward.w1.bias",
     "transformer.h.{}.mlp.c_proj.weight": "layers.{}.feed_forward.w2.weight",
+    "transformer.h.{}.mlp.c_fc.bias": "layers.{}.feed_forward.w1.bias",
     "transformer.h.{}.mlp.c_proj.bias": "layers.{}.feed_forward.w2.bias",
     "transformer.ln_f.weight": "norm.weight",
     "transformer.ln_f.bias": "norm.bias",
 }
 TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
-# Conv1D weights, stored transposed in the checkpoint.
-CONV1D_WEIGHTS = {
-    "transformer.h.{}.attn.c_attn.weight",
-    "transformer.h.{}.attn.c_proj.weight",
-    "transformer.h.{}.mlp.c_fc.weight",
-    "transformer.h.{}.mlp.c_proj.weight",
-}
-# The fused q/k/v projection and its bias, and the parts each holds.
-FUSED_QKV: dict[str, tuple[str, str, str]] = {
+# transformers' fused key -> this model's keys, in the order the checkpoint holds them.
+FUSED_FROM_HF: dict[str, tuple[str, ...]] = {
     "transformer.h.{}.attn.c_attn.weight": (
         "layers.{}.attention.wq.weight",
         "layers.{}.attention.wk.weight",
@@ -60,12 +56,24 @@ FUSED_QKV: dict[str, tuple[str, str, str]] = {
         "layers.{}.attention.wv.bias",
     ),
 }
-# Our key -> (the fused key, its place among q, k, v).
+# This model's key -> (transformers' fused key, its place in the fused tensor).
 TO_FUSED: dict[str, tuple[str, int]] = {
-    ours: (fused, place) for fused, parts in FUSED_QKV.items() for place, ours in enumerate(parts)
+    ours: (theirs, place)
+    for theirs, parts in FUSED_FROM_HF.items()
+    for place, ours in enumerate(parts)
 }
-# Attention mask buffers of the hub's checkpoints: not parameters.
-BUFFERS = re.compile(r"\.attn\.(bias|masked_bias)$")
+# Conv1D weights, stored transposed (input features first) in the checkpoint.
+CONV1D_WEIGHTS = {
+    "transformer.h.{}.attn.c_attn.weight",
+    "transformer.h.{}.attn.c_proj.weight",
+    "transformer.h.{}.mlp.c_fc.weight",
+    "transformer.h.{}.mlp.c_proj.weight",
+}
+# Non-parameter buffers some checkpoints carry.
+BUFFERS = {
+    "transformer.h.{}.attn.bias",
+    "transformer.h.{}.attn.masked_bias",
+}
 
 _LAYER_NUMBER = re.compile(r"\.(\d+)\.")
 
@@ -94,10 +102,16 @@ class Gpt2StateDictAdapter(StateDictAdapter):
 
     def __init__(self, model_args: ModelArgs, hf_assets_path: Any = None) -> None:
         super().__init__(model_args, hf_assets_path)
+        dim = model_args.dim
+        # Output features of each stacked part, in FUSED_FROM_HF's order.
+        self.split_sizes = {
+            "transformer.h.{}.attn.c_attn.weight": (dim, dim, dim),
+            "transformer.h.{}.attn.c_attn.bias": (dim, dim, dim),
+        }
 
     def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         hf_state_dict = {}
-        stacks: dict[str, dict[int, Any]] = {}  # fused key -> {place among q, k, v: tensor}
+        stacks: dict[str, dict[int, Any]] = {}  # fused key -> {place in it: tensor}
         for key, value in state_dict.items():
             if key == "output.weight":
                 continue  # tied to tok_embeddings.weight; transformers re-ties it on load
@@ -106,31 +120,31 @@ class Gpt2StateDictAdapter(StateDictAdapter):
                 fused, place = TO_FUSED[template]
                 stacks.setdefault(fused.format(layer), {})[place] = value
                 continue
-            hf_key = _rename(key, TO_HF)
-            hf_state_dict[hf_key] = value.t() if _template(hf_key)[0] in CONV1D_WEIGHTS else value
+            hf_state_dict[_rename(key, TO_HF)] = value
         for fused, parts in stacks.items():
-            q, k, v = (parts[place] for place in range(3))
-            if _template(fused)[0] in CONV1D_WEIGHTS:
-                hf_state_dict[fused] = torch.cat([q.t(), k.t(), v.t()], dim=-1)
-            else:
-                hf_state_dict[fused] = torch.cat([q, k, v])
+            hf_state_dict[fused] = torch.cat([parts[place] for place in sorted(parts)])
+        for key, value in hf_state_dict.items():
+            if _template(key)[0] in CONV1D_WEIGHTS:
+                hf_state_dict[key] = value.t()
         return hf_state_dict
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict = {}
         for key, value in hf_state_dict.items():
-            if BUFFERS.search(key):
-                continue
             if not key.startswith(("transformer.", "lm_head.")):
                 key = "transformer." + key  # the hub's checkpoints leave the prefix out
             if key == "lm_head.weight":
                 continue  # the same tensor as transformer.wte.weight
             template, layer = _template(key)
-            if template in FUSED_QKV:
-                parts = value.split(self.model_args.dim, dim=-1)
-                for name, part in zip(FUSED_QKV[template], parts, strict=True):
-                    state_dict[name.format(layer)] = part.t() if part.dim() == 2 else part
+            if template in BUFFERS:
                 continue
-            state_dict[_rename(key, FROM_HF)] = value.t() if template in CONV1D_WEIGHTS else value
+            if template in CONV1D_WEIGHTS:
+                value = value.t()
+            if template in FUSED_FROM_HF:
+                parts = value.split(self.split_sizes[template])
+                for name, part in zip(FUSED_FROM_HF[template], parts, strict=True):
+                    state_dict[name.format(layer)] = part
+                continue
+            state_dict[_rename(key, FROM_HF)] = value
         state_dict["output.weight"] = state_dict["tok_embeddings.weight"]
         return state_dict

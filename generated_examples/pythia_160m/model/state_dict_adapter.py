@@ -1,15 +1,19 @@
 """State dict mapping between this model and transformers' GPTNeoXForCausalLM.
 
-- Fused q/k/v: the checkpoint's ``attention.query_key_value`` stacks, head after head, that
-  head's query, key and value rows (``[heads, 3, head_dim]`` along the output features). The
-  model keeps ``wq``, ``wk``, ``wv`` apart so tensor parallelism shards whole heads of each:
-  ``from_hf`` splits the fused weight and bias, ``to_hf`` interleaves them again.
-- Rotary layout: transformers rotates the first rotary channels of each head in the half-split
-  layout, as the model does, so no per-head permutation.
-- Output projection: transformers 5 names it ``lm_head``; checkpoints saved by earlier versions
-  name it ``embed_out``, which ``from_hf`` reads too.
-- Buffers older checkpoints carry (``attention.bias``, ``attention.masked_bias``,
-  ``attention.rotary_emb.inv_freq``) are not parameters: ``from_hf`` skips them.
+- Rotary layout: the model rotates q/k (the first rotary channels of each head) in transformers'
+  half-split layout, so the query and key rows of ``query_key_value`` load as they are; no per-head
+  permutation.
+- Untied embeddings: ``lm_head.weight`` and ``gpt_neox.embed_in.weight`` are separate tensors.
+- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither state
+  dict.
+- Fused tensors: the checkpoint's ``attention.query_key_value`` holds, head after head, that head's
+  query, key and value rows (its output features unflatten to heads, then q/k/v, then head_dim). The
+  model keeps separate projections, so tensor parallelism shards each of them whole: ``from_hf``
+  splits the fused tensors and ``to_hf`` interleaves them again.
+- Older names: checkpoints saved by earlier transformers versions name ``lm_head.weight`` as
+  ``embed_out.weight``; ``from_hf`` reads the older names too.
+- Non-parameter buffers some checkpoints carry (``attention.bias``, ``attention.masked_bias``,
+  ``attention.rotary_emb.inv_freq``) are skipped by ``from_hf``.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import torch
 
 from runtime.protocols import StateDictAdapter
 
-from .args import ModelArgs
-
 # transformers key -> this model's key; "{}" is the layer number.
 FROM_HF: dict[str, str] = {
     "gpt_neox.embed_in.weight": "tok_embeddings.weight",
@@ -33,16 +35,16 @@ FROM_HF: dict[str, str] = {
     "gpt_neox.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
     "gpt_neox.layers.{}.post_attention_layernorm.bias": "layers.{}.ffn_norm.bias",
     "gpt_neox.layers.{}.mlp.dense_h_to_4h.weight": "layers.{}.feed_forward.w1.weight",
-    "gpt_neox.layers.{}.mlp.dense_h_to_4h.bias": "layers.{}.feed_forward.w1.bias",
     "gpt_neox.layers.{}.mlp.dense_4h_to_h.weight": "layers.{}.feed_forward.w2.weight",
+    "gpt_neox.layers.{}.mlp.dense_h_to_4h.bias": "layers.{}.feed_forward.w1.bias",
     "gpt_neox.layers.{}.mlp.dense_4h_to_h.bias": "layers.{}.feed_forward.w2.bias",
     "gpt_neox.final_layer_norm.weight": "norm.weight",
     "gpt_neox.final_layer_norm.bias": "norm.bias",
     "lm_head.weight": "output.weight",
 }
 TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
-# The fused q/k/v projection and its bias, and the parts it holds.
-FUSED_QKV: dict[str, tuple[str, str, str]] = {
+# transformers' fused key -> this model's keys, in the order the checkpoint holds them.
+FUSED_FROM_HF: dict[str, tuple[str, ...]] = {
     "gpt_neox.layers.{}.attention.query_key_value.weight": (
         "layers.{}.attention.wq.weight",
         "layers.{}.attention.wk.weight",
@@ -54,14 +56,22 @@ FUSED_QKV: dict[str, tuple[str, str, str]] = {
         "layers.{}.attention.wv.bias",
     ),
 }
-# Our key -> (the fused key, its place among q, k, v).
+# This model's key -> (transformers' fused key, its place in the fused tensor).
 TO_FUSED: dict[str, tuple[str, int]] = {
-    ours: (fused, place) for fused, parts in FUSED_QKV.items() for place, ours in enumerate(parts)
+    ours: (theirs, place)
+    for theirs, parts in FUSED_FROM_HF.items()
+    for place, ours in enumerate(parts)
 }
-# Checkpoints saved before transformers 5 name the output projection embed_out.
-LEGACY_NAMES: dict[str, str] = {"embed_out.weight": "lm_head.weight"}
-# Non-parameter buffers of older checkpoints: the causal mask and the rotary frequencies.
-BUFFERS = re.compile(r"\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
+# Older checkpoints' key -> today's.
+LEGACY_NAMES: dict[str, str] = {
+    "embed_out.weight": "lm_head.weight",
+}
+# Non-parameter buffers some checkpoints carry.
+BUFFERS = {
+    "gpt_neox.layers.{}.attention.bias",
+    "gpt_neox.layers.{}.attention.masked_bias",
+    "gpt_neox.layers.{}.attention.rotary_emb.inv_freq",
+}
 
 _LAYER_NUMBER = re.compile(r"\.(\d+)\.")
 
@@ -96,16 +106,12 @@ def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_heads: int) ->
 class GptNeoxStateDictAdapter(StateDictAdapter):
     """Converts state dicts to and from transformers' GPTNeoXForCausalLM layout.
 
-    Renamed tensors pass through untouched; split and fused ones are copied exactly, so a round
-    trip is bit-identical.
+    Tensors are renamed, split or concatenated exactly, so a round trip is bit-identical.
     """
-
-    def __init__(self, model_args: ModelArgs, hf_assets_path: Any = None) -> None:
-        super().__init__(model_args, hf_assets_path)
 
     def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         hf_state_dict = {}
-        stacks: dict[str, dict[int, Any]] = {}  # fused key -> {place among q, k, v: tensor}
+        stacks: dict[str, dict[int, Any]] = {}  # fused key -> {place in it: tensor}
         for key, value in state_dict.items():
             template, layer = _template(key)
             if template in TO_FUSED:
@@ -120,13 +126,13 @@ class GptNeoxStateDictAdapter(StateDictAdapter):
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict = {}
         for key, value in hf_state_dict.items():
-            if BUFFERS.search(key):
-                continue
             key = LEGACY_NAMES.get(key, key)
             template, layer = _template(key)
-            if template in FUSED_QKV:
+            if template in BUFFERS:
+                continue
+            if template in FUSED_FROM_HF:
                 parts = split_qkv(value, self.model_args.n_heads)
-                for name, part in zip(FUSED_QKV[template], parts, strict=True):
+                for name, part in zip(FUSED_FROM_HF[template], parts, strict=True):
                     state_dict[name.format(layer)] = part
                 continue
             state_dict[_rename(key, FROM_HF)] = value

@@ -62,17 +62,20 @@ def test_export_loads_in_transformers_with_identical_logits(
 
 
 def test_from_hf_reads_older_checkpoints(debug_args: ModelArgs) -> None:
-    """Checkpoints saved before transformers 5: embed_out, and the attention buffers."""
+    """Older checkpoints: embed_out.weight for lm_head.weight and non-parameter buffers."""
     hf_state_dict = build_hf_model(debug_args).state_dict()
     older = {
         ("embed_out.weight" if key == "lm_head.weight" else key): value
         for key, value in hf_state_dict.items()
     }
+    # Non-parameter buffers: from_hf skips them, whatever they hold.
+    buffers = (
+        "gpt_neox.layers.{}.attention.bias",
+        "gpt_neox.layers.{}.attention.masked_bias",
+        "gpt_neox.layers.{}.attention.rotary_emb.inv_freq",
+    )
     for layer in range(debug_args.n_layers):
-        prefix = f"gpt_neox.layers.{layer}.attention."
-        older[prefix + "bias"] = torch.ones(8, 8, dtype=torch.bool).tril()
-        older[prefix + "masked_bias"] = torch.tensor(-1e9)
-        older[prefix + "rotary_emb.inv_freq"] = torch.ones(4)
+        older.update((buffer.format(layer), torch.zeros(1)) for buffer in buffers)
     adapter = GptNeoxStateDictAdapter(debug_args, None)
     expected = adapter.from_hf(hf_state_dict)
     loaded = adapter.from_hf(older)

@@ -3,8 +3,8 @@
 - Rotary layout: the model rotates q/k in transformers' half-split layout, so ``q_proj`` and
   ``k_proj`` load as they are; no per-head permutation.
 - Untied embeddings: ``lm_head.weight`` and ``model.embed_tokens.weight`` are separate tensors.
-- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither
-  state dict.
+- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither state
+  dict.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import re
 from typing import Any
 
 from runtime.protocols import StateDictAdapter
-
-from .args import ModelArgs
 
 # transformers key -> this model's key; "{}" is the layer number.
 FROM_HF: dict[str, str] = {
@@ -36,13 +34,16 @@ TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
 _LAYER_NUMBER = re.compile(r"\.(\d+)\.")
 
 
-def _rename(key: str, mapping: dict[str, str]) -> str:
+def _template(key: str) -> tuple[str, str | None]:
+    """``key`` with its layer number replaced by "{}", and the layer number."""
     match = _LAYER_NUMBER.search(key)
     if match is None:
-        template, layer = key, None
-    else:
-        template = key[: match.start()] + ".{}." + key[match.end() :]
-        layer = match.group(1)
+        return key, None
+    return key[: match.start()] + ".{}." + key[match.end() :], match.group(1)
+
+
+def _rename(key: str, mapping: dict[str, str]) -> str:
+    template, layer = _template(key)
     if template not in mapping:
         raise KeyError(f"no mapping for state dict key {key!r}")
     return mapping[template].format(layer) if layer is not None else mapping[template]
@@ -53,9 +54,6 @@ class LlamaStateDictAdapter(StateDictAdapter):
 
     Tensors pass through untouched (plain tensors or DTensors), so a round trip is bit-identical.
     """
-
-    def __init__(self, model_args: ModelArgs, hf_assets_path: Any = None) -> None:
-        super().__init__(model_args, hf_assets_path)
 
     def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         hf_state_dict = {}
