@@ -1,9 +1,12 @@
 """The model area: what ``model/model.py`` and its parts (``parts/model/``) print.
 
 Everything a part would otherwise branch on is decided here from the spec's typed features: the
-docstrings (sentences, wrapped by the ``prose`` filter), which parts make up the file, the code
-lines only some features have (each listed with the condition it needs) and the keyword
-arguments of ``scaled_dot_product_attention``. Templates print them straight through.
+docstrings (sentences, wrapped by the ``prose`` filter), which parts make up the file and
+which part writes each piece of code only some models have, and the keyword arguments of
+``scaled_dot_product_attention``. The code itself is in the parts: a view names the part
+(``parts/model/<name>.py.j2``) and the template includes it. Parts that write lines inside a
+function body are at that body's indentation and end without a newline, so that an include
+stands in for its lines.
 """
 
 from __future__ import annotations
@@ -28,18 +31,9 @@ ACTIVATIONS = {
 WRITTEN_OUT_GELUS = ("gelu_new", "gelu_fast")
 
 
-def lines(code: str) -> tuple[str, ...]:
-    """A block of code written as one string, as the lines a template prints."""
-    return tuple(code.strip("\n").splitlines())
-
-
-def keep(*pairs: tuple[object, str | tuple[str, ...]]) -> tuple[str, ...]:
-    """The lines (or blocks of lines) whose condition holds, in order."""
-    out: list[str] = []
-    for condition, code in pairs:
-        if condition:
-            out += [code] if isinstance(code, str) else list(code)
-    return tuple(out)
+def keep(*pairs: tuple[object, str]) -> tuple[str, ...]:
+    """The names (of parts, of keyword arguments) whose condition holds, in order."""
+    return tuple(name for condition, name in pairs if condition)
 
 
 def doc(summary: str, *details: str | None) -> str:
@@ -47,17 +41,6 @@ def doc(summary: str, *details: str | None) -> str:
     are not None, one sentence a line."""
     body = "\n".join(line for line in details if line)
     return f"{summary}\n\n{body}" if body else summary
-
-
-def init_linears(names: tuple[str, ...], biased: tuple[str, ...]) -> tuple[str, ...]:
-    """``init_weights`` lines: normal weights for ``names``, zero biases for ``biased``."""
-    return keep(
-        (True, f"for linear in ({', '.join(names)}):"),
-        (True, "    nn.init.normal_(linear.weight, mean=0.0, std=init_std)"),
-        (biased == names, "    nn.init.zeros_(linear.bias)"),
-        (biased and biased != names, f"for linear in ({', '.join(biased)}):"),
-        (biased and biased != names, "    nn.init.zeros_(linear.bias)"),
-    )
 
 
 def _choose(what: str, value: str, choices: dict[str, str]) -> str:
@@ -105,36 +88,21 @@ def _facts(spec: ArchSpec) -> _Facts:
 
 # ---------------------------------------------------------------- attention
 
-LONGROPE_ATTRIBUTE = lines("""
-# LongRoPE's factors switch at this sequence length (original_max_position_embeddings).
-self.original_max_seq_len = model_args.rope_original_max_seq_len
-""")
-REPEAT_KV = lines("""
-# Each key/value head serves n_rep consecutive query heads.
-xk = xk.repeat_interleave(self.n_rep, dim=1)
-xv = xv.repeat_interleave(self.n_rep, dim=1)
-""")
-PER_LAYER_MASK = lines("""
-mask = (
-    None
-    if self.sliding_window is None
-    else sliding_window_mask(seqlen, self.sliding_window, x.device)
-)
-""")
-
 
 @dataclass(frozen=True)
 class AttentionView:
     """``Attention``: parts/model/attention.py.j2 (torch's fused attention), or
-    attention_softcap.py.j2 where soft-capped scores are computed explicitly."""
+    attention_softcap.py.j2 where soft-capped scores are computed explicitly. The tuples name the
+    parts that write the code only some models have, in file order."""
 
     doc: str
     init_params: str
-    attributes: tuple[str, ...]  # __init__, before the projections
+    window: tuple[str, ...]  # __init__: the sliding window, before head_dim
+    attributes: tuple[str, ...]  # __init__: after head_dim, before the projections
     qkv_bias: bool
     o_bias: bool
     qk_norms: tuple[str, ...]  # __init__, after the projections
-    init_weights: tuple[str, ...]
+    init_weights: tuple[str, ...]  # after the projections' weights: their biases, the q/k norms
     q: str  # the query projection, before its split into heads
     k: str
     positions: tuple[str, ...]  # forward: per-head q/k norms, then the rotation
@@ -143,67 +111,48 @@ class AttentionView:
     sdpa_kwargs: tuple[str, ...]
 
 
-def attention_view(spec: ArchSpec, norm_class: str) -> AttentionView:
+def attention_view(spec: ArchSpec) -> AttentionView:
     f, x = spec.features, _facts(spec)
     gqa_repeat = x.explicit and spec.uses_gqa
-    qkv = ("self.wq", "self.wk", "self.wv")
-    linears = (*qkv, "self.wo")
-    biased = linears if spec.attention_bias else qkv if f.biases.qkv_only else ()
-    per_head_norms = tuple(
-        f"self.{name} = {norm_class}(model_args.head_dim, eps=model_args.norm_eps)"
-        for name in ("q_norm", "k_norm")
-    )
-    projection_norms = (
-        "self.q_norm = ProjectionRMSNorm(q_dim, eps=model_args.norm_eps)",
-        "self.k_norm = ProjectionRMSNorm(kv_dim, eps=model_args.norm_eps)",
-    )
+    qkv_only = f.biases.qkv_only and not spec.attention_bias
     return AttentionView(
         doc=_attention_doc(spec, x),
         init_params="model_args: ModelArgs, sliding: bool"
         if x.per_layer
         else "model_args: ModelArgs",
-        attributes=keep(
-            (x.per_layer, "self.sliding_window = model_args.sliding_window if sliding else None"),
-            (x.sliding and not x.per_layer, "self.sliding_window = model_args.sliding_window"),
-            (True, "self.head_dim = model_args.head_dim"),
-            (x.longrope, LONGROPE_ATTRIBUTE),
-            (gqa_repeat, "self.n_rep = model_args.n_heads // model_args.n_kv_heads"),
-            (
-                f.query_pre_attn_scalar is not None,
-                "self.scale = model_args.query_pre_attn_scalar**-0.5",
-            ),
-            (
-                x.scaled and f.query_pre_attn_scalar is None,
-                "self.scale = model_args.attention_multiplier",
-            ),
-            (x.explicit, "self.softcap = model_args.attn_logit_softcapping"),
-            (x.dropout, "self.dropout = model_args.attention_dropout"),
+        window=keep(
+            (x.per_layer, "window_attribute_per_layer"),
+            (x.sliding and not x.per_layer, "window_attribute"),
         ),
-        qkv_bias=bool(biased),
+        attributes=keep(
+            (x.longrope, "longrope_attribute"),
+            (gqa_repeat, "repeat_kv_attribute"),
+            (f.query_pre_attn_scalar is not None, "scale_query_pre_attn_scalar"),
+            (x.scaled and f.query_pre_attn_scalar is None, "scale_attention_multiplier"),
+            (x.explicit, "softcap_attribute"),
+            (x.dropout, "dropout_attribute"),
+        ),
+        qkv_bias=spec.attention_bias or f.biases.qkv_only,
         o_bias=spec.attention_bias,
-        qk_norms=keep((x.per_head_norm, per_head_norms), (x.projection_norm, projection_norms)),
-        init_weights=init_linears(linears, biased)
-        + keep(
-            (f.qk_norm, "self.q_norm.reset_parameters()"),
-            (f.qk_norm, "self.k_norm.reset_parameters()"),
+        qk_norms=keep(
+            (x.per_head_norm, "qk_norm_per_head"), (x.projection_norm, "qk_norm_projection")
+        ),
+        init_weights=keep(
+            (spec.attention_bias, "init_zero_bias"),
+            (qkv_only, "init_zero_qkv_bias"),
+            (f.qk_norm, "init_qk_norm"),
         ),
         q="self.q_norm(self.wq(x))" if x.projection_norm else "self.wq(x)",
         k="self.k_norm(self.wk(x))" if x.projection_norm else "self.wk(x)",
         positions=keep(
-            (x.per_head_norm, "xq, xk = self.q_norm(xq), self.k_norm(xk)"),
-            (
-                x.longrope,
-                "rope_cache = longrope_cache(rope_cache, seqlen, self.original_max_seq_len)",
-            ),
-            (x.rotary, "xq, xk = apply_rotary_emb(xq, xk, rope_cache)"),
+            (x.per_head_norm, "qk_norm_per_head_apply"),
+            (x.longrope, "longrope_rows"),
+            (x.rotary, "rope_apply"),
         ),
-        repeat_kv=keep((gqa_repeat, REPEAT_KV)),
+        repeat_kv=keep((gqa_repeat, "repeat_kv")),
         mask=keep(
-            (x.per_layer, PER_LAYER_MASK),
-            (
-                x.sliding and not x.per_layer,
-                "mask = sliding_window_mask(seqlen, self.sliding_window, x.device)",
-            ),
+            (x.per_layer, "window_mask_per_layer"),
+            (x.sliding and not x.per_layer, "window_mask"),
         ),
         sdpa_kwargs=keep(
             (x.per_layer, "attn_mask=mask, is_causal=mask is None"),
@@ -303,13 +252,12 @@ class FeedForwardView:
 
     doc: str
     hidden: str  # what w2 projects back
-    init_weights: tuple[str, ...]
+    init_weights: tuple[str, ...]  # after the weights: the biases
 
 
 def feed_forward_view(spec: ArchSpec) -> FeedForwardView:
     act = _choose("activation", spec.hidden_act, ACTIVATIONS)
     gated = spec.parts["feed_forward"] == "feed_forward_swiglu"
-    linears = ("self.w1", "self.w2", "self.w3") if gated else ("self.w1", "self.w2")
     field = spec.features.names.activation
     gelu = {
         "silu": None,
@@ -331,7 +279,7 @@ def feed_forward_view(spec: ArchSpec) -> FeedForwardView:
     return FeedForwardView(
         doc=doc(summary, gelu),
         hidden=f"{act} * self.w3(x)" if gated else act,
-        init_weights=init_linears(linears, linears if spec.mlp_bias else ()),
+        init_weights=keep((spec.mlp_bias, "init_zero_bias")),
     )
 
 
@@ -343,7 +291,7 @@ class BlockView:
     init_params: str
     new: str  # how Transformer builds the block of ``layer_id``
     attention: str  # how the block builds its Attention
-    attributes: tuple[str, ...]
+    attributes: tuple[str, ...]  # parts
     residual_scale: str  # after each sublayer's output
 
 
@@ -369,29 +317,12 @@ def block_view(spec: ArchSpec) -> BlockView:
         else "model_args: ModelArgs",
         new=f"TransformerBlock({'layer_id, ' if x.per_layer else ''}model_args)",
         attention=attention,
-        attributes=keep(
-            (
-                x.multipliers,
-                "# residual_multiplier scales each sublayer's output before its residual add.",
-            ),
-            (x.multipliers, "self.residual_multiplier = model_args.residual_multiplier"),
-        ),
+        attributes=keep((x.multipliers, "residual_multiplier_attribute")),
         residual_scale=" * self.residual_multiplier" if x.multipliers else "",
     )
 
 
 # ---------------------------------------------------------------- positions, transformer
-
-ROTATE = ("return xq * cos + rotate_half(xq) * sin, xk * cos + rotate_half(xk) * sin",)
-ROTATE_PARTIAL = lines("""
-# Only the first rotary_dim channels rotate (partial_rotary_factor); the rest pass through.
-rotary_dim = cos.shape[-1]
-q_rot, q_pass = xq[..., :rotary_dim], xq[..., rotary_dim:]
-k_rot, k_pass = xk[..., :rotary_dim], xk[..., rotary_dim:]
-q_rot = q_rot * cos + rotate_half(q_rot) * sin
-k_rot = k_rot * cos + rotate_half(k_rot) * sin
-return torch.cat((q_rot, q_pass), dim=-1), torch.cat((k_rot, k_pass), dim=-1)
-""")
 
 
 @dataclass(frozen=True)
@@ -403,7 +334,7 @@ class RopeView:
     cache_part: str  # precompute_rope_cache (and LongRoPE's choice of rows)
     rotary_channels: str  # the ModelArgs field: how many channels of a head rotate
     inv_freq_call: str
-    rotate: tuple[str, ...]  # apply_rotary_emb after cos and sin
+    rotate: str  # the part that ends apply_rotary_emb, after cos and sin
     global_doc: str  # rope_local_global: the full-attention layers' cache
     global_inv_freq: str
     local_doc: str  # rope_local_global: the sliding layers' cache
@@ -421,7 +352,7 @@ def rope_view(spec: ArchSpec) -> RopeView:
         cache_part="rope_cache_longrope" if rope_type == "longrope" else "rope_cache",
         rotary_channels="rotary_dim" if f.partial_rotary is not None else "head_dim",
         inv_freq_call=f"rope_inv_freq(args, {'seq_len, ' if rope_type == 'dynamic' else ''}device)",
-        rotate=ROTATE_PARTIAL if f.partial_rotary is not None else ROTATE,
+        rotate="rotate_partial" if f.partial_rotary is not None else "rotate_all",
         global_doc=global_doc,
         global_inv_freq=global_inv_freq,
         local_doc=local_doc,
@@ -442,119 +373,43 @@ def _layer_rope(layers: str, rope_type: str, prefix: str, scaling: str | None) -
     return text, f"{inv_freq} / args.{prefix}_factor"
 
 
-PADDED_EMBEDDING = lines("""
-# The pad_token_id row gets no gradient (transformers' padding_idx).
-self.tok_embeddings = nn.Embedding(
-    model_args.vocab_size, model_args.dim, padding_idx=model_args.pad_token_id
-)
-""")
-RETIE = lines("""
-if self.tok_embeddings is not None and self.output is not None:
-    # to_empty() materializes shared parameters separately: tie them again.
-    self.output.weight = self.tok_embeddings.weight
-""")
-SCALED_EMBED = lines("""
-if self.tok_embeddings is not None:
-    h = self.tok_embeddings(tokens)
-    # Embeddings are scaled by sqrt(hidden_size), the factor rounded to their dtype first.
-    h = h * torch.tensor(self.model_args.dim**0.5, dtype=h.dtype)
-else:
-    h = tokens
-""")
-MULTIPLIED_EMBED = lines("""
-if self.tok_embeddings is not None:
-    # embedding_multiplier scales the token embeddings.
-    h = self.tok_embeddings(tokens) * self.model_args.embedding_multiplier
-else:
-    h = tokens
-""")
-DYNAMIC_ROPE_CACHE = lines("""
-# Longer than max_position_embeddings, dynamic NTK needs new frequencies. (Under sequence
-# parallelism ``seqlen`` is this rank's shard of the sequence.)
-seqlen = h.shape[1]
-if seqlen > self.model_args.max_seq_len:
-    rope_cache = precompute_rope_cache(self.model_args, seqlen, device=h.device)
-else:
-    rope_cache = self.rope_cache
-""")
-ROPE_CACHE = lines("""
-# All positions: attention takes as many as its sequence has (blocks see sequence shards
-# under tensor parallelism, attention the whole sequence).
-rope_cache = self.rope_cache
-""")
-LOCAL_GLOBAL_LAYERS = lines("""
-for layer_id, layer in self.layers.items():
-    # Sliding-window layers rotate with their own base, full-attention ones with rope_theta.
-    if is_sliding_layer(self.model_args, int(layer_id)):
-        h = layer(h, self.local_rope_cache)
-    else:
-        h = layer(h, rope_cache)
-""")
-SOFTCAPPED_LOGITS = lines("""
-if self.output is None:
-    return h
-# final_logit_softcapping: logits squashed smoothly into (-cap, cap).
-cap = self.model_args.final_logit_softcapping
-return torch.tanh(self.output(h) / cap) * cap
-""")
-SCALED_LOGITS = lines("""
-if self.output is None:
-    return h
-# logits_scaling divides the logits.
-return self.output(h) / self.model_args.logits_scaling
-""")
-
-
 @dataclass(frozen=True)
 class TransformerView:
-    """``Transformer``: parts/model/transformer.py.j2 or transformer_learned_positions.py.j2."""
+    """``Transformer``: parts/model/transformer.py.j2 or transformer_learned_positions.py.j2. Each
+    field names the part that writes that piece of code."""
 
-    tok_embeddings: tuple[str, ...]  # __init__
-    output_init: tuple[str, ...]  # end of init_weights: tie the output again, or initialize it
-    embed: tuple[str, ...]  # forward: tokens to h
-    rope_cache: tuple[str, ...]  # forward
-    layers: tuple[str, ...]  # forward
-    logits: tuple[str, ...]  # forward
+    tok_embeddings: str  # __init__
+    output_init: str  # end of init_weights: tie the output again, or initialize it
+    embed: str  # forward: tokens to h
+    rope_cache: str  # forward
+    layers: str  # forward
+    logits: str  # forward
 
 
 def transformer_view(spec: ArchSpec) -> TransformerView:
     f, x = spec.features, _facts(spec)
-    tied, scaled = spec.tie_word_embeddings, f.scale_embeddings
     final_softcap = f.softcap is not None and f.softcap.final is not None
-    dynamic = x.rotary and spec.rope.type == "dynamic"
-    plain_logits = not final_softcap and not x.multipliers
+    if f.scale_embeddings:
+        embed = "embed_scaled"
+    elif x.multipliers:
+        embed = "embed_multiplied"
+    else:
+        embed = "embed"
+    if final_softcap:
+        logits = "logits_softcapped"
+    elif x.multipliers:
+        logits = "logits_scaled"
+    else:
+        logits = "logits"
     return TransformerView(
-        tok_embeddings=keep(
-            (f.padding, PADDED_EMBEDDING),
-            (
-                not f.padding,
-                "self.tok_embeddings = nn.Embedding(model_args.vocab_size, model_args.dim)",
-            ),
-        ),
-        output_init=keep(
-            (tied, RETIE),
-            (not tied, "if self.output is not None:"),
-            (not tied, "    nn.init.normal_(self.output.weight, mean=0.0, std=init_std)"),
-        ),
-        embed=keep(
-            (scaled, SCALED_EMBED),
-            (x.multipliers and not scaled, MULTIPLIED_EMBED),
-            (
-                not scaled and not x.multipliers,
-                "h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens",
-            ),
-        ),
-        rope_cache=DYNAMIC_ROPE_CACHE if dynamic else ROPE_CACHE,
-        layers=keep(
-            (f.local_rope, LOCAL_GLOBAL_LAYERS),
-            (not f.local_rope, "for layer in self.layers.values():"),
-            (not f.local_rope, "    h = layer(h, rope_cache)"),
-        ),
-        logits=keep(
-            (final_softcap, SOFTCAPPED_LOGITS),
-            (x.multipliers and not final_softcap, SCALED_LOGITS),
-            (plain_logits, "return self.output(h) if self.output is not None else h"),
-        ),
+        tok_embeddings="embed_table_padded" if f.padding else "embed_table",
+        output_init="output_retie" if spec.tie_word_embeddings else "output_init",
+        embed=embed,
+        rope_cache="rope_rows_dynamic"
+        if x.rotary and spec.rope.type == "dynamic"
+        else "rope_rows_all",
+        layers="layers_local_global" if f.local_rope else "layers",
+        logits=logits,
     )
 
 
@@ -566,7 +421,7 @@ class ModelView:
     """``model/model.py``: its overview, imports and parts, and each part's view."""
 
     overview: tuple[str, ...]  # paragraphs, one sentence a line
-    imports: tuple[str, ...]
+    stdlib_imports: tuple[str, ...]  # modules
     parts: tuple[str, ...]  # parts/model/<name>.py.j2, in file order
     norm_class: str
     norm_name: str
@@ -585,7 +440,7 @@ def model_view(spec: ArchSpec) -> ModelView:
     needs_math = (x.rotary and spec.rope.type == "llama3") or spec.hidden_act == "gelu_new"
     return ModelView(
         overview=overview(spec),
-        imports=keep((needs_math, "import math")),
+        stdlib_imports=keep((needs_math, "math")),
         parts=keep(
             (f.norm.kind == "rmsnorm_1p", "norm_rmsnorm_1p"),
             (x.rotary, spec.parts.get("rope", "")),
@@ -604,7 +459,7 @@ def model_view(spec: ArchSpec) -> ModelView:
         if x.rotary
         else "x: torch.Tensor",
         rope_arg=", rope_cache" if x.rotary else "",
-        attention=attention_view(spec, norm_class),
+        attention=attention_view(spec),
         feed_forward=feed_forward_view(spec),
         block=block_view(spec),
         rope=rope_view(spec) if x.rotary else None,

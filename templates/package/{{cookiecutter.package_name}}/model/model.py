@@ -11,7 +11,9 @@ Parallelism is applied from ``infra/``; nothing here knows about it.
 
 from __future__ import annotations
 
-{{ m.imports | join("\n") }}
+{% for module in m.stdlib_imports -%}
+import {{ module }}
+{% endfor -%}
 import torch
 import torch.nn.functional as F
 from torch import nn
