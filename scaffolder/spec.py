@@ -20,7 +20,7 @@ from scaffolder.errors import ScaffoldError
 from scaffolder.features import Features
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
-LLAMA_PARTS = {
+DEFAULT_PARTS = {
     "rope": "rope",
     "attention": "attention",
     "feed_forward": "feed_forward_swiglu",
@@ -80,7 +80,7 @@ class ArchSpec:
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     # Which template part renders each piece of model.py (parts/model/<name>.py.j2).
-    parts: dict[str, str] = field(default_factory=lambda: dict(LLAMA_PARTS))
+    parts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PARTS))
     # What the family adds to the dimensions above (typed, validated; scaffolder/features.py).
     features: Features = field(default_factory=Features)
     # Values the debug flavor sets beyond debug_dims' own (e.g. LongRoPE factors resampled to

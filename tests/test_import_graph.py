@@ -127,3 +127,21 @@ def test_the_graph_sees_function_level_relative_and_init_imports(tmp_path: Path)
     assert find_cycle(graph) == ["pkg.a", "pkg.sub", "pkg.sub.b", "pkg.a"]
     graph["pkg.sub.b"].clear()
     assert find_cycle(graph) is None
+
+
+def test_recipes_import_no_other_recipe() -> None:
+    """A family's recipe imports the shared helpers (families.common), never another recipe."""
+    families = REPO_ROOT / "scaffolder" / "families"
+    graph = import_graph(REPO_ROOT / "scaffolder")
+    recipes = {
+        f"scaffolder.families.{path.stem}"
+        for path in families.glob("*.py")
+        if path.stem not in ("__init__", "common")
+    }
+    assert len(recipes) >= 11
+    crossing = {
+        recipe: sorted(graph[recipe] & (recipes | {"scaffolder.families"}))
+        for recipe in sorted(recipes)
+        if graph[recipe] & (recipes | {"scaffolder.families"})
+    }
+    assert crossing == {}

@@ -23,7 +23,7 @@ from scaffolder.families.common import (
 from scaffolder.features import Biases, Features, Norm, QKNorm
 from scaffolder.fields import read_bool
 from scaffolder.recipe import Recipe
-from scaffolder.spec import LLAMA_PARTS, ArchSpec, normalize_with_transformers
+from scaffolder.spec import DEFAULT_PARTS, ArchSpec, normalize_with_transformers
 
 HF_ARCHITECTURE = "Olmo2ForCausalLM"
 HF_CONFIG_CLASS = "Olmo2Config"
@@ -59,7 +59,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
-        parts={**LLAMA_PARTS, "block": "block_post_norm"},
+        parts={**DEFAULT_PARTS, "block": "block_post_norm"},
         features=Features(
             norm=Norm(placement="post"),
             biases=Biases(fields=("attention_bias",)),
