@@ -12,7 +12,7 @@ setup(
     packages=[*find_packages(include=["scaffolder*", "runtime*"]), "scaffolder.templates"],
     package_dir={"scaffolder.templates": "templates"},
     package_data={
-        "scaffolder": ["bundled_configs/**/*.json"],
+        "scaffolder": ["bundled_configs/**/*.json", "data/*.json"],
         "scaffolder.templates": ["**/*"],
     },
 )

@@ -125,11 +125,13 @@ def prose(text: str, indent: int = 0, width: int = 100, first_indent: int | None
     return result
 
 
-def comment(text: str, width: int = 100, lead: str = "") -> str:
-    """``text`` (prefixed by ``lead``) as ``# `` comment lines wrapped to ``width`` columns."""
+def comment(text: str, width: int = 100, lead: str = "", hang: str = "") -> str:
+    """``text`` (prefixed by ``lead``) as ``# `` comment lines wrapped to ``width`` columns; lines
+    after the first are indented by ``hang`` (a list item's continuation)."""
     lines = textwrap.wrap(
         lead + " ".join(text.split()),
         width=width - 2,
+        subsequent_indent=hang,
         break_long_words=False,
         break_on_hyphens=False,
     )

@@ -334,7 +334,6 @@ LLAMA_PARAMS = {
     "kv_channels": 64,
     "max_position_embeddings": 2048,
     "vocab_size": 32000,
-    "norm_epsilon": 1e-5,
     "layernorm_epsilon": 1e-5,
     "normalization": "RMSNorm",
     "swiglu": True,
@@ -342,7 +341,6 @@ LLAMA_PARAMS = {
     "rotary_base": 10000,
     "rotary_percent": 1.0,
     "rotary_interleaved": False,
-    "rotary_seq_len_interpolation_factor": None,
     "use_rope_scaling": False,
     "untie_embeddings_and_output_weights": True,
     "add_qkv_bias": False,
@@ -454,15 +452,14 @@ def test_mapping_without_gqa_uses_all_heads_and_derives_head_dim() -> None:
 @pytest.mark.parametrize(
     ("rope", "expected"),
     [
+        # Megatron's GPT model reads no interpolation factor: plain rope, and a note.
+        ({"rotary_seq_len_interpolation_factor": 4}, {"rope_type": "default"}),
         (
-            {"rotary_seq_len_interpolation_factor": 4},
-            {"rope_type": "linear", "rope_factor": 4.0},
-        ),
-        (
+            # Nor the llama3 factor: Megatron's fixed 8.0 stands, and a note.
             {"use_rope_scaling": True, "rope_scaling_factor": 32.0},
             {
                 "rope_type": "llama3",
-                "rope_factor": 32.0,
+                "rope_factor": 8.0,
                 "rope_low_freq_factor": 1.0,
                 "rope_high_freq_factor": 4.0,
                 "rope_original_max_seq_len": 8192,
@@ -471,8 +468,13 @@ def test_mapping_without_gqa_uses_all_heads_and_derives_head_dim() -> None:
     ],
 )
 def test_mapping_rope_scaling(rope: dict, expected: dict) -> None:
-    args = megatron_to_runtime({**LLAMA_PARAMS, **rope})["model_args"]
+    mapped = megatron_to_runtime({**LLAMA_PARAMS, **rope})
+    args = mapped["model_args"]
     assert {key: args[key] for key in expected} == expected
+    [ignored] = [key for key in rope if key != "use_rope_scaling"]
+    assert mapped["architecture_notes"] == [
+        f"{ignored} reaches no Megatron GPT model (Primus passes it to none); ignored"
+    ]
 
 
 def test_mapping_schedules() -> None:
@@ -506,7 +508,7 @@ def test_mapping_notes_what_the_runtime_cannot_honour() -> None:
         "normalization": "LayerNorm",
         "hidden_dropout": 0.1,
         "add_qkv_bias": True,
-        "layernorm_epsilon": 1e-6,
+        "norm_epsilon": 1e-6,
         "lr_decay_style": "inverse-square-root",
         "mock_data": False,
         "data_path": ["1.0", "/data/corpus_text_document"],
@@ -525,7 +527,7 @@ def test_mapping_notes_what_the_runtime_cannot_honour() -> None:
         "normalization: 'LayerNorm' is not supported",
         "hidden_dropout: 0.1 is not supported",
         "add_qkv_bias without add_bias_linear",
-        "norm_epsilon and layernorm_epsilon disagree",
+        "norm_epsilon is the flag name of layernorm_epsilon, not an argument: Primus drops it",
     ):
         assert fragment in notes
     assert len(mapped["architecture_notes"]) == 4
@@ -604,7 +606,6 @@ TINYLLAMA_MODEL_PRESET = {
     "group_query_attention": True,
     "kv_channels": 64,
     "layernorm_epsilon": 1e-5,
-    "norm_epsilon": 1e-5,
     "untie_embeddings_and_output_weights": True,
     "add_qkv_bias": False,
     "add_bias_linear": False,

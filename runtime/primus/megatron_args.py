@@ -39,19 +39,16 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "kv_channels",
     "max_position_embeddings",
     "vocab_size",
-    "norm_epsilon",
     "layernorm_epsilon",
     "normalization",
-    "apply_layernorm_1p",
+    "layernorm_zero_centered_gamma",
     "qk_layernorm",
     "swiglu",
     "position_embedding_type",
     "rotary_base",
     "rotary_percent",
     "rotary_interleaved",
-    "rotary_seq_len_interpolation_factor",
     "use_rope_scaling",
-    "rope_scaling_factor",
     "untie_embeddings_and_output_weights",
     "add_qkv_bias",
     "add_bias_linear",
@@ -211,7 +208,11 @@ _UNSUPPORTED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("rotary_percent", lambda v: v != 1.0, "the runtime rotates the full head_dim"),
     ("rotary_interleaved", lambda v: v is True, "the runtime uses the half-split layout"),
     ("qk_layernorm", lambda v: v is True, "the runtime models have no q/k norm"),
-    ("apply_layernorm_1p", lambda v: v is True, "the runtime models have no 1+gamma norm"),
+    (
+        "layernorm_zero_centered_gamma",
+        lambda v: v is True,
+        "the runtime models have no 1+gamma norm",
+    ),
     ("hidden_dropout", lambda v: v != 0, "the runtime models have no dropout"),
     ("attention_dropout", lambda v: v != 0, "the runtime models have no dropout"),
 )
@@ -234,16 +235,13 @@ def _map_heads(params: Mapping[str, Any], args: dict[str, Any]) -> None:
 
 
 def _map_norm_eps(params: Mapping[str, Any], args: dict[str, Any], notes: list[str]) -> None:
-    """norm_eps; Megatron-LM reads --norm-epsilon and copies it into layernorm_epsilon."""
-    eps = {
-        key: _typed(params, key, float)
-        for key in ("norm_epsilon", "layernorm_epsilon")
-        if _present(params, key)
-    }
-    if eps:
-        args["norm_eps"] = eps.get("norm_epsilon", eps.get("layernorm_epsilon"))
-    if len(set(eps.values())) > 1:
-        notes.append("norm_epsilon and layernorm_epsilon disagree; Megatron-LM uses norm_epsilon")
+    """norm_eps from layernorm_epsilon, the dest of Megatron-LM's --norm-epsilon."""
+    if _present(params, "layernorm_epsilon"):
+        args["norm_eps"] = _typed(params, "layernorm_epsilon", float)
+    if _present(params, "norm_epsilon"):
+        notes.append(
+            "norm_epsilon is the flag name of layernorm_epsilon, not an argument: Primus drops it"
+        )
 
 
 def _map_biases(params: Mapping[str, Any], args: dict[str, Any], notes: list[str]) -> None:
@@ -264,20 +262,18 @@ def _map_biases(params: Mapping[str, Any], args: dict[str, Any], notes: list[str
         )
 
 
-def _map_rope(params: Mapping[str, Any], args: dict[str, Any]) -> None:
-    """rope_type and its factors (llama3: Megatron's fixed frequency bands)."""
+def _map_rope(params: Mapping[str, Any], args: dict[str, Any], notes: list[str]) -> None:
+    """rope_type: Megatron's GPT model scales rope only by Llama 3's bands, with fixed factors."""
     if params.get("position_embedding_type") != "rope":
         return
     if _flag(params, "use_rope_scaling"):
         args["rope_type"] = "llama3"
         args.update(MEGATRON_LLAMA3_ROPE)
-        if _present(params, "rope_scaling_factor"):
-            args["rope_factor"] = _typed(params, "rope_scaling_factor", float)
-    elif _present(params, "rotary_seq_len_interpolation_factor"):
-        args["rope_type"] = "linear"
-        args["rope_factor"] = _typed(params, "rotary_seq_len_interpolation_factor", float)
     else:
         args["rope_type"] = "default"
+    for key in ("rope_scaling_factor", "rotary_seq_len_interpolation_factor"):
+        if _present(params, key):
+            notes.append(f"{key} reaches no Megatron GPT model (Primus passes it to none); ignored")
 
 
 def _map_model_args(params: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
@@ -289,7 +285,7 @@ def _map_model_args(params: Mapping[str, Any], notes: list[str]) -> dict[str, An
     _map_heads(params, args)
     _map_norm_eps(params, args, notes)
     _map_biases(params, args, notes)
-    _map_rope(params, args)
+    _map_rope(params, args, notes)
     for key, unsupported, reason in _UNSUPPORTED:
         if _present(params, key) and unsupported(params[key]):
             notes.append(f"{key}: {params[key]!r} is not supported ({reason})")
@@ -326,10 +322,10 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
             vocab_size, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, max_seq_len,
             norm_eps, rope_theta, initializer_range <- init_method_std,
             tie_word_embeddings, attention_bias, mlp_bias,       # the package's ARCHITECTURE
-            rope_type: "default" | "linear" | "llama3",          # when position_embedding_type
-            rope_factor,                                         # is rope; linear and llama3
-            rope_low_freq_factor, rope_high_freq_factor,         # llama3 only: Megatron's
-            rope_original_max_seq_len,                           # fixed values
+            rope_type: "default" | "llama3",                     # when position_embedding_type
+            rope_factor,                                         # is rope; llama3 only:
+            rope_low_freq_factor, rope_high_freq_factor,         # Megatron's fixed values
+            rope_original_max_seq_len,
           },
           "unsupported": [str, ...],         # training settings the runtime cannot honour
                                              # (data_path, load, context_parallel_size > 1, ...)

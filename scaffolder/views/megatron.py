@@ -53,11 +53,6 @@ class MegatronView:
         )
 
 
-def _whole(value: float) -> float | int:
-    """An integral float as an int (Megatron's command line takes integers there)."""
-    return int(value) if value == int(value) else value
-
-
 def _size(spec: ArchSpec) -> Section:
     fields = spec.config_fields
     return Section(
@@ -240,20 +235,28 @@ def _mlp(spec: ArchSpec) -> Section:
             Entry("swiglu", False, f"{mlp_names}: up projection, GELU, down projection; no gate")
         )
         if spec.hidden_act == "gelu":
-            items += [
-                Entry("openai_gelu", False, f"{activation} gelu: the exact (erf) GELU"),
+            items.append(
                 Entry(
                     "bias_gelu_fusion",
                     False,
-                    "the fused bias-GELU kernel computes the tanh approximation",
-                ),
-            ]
-        else:
+                    f"{activation} gelu: the exact (erf) GELU, not the fused kernel's tanh one",
+                )
+            )
+        elif spec.mlp_bias:
             items.append(
                 Entry(
-                    "openai_gelu",
+                    "bias_gelu_fusion",
                     True,
-                    f"{activation} {spec.hidden_act}: GELU's tanh approximation",
+                    f"{activation} {spec.hidden_act}: the tanh GELU of Megatron's fused kernel",
+                )
+            )
+        else:
+            items.append(
+                Note(
+                    f"{activation} {spec.hidden_act} is GELU's tanh approximation; Megatron "
+                    "computes it only in its fused bias-GELU kernel, which needs MLP biases "
+                    "(this config has none), so the Megatron MLP uses the exact GELU.",
+                    expressible=False,
                 )
             )
     elif spec.hidden_act == "gelu_pytorch_tanh":
@@ -315,21 +318,18 @@ def _normalization(spec: ArchSpec) -> Section:
         normalization = Entry("normalization", Name("RMSNorm"), "RMSNorm")
     items: list[Entry | Note] = [
         normalization,
-        Entry(
-            "norm_epsilon", spec.norm_eps, f"{eps}; the argument Megatron-LM reads (--norm-epsilon)"
-        ),
-        Entry("layernorm_epsilon", spec.norm_eps, f"{eps}; TransformerConfig's field, kept equal"),
+        Entry("layernorm_epsilon", spec.norm_eps, f"{eps} (Megatron's flag: --norm-epsilon)"),
     ]
     if f.norm.kind == "rmsnorm_1p":
         items.append(
             Entry(
-                "apply_layernorm_1p",
+                "layernorm_zero_centered_gamma",
                 True,
                 "norms scale by (1 + weight): TransformerEngine's zero-centered gamma",
             )
         )
     else:
-        items.append(Entry("apply_layernorm_1p", False))
+        items.append(Entry("layernorm_zero_centered_gamma", False))
     if f.qk_norm is not None and f.qk_norm.kind == "per_head":
         items.append(
             Entry(
@@ -390,6 +390,7 @@ def _positions(spec: ArchSpec) -> Section:
                     "wpe: a learned embedding per position, up to "
                     + spec.config_fields.name("max_seq_len"),
                 ),
+                Entry("add_position_embedding", True, "the position table (Primus's base: false)"),
             ),
         )
     items: list[Entry | Note] = [Entry("position_embedding_type", Name("rope"))]
@@ -434,43 +435,48 @@ def _positions(spec: ArchSpec) -> Section:
 
 
 def _rope_scaling(spec: ArchSpec) -> list[Entry | Note]:
+    """Megatron's GPT model scales rope only by Llama 3's frequency bands, always with its
+    defaults (factor 8, low/high frequency factors 1 and 4, 8192 original positions): neither
+    rope_scaling_factor nor rotary_seq_len_interpolation_factor reaches the model."""
     rope = spec.rope
-    if rope.type == "linear":
-        comment = "rope_scaling linear, factor: positions divided by it"
-        if rope.factor != int(rope.factor):
-            comment = "rope_scaling linear, factor (Megatron's command line takes an integer)"
-        return [
-            Entry("rotary_seq_len_interpolation_factor", _whole(rope.factor), comment),
-            Entry("use_rope_scaling", False),
-        ]
     if rope.type == "llama3":
-        items: list[Entry | Note] = [
-            Entry("rotary_seq_len_interpolation_factor", None),
-            Entry("use_rope_scaling", True, "rope_scaling llama3"),
-            Entry("rope_scaling_factor", rope.factor, "rope_scaling.factor"),
-        ]
-        fixed = (1.0, 4.0, 8192)
-        given = (rope.low_freq_factor, rope.high_freq_factor, rope.original_max_position_embeddings)
-        if given == fixed:
+        megatron = (8.0, 1.0, 4.0, 8192)
+        given = (
+            rope.factor,
+            rope.low_freq_factor,
+            rope.high_freq_factor,
+            rope.original_max_position_embeddings,
+        )
+        items: list[Entry | Note] = [Entry("use_rope_scaling", True, "rope_scaling llama3")]
+        if given == megatron:
             items.append(
                 Note(
-                    "rope_scaling low_freq_factor 1.0, high_freq_factor 4.0, "
-                    "original_max_position_embeddings 8192 have no Megatron arguments; they equal "
-                    "the values Megatron fixes in its RotaryEmbedding."
+                    "rope_scaling factor 8.0, low_freq_factor 1.0, high_freq_factor 4.0 and "
+                    "original_max_position_embeddings 8192 are the values Megatron's "
+                    "RotaryEmbedding fixes; none of them is an argument it reads."
                 )
             )
         else:
             items.append(
                 Note(
-                    "Megatron fixes low_freq_factor 1.0, high_freq_factor 4.0 and "
-                    f"original_max_position_embeddings 8192; this config has {given[0]}, "
-                    f"{given[1]} and {given[2]}, so Megatron's rotary frequencies differ from "
-                    "transformers'.",
+                    "Megatron scales rope with factor 8.0, low_freq_factor 1.0, high_freq_factor "
+                    "4.0 and original_max_position_embeddings 8192 whatever the arguments say; "
+                    f"this config has {given[0]}, {given[1]}, {given[2]} and {given[3]}, so "
+                    "Megatron's rotary frequencies differ from transformers'.",
                     expressible=False,
                 )
             )
         return items
-    items = [Entry("rotary_seq_len_interpolation_factor", None), Entry("use_rope_scaling", False)]
+    items = [Entry("use_rope_scaling", False)]
+    if rope.type == "linear":
+        items.append(
+            Note(
+                f"rope_scaling linear (factor {rope.factor}): transformers divides the positions "
+                "by the factor; Megatron's GPT model reads no interpolation factor, so this "
+                "preset rotates with plain rope.",
+                expressible=False,
+            )
+        )
     if rope.type == "dynamic":
         items.append(
             Note(

@@ -23,7 +23,6 @@ class MegatronTestView:
     swiglu: bool
     rope_scaling: tuple[tuple[str, str], ...]  # (preset key, expected expression)
     runtime_rope_type: str | None  # what megatron_to_runtime reads back (None: no rope)
-    runtime_rope_factor: bool  # it reads the factor back too
 
     @property
     def mlp_bias_test(self) -> str:
@@ -65,23 +64,10 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
     scaling: tuple[tuple[str, str], ...] = ()
     runtime_rope_type = None
     if rope is not None:
-        if rope.type == "linear":
-            scaling = (
-                ("rotary_seq_len_interpolation_factor", "args.rope_factor"),
-                ("use_rope_scaling", "False"),
-            )
-        elif rope.type == "llama3":
-            scaling = (
-                ("use_rope_scaling", "True"),
-                ("rope_scaling_factor", "args.rope_factor"),
-                ("rotary_seq_len_interpolation_factor", "None"),
-            )
-        else:  # default; dynamic and LongRoPE, which the YAML says Megatron cannot express
-            scaling = (
-                ("use_rope_scaling", "False"),
-                ("rotary_seq_len_interpolation_factor", "None"),
-            )
-        runtime_rope_type = rope.type if rope.type in ("linear", "llama3") else "default"
+        # Megatron's only rope scaling: Llama 3's bands with its fixed factors (the YAML says
+        # when the config's differ); linear, dynamic and LongRoPE scaling are not expressible.
+        scaling = (("use_rope_scaling", "True" if rope.type == "llama3" else "False"),)
+        runtime_rope_type = "llama3" if rope.type == "llama3" else "default"
     return MegatronTestView(
         qkv_bias=qkv,
         mlp_bias=mlp,
@@ -90,5 +76,4 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
         swiglu=f.gated_mlp,
         rope_scaling=scaling,
         runtime_rope_type=runtime_rope_type,
-        runtime_rope_factor=runtime_rope_type in ("linear", "llama3"),
     )

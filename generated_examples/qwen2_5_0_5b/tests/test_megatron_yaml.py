@@ -63,7 +63,6 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "kv_channels": args.head_dim,
         "max_position_embeddings": args.max_seq_len,
         "vocab_size": args.vocab_size,
-        "norm_epsilon": args.norm_eps,
         "layernorm_epsilon": args.norm_eps,
         "rotary_base": args.rope_theta,
         "init_method_std": args.initializer_range,
@@ -83,7 +82,6 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
     preset = module.model_preset
     assert {key: preset[key] for key in expected} == expected
     # Numbers must be YAML numbers, not strings that merely print alike.
-    assert isinstance(preset["norm_epsilon"], float)
     assert isinstance(preset["layernorm_epsilon"], float)
     assert preset.get("window_size") is None
 
@@ -91,7 +89,6 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
 def test_rope_scaling_fields(module: ResolvedModule, args: ModelArgs):
     expected = {
         "use_rope_scaling": False,
-        "rotary_seq_len_interpolation_factor": None,
     }
     assert {key: module.model_preset[key] for key in expected} == expected
 

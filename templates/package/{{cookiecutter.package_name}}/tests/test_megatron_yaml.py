@@ -66,7 +66,6 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "kv_channels": args.head_dim,
         "max_position_embeddings": args.max_seq_len,
         "vocab_size": args.vocab_size,
-        "norm_epsilon": args.norm_eps,
         "layernorm_epsilon": args.norm_eps,
 {%- if s.rope %}
         "rotary_base": args.rope_theta,
@@ -100,11 +99,10 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
     preset = module.model_preset
     assert {key: preset[key] for key in expected} == expected
     # Numbers must be YAML numbers, not strings that merely print alike.
-    assert isinstance(preset["norm_epsilon"], float)
     assert isinstance(preset["layernorm_epsilon"], float)
 {%- if f.norm.kind == "rmsnorm_1p" %}
     # (1 + weight) RMSNorm: TransformerEngine's zero-centered gamma.
-    assert preset["apply_layernorm_1p"] is True
+    assert preset["layernorm_zero_centered_gamma"] is True
 {%- endif %}
 {%- if f.qk_norm and f.qk_norm.kind == "per_head" %}
     assert preset["qk_layernorm"] is True
@@ -174,9 +172,6 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     assert "rope_type" not in model_args
 {%- else %}
     assert model_args["rope_type"] == {{ t.runtime_rope_type | py }}
-{%- endif %}
-{%- if t.runtime_rope_factor %}
-    assert model_args["rope_factor"] == args.rope_factor
 {%- endif %}
 
     assert mapped["unsupported"] == []
