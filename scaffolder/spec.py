@@ -68,7 +68,7 @@ class ArchSpec:
     ffn_dim: int
     max_seq_len: int
     norm_eps: float
-    rope: RopeSpec | None  # None: no rotary embedding (learned positions, e.g. gpt2)
+    rope: RopeSpec | None  # None: no rotary embedding (learned absolute positions)
     tie_word_embeddings: bool
     attention_bias: bool
     mlp_bias: bool
