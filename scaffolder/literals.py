@@ -80,15 +80,25 @@ def yaml_literal(value: Any) -> str:
     raise ScaffoldError(f"cannot render a {type(value).__name__} as a YAML value")
 
 
+# Spaces inside ``code literals`` are held by this character while wrapping, so a line never
+# breaks inside one (a literal longer than the width gets a line of its own).
+_HELD_SPACE = "\x00"
+
+
+def _hold_literals(text: str) -> str:
+    return re.sub(r"``[^`]+``", lambda m: m.group(0).replace(" ", _HELD_SPACE), text)
+
+
 def _wrap(sentences: list[str], pad: str, width: int, hang: str = "") -> list[str]:
-    return textwrap.wrap(
-        " ".join(sentences),
+    lines = textwrap.wrap(
+        _hold_literals(" ".join(sentences)),
         width=width,
         initial_indent=pad,
         subsequent_indent=pad + hang,
         break_long_words=False,
         break_on_hyphens=False,
     )
+    return [line.replace(_HELD_SPACE, " ") for line in lines]
 
 
 def prose(text: str, indent: int = 0, width: int = 100, first_indent: int | None = None) -> str:

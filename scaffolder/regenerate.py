@@ -161,15 +161,26 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def spec_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Lines naming each architecture field that changed, with its config.json field."""
+    """Lines naming each architecture field that changed, with its config.json field.
+
+    Fields only one side has (a generator version adds or drops spec fields, or a feature object
+    appears) are summed up in one line each rather than listed as ``None -> value``.
+    """
     before, after = _flatten(old), _flatten(new)
     lines = []
-    for key in sorted(before.keys() | after.keys()):
-        if before.get(key) == after.get(key):
+    for key in sorted(before.keys() & after.keys()):
+        if before[key] == after[key]:
             continue
         top = key.split(".", 1)[0]
         hf = f" ({HF_FIELDS[top]})" if top in HF_FIELDS else ""
-        lines.append(f"{key}{hf}: {before.get(key)!r} -> {after.get(key)!r}")
+        lines.append(f"{key}{hf}: {before[key]!r} -> {after[key]!r}")
+    for what, keys in (
+        ("new", sorted(after.keys() - before.keys())),
+        ("no longer recorded", sorted(before.keys() - after.keys())),
+    ):
+        if keys:
+            shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+            lines.append(f"{len(keys)} spec field(s) {what}: {shown}")
     return lines
 
 

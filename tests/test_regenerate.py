@@ -621,3 +621,18 @@ def test_broken_base_json_is_one_line_exit_2_and_writes_nothing(package, base, n
     assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert "Traceback" not in result.output
     assert snapshot(package) == before
+
+
+def test_spec_changes_list_values_and_sum_up_fields_one_side_has() -> None:
+    from scaffolder.regenerate import spec_changes
+
+    old = {"dim": 64, "features": {"bias_fields": []}}
+    new = {"dim": 128, "features": {"biases": {"fields": [], "qkv_only": False}}}
+    lines = spec_changes(old, new)
+    assert lines == [
+        "dim (hidden_size): 64 -> 128",
+        "2 spec field(s) new: features.biases.fields, features.biases.qkv_only",
+        "1 spec field(s) no longer recorded: features.bias_fields",
+    ]
+    assert not any("None ->" in line for line in lines)
+    assert spec_changes(old, old) == []

@@ -76,3 +76,10 @@ def test_prose_wraps_list_items_with_a_hanging_indent() -> None:
     lines = out.splitlines()
     assert lines[0].startswith("- word") and lines[1].startswith("  word")
     assert lines[-1] == "- second"
+
+
+def test_prose_never_breaks_inside_a_code_literal() -> None:
+    text = "The rows are ``[heads * 3 * head_dim, dim]`` along the output features."
+    for width in range(20, 60):
+        lines = prose(text, width=width).splitlines()
+        assert any("``[heads * 3 * head_dim, dim]``" in line for line in lines), width
