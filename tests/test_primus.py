@@ -250,12 +250,17 @@ def make_experiment(root: Path, overrides: str = "    overrides: {}\n") -> Path:
     return write(root / "exp.yaml", experiment + overrides)
 
 
-def test_experiment_precedence_module_then_model_then_overrides(tmp_path: Path) -> None:
+def test_experiment_precedence_is_primus_module_over_model_then_overrides(tmp_path: Path) -> None:
+    """As Primus merges: a key both presets set keeps the module preset's value (the model
+    preset's is recorded as shadowed); the overrides win over both."""
     exp = make_experiment(tmp_path, "    overrides:\n      who: override\n      nested: {b: 2}\n")
     resolved = resolve_experiment(exp, environ={})
     module = resolved.modules["pre_trainer"]
     assert module.params["who"] == "override"
-    assert module.params["layer"] == "model"
+    assert module.params["layer"] == "module"
+    assert module.shadowed == ("layer", "who")
+    notes = megatron_to_runtime(module)["architecture_notes"]
+    assert notes[0].startswith("layer: the model preset's value is shadowed by the module preset")
     assert module.params["nested"] == {"a": 1, "b": 2}
     for flag in ("from_base", "from_module", "from_lm"):
         assert module.params[flag] is True

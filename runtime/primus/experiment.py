@@ -1,4 +1,9 @@
-"""Primus experiments: metadata plus, per module, module preset <- model preset <- overrides.
+"""Primus experiments: metadata plus, per module, its presets merged as Primus merges them.
+
+Primus (``core/utils/yaml_utils.py`` ``merge_namespace``) starts from the module preset and
+adds the model preset's keys the module preset does not have: on a shared key the *module*
+preset wins, and the model preset's value is dropped without a word (recorded here as
+``shadowed``). The experiment's ``overrides`` come last and win over both.
 
 Preset files are looked up relative to the experiment's folder; for a module preset named ``N``
 of framework ``F`` the search path is::
@@ -29,8 +34,9 @@ _MODULE_KEYS = ("framework", "config", "model", "overrides")
 class ResolvedModule:
     """One entry of an experiment's ``modules``, with its presets resolved.
 
-    ``params`` is what the framework receives: ``module_preset`` <- ``model_preset`` <-
-    ``overrides``, later wins, nested dicts deep-merged.
+    ``params`` is what the framework receives: ``module_preset``, plus the ``model_preset`` keys
+    it does not have, then ``overrides`` (deep-merged, winning). ``shadowed`` names the model
+    preset's keys that a module preset key hid.
     """
 
     name: str
@@ -41,6 +47,7 @@ class ResolvedModule:
     model_preset: dict[str, Any]
     overrides: dict[str, Any]
     params: dict[str, Any]
+    shadowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,10 @@ def _resolve_module(
     if model is not None:
         model_file = _find_preset(exp_dir, "models", framework, model, f"{where}: model preset")
         model_preset = load_yaml_with_extends(model_file, environ)
-    params = deep_merge(deep_merge(module_preset, model_preset), overrides)
+    presets = copy.deepcopy(module_preset)
+    shadowed = tuple(sorted(key for key in model_preset if key in presets))
+    presets.update({k: copy.deepcopy(v) for k, v in model_preset.items() if k not in presets})
+    params = deep_merge(presets, overrides)
     return ResolvedModule(
         name=name,
         framework=framework,
@@ -118,6 +128,7 @@ def _resolve_module(
         model_preset=model_preset,
         overrides=copy.deepcopy(overrides),
         params=params,
+        shadowed=shadowed,
     )
 
 
@@ -130,7 +141,8 @@ def resolve_experiment(
     ``exp_name``, ``workspace`` and a non-empty ``modules`` mapping whose entries have
     ``framework`` and ``config`` and optionally ``model`` and ``overrides``. Placeholders are
     expanded with ``environ`` (default ``os.environ``). See the module docstring for the preset
-    search path and the precedence (module preset <- model preset <- overrides).
+    search path and the precedence (Primus's: the module preset wins over the model preset on a
+    shared key; overrides win over both).
     """
     env = os.environ if environ is None else environ
     exp_path = Path(path).resolve()

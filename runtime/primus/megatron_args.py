@@ -363,7 +363,11 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
     _map_training_extras(params, sections, unsupported)
     _map_optimizer(params, sections, unsupported)
     _map_parallel_and_io(params, sections, unsupported)
-    architecture_notes: list[str] = []
+    architecture_notes: list[str] = [
+        f"{key}: the model preset's value is shadowed by the module preset's (Primus keeps the "
+        "module preset's)"
+        for key in getattr(resolved_module, "shadowed", ())
+    ]
     model_args = _map_model_args(params, architecture_notes)
     architecture = {key: params[key] for key in ARCHITECTURE_FIELDS if _present(params, key)}
     return {

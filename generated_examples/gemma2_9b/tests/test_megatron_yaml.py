@@ -50,6 +50,9 @@ def test_experiment_resolves_its_own_presets(module: ResolvedModule):
     assert module.config_file == MEGATRON_DIR / "modules" / "pre_trainer.yaml"
     model_file = MEGATRON_DIR / "models" / "gemma2_9b.yaml"
     assert module.model_file == model_file
+    # Primus keeps the module preset's value of a key both presets set: the model preset must
+    # set none of the module preset's keys.
+    assert module.shadowed == ()
 
 
 def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs):
