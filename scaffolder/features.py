@@ -162,13 +162,11 @@ class Padding:
 class FieldNames:
     """config.json names that differ between families (what ``ModelArgs.from_hf`` reads).
 
-    ``mlp_names``: the checkpoint's MLP projections when they are not gate/up/down.
     ``derived_head_dims``: head_dim and the kv heads follow from hidden size and heads.
     The other fields' config.json names are the recipe's ``ConfigFields``.
     """
 
     activation: str = "hidden_act"
-    mlp_names: str | None = None
     derived_head_dims: bool = False
 
 
@@ -263,6 +261,15 @@ class Features:
     partial_rotary_field: bool = False
     attention_dropout: float | None = None
     unapplied_dropout: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def mlp_names(self) -> str:
+        """The checkpoint's MLP projections, e.g. ``gate_proj, up_proj, down_proj``."""
+        layout = self.checkpoint
+        names = (
+            (layout.gate, layout.up, layout.down) if self.gated_mlp else (layout.up, layout.down)
+        )
+        return ", ".join(names)
 
     @property
     def fused_checkpoint(self) -> bool:

@@ -24,4 +24,18 @@ class Recipe:
     hf_config_class: str  # transformers' config class, e.g. "LlamaConfig"
     description: str  # one line for `scaffold families`
     summary: tuple[str, ...]  # what `scaffold families` lists (docs/families.md has the table)
-    build: Callable[[dict[str, Any]], ArchSpec]  # config.json dict -> validated spec
+    # (config.json dict, this recipe) -> validated spec; the spec's identity is the recipe's.
+    build: Callable[[dict[str, Any], Recipe], ArchSpec]
+
+    def identity(self) -> dict[str, str]:
+        """The spec fields that name the family: ``family``, ``hf_architecture``,
+        ``hf_config_class``."""
+        return {
+            "family": self.name,
+            "hf_architecture": self.hf_architecture,
+            "hf_config_class": self.hf_config_class,
+        }
+
+    def spec(self, config: dict[str, Any]) -> ArchSpec:
+        """Validate ``config`` (a config.json dict) into this family's spec."""
+        return self.build(config, self)

@@ -65,4 +65,4 @@ def build_spec(config: dict[str, Any]) -> ArchSpec:
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise ConfigFieldError("model_type", "is missing; config.json must name its model_type")
-    return recipe_for(model_type, config).build(config)
+    return recipe_for(model_type, config).spec(config)

@@ -9,21 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scaffolder.config_fields import REQUIRED
 from scaffolder.errors import ConfigFieldError
 from scaffolder.features import Padding, SlidingWindow
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
-
-# Dimensions a config.json must state: transformers' defaults for them (a 7B model) would
-# silently describe a different model.
-REQUIRED_FIELDS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-)
-
 
 _INT_FIELDS = (
     "vocab_size",
@@ -92,7 +82,7 @@ def check_raw(
 
     ``rope_types`` and ``bool_fields`` are what the family's config class knows.
     """
-    for name in REQUIRED_FIELDS:
+    for name in REQUIRED:
         read_int(config, name)
     for name in _INT_FIELDS:
         if config.get(name) is not None:

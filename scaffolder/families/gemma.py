@@ -58,8 +58,6 @@ from scaffolder.fields import read_bool, read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ROPE_TYPES, ArchSpec, RopeSpec, normalize_with_transformers
 
-GEMMA_ARCHITECTURE = "GemmaForCausalLM"
-GEMMA_CONFIG_CLASS = "GemmaConfig"
 # Gemma's MLP activation: the tanh approximation of GELU, whatever name config.json uses for it.
 GELU_TANH = "gelu_pytorch_tanh"
 PARTS = {
@@ -90,7 +88,7 @@ GEMMA_CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build_gemma(config: dict[str, Any]) -> ArchSpec:
+def build_gemma(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_gemma_raw(config, activation_field="hidden_act")
     hf = normalize_with_transformers(config, config["model_type"])
@@ -101,9 +99,7 @@ def build_gemma(config: dict[str, Any]) -> ArchSpec:
         f"({hf.get('hidden_act')!r}) and ignores this field, so it must be {GELU_TANH!r} or null",
     )
     return ArchSpec(
-        family="gemma",
-        hf_architecture=GEMMA_ARCHITECTURE,
-        hf_config_class=GEMMA_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=GEMMA_CONFIG_FIELDS,
         parts=dict(PARTS),
         features=gemma_features(hf, activation_field="hidden_act"),
@@ -173,8 +169,6 @@ def gemma_features(hf: dict[str, Any], activation_field: str, **extra: Any) -> F
     )
 
 
-GEMMA2_ARCHITECTURE = "Gemma2ForCausalLM"
-GEMMA2_CONFIG_CLASS = "Gemma2Config"
 # Gemma2Config's defaults: Gemma's, with the activation in hidden_activation; without
 # layer_types, every 2nd layer attends fully.
 GEMMA2_CONFIG_FIELDS = ConfigFields(
@@ -191,7 +185,7 @@ GEMMA2_CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build_gemma2(config: dict[str, Any]) -> CountedSpec:
+def build_gemma2(config: dict[str, Any], recipe: Recipe) -> CountedSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_gemma_raw(config, activation_field="hidden_activation")
     hf = normalize_with_transformers(config, config["model_type"])
@@ -213,9 +207,7 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
     }
     fields = gemma_fields(config, hf, activation_field="hidden_activation")
     return CountedSpec(
-        family="gemma2",
-        hf_architecture=GEMMA2_ARCHITECTURE,
-        hf_config_class=GEMMA2_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=GEMMA2_CONFIG_FIELDS,
         parts=parts,
         features=features,
@@ -224,8 +216,6 @@ def build_gemma2(config: dict[str, Any]) -> CountedSpec:
     )
 
 
-GEMMA3_ARCHITECTURE = "Gemma3ForCausalLM"
-GEMMA3_CONFIG_CLASS = "Gemma3TextConfig"
 # Gemma3TextConfig's defaults: Gemma 2's, with its own positions, rope bases and final cap; it
 # builds layer_types from sliding_window_pattern.
 GEMMA3_CONFIG_FIELDS = ConfigFields(
@@ -244,7 +234,7 @@ GEMMA3_CONFIG_FIELDS = ConfigFields(
 LAYER_ROPE_TYPES = ("default", "linear")
 
 
-def build_gemma3_text(config: dict[str, Any]) -> CountedSpec:
+def build_gemma3_text(config: dict[str, Any], recipe: Recipe) -> CountedSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_gemma_raw(config, activation_field="hidden_activation", rope_types=LAYER_ROPE_TYPES)
     scaling = config.get("rope_scaling")
@@ -279,9 +269,7 @@ def build_gemma3_text(config: dict[str, Any]) -> CountedSpec:
     )
     fields = gemma_fields(config, hf, activation_field="hidden_activation", rope=global_rope)
     return CountedSpec(
-        family="gemma3_text",
-        hf_architecture=GEMMA3_ARCHITECTURE,
-        hf_config_class=GEMMA3_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=GEMMA3_CONFIG_FIELDS,
         parts={**PARTS, "rope": "rope_local_global", "block": "block_sandwich_norm"},
         features=features,
@@ -324,8 +312,8 @@ RECIPES = (
     Recipe(
         name="gemma",
         model_types=("gemma",),
-        hf_architecture=GEMMA_ARCHITECTURE,
-        hf_config_class=GEMMA_CONFIG_CLASS,
+        hf_architecture="GemmaForCausalLM",
+        hf_config_class="GemmaConfig",
         description="Gemma: (1 + w) RMSNorm, sqrt(hidden)-scaled embeddings, GeGLU MLP.",
         summary=(
             "GQA/MQA",
@@ -343,8 +331,8 @@ RECIPES = (
     Recipe(
         name="gemma2",
         model_types=("gemma2",),
-        hf_architecture=GEMMA2_ARCHITECTURE,
-        hf_config_class=GEMMA2_CONFIG_CLASS,
+        hf_architecture="Gemma2ForCausalLM",
+        hf_config_class="Gemma2Config",
         description="Gemma 2: Gemma with norms after each sublayer, soft-capping, sliding layers.",
         summary=(
             "as gemma",
@@ -359,8 +347,8 @@ RECIPES = (
     Recipe(
         name="gemma3_text",
         model_types=("gemma3_text",),
-        hf_architecture=GEMMA3_ARCHITECTURE,
-        hf_config_class=GEMMA3_CONFIG_CLASS,
+        hf_architecture="Gemma3ForCausalLM",
+        hf_config_class="Gemma3TextConfig",
         description="Gemma 3 (text): Gemma 2 with q/k norms and local/global RoPE.",
         summary=(
             "as gemma2 without attention soft-capping",

@@ -30,15 +30,12 @@ from scaffolder.fields import read_bool, read_choice, read_float, read_int, requ
 from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
 
-HF_ARCHITECTURE = "GPT2LMHeadModel"
-HF_CONFIG_CLASS = "GPT2Config"
 PARTS = {
     "attention": "attention",
     "feed_forward": "feed_forward_gelu",
     "block": "block_pre_norm",
     "transformer": "transformer_learned_positions",
 }
-REQUIRED_FIELDS = ("vocab_size", "n_embd", "n_layer", "n_head")
 DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop")
 # GPT2Config's names and defaults for the fields ModelArgs reads; its dropouts default to 0.1,
 # so to_hf states them as 0 (the model trains without dropout).
@@ -92,7 +89,7 @@ UNSUPPORTED_SWITCHES = (
 )
 
 
-def build(config: dict[str, Any]) -> CountedSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> CountedSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config)
     hf = normalize_with_transformers(config, config["model_type"])
@@ -137,9 +134,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
     counts = layernorm_block_counts(fields)
     counts["other_params"] += fields["max_seq_len"] * dim  # the position table (wpe)
     return CountedSpec(
-        family="gpt2",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=replace(
             CONFIG_FIELDS, switches={"scale_attn_weights": features.scale_attn_weights}
         ),
@@ -153,7 +148,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
 
 def check_raw(config: dict[str, Any]) -> None:
     """Type checks on the fields as written, before transformers sees them."""
-    for name in REQUIRED_FIELDS:
+    for name in CONFIG_FIELDS.required:
         read_int(config, name)
     for name in ("n_positions", "n_inner"):
         if config.get(name) is not None:
@@ -177,8 +172,8 @@ RECIPES = (
     Recipe(
         name="gpt2",
         model_types=("gpt2",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="GPT2LMHeadModel",
+        hf_config_class="GPT2Config",
         description="GPT-2: learned positions, LayerNorm, GELU MLP, Conv1D checkpoint.",
         summary=(
             "multi-head attention",

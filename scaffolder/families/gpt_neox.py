@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from scaffolder.config_fields import ConfigFields
+from scaffolder.config_fields import REQUIRED, ConfigFields
 from scaffolder.families.common import (
     GELU_ACTIVATIONS,
-    REQUIRED_FIELDS,
     CountedSpec,
     check_raw_rope_type,
     check_rotary_dim,
@@ -42,8 +41,6 @@ from scaffolder.fields import read_bool, read_choice, read_float, read_int, requ
 from scaffolder.recipe import Recipe
 from scaffolder.spec import RopeSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "GPTNeoXForCausalLM"
-HF_CONFIG_CLASS = "GPTNeoXConfig"
 PARTS = {
     "rope": "rope",
     "attention": "attention",
@@ -86,7 +83,7 @@ CHECKPOINT = CheckpointLayout(
 )
 
 
-def build(config: dict[str, Any]) -> CountedSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> CountedSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config)
     hf = normalize_with_transformers(config, config["model_type"])
@@ -126,7 +123,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         gated_mlp=False,
         norm=Norm(kind="layernorm", eps_field="layer_norm_eps"),
         biases=Biases(fields=("attention_bias",), mlp_always=True),
-        names=FieldNames(mlp_names="dense_h_to_4h, dense_4h_to_h", derived_head_dims=True),
+        names=FieldNames(derived_head_dims=True),
         partial_rotary=PartialRotary(partial) if partial != 1.0 else None,
         parallel_residual=parallel,
         partial_rotary_field=True,
@@ -134,9 +131,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         unapplied_dropout=tuple(dropout.items()),
     )
     return CountedSpec(
-        family="gpt_neox",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=replace(CONFIG_FIELDS, switches={"use_parallel_residual": parallel}),
         parts={**PARTS, "block": "block_parallel_residual" if parallel else "block_pre_norm"},
         features=features,
@@ -148,7 +143,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
 
 def check_raw(config: dict[str, Any]) -> None:
     """Type checks on the fields as written, before transformers sees them."""
-    for name in REQUIRED_FIELDS:
+    for name in REQUIRED:
         read_int(config, name)
     hidden, heads = config["hidden_size"], config["num_attention_heads"]
     require(
@@ -182,8 +177,8 @@ RECIPES = (
     Recipe(
         name="gpt_neox",
         model_types=("gpt_neox",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="GPTNeoXForCausalLM",
+        hf_config_class="GPTNeoXConfig",
         description="GPT-NeoX (Pythia): LayerNorm, GELU MLP, partial rotary, parallel residual.",
         summary=(
             "multi-head attention",

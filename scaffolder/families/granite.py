@@ -28,8 +28,6 @@ from scaffolder.fields import read_bool, read_float
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "GraniteForCausalLM"
-HF_CONFIG_CLASS = "GraniteConfig"
 # GraniteConfig's defaults for the fields ModelArgs reads (None: the field's fallback; it has no
 # head_dim, transformers' model uses hidden_size // num_attention_heads).
 CONFIG_FIELDS = ConfigFields(
@@ -60,7 +58,7 @@ MULTIPLIERS = (
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config)
     for name in MULTIPLIERS:
@@ -68,9 +66,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
             read_float(config, name)
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
-        family="granite",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
@@ -92,8 +88,8 @@ RECIPES = (
     Recipe(
         name="granite",
         model_types=("granite",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="GraniteForCausalLM",
+        hf_config_class="GraniteConfig",
         description="Granite: Llama's blocks with embedding, residual and attention multipliers.",
         summary=(
             "GQA",

@@ -24,8 +24,6 @@ from scaffolder.fields import read_bool
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "LlamaForCausalLM"
-HF_CONFIG_CLASS = "LlamaConfig"
 # LlamaConfig's defaults for the fields ModelArgs reads (None: the field's fallback, e.g.
 # num_attention_heads for num_key_value_heads).
 CONFIG_FIELDS = ConfigFields(
@@ -46,14 +44,12 @@ CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config)
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
-        family="llama",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=read_bool(hf, "mlp_bias", False),
@@ -66,8 +62,8 @@ RECIPES = (
     Recipe(
         name="llama",
         model_types=("llama",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="LlamaForCausalLM",
+        hf_config_class="LlamaConfig",
         description="Llama: RMSNorm, SwiGLU MLP, rotary attention with optional GQA.",
         summary=(
             "GQA",

@@ -23,8 +23,6 @@ from scaffolder.features import Biases, Features
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "MistralForCausalLM"
-HF_CONFIG_CLASS = "MistralConfig"
 # MistralConfig.sliding_window: what transformers uses when config.json has no such field.
 SLIDING_WINDOW_DEFAULT = 4096
 # MistralConfig's defaults for the fields ModelArgs reads (None: the field's fallback).
@@ -45,15 +43,13 @@ CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, bool_fields=("tie_word_embeddings",))
     read_sliding_window(config)
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
-        family="mistral",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=False,
         mlp_bias=False,
@@ -71,8 +67,8 @@ RECIPES = (
     Recipe(
         name="mistral",
         model_types=("mistral",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="MistralForCausalLM",
+        hf_config_class="MistralConfig",
         description="Mistral: Llama's blocks with sliding-window attention on every layer.",
         summary=(
             "GQA",

@@ -25,8 +25,6 @@ from scaffolder.fields import read_bool
 from scaffolder.recipe import Recipe
 from scaffolder.spec import DEFAULT_PARTS, ArchSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "Olmo2ForCausalLM"
-HF_CONFIG_CLASS = "Olmo2Config"
 # Olmo2Config's default pad_token_id, for config.json files that leave it out.
 PAD_TOKEN_ID_DEFAULT = 1
 # Olmo2Config's defaults for the fields ModelArgs reads (None: the field's fallback; it has no
@@ -48,14 +46,12 @@ CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, bool_fields=("attention_bias", "tie_word_embeddings"))
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
-        family="olmo2",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
@@ -75,8 +71,8 @@ RECIPES = (
     Recipe(
         name="olmo2",
         model_types=("olmo2",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="Olmo2ForCausalLM",
+        hf_config_class="Olmo2Config",
         description="OLMo 2: norms on attention and MLP outputs, q/k norms over whole projections.",
         summary=(
             "GQA or MHA",

@@ -40,8 +40,6 @@ from scaffolder.fields import read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, RopeSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "Phi3ForCausalLM"
-HF_CONFIG_CLASS = "Phi3Config"
 # Rope types Phi3Config accepts; it renames "su" and "yarn" to "longrope".
 LONGROPE_ALIASES = ("su", "yarn")
 ROPE_TYPES = ("default", "longrope", *LONGROPE_ALIASES)
@@ -72,7 +70,7 @@ CONFIG_FIELDS = ConfigFields(
 DEBUG_ORIGINAL_MAX_POSITION_EMBEDDINGS = 32
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, rope_types=ROPE_TYPES, bool_fields=("tie_word_embeddings",))
     read_sliding_window(config)
@@ -102,9 +100,7 @@ def build(config: dict[str, Any]) -> ArchSpec:
         padding=read_padding(hf),
     )
     spec = ArchSpec(
-        family="phi3",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=False,
         mlp_bias=False,
@@ -216,8 +212,8 @@ RECIPES = (
     Recipe(
         name="phi3",
         model_types=("phi3",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="Phi3ForCausalLM",
+        hf_config_class="Phi3Config",
         description="Phi-3: Llama's blocks, fused qkv/gate_up checkpoints, LongRoPE, partial RoPE.",
         summary=(
             "GQA",

@@ -26,8 +26,6 @@ from scaffolder.features import Biases, Features
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "Qwen2ForCausalLM"
-HF_CONFIG_CLASS = "Qwen2Config"
 # Qwen2Config's defaults (the same in Qwen3Config) for fields a config.json may leave out.
 SLIDING_WINDOW_DEFAULT = 4096
 MAX_WINDOW_LAYERS_DEFAULT = 28
@@ -52,15 +50,13 @@ CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, bool_fields=("tie_word_embeddings",))
     check_raw_max_window_layers(config)
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
-        family="qwen2",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=False,
         mlp_bias=False,
@@ -78,8 +74,8 @@ RECIPES = (
     Recipe(
         name="qwen2",
         model_types=("qwen2",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="Qwen2ForCausalLM",
+        hf_config_class="Qwen2Config",
         description="Qwen2: Llama's blocks, q/k/v biases, sliding windows on the top layers.",
         summary=(
             "GQA",

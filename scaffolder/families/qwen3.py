@@ -26,8 +26,6 @@ from scaffolder.fields import read_bool
 from scaffolder.recipe import Recipe
 from scaffolder.spec import ArchSpec, normalize_with_transformers
 
-HF_ARCHITECTURE = "Qwen3ForCausalLM"
-HF_CONFIG_CLASS = "Qwen3Config"
 # Qwen3Config's defaults for fields a config.json may leave out.
 SLIDING_WINDOW_DEFAULT = 4096
 MAX_WINDOW_LAYERS_DEFAULT = 28
@@ -51,15 +49,13 @@ CONFIG_FIELDS = ConfigFields(
 )
 
 
-def build(config: dict[str, Any]) -> ArchSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, bool_fields=("attention_bias", "tie_word_embeddings"))
     check_raw_max_window_layers(config)
     hf = normalize_with_transformers(config, config["model_type"])
     return ArchSpec(
-        family="qwen3",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         attention_bias=read_bool(hf, "attention_bias", False),
         mlp_bias=False,
@@ -78,8 +74,8 @@ RECIPES = (
     Recipe(
         name="qwen3",
         model_types=("qwen3",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="Qwen3ForCausalLM",
+        hf_config_class="Qwen3Config",
         description="Qwen3: Qwen2's layout with per-head RMS q/k norms, no fixed biases.",
         summary=(
             "GQA",

@@ -28,8 +28,6 @@ from scaffolder.fields import read_bool, read_float
 from scaffolder.recipe import Recipe
 from scaffolder.spec import normalize_with_transformers
 
-HF_ARCHITECTURE = "Starcoder2ForCausalLM"
-HF_CONFIG_CLASS = "Starcoder2Config"
 PARTS = {
     "rope": "rope",
     "attention": "attention",
@@ -58,7 +56,7 @@ CONFIG_FIELDS = ConfigFields(
 DROPOUT_FIELDS = ("attention_dropout", "residual_dropout", "embedding_dropout")
 
 
-def build(config: dict[str, Any]) -> CountedSpec:
+def build(config: dict[str, Any], recipe: Recipe) -> CountedSpec:
     """Validate ``config`` (a config.json dict) and return its :class:`ArchSpec`."""
     check_raw(config, bool_fields=("use_bias", "tie_word_embeddings"))
     if "norm_epsilon" in config:
@@ -80,9 +78,7 @@ def build(config: dict[str, Any]) -> CountedSpec:
         unapplied_dropout=tuple(read_dropout(hf, DROPOUT_FIELDS).items()),
     )
     return CountedSpec(
-        family="starcoder2",
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        **recipe.identity(),
         config_fields=CONFIG_FIELDS,
         parts=dict(PARTS),
         features=features,
@@ -96,8 +92,8 @@ RECIPES = (
     Recipe(
         name="starcoder2",
         model_types=("starcoder2",),
-        hf_architecture=HF_ARCHITECTURE,
-        hf_config_class=HF_CONFIG_CLASS,
+        hf_architecture="Starcoder2ForCausalLM",
+        hf_config_class="Starcoder2Config",
         description="StarCoder2: LayerNorm with bias, plain GELU MLP, biases, sliding windows.",
         summary=(
             "GQA",

@@ -228,7 +228,7 @@ def _sliding_window(spec: ArchSpec) -> list[Entry | Note]:
 def _mlp(spec: ArchSpec) -> Section:
     f = spec.features
     activation = f.names.activation
-    mlp_names = f.names.mlp_names or "c_fc, c_proj"
+    mlp_names = f.mlp_names
     items: list[Entry | Note] = []
     if not f.gated_mlp:
         items.append(

@@ -233,7 +233,7 @@ class FeedForwardView:
 
 def feed_forward_view(spec: ArchSpec) -> FeedForwardView:
     act = _choose("activation", spec.hidden_act, ACTIVATIONS)
-    gated = spec.parts["feed_forward"] == "feed_forward_swiglu"
+    gated = spec.features.gated_mlp
     field = spec.features.names.activation
     gelu = {
         "silu": None,
@@ -247,10 +247,10 @@ def feed_forward_view(spec: ArchSpec) -> FeedForwardView:
     )
     if gated:
         glu, fn = ("SwiGLU", "silu") if spec.hidden_act == "silu" else ("GeGLU", "gelu")
-        names = spec.features.names.mlp_names or "gate_proj, up_proj, down_proj"
+        names = spec.features.mlp_names
         summary = f"{glu} MLP: ``w2({fn}(w1(x)) * w3(x))`` ({names} in transformers)."
     else:
-        names = spec.features.names.mlp_names or "c_fc, c_proj"
+        names = spec.features.mlp_names
         summary = f"MLP ``w2(gelu(w1(x)))``, no gate ({names} in transformers)."
     return FeedForwardView(
         doc=doc(summary, gelu),

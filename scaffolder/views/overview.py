@@ -69,9 +69,9 @@ def _blocks(f: Features) -> str:
 
 
 def _mlp(spec: ArchSpec) -> str:
-    if spec.parts["feed_forward"] == "feed_forward_swiglu":
+    if spec.features.gated_mlp:
         return "MLP: SwiGLU." if spec.hidden_act == "silu" else "MLP: GeGLU with the tanh GELU."
-    names = spec.features.names.mlp_names or "c_fc, c_proj"
+    names = spec.features.mlp_names
     return f"MLP: {names} with a GELU ({spec.hidden_act}) between them, no gate."
 
 

@@ -38,7 +38,7 @@ def _bias_rows(spec: ArchSpec) -> list[Row]:
     if "mlp_bias" in biases.fields:
         rows.append(Row("mlp_bias", yaml_literal(spec.mlp_bias)))
     if biases.mlp_always:
-        rows.append(Row("MLP biases", f"always ({spec.features.names.mlp_names})"))
+        rows.append(Row("MLP biases", f"always ({spec.features.mlp_names})"))
     if not biases.fields and not biases.mlp_always:
         rows.append(Row("biases", f"none ({spec.hf_config_class} has no bias switch)"))
     return rows
