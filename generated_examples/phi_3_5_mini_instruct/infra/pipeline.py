@@ -1,8 +1,7 @@
 """Pipeline parallelism for phi_3_5_mini_instruct.
 
-Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm
-plus the 32064 x 3072 output projection 1 (its
-matmul costs about that many blocks).
+Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm plus
+the 32064 x 3072 output projection 1 (its matmul costs about that many blocks).
 """
 
 from __future__ import annotations

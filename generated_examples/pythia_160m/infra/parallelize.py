@@ -49,11 +49,10 @@ def parallelize_gpt_neox(
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Megatron-style tensor parallelism with sequence parallel norms.
 
-    q/k/v and w1 are split by output features (column-wise), wo and w2 by input features
-    (row-wise), so each rank holds whole attention heads: 12 query heads and
-    12 key/value heads must both divide by the TP degree. Norms run on sequence
-    shards; the embedding is split by vocabulary and the output projection by vocabulary too,
-    gathered back to full logits.
+    q/k/v and w1 are split by output features (column-wise), wo and w2 by input features (row-wise),
+    so each rank holds whole attention heads: 12 query heads and 12 key/value heads must both divide
+    by the TP degree. Norms run on sequence shards; the embedding is split by vocabulary and the
+    output projection by vocabulary too, gathered back to full logits.
     """
     parallelize_module(
         model,

@@ -1,8 +1,7 @@
 """Pipeline parallelism for pythia_160m.
 
-Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm
-plus the 50304 x 768 output projection 5 (its
-matmul costs about that many blocks).
+Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm plus
+the 50304 x 768 output projection 5 (its matmul costs about that many blocks).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """This package's parallelize and pipeline functions on 2 CPU ranks against one device.
 
-Run by ``test_distributed.py`` as ``torchrun --nproc_per_node 2 -m
-qwen3_0_6b.tests.distributed_check``. Every rank first computes the
-single-device reference (same weights, same batch); then the debug model is parallelized with
-tensor parallel 2, with FSDP 2, and
-its loss (and, for TP and FSDP, every gradient) must match the reference.
+Run by ``test_distributed.py`` as
+``torchrun --nproc_per_node 2 -m qwen3_0_6b.tests.distributed_check``. Every rank first computes the
+single-device reference (same weights, same batch); then the debug model is parallelized with tensor
+parallel 2, with FSDP 2, and its loss (and, for TP and FSDP, every gradient) must match the
+reference.
 """
 
 from __future__ import annotations

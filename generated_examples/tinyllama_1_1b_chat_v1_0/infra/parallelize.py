@@ -48,10 +48,9 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Megatron-style tensor parallelism with sequence parallel norms.
 
     q/k/v and w1/w3 are split by output features (column-wise), wo and w2 by input features
-    (row-wise), so each rank holds whole attention heads: 32 query heads and
-    4 key/value heads must both divide by the TP degree. Norms run on sequence
-    shards; the embedding is split by vocabulary and the output projection by vocabulary too,
-    gathered back to full logits.
+    (row-wise), so each rank holds whole attention heads: 32 query heads and 4 key/value heads must
+    both divide by the TP degree. Norms run on sequence shards; the embedding is split by vocabulary
+    and the output projection by vocabulary too, gathered back to full logits.
     """
     parallelize_module(
         model,

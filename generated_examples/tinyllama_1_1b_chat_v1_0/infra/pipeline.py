@@ -1,8 +1,7 @@
 """Pipeline parallelism for TinyLlama/TinyLlama-1.1B-Chat-v1.0.
 
-Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm
-plus the 32000 x 2048 output projection 1 (its
-matmul costs about that many blocks).
+Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm plus
+the 32000 x 2048 output projection 1 (its matmul costs about that many blocks).
 """
 
 from __future__ import annotations

@@ -93,11 +93,10 @@ def parallelize_{{ s.family }}(
 def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Megatron-style tensor parallelism with sequence parallel norms.
 
-    {{ v.column_modules }} are split by output features (column-wise), wo and w2 by input features
-    (row-wise), so each rank holds whole attention heads: {{ s.n_heads }} query heads and
-    {{ s.n_kv_heads }} key/value heads must both divide by the TP degree. Norms run on sequence
-    shards; the embedding is split by vocabulary and the output projection by vocabulary too,
-    gathered back to full logits.
+{% filter prose(indent=4) %}
+{{ v.column_modules }} are split by output features (column-wise), wo and w2 by input features (row-wise), so each rank holds whole attention heads: {{ s.n_heads }} query heads and {{ s.n_kv_heads }} key/value heads must both divide by the TP degree.
+Norms run on sequence shards; the embedding is split by vocabulary and the output projection by vocabulary too, gathered back to full logits.
+{% endfilter %}
     """
     parallelize_module(
         model,

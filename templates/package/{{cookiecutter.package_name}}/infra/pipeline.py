@@ -2,9 +2,9 @@
 {%- set v = cookiecutter.views.infra -%}
 """Pipeline parallelism for {{ cookiecutter.display_name }}.
 
-Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm
-plus the {{ s.vocab_size }} x {{ s.dim }} output projection {{ s.pipeline_output_weight }} (its
-matmul costs about that many blocks).
+{% filter prose %}
+Stages are balanced by weight: each block counts 1, the embedding lookup 1, and the final norm plus the {{ s.vocab_size }} x {{ s.dim }} output projection {{ s.pipeline_output_weight }} (its matmul costs about that many blocks).
+{% endfilter %}
 """
 
 from __future__ import annotations

@@ -2,11 +2,10 @@
 {%- set v = cookiecutter.views.infra -%}
 """This package's parallelize and pipeline functions on 2 CPU ranks against one device.
 
-Run by ``test_distributed.py`` as ``torchrun --nproc_per_node 2 -m
-{{ cookiecutter.package_name }}.tests.distributed_check``. Every rank first computes the
-single-device reference (same weights, same batch); then the debug model is parallelized with
-tensor parallel 2, with FSDP 2{% if v.has_pipeline %}, and split into 2 pipeline stages{% endif %}, and
-its loss (and, for TP and FSDP, every gradient) must match the reference.
+{% filter prose %}
+Run by ``test_distributed.py`` as ``torchrun --nproc_per_node 2 -m {{ cookiecutter.package_name }}.tests.distributed_check``.
+Every rank first computes the single-device reference (same weights, same batch); then the debug model is parallelized with tensor parallel 2, with FSDP 2{% if v.has_pipeline %}, and split into 2 pipeline stages{% endif %}, and its loss (and, for TP and FSDP, every gradient) must match the reference.
+{% endfilter %}
 """
 
 from __future__ import annotations
