@@ -169,6 +169,22 @@ class Metrics:
 
 
 @dataclass
+class Moe:
+    """Load balancing of mixture-of-experts models (models without experts ignore it).
+
+    ``load_balancing``: ``aux_loss`` adds ``aux_loss_coef`` (None: the model's
+    router_aux_loss_coef) times the model's load-balancing loss to the training loss;
+    ``expert_bias`` balances without a loss: before each optimizer step every MoE layer's
+    routing bias moves by ``expert_bias_update_rate`` towards the experts that got fewer tokens
+    than the mean; ``none`` does neither.
+    """
+
+    load_balancing: str = _choice("aux_loss", "aux_loss", "expert_bias", "none")
+    aux_loss_coef: float | None = None
+    expert_bias_update_rate: float = 1e-3
+
+
+@dataclass
 class JobConfig:
     """All configuration sections of one training job."""
 
@@ -182,6 +198,7 @@ class JobConfig:
     activation_checkpoint: ActivationCheckpoint = field(default_factory=ActivationCheckpoint)
     compile: Compile = field(default_factory=Compile)
     metrics: Metrics = field(default_factory=Metrics)
+    moe: Moe = field(default_factory=Moe)
 
     @classmethod
     def load(cls, argv: list[str] | None = None) -> JobConfig:
@@ -250,6 +267,13 @@ class JobConfig:
         ratio = self.lr_scheduler.decay_ratio
         if ratio is not None and not 0.0 <= ratio <= 1.0:
             raise ConfigError(f"lr_scheduler.decay_ratio must be in [0, 1], got {ratio}")
+        coef = self.moe.aux_loss_coef
+        if coef is not None and not coef >= 0.0:
+            raise ConfigError(f"moe.aux_loss_coef must be >= 0, got {coef}")
+        if not self.moe.expert_bias_update_rate > 0.0:
+            raise ConfigError(
+                f"moe.expert_bias_update_rate must be > 0, got {self.moe.expert_bias_update_rate}"
+            )
         unknown = set(self.compile.components) - {"model", "loss"}
         if unknown:
             raise ConfigError(f"compile.components: unknown {sorted(unknown)}; use model, loss")

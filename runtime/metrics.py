@@ -70,6 +70,10 @@ class StepMetrics:
     mfu: float
     memory_gib: float
     step_time_s: float
+    # Mixture-of-experts models only: the weighted load-balancing loss trained on besides
+    # ``loss``, and the busiest expert's tokens over the mean (the largest over the layers).
+    aux_loss: float | None = None
+    moe_max_over_mean: float | None = None
 
 
 class MetricsLogger:
@@ -99,14 +103,21 @@ class MetricsLogger:
         print(
             f"step {metrics.step:5d}  loss {metrics.loss:8.4f}  grad_norm {metrics.grad_norm:7.3f}"
             f"  lr {metrics.lr:.2e}  tokens/s {metrics.tokens_per_sec:10.1f}"
-            f"  mfu {100 * metrics.mfu:5.2f}%  memory {metrics.memory_gib:6.2f} GiB",
+            f"  mfu {100 * metrics.mfu:5.2f}%  memory {metrics.memory_gib:6.2f} GiB"
+            + (f"  aux_loss {metrics.aux_loss:.4f}" if metrics.aux_loss is not None else "")
+            + (
+                f"  expert load max/mean {metrics.moe_max_over_mean:.2f}"
+                if metrics.moe_max_over_mean is not None
+                else ""
+            ),
             flush=True,
         )
         with self.jsonl_path.open("a") as handle:
-            handle.write(json.dumps(asdict(metrics)) + "\n")
+            record = {name: value for name, value in asdict(metrics).items() if value is not None}
+            handle.write(json.dumps(record) + "\n")
         if self._writer is not None:
             for name, value in asdict(metrics).items():
-                if name != "step":
+                if name != "step" and value is not None:
                     self._writer.add_scalar(f"train/{name}", value, metrics.step)
 
     def close(self) -> None:

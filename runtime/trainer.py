@@ -36,6 +36,7 @@ from runtime.distributed.utils import (
 )
 from runtime.hf import export_hf, import_hf
 from runtime.metrics import MetricsLogger, StepMetrics, memory_gib, peak_flops
+from runtime.moe import LoadBalancer
 from runtime.package import resolve_train_spec
 
 
@@ -105,6 +106,16 @@ class Trainer:
             self.parallel_dims.check_model(
                 args.n_layers, n_heads, getattr(args, "n_kv_heads", None)
             )
+        if (
+            hasattr(args, "num_experts")
+            and self.parallel_dims.pp_enabled
+            and self.job_config.moe.load_balancing == "aux_loss"
+        ):
+            raise ConfigError(
+                "moe.load_balancing aux_loss does not work with pipeline parallelism (the loss "
+                "pools the routing of all layers, which pipeline stages split); set "
+                "--moe.load_balancing expert_bias or pipeline_parallel_degree 1"
+            )
         if self.parallel_dims.pp_enabled and self.spec.pipelining_fn is None:
             raise ConfigError(
                 f"parallelism.pipeline_parallel_degree must be 1: model {self.spec.name} has no "
@@ -130,6 +141,9 @@ class Trainer:
             self.model_parts, self.job_config, self.parallel_dims
         )
         self.lr_schedulers = self.spec.build_lr_schedulers_fn(self.optimizers, self.job_config)
+        self.balancer = LoadBalancer(
+            self.job_config.moe, self.model_parts, self.model_args, self.parallel_dims.dp_mesh
+        )
         self._build_data()
         self.train_state = TrainState()
         self.checkpointer = CheckpointManager(self._states(), self.job_config)
@@ -256,7 +270,13 @@ class Trainer:
         if self.schedule is None:
             with self._autocast():
                 loss = self.loss_fn(self.model_parts[0](inputs), labels) / self.accum_steps
-            loss.backward()
+                aux = self.balancer.loss()
+            if aux is None:
+                loss.backward()
+            else:
+                aux = aux / self.accum_steps
+                (loss + aux).backward()
+                self._aux_loss += aux.detach()
             return loss.detach()
         losses: list[torch.Tensor] = []
         target = labels if self.has_last_stage else None
@@ -285,10 +305,15 @@ class Trainer:
         return float(total) / holders
 
     def _train_step(self) -> tuple[float, float, float]:
-        """One optimizer step; returns ``(global loss, grad norm, learning rate used)``."""
+        """One optimizer step; returns ``(global loss, grad norm, learning rate used)``.
+
+        The loss is the language-model loss; a mixture of experts' load-balancing loss (trained
+        on too) and load statistics are left in ``self.moe_metrics``.
+        """
         lr = self.lr_schedulers.get_last_lr()
         self.optimizers.zero_grad()
         step_loss = torch.zeros((), device=self.device)
+        self._aux_loss = torch.zeros((), device=self.device)
         for _ in range(self.accum_steps):
             inputs, labels = self.dataloader.next_batch()
             step_loss += self._forward_backward(inputs, labels)
@@ -296,6 +321,12 @@ class Trainer:
         grad_norm = clip_grad_norm_(
             params, self.job_config.training.max_norm, pp_mesh=self.parallel_dims.pp_mesh
         )
+        self.moe_metrics = {}
+        stats = self.balancer.before_optimizer_step()
+        if stats is not None:
+            self.moe_metrics["moe_max_over_mean"] = stats.max_over_mean
+            if self.job_config.moe.load_balancing == "aux_loss":
+                self.moe_metrics["aux_loss"] = self._global_loss(self._aux_loss)
         self.optimizers.step()
         self.lr_schedulers.step()
         return self._global_loss(step_loss), float(grad_norm), lr
@@ -314,6 +345,7 @@ class Trainer:
             mfu=mfu,
             memory_gib=memory_gib(self.device),
             step_time_s=seconds,
+            **self.moe_metrics,
         )
 
     def train(self) -> TrainResult:

@@ -16,6 +16,7 @@ NORM_PLACEMENTS = ("pre", "post", "sandwich")
 SLIDING_LAYOUTS = ("all", "from_max_window_layers", "sliding_window_pattern")
 QK_NORM_KINDS = ("per_head", "projection")
 LOCAL_ROPE_TYPES = ("default", "linear")
+MOE_ROUTINGS = ("softmax_topk", "topk_softmax")
 
 
 def _check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -186,7 +187,7 @@ class CheckpointLayout:
     order, or head after head when ``qkv_per_head``. ``fused_gate_up``: one projection stacks
     gate and up. ``conv1d``: modules (relative to a block) whose weights are stored transposed,
     ``[in, out]``. ``buffers``: non-parameter entries (relative to a block) some checkpoints
-    carry. ``legacy_names``: (older key, current key) pairs older checkpoints use.
+    carry. ``legacy_names``: (other key, checkpoint key) pairs ``from_hf`` also reads.
     ``hub_unprefixed``: some checkpoints leave the prefix out of their keys.
     """
 
@@ -225,6 +226,90 @@ class CheckpointLayout:
 
 
 @dataclass(frozen=True)
+class MoeLayout:
+    """How the checkpoint names a sparse block's tensors (relative to the block).
+
+    ``module``: the mixture's module (``mlp``, ``block_sparse_moe``); ``router``: its router's
+    linear layer (``gate``, ``router.layer``). Experts are per-expert modules ``experts.<j>``
+    with projections ``gate``, ``up`` and ``down``, unless ``fused_input`` / ``fused_output``
+    name stacked tensors: ``[experts, 2 * ffn, dim]`` with each expert's gate rows then its up
+    rows, and ``[experts, dim, ffn]``. ``shared_expert`` and ``shared_gate`` name the shared
+    expert's MLP and its sigmoid gate.
+    """
+
+    module: str = "mlp"
+    router: str = "gate"
+    gate: str = "gate_proj"
+    up: str = "up_proj"
+    down: str = "down_proj"
+    fused_input: str | None = None
+    fused_output: str | None = None
+    shared_expert: str = "shared_expert"
+    shared_gate: str = "shared_expert_gate"
+
+    def __post_init__(self) -> None:
+        if (self.fused_input is None) != (self.fused_output is None):
+            raise ScaffoldError("MoeLayout: fused_input and fused_output go together")
+
+
+@dataclass(frozen=True)
+class Moe:
+    """Mixture-of-experts MLPs: ``num_experts`` SwiGLU experts of ``ffn_dim`` hidden units each,
+    ``top_k`` of them per token, chosen by a linear router.
+
+    ``routing``: ``softmax_topk`` takes the top_k of the softmax over every expert's logit (in
+    float32), renormalized to sum to one when ``renormalize``; ``topk_softmax`` takes the top_k
+    logits and a softmax over those (the renormalized probabilities, computed in that order).
+    ``shared_ffn_dim``: a shared expert every token passes through (None: none), its output
+    scaled by a sigmoid gate. Layer ``i`` is sparse unless it is in ``mlp_only_layers`` or
+    ``(i + 1) % sparse_step`` is not 0; the others have a dense MLP of the spec's ``ffn_dim``
+    (``sparse_step`` None: the family has no such fields and every layer is sparse).
+    ``aux_loss_coef``: router_aux_loss_coef, the weight of the load-balancing loss.
+    ``experts_field`` / ``ffn_field`` / ``renormalize_field``: the config.json names of the
+    expert count, the expert size and the renormalization switch (None: no such field, the
+    family always renormalizes or never does).
+    """
+
+    num_experts: int
+    top_k: int
+    ffn_dim: int
+    aux_loss_coef: float
+    routing: str = "softmax_topk"
+    renormalize: bool = False
+    shared_ffn_dim: int | None = None
+    sparse_step: int | None = None
+    mlp_only_layers: tuple[int, ...] = ()
+    experts_field: str = "num_experts"
+    ffn_field: str = "moe_intermediate_size"
+    renormalize_field: str | None = "norm_topk_prob"
+    layout: MoeLayout = field(default_factory=MoeLayout)
+
+    def __post_init__(self) -> None:
+        _check_choice("Moe", "routing", self.routing, MOE_ROUTINGS)
+        if not 1 <= self.top_k <= self.num_experts:
+            raise ScaffoldError(f"Moe: top_k {self.top_k} not in 1..{self.num_experts}")
+
+    def is_sparse(self, layer_id: int) -> bool:
+        """Whether layer ``layer_id`` routes through the experts."""
+        if self.sparse_step is None:
+            return True
+        return layer_id not in self.mlp_only_layers and (layer_id + 1) % self.sparse_step == 0
+
+    def sparse_layers(self, n_layers: int) -> int:
+        return sum(self.is_sparse(i) for i in range(n_layers))
+
+    def has_dense_layers(self, n_layers: int) -> bool:
+        """Some layer has a dense MLP instead of experts."""
+        return self.sparse_layers(n_layers) < n_layers
+
+    @property
+    def expert_ffn_arg(self) -> str:
+        """The ModelArgs field of the experts' hidden size: ``ffn_dim`` where the config's
+        intermediate_size is the experts' size (no dense MLP has its own), else ``moe_ffn_dim``."""
+        return "ffn_dim" if self.ffn_field == "intermediate_size" else "moe_ffn_dim"
+
+
+@dataclass(frozen=True)
 class Features:
     """Everything a family adds to the common dimensions; see each type for its meaning.
 
@@ -237,6 +322,7 @@ class Features:
     config class reads as ``longrope``), ``partial_rotary_field`` (the config class has a
     partial-rotary field), ``attention_dropout`` (dropped in training, as transformers does)
     and ``unapplied_dropout`` (the config's dropouts the package does not apply, by field).
+    ``moe``: mixture-of-experts MLPs (None: every layer's MLP is dense).
     """
 
     norm: Norm = field(default_factory=Norm)
@@ -259,6 +345,7 @@ class Features:
     checkpoint: CheckpointLayout = field(default_factory=CheckpointLayout)
     longrope_aliases: tuple[str, ...] = ()
     partial_rotary_field: bool = False
+    moe: Moe | None = None
     attention_dropout: float | None = None
     unapplied_dropout: tuple[tuple[str, float], ...] = ()
 

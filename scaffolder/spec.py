@@ -33,6 +33,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 DEBUG_VOCAB_SIZE = 2048
 DEBUG_LAYERS = 4
 DEBUG_SLIDING_WINDOW = 16
+DEBUG_EXPERTS = 8
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,31 @@ class ArchSpec:
             attn += 2 * self.head_dim
         elif qk_norm is not None:  # over all q heads, all k heads
             attn += (self.n_heads + self.n_kv_heads) * self.head_dim
-        mlp = 3 * self.dim * self.ffn_dim
-        if self.mlp_bias:
-            mlp += 2 * self.ffn_dim + self.dim
-        per_layer = attn + mlp + 2 * self.dim
+        per_layer = attn + 2 * self.dim
         embeddings = self.vocab_size * self.dim * (1 if self.tie_word_embeddings else 2)
-        return embeddings + self.n_layers * per_layer + self.dim
+        return embeddings + self.n_layers * per_layer + self.mlp_params() + self.dim
+
+    def mlp_params(self, active: bool = False) -> int:
+        """Parameters of every layer's MLP: dense MLPs, or router, experts and shared expert.
+
+        ``active``: count only the ``top_k`` experts a token passes through.
+        """
+        dense = 3 * self.dim * self.ffn_dim
+        if self.mlp_bias:
+            dense += 2 * self.ffn_dim + self.dim
+        moe = self.features.moe
+        if moe is None:
+            return self.n_layers * dense
+        experts = moe.top_k if active else moe.num_experts
+        sparse = experts * 3 * self.dim * moe.ffn_dim + moe.num_experts * self.dim
+        if moe.shared_ffn_dim is not None:
+            sparse += 3 * self.dim * moe.shared_ffn_dim + self.dim
+        n_sparse = moe.sparse_layers(self.n_layers)
+        return n_sparse * sparse + (self.n_layers - n_sparse) * dense
+
+    def active_params(self) -> int:
+        """Parameters one token passes through (a dense model's: all of them)."""
+        return self.num_params() - self.mlp_params() + self.mlp_params(active=True)
 
     @property
     def size_name(self) -> str:
@@ -151,6 +171,10 @@ class ArchSpec:
         keeps whole heads), an explicit head_dim stays different from dim / heads, and there are
         enough layers for two pipeline stages of two blocks each.
         """
+        return {**self.debug_dims_base(), **self.debug_features(), **self.debug_extra}
+
+    def debug_dims_base(self) -> dict[str, Any]:
+        """:meth:`debug_dims`' sizes, before the features'."""
         group = self.n_heads // self.n_kv_heads
         n_kv_heads = 2 if group > 1 else 8
         n_heads = n_kv_heads * group
@@ -168,8 +192,6 @@ class ArchSpec:
             "head_dim": head_dim,
             "ffn_dim": ffn_dim,
             "max_seq_len": min(self.max_seq_len, 512),
-            **self.debug_features(),
-            **self.debug_extra,
         }
 
     def debug_features(self) -> dict[str, Any]:
@@ -186,6 +208,8 @@ class ArchSpec:
         padding = features.padding
         if padding is not None and (padding.pad_token_id or 0) >= DEBUG_VOCAB_SIZE:
             debug["pad_token_id"] = 0
+        if features.moe is not None:
+            debug.update(self.debug_moe())
         sliding = features.sliding_window
         if sliding is not None and sliding.active:
             debug["sliding_window"] = min(sliding.window, DEBUG_SLIDING_WINDOW)
@@ -197,6 +221,38 @@ class ArchSpec:
                 debug["sliding_window_pattern"] = min(sliding.pattern, DEBUG_LAYERS)
         return debug
 
+    def debug_moe(self) -> dict[str, Any]:
+        """The debug flavor's experts: 8 at most (expert parallel 2 and 4 divide them), half of
+        them per token at most, sizes scaled like ``ffn_dim``; dense layers where the full model
+        has some."""
+        moe = self.features.moe
+        dim = self.debug_dims_base()["dim"]
+
+        def scaled(size: int) -> int:
+            return max(32, int(round(dim * size / self.dim / 32)) * 32)
+
+        num_experts = min(moe.num_experts, DEBUG_EXPERTS)
+        debug: dict[str, Any] = {
+            "num_experts": num_experts,
+            "top_k": max(1, min(moe.top_k, num_experts // 2)),
+            moe.expert_ffn_arg: scaled(moe.ffn_dim),
+        }
+        if moe.shared_ffn_dim is not None:
+            debug["shared_ffn_dim"] = scaled(moe.shared_ffn_dim)
+        if moe.has_dense_layers(self.n_layers):
+            debug["decoder_sparse_step"] = min(moe.sparse_step, 2)
+            only = {
+                min(DEBUG_LAYERS - 1, i * DEBUG_LAYERS // self.n_layers)
+                for i in moe.mlp_only_layers
+            }
+            sparse_left = [
+                i
+                for i in range(DEBUG_LAYERS)
+                if i not in only and (i + 1) % debug["decoder_sparse_step"] == 0
+            ]
+            debug["mlp_only_layers"] = tuple(sorted(only)) if sparse_left else ()
+        return debug
+
     def to_context(self) -> dict[str, Any]:
         """The plain dict the templates see as ``cookiecutter.spec``."""
         context = {item.name: getattr(self, item.name) for item in fields(self)}
@@ -205,6 +261,7 @@ class ArchSpec:
             explicit_head_dim=self.explicit_head_dim,
             size_name=self.size_name,
             num_params=self.num_params(),
+            active_params=self.active_params(),
             debug=self.debug_dims(),
             pipeline_output_weight=self.pipeline_output_weight(),
         )

@@ -27,6 +27,8 @@ EXAMPLE_FAMILIES = {
     "phi_3_5_mini_instruct": "phi3",
     "pythia_160m": "gpt_neox",
     "gpt2": "gpt2",
+    "mixtral_8x7b": "mixtral",
+    "qwen3_30b_a3b": "qwen3_moe",
 }
 
 

@@ -160,6 +160,24 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         # Phi-4 mini: partial_rotary_factor 0.75, GQA 24/8, tied.
         "phi4_mini": ("phi4_mini", {}),
     },
+    "moe": {
+        # Mixtral 8x7B as served: experts in every layer, top-2, renormalized, per-expert w1/w3/w2.
+        "mixtral": ("mixtral", {}),
+        # Qwen3-30B-A3B as served: 128 experts top-8 (debug: 8, top-4), norm_topk_prob, per-head
+        # q/k norms, head_dim 128 != 2048 / 32.
+        "qwen3_moe": ("qwen3_moe", {}),
+        # Qwen1.5-MoE with dense layers: mlp_only_layers and decoder_sparse_step 2 (debug: layers
+        # 1 and 3 sparse), a gated shared expert, q/k/v biases, no renormalization.
+        "qwen2_moe_dense_layers": (
+            "qwen2_moe",
+            {"decoder_sparse_step": 2, "mlp_only_layers": [0]},
+        ),
+        # OLMoE 1B-7B as served: q/k norms over whole projections, pad_token_id 1.
+        "olmoe": ("olmoe", {}),
+        # Granite 3.0 1B-A400M as served: multipliers, fused expert tensors, top-k logits then
+        # softmax, tied, attention_dropout 0.1.
+        "granitemoe": ("granitemoe", {}),
+    },
     "olmo2_granite": {
         # OLMo 2 7B as served: post-norm blocks, q/k norms over whole projections, MHA,
         # pad_token_id 100277, untied.
@@ -353,6 +371,26 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("q_norm", "local_rope_cache", "scale=self.scale", "is_sliding_layer", "enable_gqa"),
         ("softcap", "rope_factor", "nn.RMSNorm"),
     ),
+    "mixtral": (
+        ("self.moe = MoE(model_args)", "load_balancing_loss("),
+        ("class FeedForward", "shared_expert", "feed_forward"),
+    ),
+    "qwen3_moe": (
+        ("self.q_norm = nn.RMSNorm(model_args.head_dim", "from .moe import MoE"),
+        ("class FeedForward", "moe_enabled"),
+    ),
+    "qwen2_moe_dense_layers": (
+        ("self.moe_enabled = model_args.is_moe_layer(layer_id)", "class FeedForward"),
+        ("q_norm",),
+    ),
+    "olmoe": (
+        ("self.q_norm(self.wq(x))", "padding_idx="),
+        ("class FeedForward", "moe_enabled"),
+    ),
+    "granitemoe": (
+        ("* self.residual_multiplier", "self.output.weight = self.tok_embeddings.weight"),
+        ("class FeedForward",),
+    ),
     "gemma3_text_scaled": (
         ("/ args.rope_factor", "final_logit_softcapping", "nn.init.normal_(self.output.weight"),
         ("attn_logit_softcapping", "self.output.weight = self.tok_embeddings.weight"),
@@ -378,6 +416,11 @@ SINGLE_DEVICE_VARIANTS = {
     "starcoder2",
     "gpt_neox_sequential",
     "gpt2",
+    # The 2-rank tests of qwen3_moe (experts in every layer) and qwen2_moe_dense_layers (both
+    # kinds of blocks) cover the other mixtures' TP plans and pipelines.
+    "mixtral",
+    "olmoe",
+    "granitemoe",
 }
 
 

@@ -328,6 +328,18 @@ def test_phi3_spec() -> None:
         ("phi3", {"pad_token_id": 32064}, "pad_token_id"),
         ("mistral", {"sliding_window": 0}, "sliding_window"),
         ("qwen2", {"use_sliding_window": "yes"}, "use_sliding_window"),
+        ("mixtral", {"num_experts_per_tok": 9}, "num_experts_per_tok"),
+        ("mixtral", {"num_local_experts": 0}, "num_local_experts"),
+        ("mixtral", {"router_jitter_noise": 1.5}, "router_jitter_noise"),
+        ("qwen3_moe", {"num_experts": 0}, "num_experts"),
+        ("qwen3_moe", {"norm_topk_prob": "true"}, "norm_topk_prob"),
+        ("qwen3_moe", {"mlp_only_layers": [48]}, "mlp_only_layers"),
+        ("qwen3_moe", {"decoder_sparse_step": 0}, "decoder_sparse_step"),
+        ("qwen3_moe", {"use_sliding_window": True}, "use_sliding_window"),
+        ("qwen2_moe", {"mlp_only_layers": list(range(24))}, "mlp_only_layers"),
+        ("qwen2_moe", {"qkv_bias": False}, "qkv_bias"),
+        ("olmoe", {"clip_qkv": 8.0}, "clip_qkv"),
+        ("granitemoe", {"router_aux_loss_coef": -1}, "router_aux_loss_coef"),
         ("qwen2", {"max_window_layers": -1}, "max_window_layers"),
         ("qwen2", {"max_window_layers": 2.5}, "max_window_layers"),
         ("qwen2", {"sliding_window": 0, "use_sliding_window": True}, "sliding_window"),
@@ -613,7 +625,7 @@ def test_adapter_view_names_the_checkpoint_keys_of_each_layout() -> None:
     ]
     assert "transformer.h.{}.attn.c_attn.weight" in gpt2.conv1d and gpt2.hub_prefix
     neox = adapter_view(build_spec(family_config("gpt_neox")))
-    assert neox.per_head and neox.legacy_names == (("embed_out.weight", "lm_head.weight"),)
+    assert neox.per_head and neox.legacy_names == (("lm_head.weight", "embed_out.weight"),)
     assert not adapter_view(build_spec(tinyllama_config())).reads_older
 
 

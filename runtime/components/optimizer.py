@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.checkpoint.stateful import Stateful
+from torch.distributed.tensor import DTensor
 
 from runtime.config import ConfigError
 
@@ -75,6 +77,18 @@ def _optimizer_kwargs(job_config: Any) -> dict[str, Any]:
     return kwargs
 
 
+def _param_groups(params: Iterable[nn.Parameter]) -> list[dict[str, Any]]:
+    """One group of DTensors and one of plain tensors, where a model has both.
+
+    The fused and foreach kernels take one kind per call; a mixture of experts under tensor
+    parallelism keeps plain (replicated) expert weights beside its DTensor attention weights.
+    """
+    groups: dict[bool, list[nn.Parameter]] = {}
+    for param in params:
+        groups.setdefault(isinstance(param, DTensor), []).append(param)
+    return [{"params": group} for group in groups.values()]
+
+
 def build_optimizers(
     model_parts: list[nn.Module], job_config: Any, parallel_dims: Any = None
 ) -> OptimizersContainer:
@@ -84,5 +98,5 @@ def build_optimizers(
     if name not in classes:
         raise ConfigError(f"optimizer.name must be AdamW or Adam, got {name!r}")
     make = functools.partial(classes[name], **_optimizer_kwargs(job_config))
-    optimizers = [make(part.parameters()) for part in model_parts]
+    optimizers = [make(_param_groups(part.parameters())) for part in model_parts]
     return OptimizersContainer(model_parts, optimizers)

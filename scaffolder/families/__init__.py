@@ -14,12 +14,17 @@ from scaffolder.families import (
     gpt2,
     gpt_neox,
     granite,
+    granitemoe,
     llama,
     mistral,
+    mixtral,
     olmo2,
+    olmoe,
     phi3,
     qwen2,
+    qwen2_moe,
     qwen3,
+    qwen3_moe,
     starcoder2,
 )
 from scaffolder.recipe import Recipe
@@ -37,6 +42,11 @@ ALL_RECIPES: tuple[Recipe, ...] = (
     *starcoder2.RECIPES,
     *gpt_neox.RECIPES,
     *gpt2.RECIPES,
+    *mixtral.RECIPES,
+    *qwen2_moe.RECIPES,
+    *qwen3_moe.RECIPES,
+    *olmoe.RECIPES,
+    *granitemoe.RECIPES,
 )
 RECIPES: dict[str, Recipe] = {
     model_type: recipe for recipe in ALL_RECIPES for model_type in recipe.model_types

@@ -11,7 +11,7 @@ from typing import Any
 
 from scaffolder.config_fields import REQUIRED
 from scaffolder.errors import ConfigFieldError
-from scaffolder.features import Padding, SlidingWindow
+from scaffolder.features import Moe, MoeLayout, Padding, SlidingWindow
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
 
@@ -59,7 +59,8 @@ def common_fields(
         n_layers=read_int(hf, "num_hidden_layers"),
         n_heads=n_heads,
         n_kv_heads=n_kv_heads,
-        head_dim=read_int(hf, "head_dim", dim // n_heads),
+        # Null where the config class derives it (MixtralConfig): hidden_size / heads.
+        head_dim=dim // n_heads if hf.get("head_dim") is None else read_int(hf, "head_dim"),
         ffn_dim=read_int(hf, "intermediate_size"),
         max_seq_len=read_int(hf, "max_position_embeddings"),
         norm_eps=read_float(hf, norm_eps_field),
@@ -420,3 +421,108 @@ def mlp_params(dim: int, ffn_dim: int, *, gated: bool, bias: bool) -> int:
     if bias:
         params += (2 if gated else 1) * ffn_dim + dim
     return params
+
+
+def read_moe(
+    config: dict[str, Any],
+    hf: dict[str, Any],
+    *,
+    experts_field: str,
+    ffn_field: str,
+    routing: str = "softmax_topk",
+    renormalize_field: str | None = None,
+    shared: bool = False,
+    layered: bool = False,
+    layout: MoeLayout | None = None,
+) -> Moe:
+    """The mixture of experts of a config: ``experts_field`` experts of ``ffn_field`` hidden
+    units, ``num_experts_per_tok`` of them per token.
+
+    ``renormalize_field``: the config's switch for renormalizing the top-k probabilities (None:
+    the family always renormalizes). ``shared``: a shared expert of
+    ``shared_expert_intermediate_size``. ``layered``: ``decoder_sparse_step`` and
+    ``mlp_only_layers`` choose the sparse layers. Types are checked on ``config`` as written;
+    values come from ``hf`` (transformers' reading, whose field names may differ).
+    """
+    n_layers = read_int(config, "num_hidden_layers")
+
+    def value(field: str, *aliases: str) -> Any:
+        for name in (field, *aliases):
+            if name in config:
+                return config[name]
+        for name in (field, *aliases):
+            if name in hf:
+                return hf[name]
+        return None
+
+    num_experts = read_int(
+        {experts_field: value(experts_field, "num_experts", "num_local_experts")},
+        experts_field,
+        minimum=0,
+    )
+    require(
+        num_experts >= 1,
+        experts_field,
+        "is 0: a mixture of experts needs at least one expert (a dense model is another family)",
+    )
+    top_k = read_int({"num_experts_per_tok": value("num_experts_per_tok")}, "num_experts_per_tok")
+    require(
+        top_k <= num_experts,
+        "num_experts_per_tok",
+        f"{top_k} is more than the {num_experts} experts ({experts_field})",
+    )
+    ffn_dim = read_int({ffn_field: value(ffn_field)}, ffn_field)
+    coef = read_float(
+        {"router_aux_loss_coef": value("router_aux_loss_coef")},
+        "router_aux_loss_coef",
+        positive=False,
+    )
+    require(coef >= 0, "router_aux_loss_coef", f"must be >= 0, got {coef}")
+    renormalize = True
+    if renormalize_field is not None:
+        renormalize = read_bool({renormalize_field: value(renormalize_field)}, renormalize_field)
+    shared_ffn_dim = None
+    if shared:
+        shared_ffn_dim = read_int(
+            {"shared_expert_intermediate_size": value("shared_expert_intermediate_size")},
+            "shared_expert_intermediate_size",
+        )
+    sparse_step, mlp_only = None, ()
+    if layered:
+        sparse_step = read_int(
+            {"decoder_sparse_step": value("decoder_sparse_step")}, "decoder_sparse_step"
+        )
+        only = value("mlp_only_layers") or []
+        require(
+            isinstance(only, list)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in only),
+            "mlp_only_layers",
+            "must be a list of layer numbers",
+        )
+        require(
+            all(0 <= i < n_layers for i in only),
+            "mlp_only_layers",
+            f"lists layers outside 0..{n_layers - 1} (num_hidden_layers {n_layers})",
+        )
+        mlp_only = tuple(sorted(set(only)))
+    moe = Moe(
+        num_experts=num_experts,
+        top_k=top_k,
+        ffn_dim=ffn_dim,
+        aux_loss_coef=coef,
+        routing=routing,
+        renormalize=renormalize,
+        shared_ffn_dim=shared_ffn_dim,
+        sparse_step=sparse_step,
+        mlp_only_layers=mlp_only,
+        experts_field=experts_field,
+        ffn_field=ffn_field,
+        renormalize_field=renormalize_field,
+        layout=layout or MoeLayout(),
+    )
+    require(
+        moe.sparse_layers(n_layers) > 0,
+        "mlp_only_layers" if mlp_only else "decoder_sparse_step",
+        "leaves no layer with experts; this is a dense model",
+    )
+    return moe

@@ -66,8 +66,10 @@ CONFIG_FIELDS = ConfigFields(
     },
 )
 DROPOUT_FIELDS = ("attention_dropout", "hidden_dropout")
-# GPTNeoXForCausalLM's keys: q/k/v fused head after head in query_key_value; checkpoints saved
-# before transformers 5 name lm_head embed_out and carry attention buffers.
+# GPTNeoXForCausalLM's checkpoint keys: q/k/v fused head after head in query_key_value, the
+# output projection embed_out (every Pythia checkpoint and what save_pretrained writes; only
+# transformers 5's in-memory model calls it lm_head, which from_hf reads too); older checkpoints
+# carry attention buffers.
 CHECKPOINT = CheckpointLayout(
     prefix="gpt_neox",
     embedding="embed_in",
@@ -78,8 +80,9 @@ CHECKPOINT = CheckpointLayout(
     down="dense_4h_to_h",
     fused_qkv="query_key_value",
     qkv_per_head=True,
+    lm_head="embed_out",
     buffers=("attention.bias", "attention.masked_bias", "attention.rotary_emb.inv_freq"),
-    legacy_names=(("embed_out.weight", "lm_head.weight"),),
+    legacy_names=(("lm_head.weight", "embed_out.weight"),),
 )
 
 

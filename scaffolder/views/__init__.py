@@ -17,6 +17,7 @@ from scaffolder.views.infra import infra_view
 from scaffolder.views.megatron import megatron_view
 from scaffolder.views.megatron_test import megatron_test_view
 from scaffolder.views.model import model_view
+from scaffolder.views.moe import moe_view
 from scaffolder.views.readme import architecture_rows
 
 
@@ -30,5 +31,6 @@ def build_views(spec: ArchSpec) -> dict[str, Any]:
         "megatron": megatron_view(spec),
         "megatron_test": megatron_test_view(spec),
         "model": model_view(spec),
+        "moe": moe_view(spec),
         "readme": architecture_rows(spec),
     }

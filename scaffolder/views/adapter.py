@@ -35,7 +35,7 @@ class AdapterView:
     size_locals: tuple[tuple[str, str], ...]  # (name, expression) the split sizes use
     conv1d: tuple[str, ...]  # keys of weights stored transposed
     buffers: tuple[str, ...]  # keys from_hf skips
-    legacy_names: tuple[tuple[str, str], ...]  # (older key, current key)
+    legacy_names: tuple[tuple[str, str], ...]  # (other key, checkpoint key)
     hub_prefix: str | None  # the prefix some checkpoints leave out ("transformer.")
     kept_prefixes: tuple[str, ...]  # key prefixes that are whole without it
     embedding_key: str  # the checkpoint's token embedding key
@@ -43,11 +43,16 @@ class AdapterView:
     older_key: str  # the test's expression: a current key as older checkpoints write it
     older_buffers: tuple[str, ...]  # the test's buffer keys, as older checkpoints write them
     older_doc: str  # the test's docstring
+    # Per-expert checkpoint tensors: (transformers key with "{}" for layer and expert, our
+    # stacked key), and our expert-bias buffer's key (not in transformers' checkpoints).
+    experts: tuple[tuple[str, str], ...] = ()
+    expert_bias: str = ""
+    router_key: str = ""  # transformers': a sparse layer's router (from_hf adds our expert bias)
 
     @property
     def reads_template(self) -> bool:
         """``from_hf`` looks up a key's layer template before renaming it."""
-        return bool(self.fused or self.conv1d or self.buffers)
+        return bool(self.fused or self.conv1d or self.buffers or self.expert_bias)
 
     @property
     def reads_older(self) -> bool:
@@ -122,13 +127,32 @@ def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
             entries.append((f"{attention}{name}.weight", f"layers.{{}}.attention.{name}.weight"))
     for theirs, ours in _block_norms(spec):
         norm(block + theirs, f"layers.{{}}.{ours}")
-    mlp = _mlp(spec) if c.fused_gate_up is None else [(c.down, "w2")]
-    projections(
-        [
-            (f"{block}{c.mlp}.{theirs}", f"layers.{{}}.feed_forward.{ours}", spec.mlp_bias)
-            for theirs, ours in mlp
-        ]
-    )
+    moe = f.moe
+    if moe is None or moe.has_dense_layers(spec.n_layers):
+        mlp = _mlp(spec) if c.fused_gate_up is None else [(c.down, "w2")]
+        projections(
+            [
+                (f"{block}{c.mlp}.{theirs}", f"layers.{{}}.feed_forward.{ours}", spec.mlp_bias)
+                for theirs, ours in mlp
+            ]
+        )
+    if moe is not None:
+        ml = moe.layout
+        sparse = f"{block}{ml.module}."
+        entries.append((f"{sparse}{ml.router}.weight", "layers.{}.moe.router.gate.weight"))
+        if ml.fused_output is not None:
+            entries.append((f"{sparse}{ml.fused_output}.weight", "layers.{}.moe.experts.w2"))
+        if moe.shared_ffn_dim is not None:
+            entries.extend(
+                (
+                    f"{sparse}{ml.shared_expert}.{theirs}.weight",
+                    f"layers.{{}}.moe.shared_expert.{ours}.weight",
+                )
+                for theirs, ours in ((ml.gate, "w1"), (ml.up, "w3"), (ml.down, "w2"))
+            )
+            entries.append(
+                (f"{sparse}{ml.shared_gate}.weight", "layers.{}.moe.shared_expert_gate.weight")
+            )
     norm(top + c.final_norm, "norm")
     if not spec.tie_word_embeddings:
         entries.append((f"{c.lm_head}.weight", "output.weight"))
@@ -159,6 +183,15 @@ def _fused(spec: ArchSpec, qkv_bias: bool) -> tuple[list[Fused], list[tuple[str,
                     sizes,
                 )
             )
+    moe = spec.features.moe
+    if moe is not None and moe.layout.fused_input is not None:
+        fused.append(
+            Fused(
+                f"{block}{moe.layout.module}.{moe.layout.fused_input}.weight",
+                ("layers.{}.moe.experts.w1", "layers.{}.moe.experts.w3"),
+                "",
+            )
+        )
     if c.fused_gate_up is not None:
         for kind in ("weight", "bias") if spec.mlp_bias else ("weight",):
             fused.append(
@@ -220,6 +253,29 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
             "parallelism shards each of them whole: ``from_hf`` splits the fused tensors (into "
             "views) and ``to_hf`` concatenates them again."
         )
+    moe = f.moe
+    if moe is not None:
+        ml = moe.layout
+        if ml.fused_input is not None:
+            held = (
+                f"each layer's experts fused, {_code(ml.fused_input)} ``[experts, 2 * ffn, dim]`` "
+                f"(gate rows, then up rows, per expert) and {_code(ml.fused_output)}; "
+                "``from_hf`` splits the first into ``w1`` and ``w3`` and ``to_hf`` concatenates "
+                "them again"
+            )
+        else:
+            names = ", ".join(_code(f"experts.<j>.{name}") for name in (ml.gate, ml.up, ml.down))
+            held = (
+                f"one tensor per expert ({names}), as the hub's files and ``save_pretrained`` "
+                "store them (transformers stacks them only in memory); ``from_hf`` stacks them "
+                "into the model's ``[experts, ...]`` weights and ``to_hf`` splits them again"
+            )
+        bullets.append(f"Experts: the checkpoint holds {held}.")
+        bullets.append(
+            "``moe.expert_bias`` (auxiliary-loss-free balancing) is not in transformers' "
+            "checkpoints: ``from_hf`` starts it at zero and ``to_hf`` leaves it out, so a model "
+            "trained with a non-zero bias routes differently once exported."
+        )
     if c.conv1d:
         modules = _and([_code(name) for name in c.conv1d])
         bullets.append(
@@ -227,10 +283,10 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
             "features first): weights are transposed both ways, biases not."
         )
     if c.legacy_names:
-        renamed = ", ".join(f"{_code(new)} as {_code(old)}" for old, new in c.legacy_names)
+        renamed = ", ".join(f"{_code(old)} as {_code(new)}" for old, new in c.legacy_names)
         bullets.append(
-            f"Older names: checkpoints saved by earlier transformers versions name {renamed}; "
-            "``from_hf`` reads the older names too."
+            f"Other names: ``from_hf`` also reads {renamed}, the name some files use; ``to_hf`` "
+            "writes the checkpoint's own."
         )
     if c.buffers:
         bullets.append(
@@ -245,10 +301,10 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
     return bullets
 
 
-def _exactness(c: CheckpointLayout) -> str:
+def _exactness(c: CheckpointLayout, experts: bool = False) -> str:
     changes = ["transposed"] if c.conv1d else []
-    if c.fused_qkv is not None or c.fused_gate_up is not None:
-        changes.append("split or concatenated")
+    if c.fused_qkv is not None or c.fused_gate_up is not None or experts:
+        changes.append("split or concatenated" if not experts else "split or stacked")
     if not changes:
         return (
             "Tensors pass through untouched (plain tensors or DTensors), so a round trip is "
@@ -256,6 +312,27 @@ def _exactness(c: CheckpointLayout) -> str:
         )
     changed = ", ".join(["renamed", *changes])
     return f"Tensors are {changed} exactly, so a round trip is bit-identical."
+
+
+def _experts_fused(spec: ArchSpec) -> bool:
+    moe = spec.features.moe
+    return moe is not None and moe.layout.fused_input is not None
+
+
+def _split_parts(spec: ArchSpec) -> str:
+    if spec.features.checkpoint.qkv_per_head:
+        return "split_qkv(value, self.model_args.n_heads)"
+    if _experts_fused(spec):  # [experts, 2 * ffn, dim]: each expert's gate rows, then up rows
+        return "value.chunk(2, dim=1)"
+    return "value.split(self.split_sizes[template])"
+
+
+def _fuse_parts(spec: ArchSpec) -> str:
+    if spec.features.checkpoint.qkv_per_head:
+        return "fuse_qkv(parts[0], parts[1], parts[2], self.model_args.n_heads)"
+    if _experts_fused(spec):
+        return "torch.cat([parts[0], parts[1]], dim=1)"
+    return "torch.cat([parts[place] for place in sorted(parts)])"
 
 
 def _older_key(c: CheckpointLayout, hub_prefix: str | None) -> str:
@@ -271,6 +348,27 @@ def _older_key(c: CheckpointLayout, hub_prefix: str | None) -> str:
     if hub_prefix is not None:
         expression = f"{expression}.removeprefix({hub_prefix!r})"
     return expression
+
+
+def _experts(spec: ArchSpec) -> tuple[tuple[str, str], ...]:
+    """Per-expert checkpoint tensors and the stacked weights they make up."""
+    moe = spec.features.moe
+    if moe is None or moe.layout.fused_input is not None:
+        return ()
+    c, ml = spec.features.checkpoint, moe.layout
+    expert = f"{c.prefix}.{c.blocks}.{{}}.{ml.module}.experts.{{}}."
+    return tuple(
+        (f"{expert}{theirs}.weight", f"layers.{{}}.moe.experts.{ours}")
+        for theirs, ours in ((ml.gate, "w1"), (ml.up, "w3"), (ml.down, "w2"))
+    )
+
+
+def _router_key(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is None:
+        return ""
+    c = spec.features.checkpoint
+    return f"{c.prefix}.{c.blocks}.{{}}.{moe.layout.module}.{moe.layout.router}.weight"
 
 
 def adapter_view(spec: ArchSpec) -> AdapterView:
@@ -290,27 +388,19 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
     older_buffers = tuple(block + name for name in c.buffers)
     if hub_prefix is not None:
         older_buffers = tuple(name.removeprefix(hub_prefix) for name in older_buffers)
-    older = [f"{old} for {new}" for old, new in c.legacy_names]
+    older = [f"{old} for {new}" for old, new in c.legacy_names]  # e.g. lm_head for embed_out
     if hub_prefix is not None:
         older.append(f'keys without the "{hub_prefix}" prefix')
     if c.buffers:
         older.append("non-parameter buffers")
     return AdapterView(
         bullets=tuple(_bullets(spec, embedding_key)),
-        exactness=_exactness(c),
+        exactness=_exactness(c, experts=spec.features.moe is not None),
         from_hf=tuple(from_hf),
         fused=tuple(fused),
         per_head=c.qkv_per_head,
-        split_parts=(
-            "split_qkv(value, self.model_args.n_heads)"
-            if c.qkv_per_head
-            else "value.split(self.split_sizes[template])"
-        ),
-        fuse_parts=(
-            "fuse_qkv(parts[0], parts[1], parts[2], self.model_args.n_heads)"
-            if c.qkv_per_head
-            else "torch.cat([parts[place] for place in sorted(parts)])"
-        ),
+        split_parts=_split_parts(spec),
+        fuse_parts=_fuse_parts(spec),
         size_locals=tuple(size_locals),
         conv1d=tuple(f"{block}{name}.weight" for name in c.conv1d),
         buffers=tuple(block + name for name in c.buffers),
@@ -322,4 +412,7 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
         older_key=_older_key(c, hub_prefix),
         older_buffers=older_buffers,
         older_doc=f"Older checkpoints: {_and(older)}." if older else "",
+        experts=_experts(spec),
+        expert_bias="layers.{}.moe.expert_bias" if spec.features.moe is not None else "",
+        router_key=_router_key(spec),
     )

@@ -21,6 +21,7 @@ from scaffolder.spec import ArchSpec
 SCALED_ROPE_TYPES = ("linear", "dynamic", "llama3")
 # The helper functions' parts (parts/args/<name>.py.j2), in the order the module defines them.
 HELPERS = (
+    "dense_layers",
     "rope_parameters",
     "rope_parameters_per_layer_type",
     "longrope",
@@ -43,7 +44,8 @@ SLIDING_DOCS = {
 @dataclass(frozen=True)
 class Field:
     """A ModelArgs field: annotation, full-size value, the comment naming its config.json field,
-    the comment lines above it, and the expression ``from_hf`` reads it with."""
+    the comment lines above it, and the expression ``from_hf`` reads it with (empty: not a
+    config.json field, ``from_hf`` keeps the default)."""
 
     name: str
     type: str
@@ -107,6 +109,7 @@ class ArgsView:
     seq_len_unbounded: bool
     matmul_params: tuple[str, ...]
     helpers: tuple[str, ...]
+    class_parts: tuple[str, ...] = ()  # parts/args/<name>.py.j2 inside ModelArgs
     rope_folds: tuple[tuple[str, str, Any], ...] = ()
     rope_old: str = ""
     rope_aliases: tuple[str, ...] = ()
@@ -148,6 +151,7 @@ class _Builder:
         self.fields: list[Field] = []
         self.fixed: list[Fixed] = []
         self.properties: list[Property] = []
+        self.class_parts: list[str] = []
         self.helpers: list[str] = []
         self.from_hf_setup: list[str] = []
         self.dims: list[Entry] = []  # to_hf: the dimensions
@@ -496,6 +500,65 @@ class _Builder:
                 )
             self.tail.append(Entry(name, "0.0", doc))
 
+    def moe_fields(self) -> None:
+        """The experts: how many, how many per token, their sizes, which layers have them."""
+        s, moe = self.spec, self.features.moe
+        if moe is None:
+            return
+        field = moe.experts_field
+        self.add("num_experts", "int", moe.num_experts, field, self.get(field))
+        self.tail.append(Entry(field, "self.num_experts"))
+        self.add("top_k", "int", moe.top_k, "num_experts_per_tok", self.get("num_experts_per_tok"))
+        self.tail.append(Entry("num_experts_per_tok", "self.top_k"))
+        if moe.expert_ffn_arg == "moe_ffn_dim":
+            self.add(
+                "moe_ffn_dim",
+                "int",
+                moe.ffn_dim,
+                moe.ffn_field,
+                self.get(moe.ffn_field),
+                "Each expert's hidden size; intermediate_size (ffn_dim) is the dense MLPs'.",
+            )
+            self.tail.append(Entry(moe.ffn_field, "self.moe_ffn_dim"))
+        if moe.shared_ffn_dim is not None:
+            field = "shared_expert_intermediate_size"
+            self.add("shared_ffn_dim", "int", moe.shared_ffn_dim, field, self.get(field))
+            self.tail.append(Entry(field, "self.shared_ffn_dim"))
+        if moe.has_dense_layers(s.n_layers):
+            self.add(
+                "decoder_sparse_step",
+                "int",
+                moe.sparse_step,
+                "decoder_sparse_step",
+                self.get("decoder_sparse_step"),
+                "Layer i has experts when (i + 1) % decoder_sparse_step == 0 and it is not in "
+                "mlp_only_layers; the others have a dense MLP of ffn_dim.",
+            )
+            self.add(
+                "mlp_only_layers",
+                "tuple[int, ...]",
+                moe.mlp_only_layers,
+                "mlp_only_layers",
+                f"tuple({self.get('mlp_only_layers', '[]')})",
+            )
+            self.tail += [
+                Entry("decoder_sparse_step", "self.decoder_sparse_step"),
+                Entry("mlp_only_layers", "list(self.mlp_only_layers)"),
+            ]
+            self.class_parts.append("is_moe_layer")
+        elif moe.sparse_step is not None:
+            self.tail += [Entry("decoder_sparse_step", "1"), Entry("mlp_only_layers", "[]")]
+        self.add_config("router_aux_loss_coef", "float", moe.aux_loss_coef)
+        self.add(
+            "use_grouped_mm",
+            "bool",
+            True,
+            "not in config.json",
+            "",
+            "Experts multiply with torch._grouped_mm where it applies; False: one expert after "
+            "the other (the reference, same values).",
+        )
+
     # ------------------------------------------------------------------ ARCHITECTURE
 
     def architecture(self) -> None:
@@ -550,6 +613,21 @@ class _Builder:
             partial = f.partial_rotary is not None
             found = 'rope["partial_rotary_factor"] != 1.0'
             self.fixed.append(Fixed("partial_rotary", partial, found))
+        moe = f.moe
+        if moe is not None and moe.renormalize_field is not None:
+            name = moe.renormalize_field
+            self.fixed.append(Fixed(name, moe.renormalize, self.get(name)))
+            self.written.append(Entry(name, f"ARCHITECTURE[{json.dumps(name)}]"))
+        if moe is not None and moe.sparse_step is not None and not moe.has_dense_layers(s.n_layers):
+            self.fixed.append(
+                Fixed(
+                    "dense_layers",
+                    False,
+                    "has_dense_layers(config)",
+                    ("Every layer has experts: no decoder_sparse_step or mlp_only_layers gaps.",),
+                )
+            )
+            self.helpers.append("dense_layers")
 
     def sliding_found(self) -> str:
         """Whether a config.json slides any layer, as transformers reads it."""
@@ -578,6 +656,7 @@ class _Builder:
         self.multiplier_fields()
         self.padding_fields()
         self.dropout_fields()
+        self.moe_fields()
         self.add_config("initializer_range", "float", s.initializer_range)
         self.architecture()
 
@@ -615,6 +694,15 @@ class _Builder:
                 "# The embedding table is a lookup, not a matmul.",
                 "embedding_params = sum(p.numel() for p in model.tok_embeddings.parameters())",
                 "matmul_params = nparams - embedding_params",
+            )
+        if f.moe is not None:
+            matmul = (
+                "# A token passes through top_k of the num_experts experts: count those.",
+                "experts = sum(",
+                '    p.numel() for name, p in model.named_parameters() if ".moe.experts." in name',
+                ")",
+                "nparams_active = nparams - experts + experts * self.top_k // self.num_experts",
+                *(line.replace("= nparams", "= nparams_active") for line in matmul),
             )
         if f.learned_positions:
             matmul += (
@@ -661,6 +749,7 @@ class _Builder:
             seq_len_unbounded=s.rope is not None and s.rope.type == "dynamic",
             matmul_params=matmul,
             helpers=tuple(sorted(set(self.helpers), key=HELPERS.index)),
+            class_parts=tuple(self.class_parts),
             rope_folds=tuple(self.rope_folds),
             rope_old=code_names([name for _, name, _ in self.rope_folds])
             if self.rope_folds

@@ -40,10 +40,16 @@ class InfraView:
     debug_args: tuple[tuple[str, Any, str], ...]  # (ModelArgs field, value, comment)
     full_args: tuple[tuple[str, Any], ...]
 
+    has_experts: bool = False  # model/moe.py exists (mixture-of-experts layers)
+    # Blocks with experts and blocks with a dense MLP: their plans, added per block.
+    moe_plan: tuple[PlanEntry, ...] = ()
+    dense_plan: tuple[PlanEntry, ...] = ()
+
     @property
     def omitted_files(self) -> tuple[str, ...]:
         """Template files this package does not have."""
-        return () if self.has_pipeline else ("infra/pipeline.py",)
+        omitted = () if self.has_pipeline else ("infra/pipeline.py",)
+        return omitted + (() if self.has_experts else ("model/moe.py",))
 
 
 def _model_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
@@ -122,16 +128,38 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
         )
     if placement != "post":
         entries.append(PlanEntry("ffn_norm", SEQUENCE_PARALLEL))
-    entries += [
+    moe = f.moe
+    if moe is None:
+        entries += _dense_plan(spec)
+    elif not moe.has_dense_layers(spec.n_layers):
+        entries += _moe_plan()
+    if post_norms:
+        entries.append(PlanEntry("post_ffn_norm", "SequenceParallel(use_local_output=True)"))
+    return tuple(entries)
+
+
+def _dense_plan(spec: ArchSpec) -> list[PlanEntry]:
+    entries = [
         PlanEntry("feed_forward", SEQUENCE_TO_REPLICATE),
         PlanEntry("feed_forward.w1", COLWISE),
         PlanEntry("feed_forward.w2", ROWWISE_TO_SEQUENCE),
     ]
-    if f.gated_mlp:
+    if spec.features.gated_mlp:
         entries.append(PlanEntry("feed_forward.w3", COLWISE))
-    if post_norms:
-        entries.append(PlanEntry("post_ffn_norm", "SequenceParallel(use_local_output=True)"))
-    return tuple(entries)
+    return entries
+
+
+def _moe_plan() -> list[PlanEntry]:
+    return [
+        PlanEntry(
+            "moe",
+            "PrepareModuleInputOutput(input_layouts=(Shard(1),), "
+            "desired_input_layouts=(Replicate(),), use_local_input=True, "
+            "output_layouts=(Replicate(),), desired_output_layouts=(Shard(1),))",
+            "The experts see the whole sequence and run replicated on every TP rank (same "
+            "tokens, same weights, same gradients); expert parallelism is what splits them.",
+        )
+    ]
 
 
 def _debug_args(spec: ArchSpec) -> tuple[tuple[str, Any, str], ...]:
@@ -156,6 +184,8 @@ def _full_args(spec: ArchSpec) -> tuple[tuple[str, Any], ...]:
 
 
 def infra_view(spec: ArchSpec) -> InfraView:
+    moe = spec.features.moe
+    mixed = moe is not None and moe.has_dense_layers(spec.n_layers)
     return InfraView(
         model_plan=_model_plan(spec),
         block_plan=_block_plan(spec),
@@ -168,4 +198,7 @@ def infra_view(spec: ArchSpec) -> InfraView:
         else (),
         debug_args=_debug_args(spec),
         full_args=_full_args(spec),
+        has_experts=spec.features.moe is not None,
+        moe_plan=tuple(_moe_plan()) if mixed else (),
+        dense_plan=tuple(_dense_plan(spec)) if mixed else (),
     )

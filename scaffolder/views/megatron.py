@@ -545,6 +545,76 @@ def _embeddings(spec: ArchSpec) -> Section:
     return Section("embeddings, initialization, regularization", tuple(items))
 
 
+def _experts(spec: ArchSpec) -> Section | None:
+    """The mixture of experts: sizes, which layers, routing, balancing, grouped GEMM."""
+    moe = spec.features.moe
+    if moe is None:
+        return None
+    items: list[Entry | Note] = [
+        Entry("num_experts", moe.num_experts, moe.experts_field),
+        Entry("moe_router_topk", moe.top_k, "num_experts_per_tok"),
+        Entry("moe_ffn_hidden_size", moe.ffn_dim, f"{moe.ffn_field}: each expert's hidden size"),
+    ]
+    if moe.has_dense_layers(spec.n_layers):
+        pattern = [int(moe.is_sparse(i)) for i in range(spec.n_layers)]
+        items.append(
+            Entry(
+                "moe_layer_freq",
+                pattern,
+                "1: experts, 0: a dense MLP of ffn_hidden_size (decoder_sparse_step, "
+                "mlp_only_layers)",
+            )
+        )
+    else:
+        items.append(Entry("moe_layer_freq", 1, "experts in every layer"))
+    if moe.shared_ffn_dim is not None:
+        items += [
+            Entry(
+                "moe_shared_expert_intermediate_size",
+                moe.shared_ffn_dim,
+                "shared_expert_intermediate_size",
+            ),
+            Entry("moe_shared_expert_gate", True, "shared_expert_gate: sigmoid gate on its output"),
+        ]
+    renormalized = moe.routing == "topk_softmax" or moe.renormalize
+    if renormalized:
+        why = (
+            "softmax over the top-k logits"
+            if moe.routing == "topk_softmax"
+            else "top-k of the softmax, renormalized"
+            + (f" ({moe.renormalize_field})" if moe.renormalize_field else "")
+        )
+        items.append(
+            Entry(
+                "moe_router_pre_softmax", False, f"{why}: the same weights as top-k, then softmax"
+            )
+        )
+    else:
+        items.append(
+            Entry(
+                "moe_router_pre_softmax",
+                True,
+                f"softmax over every expert, then top-k, not renormalized ({moe.renormalize_field} "
+                "false)",
+            )
+        )
+    items += [
+        Entry("moe_router_score_function", Name("softmax")),
+        Entry("moe_router_dtype", Name("fp32"), "router scores in float32, as transformers"),
+        Entry("moe_router_load_balancing_type", [Name("aux_loss")]),
+        Entry("moe_aux_loss_coeff", [moe.aux_loss_coef], "router_aux_loss_coef"),
+        Note(
+            "transformers' load-balancing loss pools the routing statistics of all layers into "
+            "one loss; Megatron's aux_loss adds one per layer. Both push towards even routing, "
+            "with different gradients.",
+            expressible=False,
+        ),
+        Entry("moe_grouped_gemm", True, "experts as one grouped GEMM"),
+        Entry("moe_token_dispatcher_type", Name("alltoall"), "tokens to experts by all-to-all"),
+    ]
+    return Section("experts", tuple(items))
+
+
 def megatron_view(spec: ArchSpec) -> MegatronView:
     """The architecture sections of the model preset of ``spec`` (the tokenizer section is the
     template's: it names the source)."""
@@ -553,6 +623,7 @@ def megatron_view(spec: ArchSpec) -> MegatronView:
             _size(spec),
             _attention(spec),
             _mlp(spec),
+            *((_experts(spec),) if spec.features.moe is not None else ()),
             _normalization(spec),
             _positions(spec),
             _embeddings(spec),

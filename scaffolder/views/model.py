@@ -269,10 +269,54 @@ class BlockView:
     attention: str  # how the block builds its Attention
     attributes: tuple[str, ...]  # parts
     residual_scale: str  # after each sublayer's output
+    # block_pre_norm: the MLP (dense, experts, or either by layer): __init__'s lines, then
+    # init_weights', forward's before its return, and what forward calls on the normed h.
+    mlp_init: tuple[str, ...] = (
+        "self.feed_forward = FeedForward(model_args.dim, model_args.ffn_dim)",
+    )
+    mlp_init_weights: tuple[str, ...] = ("self.feed_forward.init_weights(init_std)",)
+    mlp_setup: tuple[str, ...] = ()
+    mlp: str = "self.feed_forward"
+
+
+def _mlp_lines(spec: ArchSpec) -> dict[str, object]:
+    """BlockView's MLP fields: experts in every layer, or experts or a dense MLP by layer."""
+    moe = spec.features.moe
+    if moe is None:
+        return {}
+    if spec.parts["block"] != "block_pre_norm":
+        raise ScaffoldError("mixture-of-experts layers need the pre-norm block (block_pre_norm)")
+    if not moe.has_dense_layers(spec.n_layers):
+        return dict(
+            mlp_init=("self.moe = MoE(model_args)",),
+            mlp_init_weights=("self.moe.init_weights(init_std)",),
+            mlp="self.moe",
+        )
+    return dict(
+        mlp_init=(
+            "# decoder_sparse_step and mlp_only_layers: experts here, or a dense MLP.",
+            "self.moe_enabled = model_args.is_moe_layer(layer_id)",
+            "if self.moe_enabled:",
+            "    self.moe = MoE(model_args)",
+            "else:",
+            "    self.feed_forward = FeedForward(model_args.dim, model_args.ffn_dim)",
+        ),
+        mlp_init_weights=(
+            "(self.moe if self.moe_enabled else self.feed_forward).init_weights(init_std)",
+        ),
+        mlp_setup=("mlp = self.moe if self.moe_enabled else self.feed_forward",),
+        mlp="mlp",
+    )
+
+
+def _has_dense_and_sparse(spec: ArchSpec) -> bool:
+    moe = spec.features.moe
+    return moe is not None and moe.has_dense_layers(spec.n_layers)
 
 
 def block_view(spec: ArchSpec) -> BlockView:
     x = _facts(spec)
+    by_layer = x.per_layer or _has_dense_and_sparse(spec)
     if x.pattern:
         attention = "Attention(model_args, sliding=is_sliding_layer(model_args, layer_id))"
     elif x.per_layer:
@@ -286,15 +330,17 @@ def block_view(spec: ArchSpec) -> BlockView:
         )
     else:
         text = "Pre-norm block: ``h = x + attention(norm(x))``, then ``h + feed_forward(norm(h))``."
+    if spec.features.moe is not None:
+        mlp = "experts" if not _has_dense_and_sparse(spec) else "experts or dense MLP"
+        text = text.replace("feed_forward(", f"{'moe' if mlp == 'experts' else 'mlp'}(")
     return BlockView(
         doc=text,
-        init_params="layer_id: int, model_args: ModelArgs"
-        if x.per_layer
-        else "model_args: ModelArgs",
-        new=f"TransformerBlock({'layer_id, ' if x.per_layer else ''}model_args)",
+        init_params="layer_id: int, model_args: ModelArgs" if by_layer else "model_args: ModelArgs",
+        new=f"TransformerBlock({'layer_id, ' if by_layer else ''}model_args)",
         attention=attention,
         attributes=keep((x.multipliers, "residual_multiplier_attribute")),
         residual_scale=" * self.residual_multiplier" if x.multipliers else "",
+        **_mlp_lines(spec),
     )
 
 
@@ -360,6 +406,8 @@ class TransformerView:
     rope_cache: str  # forward
     layers: str  # forward
     logits: str  # forward
+    methods: tuple[str, ...] = ()  # parts after forward
+    moe_layers: str = ""  # moe_load_balancing: the list of the blocks' MoE modules
 
 
 def transformer_view(spec: ArchSpec) -> TransformerView:
@@ -386,6 +434,11 @@ def transformer_view(spec: ArchSpec) -> TransformerView:
         else "rope_rows_all",
         layers="layers_local_global" if f.local_rope else "layers",
         logits=logits,
+        methods=keep((f.moe is not None, "moe_load_balancing")),
+        moe_layers=""
+        if f.moe is None
+        else "[layer.moe for layer in self.layers.values()"
+        + (" if layer.moe_enabled]" if _has_dense_and_sparse(spec) else "]"),
     )
 
 
@@ -398,6 +451,7 @@ class ModelView:
 
     overview: tuple[str, ...]  # paragraphs, one sentence a line
     stdlib_imports: tuple[str, ...]  # modules
+    local_imports: tuple[str, ...]  # the package's modules: import lines
     parts: tuple[str, ...]  # parts/model/<name>.py.j2, in file order
     norm_class: str
     norm_name: str
@@ -417,6 +471,10 @@ def model_view(spec: ArchSpec) -> ModelView:
     return ModelView(
         overview=overview(spec),
         stdlib_imports=keep((needs_math, "math")),
+        local_imports=(
+            "from .args import ModelArgs",
+            *keep((f.moe is not None, "from .moe import MoE, load_balancing_loss")),
+        ),
         parts=keep(
             (f.norm.kind == "rmsnorm_1p", "norm_rmsnorm_1p"),
             (x.rotary, spec.parts.get("rope", "")),
@@ -424,7 +482,7 @@ def model_view(spec: ArchSpec) -> ModelView:
             (x.projection_norm, "norm_projection"),
             (True, spec.parts["attention"]),
             (spec.hidden_act in WRITTEN_OUT_GELUS, f"activation_{spec.hidden_act}"),
-            (True, spec.parts["feed_forward"]),
+            (f.moe is None or _has_dense_and_sparse(spec), spec.parts["feed_forward"]),
             (x.pattern, "sliding_layer_pattern"),
             (True, spec.parts["block"]),
             (True, spec.parts["transformer"]),

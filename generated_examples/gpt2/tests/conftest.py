@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel
+from transformers.core_model_loading import revert_weight_conversion
 
 from gpt2 import gpt2_configs
 from gpt2.model.args import ModelArgs
+from runtime.hf_io import load_hf_state_dict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -53,3 +56,18 @@ def build_hf_model(args: ModelArgs, seed: int = 0) -> GPT2LMHeadModel:
     config = GPT2Config.from_dict(args.to_hf())
     config._attn_implementation = "eager"
     return GPT2LMHeadModel(config).float().eval()
+
+
+def hf_checkpoint(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The tensors of ``hf_model``'s checkpoint files, as ``save_pretrained`` writes them (the
+    hub's key names and layout; transformers' in-memory ``state_dict()`` may differ)."""
+    with tempfile.TemporaryDirectory() as folder:
+        hf_model.save_pretrained(folder)
+        return load_hf_state_dict(folder)
+
+
+def hf_checkpoint_grads(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """``hf_model``'s gradients under its checkpoint's keys and layout (converted as
+    ``save_pretrained`` converts the weights)."""
+    grads = {name: p.grad for name, p in hf_model.named_parameters()}
+    return revert_weight_conversion(hf_model, grads)

@@ -12,15 +12,13 @@ from gpt2.model.model import Transformer
 from gpt2.model.state_dict_adapter import Gpt2StateDictAdapter
 from runtime.hf_io import load_hf_state_dict, save_hf_checkpoint
 
-from .conftest import build_hf_model
+from .conftest import build_hf_model, hf_checkpoint
 
 
 def test_round_trip_from_hf_is_bit_identical(debug_args: ModelArgs) -> None:
-    hf_state_dict = build_hf_model(debug_args).state_dict()
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
     adapter = Gpt2StateDictAdapter(debug_args, None)
     back = adapter.to_hf(adapter.from_hf(hf_state_dict))
-    # transformers' state_dict() lists the tied lm_head too; its checkpoints leave it out.
-    hf_state_dict = {k: v for k, v in hf_state_dict.items() if k != "lm_head.weight"}
     assert back.keys() == hf_state_dict.keys()
     for key, value in hf_state_dict.items():
         assert torch.equal(back[key], value), key
@@ -65,7 +63,7 @@ def test_export_loads_in_transformers_with_identical_logits(
 
 def test_from_hf_reads_older_checkpoints(debug_args: ModelArgs) -> None:
     """Older checkpoints: keys without the "transformer." prefix and non-parameter buffers."""
-    hf_state_dict = build_hf_model(debug_args).state_dict()
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
     older = {key.removeprefix("transformer."): value for key, value in hf_state_dict.items()}
     # Non-parameter buffers: from_hf skips them, whatever they hold.
     buffers = ("h.{}.attn.bias", "h.{}.attn.masked_bias")

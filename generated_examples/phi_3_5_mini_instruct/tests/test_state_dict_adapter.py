@@ -12,11 +12,11 @@ from phi_3_5_mini_instruct.model.model import Transformer
 from phi_3_5_mini_instruct.model.state_dict_adapter import Phi3StateDictAdapter
 from runtime.hf_io import load_hf_state_dict, save_hf_checkpoint
 
-from .conftest import build_hf_model
+from .conftest import build_hf_model, hf_checkpoint
 
 
 def test_round_trip_from_hf_is_bit_identical(debug_args: ModelArgs) -> None:
-    hf_state_dict = build_hf_model(debug_args).state_dict()
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
     adapter = Phi3StateDictAdapter(debug_args, None)
     back = adapter.to_hf(adapter.from_hf(hf_state_dict))
     assert back.keys() == hf_state_dict.keys()

@@ -3,15 +3,15 @@
 - Rotary layout: the model rotates q/k (the first rotary channels of each head) in transformers'
   half-split layout, so the query and key rows of ``query_key_value`` load as they are; no per-head
   permutation.
-- Untied embeddings: ``lm_head.weight`` and ``gpt_neox.embed_in.weight`` are separate tensors.
+- Untied embeddings: ``embed_out.weight`` and ``gpt_neox.embed_in.weight`` are separate tensors.
 - Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither state
   dict.
 - Fused tensors: the checkpoint's ``attention.query_key_value`` holds, head after head, that head's
   query, key and value rows (its output features unflatten to heads, then q/k/v, then head_dim). The
   model keeps separate projections, so tensor parallelism shards each of them whole: ``from_hf``
   splits the fused tensors and ``to_hf`` interleaves them again.
-- Older names: checkpoints saved by earlier transformers versions name ``lm_head.weight`` as
-  ``embed_out.weight``; ``from_hf`` reads the older names too.
+- Other names: ``from_hf`` also reads ``lm_head.weight`` as ``embed_out.weight``, the name some
+  files use; ``to_hf`` writes the checkpoint's own.
 - Non-parameter buffers some checkpoints carry (``attention.bias``, ``attention.masked_bias``,
   ``attention.rotary_emb.inv_freq``) are skipped by ``from_hf``.
 """
@@ -40,7 +40,7 @@ FROM_HF: dict[str, str] = {
     "gpt_neox.layers.{}.mlp.dense_4h_to_h.bias": "layers.{}.feed_forward.w2.bias",
     "gpt_neox.final_layer_norm.weight": "norm.weight",
     "gpt_neox.final_layer_norm.bias": "norm.bias",
-    "lm_head.weight": "output.weight",
+    "embed_out.weight": "output.weight",
 }
 TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
 # transformers' fused key -> this model's keys, in the order the checkpoint holds them.
@@ -64,7 +64,7 @@ TO_FUSED: dict[str, tuple[str, int]] = {
 }
 # Older checkpoints' key -> today's.
 LEGACY_NAMES: dict[str, str] = {
-    "embed_out.weight": "lm_head.weight",
+    "lm_head.weight": "embed_out.weight",
 }
 # Non-parameter buffers some checkpoints carry.
 BUFFERS = {

@@ -12,11 +12,11 @@ from pythia_160m.model.model import Transformer
 from pythia_160m.model.state_dict_adapter import GptNeoxStateDictAdapter
 from runtime.hf_io import load_hf_state_dict, save_hf_checkpoint
 
-from .conftest import build_hf_model
+from .conftest import build_hf_model, hf_checkpoint
 
 
 def test_round_trip_from_hf_is_bit_identical(debug_args: ModelArgs) -> None:
-    hf_state_dict = build_hf_model(debug_args).state_dict()
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
     adapter = GptNeoxStateDictAdapter(debug_args, None)
     back = adapter.to_hf(adapter.from_hf(hf_state_dict))
     assert back.keys() == hf_state_dict.keys()
@@ -62,10 +62,10 @@ def test_export_loads_in_transformers_with_identical_logits(
 
 
 def test_from_hf_reads_older_checkpoints(debug_args: ModelArgs) -> None:
-    """Older checkpoints: embed_out.weight for lm_head.weight and non-parameter buffers."""
-    hf_state_dict = build_hf_model(debug_args).state_dict()
+    """Older checkpoints: lm_head.weight for embed_out.weight and non-parameter buffers."""
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
     older = {
-        ("embed_out.weight" if key == "lm_head.weight" else key): value
+        ("lm_head.weight" if key == "embed_out.weight" else key): value
         for key, value in hf_state_dict.items()
     }
     # Non-parameter buffers: from_hf skips them, whatever they hold.

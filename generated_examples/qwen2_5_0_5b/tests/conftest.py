@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
+from transformers.core_model_loading import revert_weight_conversion
 
 from qwen2_5_0_5b import qwen2_5_0_5b_configs
 from qwen2_5_0_5b.model.args import ModelArgs
+from runtime.hf_io import load_hf_state_dict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -53,3 +56,18 @@ def build_hf_model(args: ModelArgs, seed: int = 0) -> Qwen2ForCausalLM:
     config = Qwen2Config.from_dict(args.to_hf())
     config._attn_implementation = "eager"
     return Qwen2ForCausalLM(config).float().eval()
+
+
+def hf_checkpoint(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The tensors of ``hf_model``'s checkpoint files, as ``save_pretrained`` writes them (the
+    hub's key names and layout; transformers' in-memory ``state_dict()`` may differ)."""
+    with tempfile.TemporaryDirectory() as folder:
+        hf_model.save_pretrained(folder)
+        return load_hf_state_dict(folder)
+
+
+def hf_checkpoint_grads(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """``hf_model``'s gradients under its checkpoint's keys and layout (converted as
+    ``save_pretrained`` converts the weights)."""
+    grads = {name: p.grad for name, p in hf_model.named_parameters()}
+    return revert_weight_conversion(hf_model, grads)

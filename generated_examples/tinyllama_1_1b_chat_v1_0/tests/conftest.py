@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers.core_model_loading import revert_weight_conversion
 
+from runtime.hf_io import load_hf_state_dict
 from tinyllama_1_1b_chat_v1_0 import tinyllama_1_1b_chat_v1_0_configs
 from tinyllama_1_1b_chat_v1_0.model.args import ModelArgs
 
@@ -53,3 +56,18 @@ def build_hf_model(args: ModelArgs, seed: int = 0) -> LlamaForCausalLM:
     config = LlamaConfig.from_dict(args.to_hf())
     config._attn_implementation = "eager"
     return LlamaForCausalLM(config).float().eval()
+
+
+def hf_checkpoint(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The tensors of ``hf_model``'s checkpoint files, as ``save_pretrained`` writes them (the
+    hub's key names and layout; transformers' in-memory ``state_dict()`` may differ)."""
+    with tempfile.TemporaryDirectory() as folder:
+        hf_model.save_pretrained(folder)
+        return load_hf_state_dict(folder)
+
+
+def hf_checkpoint_grads(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """``hf_model``'s gradients under its checkpoint's keys and layout (converted as
+    ``save_pretrained`` converts the weights)."""
+    grads = {name: p.grad for name, p in hf_model.named_parameters()}
+    return revert_weight_conversion(hf_model, grads)

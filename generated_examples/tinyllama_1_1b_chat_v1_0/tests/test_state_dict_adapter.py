@@ -12,11 +12,11 @@ from tinyllama_1_1b_chat_v1_0.model.args import ModelArgs
 from tinyllama_1_1b_chat_v1_0.model.model import Transformer
 from tinyllama_1_1b_chat_v1_0.model.state_dict_adapter import LlamaStateDictAdapter
 
-from .conftest import build_hf_model
+from .conftest import build_hf_model, hf_checkpoint
 
 
 def test_round_trip_from_hf_is_bit_identical(debug_args: ModelArgs) -> None:
-    hf_state_dict = build_hf_model(debug_args).state_dict()
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
     adapter = LlamaStateDictAdapter(debug_args, None)
     back = adapter.to_hf(adapter.from_hf(hf_state_dict))
     assert back.keys() == hf_state_dict.keys()

@@ -17,6 +17,9 @@ from torch.distributed.tensor import Replicate, Shard
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     PrepareModuleInput,
+{%- if v.has_experts %}
+    PrepareModuleInputOutput,
+{%- endif %}
     RowwiseParallel,
     SequenceParallel,
     parallelize_module,
@@ -123,6 +126,32 @@ Norms run on sequence shards; the embedding is split by vocabulary and the outpu
 {%- endfor %}
             },
         )
+{%- if v.moe_plan %}
+        # decoder_sparse_step and mlp_only_layers: experts here, or a dense MLP.
+        if block.moe_enabled:
+            parallelize_module(
+                block,
+                tp_mesh,
+                {
+{%- for entry in v.moe_plan %}
+{%- if entry.comment %}
+{{ entry.comment | comment_lines(width=80) | indent(20, first=True) }}
+{%- endif %}
+                    {{ entry.module | py }}: {{ entry.style }},
+{%- endfor %}
+                },
+            )
+        else:
+            parallelize_module(
+                block,
+                tp_mesh,
+                {
+{%- for entry in v.dense_plan %}
+                    {{ entry.module | py }}: {{ entry.style }},
+{%- endfor %}
+                },
+            )
+{%- endif %}
 {%- if s.tie_word_embeddings %}
     # Both shardings split the shared table by vocabulary rows: tie the DTensors again.
     model.output.weight = model.tok_embeddings.weight

@@ -45,6 +45,10 @@ class ModelArgs(BaseModelArgs):
         """{{ property.doc }}"""
         return {{ property.expr }}
 {%- endfor %}
+{%- for part in v.class_parts %}
+
+{% include 'parts/args/' ~ part ~ '.py.j2' %}
+{%- endfor %}
 
     @classmethod
     def from_hf(cls, config: dict[str, Any]) -> ModelArgs:
@@ -59,7 +63,7 @@ class ModelArgs(BaseModelArgs):
         {{ line }}
 {%- endfor %}
         return cls(
-{%- for field in v.fields %}
+{%- for field in v.fields if field.read %}
             {{ field.name }}={{ field.read }},
 {%- endfor %}
         )

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .args import ModelArgs
+{% for line in m.local_imports -%}
+{{ line }}
+{% endfor -%}
 {% for part in m.parts %}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-{% if v.fused %}
+{% if v.fused or v.expert_bias %}
 import torch
 {% endif %}
 from runtime.protocols import StateDictAdapter
@@ -40,6 +40,21 @@ FUSED_FROM_HF: dict[str, tuple[str, ...]] = {
 TO_FUSED: dict[str, tuple[str, int]] = {
     ours: (theirs, place) for theirs, parts in FUSED_FROM_HF.items() for place, ours in enumerate(parts)
 }
+{%- endif %}
+{%- if v.experts %}
+# transformers' per-expert key ("{}": the layer, then the expert) -> this model's stacked weight.
+EXPERTS_FROM_HF: dict[str, str] = {
+{%- for theirs, ours in v.experts %}
+    {{ theirs | py }}: {{ ours | py }},
+{%- endfor %}
+}
+EXPERTS_TO_HF: dict[str, str] = {ours: theirs for theirs, ours in EXPERTS_FROM_HF.items()}
+{%- endif %}
+{%- if v.expert_bias %}
+# Auxiliary-loss-free balancing's bias: not in transformers' checkpoints. from_hf starts it at
+# zero in each layer that has a router.
+EXPERT_BIAS = {{ v.expert_bias | py }}
+ROUTER = {{ v.router_key | py }}
 {%- endif %}
 {%- if v.conv1d %}
 # Conv1D weights, stored transposed (input features first) in the checkpoint.
@@ -82,6 +97,25 @@ def _rename(key: str, mapping: dict[str, str]) -> str:
     if template not in mapping:
         raise KeyError(f"no mapping for state dict key {key!r}")
     return mapping[template].format(layer) if layer is not None else mapping[template]
+{%- if v.experts %}
+
+
+def _expert_template(key: str) -> tuple[str, str, int] | None:
+    """A per-expert key with its layer and expert numbers replaced by "{}", the layer and the
+    expert; None for a key without both numbers."""
+    numbers = list(_LAYER_NUMBER.finditer(key))
+    if len(numbers) != 2:
+        return None
+    layer, expert = numbers
+    template = (
+        key[: layer.start()]
+        + ".{}."
+        + key[layer.end() : expert.start()]
+        + ".{}."
+        + key[expert.end() :]
+    )
+    return template, layer.group(1), int(expert.group(1))
+{%- endif %}
 {%- if v.per_head %}
 
 
@@ -128,8 +162,21 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
             if key == "output.weight":
                 continue  # tied to tok_embeddings.weight; transformers re-ties it on load
 {%- endif %}
-{%- if v.fused %}
+{%- if v.fused or v.expert_bias %}
             template, layer = _template(key)
+{%- endif %}
+{%- if v.expert_bias %}
+            if template == EXPERT_BIAS:
+                continue
+{%- endif %}
+{%- if v.experts %}
+            if template in EXPERTS_TO_HF:
+                for expert, weight in enumerate(value.unbind(0)):
+                    # A copy: the checkpoint's tensors may not share memory.
+                    hf_state_dict[EXPERTS_TO_HF[template].format(layer, expert)] = weight.clone()
+                continue
+{%- endif %}
+{%- if v.fused %}
             if template in TO_FUSED:
                 fused, place = TO_FUSED[template]
                 stacks.setdefault(fused.format(layer), {})[place] = value
@@ -149,6 +196,9 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict = {}
+{%- if v.experts %}
+        experts: dict[str, dict[int, Any]] = {}  # our stacked key -> {expert: its tensor}
+{%- endif %}
         for key, value in hf_state_dict.items():
 {%- if v.hub_prefix %}
             if not key.startswith({{ v.kept_prefixes | py }}):
@@ -160,6 +210,13 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 {%- if s.tie_word_embeddings %}
             if key == {{ v.lm_head_key | py }}:
                 continue  # the same tensor as {{ v.embedding_key }}
+{%- endif %}
+{%- if v.experts %}
+            per_expert = _expert_template(key)
+            if per_expert is not None and per_expert[0] in EXPERTS_FROM_HF:
+                template, layer, expert = per_expert
+                experts.setdefault(EXPERTS_FROM_HF[template].format(layer), {})[expert] = value
+                continue
 {%- endif %}
 {%- if v.reads_template %}
             template, layer = _template(key)
@@ -180,6 +237,19 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
                 continue
 {%- endif %}
             state_dict[_rename(key, FROM_HF)] = value
+{%- if v.expert_bias %}
+            if template == ROUTER:
+                state_dict[EXPERT_BIAS.format(layer)] = torch.zeros(value.shape[0])
+{%- endif %}
+{%- if v.experts %}
+        for name, tensors in experts.items():
+            if sorted(tensors) != list(range(self.model_args.num_experts)):
+                raise KeyError(
+                    f"{name}: the checkpoint holds experts {sorted(tensors)}, "
+                    f"not 0..{self.model_args.num_experts - 1}"
+                )
+            state_dict[name] = torch.stack([tensors[e] for e in range(len(tensors))])
+{%- endif %}
 {%- if s.tie_word_embeddings %}
         state_dict["output.weight"] = state_dict["tok_embeddings.weight"]
 {%- endif %}

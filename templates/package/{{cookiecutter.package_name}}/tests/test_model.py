@@ -4,7 +4,7 @@
 """The model against transformers' {{ s.hf_architecture }}: logits, loss and gradients."""
 
 from __future__ import annotations
-{% if sliding or f.attention_dropout %}
+{% if sliding or f.attention_dropout or f.moe %}
 import dataclasses
 {% endif %}
 import pytest
@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.model.args import ModelArgs
 from {{ cookiecutter.package_name }}.model.model import Transformer
 from {{ cookiecutter.package_name }}.model.state_dict_adapter import {{ cookiecutter.class_prefix }}StateDictAdapter
 
-from .conftest import build_hf_model
+from .conftest import build_hf_model, hf_checkpoint, hf_checkpoint_grads
 
 LOGITS_ATOL = 1e-5
 
@@ -25,7 +25,7 @@ LOGITS_ATOL = 1e-5
 def load_from_hf(hf_model: torch.nn.Module, args: ModelArgs) -> Transformer:
     model = Transformer(args)
     adapter = {{ cookiecutter.class_prefix }}StateDictAdapter(args, None)
-    model.load_state_dict(adapter.from_hf(hf_model.state_dict()))
+    model.load_state_dict(adapter.from_hf(hf_checkpoint(hf_model)))
     return model.eval()
 
 
@@ -103,7 +103,7 @@ def test_loss_and_gradients_match_transformers(debug_args: ModelArgs) -> None:
     torch.testing.assert_close(loss, hf_loss, rtol=1e-5, atol=1e-6)
     adapter = {{ cookiecutter.class_prefix }}StateDictAdapter(debug_args, None)
     grads = adapter.to_hf({name: p.grad for name, p in model.named_parameters()})
-    hf_grads = {name: p.grad for name, p in hf_model.named_parameters()}
+    hf_grads = hf_checkpoint_grads(hf_model)
     assert grads.keys() == hf_grads.keys()
     for name, grad in grads.items():
         torch.testing.assert_close(grad, hf_grads[name], rtol=1e-4, atol=1e-6, msg=name)
@@ -167,7 +167,7 @@ def test_full_size_parameter_count_matches_transformers() -> None:
     assert count == {{ s.num_params | py }}
     nparams, flops_per_token = args.get_nparams_and_flops(model, seq_len=2048)
     assert nparams == count
-    assert flops_per_token > 6 * (count - args.vocab_size * args.dim)
+    assert flops_per_token > 6 * ({{ s.active_params | py }} - args.vocab_size * args.dim)
 
 
 @pytest.mark.full_size
@@ -180,3 +180,6 @@ def test_full_size_logits_match_transformers() -> None:
         expected = hf_model(tokens).logits
         logits = model(tokens)
     assert (logits - expected).abs().max().item() <= LOGITS_ATOL
+{%- if cookiecutter.views.moe %}
+{% include 'parts/tests/moe.py.j2' %}
+{%- endif %}

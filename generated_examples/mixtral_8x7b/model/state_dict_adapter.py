@@ -1,0 +1,127 @@
+"""State dict mapping between this model and transformers' MixtralForCausalLM.
+
+- Rotary layout: the model rotates q/k in transformers' half-split layout, so ``q_proj`` and
+  ``k_proj`` load as they are; no per-head permutation.
+- Untied embeddings: ``lm_head.weight`` and ``model.embed_tokens.weight`` are separate tensors.
+- Non-persistent buffers (the rope cache here, ``rotary_emb.inv_freq`` there) are in neither state
+  dict.
+- Experts: the checkpoint holds one tensor per expert (``experts.<j>.w1``, ``experts.<j>.w3``,
+  ``experts.<j>.w2``), as the hub's files and ``save_pretrained`` store them (transformers stacks
+  them only in memory); ``from_hf`` stacks them into the model's ``[experts, ...]`` weights and
+  ``to_hf`` splits them again.
+- ``moe.expert_bias`` (auxiliary-loss-free balancing) is not in transformers' checkpoints:
+  ``from_hf`` starts it at zero and ``to_hf`` leaves it out, so a model trained with a non-zero bias
+  routes differently once exported.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from runtime.protocols import StateDictAdapter
+
+# transformers key -> this model's key; "{}" is the layer number.
+FROM_HF: dict[str, str] = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.layers.{}.input_layernorm.weight": "layers.{}.attention_norm.weight",
+    "model.layers.{}.self_attn.q_proj.weight": "layers.{}.attention.wq.weight",
+    "model.layers.{}.self_attn.k_proj.weight": "layers.{}.attention.wk.weight",
+    "model.layers.{}.self_attn.v_proj.weight": "layers.{}.attention.wv.weight",
+    "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attention.wo.weight",
+    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.ffn_norm.weight",
+    "model.layers.{}.block_sparse_moe.gate.weight": "layers.{}.moe.router.gate.weight",
+    "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight",
+}
+TO_HF: dict[str, str] = {ours: theirs for theirs, ours in FROM_HF.items()}
+# transformers' per-expert key ("{}": the layer, then the expert) -> this model's stacked weight.
+EXPERTS_FROM_HF: dict[str, str] = {
+    "model.layers.{}.block_sparse_moe.experts.{}.w1.weight": "layers.{}.moe.experts.w1",
+    "model.layers.{}.block_sparse_moe.experts.{}.w3.weight": "layers.{}.moe.experts.w3",
+    "model.layers.{}.block_sparse_moe.experts.{}.w2.weight": "layers.{}.moe.experts.w2",
+}
+EXPERTS_TO_HF: dict[str, str] = {ours: theirs for theirs, ours in EXPERTS_FROM_HF.items()}
+# Auxiliary-loss-free balancing's bias: not in transformers' checkpoints. from_hf starts it at
+# zero in each layer that has a router.
+EXPERT_BIAS = "layers.{}.moe.expert_bias"
+ROUTER = "model.layers.{}.block_sparse_moe.gate.weight"
+
+_LAYER_NUMBER = re.compile(r"\.(\d+)\.")
+
+
+def _template(key: str) -> tuple[str, str | None]:
+    """``key`` with its layer number replaced by "{}", and the layer number."""
+    match = _LAYER_NUMBER.search(key)
+    if match is None:
+        return key, None
+    return key[: match.start()] + ".{}." + key[match.end() :], match.group(1)
+
+
+def _rename(key: str, mapping: dict[str, str]) -> str:
+    template, layer = _template(key)
+    if template not in mapping:
+        raise KeyError(f"no mapping for state dict key {key!r}")
+    return mapping[template].format(layer) if layer is not None else mapping[template]
+
+
+def _expert_template(key: str) -> tuple[str, str, int] | None:
+    """A per-expert key with its layer and expert numbers replaced by "{}", the layer and the
+    expert; None for a key without both numbers."""
+    numbers = list(_LAYER_NUMBER.finditer(key))
+    if len(numbers) != 2:
+        return None
+    layer, expert = numbers
+    template = (
+        key[: layer.start()]
+        + ".{}."
+        + key[layer.end() : expert.start()]
+        + ".{}."
+        + key[expert.end() :]
+    )
+    return template, layer.group(1), int(expert.group(1))
+
+
+class MixtralStateDictAdapter(StateDictAdapter):
+    """Converts state dicts to and from transformers' MixtralForCausalLM layout.
+
+    Tensors are renamed, split or stacked exactly, so a round trip is bit-identical.
+    """
+
+    def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        hf_state_dict = {}
+        for key, value in state_dict.items():
+            template, layer = _template(key)
+            if template == EXPERT_BIAS:
+                continue
+            if template in EXPERTS_TO_HF:
+                for expert, weight in enumerate(value.unbind(0)):
+                    # A copy: the checkpoint's tensors may not share memory.
+                    hf_state_dict[EXPERTS_TO_HF[template].format(layer, expert)] = weight.clone()
+                continue
+            hf_state_dict[_rename(key, TO_HF)] = value
+        return hf_state_dict
+
+    def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+        state_dict = {}
+        experts: dict[str, dict[int, Any]] = {}  # our stacked key -> {expert: its tensor}
+        for key, value in hf_state_dict.items():
+            per_expert = _expert_template(key)
+            if per_expert is not None and per_expert[0] in EXPERTS_FROM_HF:
+                template, layer, expert = per_expert
+                experts.setdefault(EXPERTS_FROM_HF[template].format(layer), {})[expert] = value
+                continue
+            template, layer = _template(key)
+            state_dict[_rename(key, FROM_HF)] = value
+            if template == ROUTER:
+                state_dict[EXPERT_BIAS.format(layer)] = torch.zeros(value.shape[0])
+        for name, tensors in experts.items():
+            if sorted(tensors) != list(range(self.model_args.num_experts)):
+                raise KeyError(
+                    f"{name}: the checkpoint holds experts {sorted(tensors)}, "
+                    f"not 0..{self.model_args.num_experts - 1}"
+                )
+            state_dict[name] = torch.stack([tensors[e] for e in range(len(tensors))])
+        return state_dict

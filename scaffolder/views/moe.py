@@ -1,0 +1,143 @@
+"""The experts area: what ``model/moe.py`` prints (mixture-of-experts packages only).
+
+Router, grouped experts, token dispatcher, shared expert and the load-balancing loss: the code
+is the same for every mixture; the docstrings name the family's config.json fields and
+numbers, and the router's scoring is one of the parts under ``parts/moe/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaffolder.features import Moe
+from scaffolder.spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class MoeView:
+    overview: tuple[str, ...]  # the module docstring's sentences
+    routing: str  # parts/moe/<routing>.py.j2: the router's scores, choice and weights
+    router_doc: str
+    experts_doc: str
+    shared: bool  # a shared expert with its sigmoid gate
+    shared_doc: str
+    moe_doc: str
+    ffn_arg: str  # the ModelArgs field of each expert's hidden size
+    aux_doc: str
+    first_sparse: str  # the debug flavor's first layer with experts (the generated tests')
+
+
+def _routing(moe: Moe) -> str:
+    if moe.routing == "topk_softmax":
+        return "topk_softmax"
+    return "softmax_topk_renormalized" if moe.renormalize else "softmax_topk"
+
+
+def _router_doc(moe: Moe) -> str:
+    name = moe.layout.router
+    if moe.routing == "topk_softmax":
+        scoring = (
+            "The weights are a softmax over the chosen experts' logits (in float32), which "
+            "sum to one."
+        )
+    elif moe.renormalize:
+        how = f" ({moe.renormalize_field})" if moe.renormalize_field else ""
+        scoring = (
+            "Scores are a softmax over every expert's logit, in float32; the chosen experts' "
+            f"scores are renormalized to sum to one{how}."
+        )
+    else:
+        scoring = (
+            "Scores are a softmax over every expert's logit, in float32; the chosen experts "
+            f"keep their scores as weights ({moe.renormalize_field} false: they sum to less than "
+            "one)."
+        )
+    return (
+        f"Top-k router (``{name}`` in transformers).\n\n"
+        f"Each token goes to the top_k (num_experts_per_tok) of num_experts experts.\n{scoring}"
+    )
+
+
+def moe_view(spec: ArchSpec) -> MoeView | None:
+    moe = spec.features.moe
+    if moe is None:
+        return None
+    layout = moe.layout
+    sparse = moe.sparse_layers(spec.n_layers)
+    where = (
+        "every layer"
+        if sparse == spec.n_layers
+        else f"{sparse} of the {spec.n_layers} layers (decoder_sparse_step, mlp_only_layers)"
+    )
+    overview = [
+        f"In {where}, each token goes to {moe.top_k} of {moe.num_experts} experts "
+        f"(num_experts_per_tok of {moe.experts_field}), SwiGLU MLPs of {moe.ffn_dim} hidden "
+        f"units ({moe.ffn_field}).",
+    ]
+    if moe.shared_ffn_dim is not None:
+        overview.append(
+            f"A shared expert of {moe.shared_ffn_dim} hidden units "
+            "(shared_expert_intermediate_size) sees every token, gated by a sigmoid."
+        )
+    if layout.fused_input is not None:
+        stored = (
+            f"transformers' checkpoints hold them the same way, as ``{layout.fused_input}`` "
+            f"(w1 and w3 stacked) and ``{layout.fused_output}``"
+        )
+    else:
+        stored = (
+            f"transformers' checkpoints hold one ``experts.<j>.{layout.gate}``, "
+            f"``{layout.up}`` and ``{layout.down}`` per expert"
+        )
+    experts_doc = (
+        "The experts' SwiGLU weights, stacked by expert.\n\n"
+        "``w1`` and ``w3`` are ``[experts, hidden_dim, dim]``, "
+        f"``w2`` ``[experts, dim, hidden_dim]`` ({stored}).\n\n"
+        "``torch._grouped_mm`` multiplies every expert's rows at once where it applies (see "
+        ":func:`grouped_mm_applies`); otherwise, or with ``use_grouped_mm`` off, a loop over the "
+        "experts computes the same values."
+    )
+    moe_doc_lines = [
+        f"Mixture of experts (``{layout.module}`` in transformers): route, dispatch, compute, "
+        "combine.",
+        "",
+        "Each token's output is the sum of its chosen experts' outputs times their router weights"
+        + (
+            ", plus the shared expert's output times sigmoid(shared_expert_gate(x))."
+            if moe.shared_ffn_dim is not None
+            else "."
+        ),
+        "In training it records its routing: ``tokens_per_expert`` (for the expert-bias update "
+        "and the load statistics) and what :func:`load_balancing_loss` needs.",
+    ]
+    aux_doc = (
+        "transformers' load-balancing loss over ``layers``' last training forward.\n\n"
+        "As transformers' load_balancing_loss_func: the fraction of routed rows per expert and "
+        "the mean router probability per expert, both over all the layers' tokens together, "
+        "multiplied and summed, times the number of experts (one for perfectly even routing). "
+        f"The trainer adds it times router_aux_loss_coef ({moe.aux_loss_coef}) to the loss."
+    )
+    return MoeView(
+        overview=tuple(overview),
+        routing=_routing(moe),
+        router_doc=_router_doc(moe),
+        experts_doc=experts_doc,
+        shared=moe.shared_ffn_dim is not None,
+        shared_doc=(
+            "The shared expert (``shared_expert`` in transformers).\n\n"
+            "A SwiGLU MLP every token passes through."
+        ),
+        moe_doc="\n".join(moe_doc_lines),
+        ffn_arg=moe.expert_ffn_arg,
+        aux_doc=aux_doc,
+        first_sparse=_first_sparse(spec),
+    )
+
+
+def _first_sparse(spec: ArchSpec) -> str:
+    """The debug flavor's first layer with experts, as ``model.layers``' key."""
+    debug = spec.debug_dims()
+    step = debug.get("decoder_sparse_step", 1)
+    only = debug.get("mlp_only_layers", ())
+    layer = next(i for i in range(debug["n_layers"]) if i not in only and (i + 1) % step == 0)
+    return str(layer)
