@@ -116,7 +116,11 @@ class Training:
 
 @dataclass
 class Parallelism:
-    """Parallel degrees; their product must equal the world size (-1 shard degree: the rest)."""
+    """Parallel degrees; their product must equal the world size (-1 shard degree: the rest).
+
+    ``expert_parallel_degree`` splits a mixture of experts' experts over that many of the
+    data-parallel shard ranks (it must divide the shard degree and the number of experts).
+    """
 
     data_parallel_replicate_degree: int = 1
     data_parallel_shard_degree: int = -1
@@ -125,6 +129,7 @@ class Parallelism:
     pipeline_parallel_schedule: str = _choice("1F1B", "1F1B", "GPipe", "Interleaved1F1B")
     pipeline_parallel_microbatch_size: int = 1
     pipeline_parallel_layers_per_stage: int = -1
+    expert_parallel_degree: int = 1
     fsdp_reshard_after_forward: str = _choice("default", "default", "always", "never")
 
 

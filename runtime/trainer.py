@@ -106,6 +106,7 @@ class Trainer:
             self.parallel_dims.check_model(
                 args.n_layers, n_heads, getattr(args, "n_kv_heads", None)
             )
+        self.parallel_dims.check_experts(getattr(args, "num_experts", None))
         if (
             hasattr(args, "num_experts")
             and self.parallel_dims.pp_enabled

@@ -26,6 +26,7 @@ class ParallelDims:
     tp: int
     pp: int
     world_size: int
+    ep: int = 1
     world_mesh: DeviceMesh | None = field(default=None, init=False, repr=False)
     _flat_dp_mesh: DeviceMesh | None = field(default=None, init=False, repr=False)
 
@@ -41,6 +42,7 @@ class ParallelDims:
             tp=parallelism.tensor_parallel_degree,
             pp=parallelism.pipeline_parallel_degree,
             world_size=world_size,
+            ep=parallelism.expert_parallel_degree,
         )
 
     def _validate(self) -> None:
@@ -70,6 +72,33 @@ class ParallelDims:
                 f"parallel degrees dp_replicate {self.dp_replicate} x dp_shard {self.dp_shard} x "
                 f"tp {self.tp} x pp {self.pp} = {product} must equal the world size "
                 f"{self.world_size}"
+            )
+        if self.ep < 1:
+            raise ConfigError(f"parallelism.expert_parallel_degree must be >= 1, got {self.ep}")
+        if self.ep > 1 and self.dp_shard % self.ep:
+            raise ConfigError(
+                f"parallelism.expert_parallel_degree {self.ep} must divide the data-parallel "
+                f"shard degree {self.dp_shard} (expert-parallel ranks are taken out of it)"
+            )
+        if self.ep > 1 and self.dp_replicate > 1:
+            raise ConfigError(
+                "parallelism.expert_parallel_degree > 1 with data_parallel_replicate_degree > 1 "
+                "(HSDP) is not supported; shard over all data-parallel ranks instead"
+            )
+
+    def check_experts(self, num_experts: int | None) -> None:
+        """Check that the experts split evenly over the expert-parallel ranks."""
+        if self.ep == 1:
+            return
+        if num_experts is None:
+            raise ConfigError(
+                f"parallelism.expert_parallel_degree {self.ep} needs a model with experts; "
+                "this one has none, set it to 1"
+            )
+        if num_experts % self.ep:
+            raise ConfigError(
+                f"parallelism.expert_parallel_degree {self.ep} must divide the number of "
+                f"experts {num_experts}"
             )
 
     def check_model(self, n_layers: int, n_heads: int, n_kv_heads: int | None = None) -> None:
@@ -102,10 +131,19 @@ class ParallelDims:
             names.insert(names.index("dp_replicate") + 1, "dp_shard")
         if not names:
             names = ["dp_shard"]
+        if self.ep_enabled:
+            # Expert-parallel ranks are taken out of the shard ranks: (shard / ep, ep), flattened
+            # back to "dp_shard" for everything but the experts.
+            index = names.index("dp_shard")
+            names[index : index + 1] = ["dp_shard_mod_ep", "ep"]
+            sizes.update(dp_shard_mod_ep=self.dp_shard // self.ep, ep=self.ep)
         mesh = init_device_mesh(
             device_type, tuple(sizes[name] for name in names), mesh_dim_names=tuple(names)
         )
-        dp_names = tuple(name for name in ("dp_replicate", "dp_shard") if name in names)
+        if self.ep_enabled:
+            mesh["dp_shard_mod_ep", "ep"]._flatten("dp_shard")
+        shard_names = ("dp_shard_mod_ep", "ep") if self.ep_enabled else ("dp_shard",)
+        dp_names = tuple(name for name in ("dp_replicate", *shard_names) if name in names)
         self._flat_dp_mesh = mesh[dp_names]._flatten("dp") if dp_names else None
         self.world_mesh = mesh
         return mesh
@@ -134,6 +172,21 @@ class ParallelDims:
         if self.dp_replicate_enabled:
             return mesh["dp_replicate", "dp_shard"]
         return mesh["dp_shard"]
+
+    @property
+    def ep_mesh(self) -> DeviceMesh | None:
+        """The expert-parallel mesh (part of the shard ranks), None when ep is 1."""
+        return self._require_mesh()["ep"] if self.ep_enabled else None
+
+    @property
+    def expert_fsdp_mesh(self) -> DeviceMesh | None:
+        """The mesh FSDP shards expert-parallel experts over: the shard ranks of one expert."""
+        return self._require_mesh()["dp_shard_mod_ep"] if self.ep_enabled else None
+
+    @property
+    def ep_enabled(self) -> bool:
+        """Whether experts are split over ranks."""
+        return self.ep > 1
 
     @property
     def tp_mesh(self) -> DeviceMesh | None:

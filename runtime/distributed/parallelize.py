@@ -104,6 +104,7 @@ def apply_fsdp(
     reduce_dtype: torch.dtype,
     pp_enabled: bool,
     reshard_after_forward_policy: str = "default",
+    expert_mesh: DeviceMesh | None = None,
 ) -> None:
     """Apply FSDP2 ``fully_shard``: embeddings, each block, norm+output together, then the root.
 
@@ -122,6 +123,8 @@ def apply_fsdp(
     if embeddings is not None and not tied:
         shard(embeddings, reshard_after_forward=reshard)
     blocks = list(model.layers.children()) if getattr(model, "layers", None) is not None else []
+    if expert_mesh is not None:
+        _shard_experts(blocks, expert_mesh, mp_policy, reshard)
     for block in blocks:
         shard(block, reshard_after_forward=reshard)
     head_modules = (embeddings if tied else None, getattr(model, "norm", None), output)
@@ -129,6 +132,25 @@ def apply_fsdp(
     if head:
         shard(head, reshard_after_forward=False)
     shard(model, reshard_after_forward=reshard)
+
+
+def _shard_experts(
+    blocks: list[nn.Module],
+    expert_mesh: DeviceMesh,
+    mp_policy: MixedPrecisionPolicy,
+    reshard: bool,
+) -> None:
+    """FSDP units of their own for expert-parallel experts (DTensors on the EP mesh), sharded
+    over the shard ranks holding the same experts (their gradients: see
+    ``runtime.distributed.expert_parallel.AllToAllDispatcher``)."""
+    for block in blocks:
+        for module in block.modules():
+            experts = getattr(module, "experts", None)
+            if experts is None or not hasattr(module, "dispatcher"):
+                continue
+            fully_shard(
+                experts, mesh=expert_mesh, mp_policy=mp_policy, reshard_after_forward=reshard
+            )
 
 
 def apply_ac_compile_fsdp(model: nn.Module, parallel_dims: Any, job_config: Any) -> nn.Module:
@@ -145,6 +167,7 @@ def apply_ac_compile_fsdp(model: nn.Module, parallel_dims: Any, job_config: Any)
             param_dtype=dtype_from_name(job_config.training.mixed_precision_param),
             reduce_dtype=dtype_from_name(job_config.training.mixed_precision_reduce),
             pp_enabled=parallel_dims.pp_enabled,
+            expert_mesh=parallel_dims.expert_fsdp_mesh,
             reshard_after_forward_policy=job_config.parallelism.fsdp_reshard_after_forward,
         )
     return model

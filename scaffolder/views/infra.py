@@ -41,6 +41,7 @@ class InfraView:
     full_args: tuple[tuple[str, Any], ...]
 
     has_experts: bool = False  # model/moe.py exists (mixture-of-experts layers)
+    ep_doc: str = ""  # apply_ep's docstring
     # Blocks with experts and blocks with a dense MLP: their plans, added per block.
     moe_plan: tuple[PlanEntry, ...] = ()
     dense_plan: tuple[PlanEntry, ...] = ()
@@ -138,6 +139,19 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
     return tuple(entries)
 
 
+def _ep_doc(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is None:
+        return ""
+    return (
+        "Expert parallelism: each MoE layer's experts split over the EP ranks.\n\n"
+        f"The EP degree must divide the {moe.num_experts} experts ({moe.experts_field}); each "
+        "rank keeps a contiguous block of them, and tokens travel to their experts and back by "
+        "all-to-all. FSDP then shards each block of experts over the ranks holding the same "
+        "experts."
+    )
+
+
 def _dense_plan(spec: ArchSpec) -> list[PlanEntry]:
     entries = [
         PlanEntry("feed_forward", SEQUENCE_TO_REPLICATE),
@@ -199,6 +213,7 @@ def infra_view(spec: ArchSpec) -> InfraView:
         debug_args=_debug_args(spec),
         full_args=_full_args(spec),
         has_experts=spec.features.moe is not None,
+        ep_doc=_ep_doc(spec),
         moe_plan=tuple(_moe_plan()) if mixed else (),
         dense_plan=tuple(_dense_plan(spec)) if mixed else (),
     )

@@ -82,6 +82,10 @@ def test_parallel_dims_fill_in_shard_degree():
         ((1, -1, 3, 1, 4), "not divisible"),
         ((0, -1, 1, 1, 4), "data_parallel_replicate_degree must be >= 1"),
         ((1, 0, 1, 1, 4), "data_parallel_shard_degree must be -1 or >= 1"),
+        ((1, -1, 1, 1, 4, 3), "expert_parallel_degree 3 must divide the data-parallel shard"),
+        ((1, 2, 2, 1, 4, 4), "expert_parallel_degree 4 must divide the data-parallel shard"),
+        ((2, -1, 1, 1, 4, 2), "with data_parallel_replicate_degree > 1"),
+        ((1, -1, 1, 1, 4, 0), "expert_parallel_degree must be >= 1"),
     ],
 )
 def test_parallel_dims_reject_impossible_degrees(degrees, message):
@@ -145,3 +149,13 @@ def test_the_package_names_its_input_modules():
         "pipeline: top-level module(s) pos_embeddings are in no stage; name them in the "
         "package's input_modules or module_names_per_stage"
     )
+
+
+def test_parallel_dims_check_experts():
+    dims = ParallelDims(1, -1, 1, 1, 4, ep=4)
+    dims.check_experts(8)
+    with pytest.raises(ConfigError, match="must divide the number of experts 6"):
+        dims.check_experts(6)
+    with pytest.raises(ConfigError, match="needs a model with experts"):
+        dims.check_experts(None)
+    ParallelDims(1, -1, 1, 1, 4).check_experts(None)

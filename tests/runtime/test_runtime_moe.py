@@ -84,6 +84,21 @@ def test_losses_agree_across_fsdp_tensor_and_pipeline_parallel(package: Path, tm
     assert all("aux_loss" not in m for m in read_metrics(tmp_path / "fsdp_bias"))
 
 
+def test_expert_parallel_matches_one_rank_and_fsdp(package: Path, tmp_path: Path) -> None:
+    """One rank (four micro-batches of one sample a step), FSDP 4, EP 2 x FSDP 2 and EP 4 on 4
+    ranks (one sample each): the same micro-batches, load-balancing losses and curve."""
+    batch = ("--training.local_batch_size", "1")
+    one = run_driver(tmp_path, 1, {"one": argv(package, tmp_path / "one", *batch)})
+    runs = {
+        "fsdp4": argv(package, tmp_path / "fsdp4", *batch),
+        "ep2": argv(package, tmp_path / "ep2", *batch, "--parallelism.expert_parallel_degree", "2"),
+        "ep4": argv(package, tmp_path / "ep4", *batch, "--parallelism.expert_parallel_degree", "4"),
+    }
+    results = run_driver(tmp_path, 4, runs)
+    for name in runs:
+        assert_same_losses(results[name]["losses"], one["one"]["losses"])
+
+
 def _model(package: Path):
     sys.path.insert(0, str(package.parent))
     try:

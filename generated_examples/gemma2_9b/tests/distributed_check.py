@@ -3,7 +3,7 @@
 Run by ``test_distributed.py`` as
 ``torchrun --nproc_per_node 2 -m gemma2_9b.tests.distributed_check``. Every rank first computes the
 single-device reference (same weights, same batch); then the debug model is parallelized with tensor
-parallel 2, with FSDP 2, and its loss (and, for TP and FSDP, every gradient) must match the
+parallel 2, with FSDP 2, and its loss (and, for all but the pipeline, every gradient) must match the
 reference.
 """
 

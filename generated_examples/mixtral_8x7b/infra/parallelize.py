@@ -22,6 +22,7 @@ from torch.distributed.tensor.parallel import (
 )
 
 from runtime.distributed import ParallelDims
+from runtime.distributed.expert_parallel import apply_expert_parallel
 from runtime.distributed.parallelize import apply_ac, apply_compile, apply_fsdp, dtype_from_name
 
 
@@ -31,6 +32,8 @@ def parallelize_mixtral(
     """Apply TP, activation checkpointing, compile and FSDP2 to ``model`` in place."""
     if parallel_dims.tp_enabled:
         apply_tp(model, parallel_dims.tp_mesh)
+    if parallel_dims.ep_enabled:
+        apply_ep(model, parallel_dims.ep_mesh)
     if job_config.activation_checkpoint.mode != "none":
         apply_ac(model, job_config.activation_checkpoint)
     if job_config.compile.enable and "model" in job_config.compile.components:
@@ -43,6 +46,7 @@ def parallelize_mixtral(
             reduce_dtype=dtype_from_name(job_config.training.mixed_precision_reduce),
             pp_enabled=parallel_dims.pp_enabled,
             reshard_after_forward_policy=job_config.parallelism.fsdp_reshard_after_forward,
+            expert_mesh=parallel_dims.expert_fsdp_mesh,
         )
     return model
 
@@ -91,3 +95,14 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
                 ),
             },
         )
+
+
+def apply_ep(model: nn.Module, ep_mesh: DeviceMesh) -> None:
+    """Expert parallelism: each MoE layer's experts split over the EP ranks.
+
+    The EP degree must divide the 8 experts (num_local_experts); each rank keeps a contiguous block
+    of them, and tokens travel to their experts and back by all-to-all. FSDP then shards each block
+    of experts over the ranks holding the same experts.
+    """
+    for block in model.layers.values():
+        apply_expert_parallel(block.moe, ep_mesh)

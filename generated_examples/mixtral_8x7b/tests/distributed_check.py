@@ -3,8 +3,8 @@
 Run by ``test_distributed.py`` as
 ``torchrun --nproc_per_node 2 -m mixtral_8x7b.tests.distributed_check``. Every rank first computes
 the single-device reference (same weights, same batch); then the debug model is parallelized with
-tensor parallel 2, with FSDP 2, and split into 2 pipeline stages, and its loss (and, for TP and
-FSDP, every gradient) must match the reference.
+tensor parallel 2, with FSDP 2, with expert parallel 2 (and FSDP), and split into 2 pipeline stages,
+and its loss (and, for all but the pipeline, every gradient) must match the reference.
 """
 
 from __future__ import annotations
@@ -136,6 +136,16 @@ def main() -> None:
     )
     check_tp_or_fsdp(
         "FSDP 2", spec, args, state_dict, ref_loss, ref_grads, data_parallel_shard_degree=2
+    )
+    check_tp_or_fsdp(
+        "expert parallel 2",
+        spec,
+        args,
+        state_dict,
+        ref_loss,
+        ref_grads,
+        data_parallel_shard_degree=2,
+        expert_parallel_degree=2,
     )
     check_pipeline(spec, args, state_dict, ref_loss)
     dist.barrier()

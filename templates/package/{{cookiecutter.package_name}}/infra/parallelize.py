@@ -31,6 +31,9 @@ from torch.distributed.tensor.parallel import ParallelStyle
 {%- endif %}
 
 from runtime.distributed import ParallelDims
+{%- if v.has_experts %}
+from runtime.distributed.expert_parallel import apply_expert_parallel
+{%- endif %}
 from runtime.distributed.parallelize import apply_ac, apply_compile, apply_fsdp, dtype_from_name
 {%- if v.sharded_feature_norm %}
 
@@ -77,6 +80,10 @@ def parallelize_{{ s.family }}(
     """Apply TP, activation checkpointing, compile and FSDP2 to ``model`` in place."""
     if parallel_dims.tp_enabled:
         apply_tp(model, parallel_dims.tp_mesh)
+{%- if v.has_experts %}
+    if parallel_dims.ep_enabled:
+        apply_ep(model, parallel_dims.ep_mesh)
+{%- endif %}
     if job_config.activation_checkpoint.mode != "none":
         apply_ac(model, job_config.activation_checkpoint)
     if job_config.compile.enable and "model" in job_config.compile.components:
@@ -89,6 +96,9 @@ def parallelize_{{ s.family }}(
             reduce_dtype=dtype_from_name(job_config.training.mixed_precision_reduce),
             pp_enabled=parallel_dims.pp_enabled,
             reshard_after_forward_policy=job_config.parallelism.fsdp_reshard_after_forward,
+{%- if v.has_experts %}
+            expert_mesh=parallel_dims.expert_fsdp_mesh,
+{%- endif %}
         )
     return model
 
@@ -155,4 +165,18 @@ Norms run on sequence shards; the embedding is split by vocabulary and the outpu
 {%- if s.tie_word_embeddings %}
     # Both shardings split the shared table by vocabulary rows: tie the DTensors again.
     model.output.weight = model.tok_embeddings.weight
+{%- endif %}
+{%- if v.has_experts %}
+
+
+def apply_ep(model: nn.Module, ep_mesh: DeviceMesh) -> None:
+    """{{ v.ep_doc | prose(indent=4, first_indent=0) }}
+    """
+    for block in model.layers.values():
+{%- if v.moe_plan %}
+        if block.moe_enabled:
+            apply_expert_parallel(block.moe, ep_mesh)
+{%- else %}
+        apply_expert_parallel(block.moe, ep_mesh)
+{%- endif %}
 {%- endif %}

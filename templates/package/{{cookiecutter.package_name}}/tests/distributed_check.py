@@ -4,7 +4,7 @@
 
 {% filter prose %}
 Run by ``test_distributed.py`` as ``torchrun --nproc_per_node 2 -m {{ cookiecutter.package_name }}.tests.distributed_check``.
-Every rank first computes the single-device reference (same weights, same batch); then the debug model is parallelized with tensor parallel 2, with FSDP 2{% if v.has_pipeline %}, and split into 2 pipeline stages{% endif %}, and its loss (and, for TP and FSDP, every gradient) must match the reference.
+Every rank first computes the single-device reference (same weights, same batch); then the debug model is parallelized with tensor parallel 2, with FSDP 2{% if v.has_experts %}, with expert parallel 2 (and FSDP){% endif %}{% if v.has_pipeline %}, and split into 2 pipeline stages{% endif %}, and its loss (and, for all but the pipeline, every gradient) must match the reference.
 {% endfilter %}
 """
 
@@ -138,6 +138,18 @@ def main() -> None:
     check_tp_or_fsdp(
         "FSDP 2", spec, args, state_dict, ref_loss, ref_grads, data_parallel_shard_degree=2
     )
+{%- if v.has_experts %}
+    check_tp_or_fsdp(
+        "expert parallel 2",
+        spec,
+        args,
+        state_dict,
+        ref_loss,
+        ref_grads,
+        data_parallel_shard_degree=2,
+        expert_parallel_degree=2,
+    )
+{%- endif %}
 {%- if v.has_pipeline %}
     check_pipeline(spec, args, state_dict, ref_loss)
 {%- endif %}
