@@ -79,3 +79,41 @@ def test_every_emitted_key_is_a_megatron_argument(source: str) -> None:
     # through without argparse's int(), and the YAML says so in a comment.
     problems = [p for p in problems if not p.endswith("is not int") or "rotary_base" not in p]
     assert problems == []
+
+
+def test_primus_preset_table_keys_are_megatron_arguments() -> None:
+    presets = json.loads(
+        resources.files("scaffolder").joinpath("data/primus_model_presets.json").read_text()
+    )
+    assert presets["commit"] == TABLE["pinned_by"].split()[1]
+    for preset in presets["presets"].values():
+        assert set(preset) <= set(ARGUMENTS)
+        assert set(presets["match_keys"]) <= set(preset)
+
+
+@pytest.mark.parametrize(
+    ("config", "preset", "differences"),
+    [
+        (
+            "mixtral.json",
+            "mixtral_8x7B_v0.1.yaml",
+            ["max_position_embeddings 4096 (here 32768)", "moe_aux_loss_coeff 0.01 (here 0.02)"],
+        ),
+        ("qwen3_moe.json", "qwen3_30B_A3B.yaml", ["moe_aux_loss_coeff 0.0 (here 0.001)"]),
+        ("qwen2_moe.json", None, []),
+    ],
+)
+def test_primus_presets_of_the_same_model_are_compared(
+    config: str, preset: str | None, differences: list[str]
+) -> None:
+    """Where Primus ships a preset for the model, the package's YAML says how it differs."""
+    files = generate(str(FAMILY_CONFIGS / config), name="pkg").files
+    text = " ".join(
+        line.lstrip("# ").strip() for line in files["megatron/models/pkg.yaml"].splitlines()
+    )
+    if preset is None:
+        assert "Primus ships its own preset" not in text
+        return
+    assert f"Primus ships its own preset for this model, {preset}" in text
+    for difference in differences:
+        assert difference in text

@@ -8,7 +8,10 @@ becomes a :class:`Note`. The same notes are the package README's Megatron list a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from scaffolder.literals import Name, ordinal
@@ -615,17 +618,62 @@ def _experts(spec: ArchSpec) -> Section | None:
     return Section("experts", tuple(items))
 
 
+@cache
+def primus_presets() -> dict[str, Any]:
+    """Primus's own model presets for models the generator supports (scaffolder/data/)."""
+    data = resources.files("scaffolder").joinpath("data/primus_model_presets.json").read_text()
+    return json.loads(data)
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value as Primus compares it: names as strings, a one-item list as its item."""
+    if isinstance(value, list):
+        value = [_plain(item) for item in value]
+        return value[0] if len(value) == 1 else value
+    return str(value) if isinstance(value, Name) else value
+
+
+def _primus_preset(sections: list[Section]) -> Section | None:
+    """Where Primus ships a preset for this very model, the values in which it differs."""
+    ours = {
+        item.key: _plain(item.value)
+        for section in sections
+        for item in section.items
+        if isinstance(item, Entry)
+    }
+    table = primus_presets()
+    for name, preset in table["presets"].items():
+        if any(ours.get(key) != preset.get(key) for key in table["match_keys"]):
+            continue
+        differ = [
+            f"{key} {_plain(value)!r} (here {ours[key]!r})"
+            for key, value in preset.items()
+            if key in ours and str(_plain(value)) != str(ours[key])
+        ]
+        if not differ:
+            text = f"Primus's own preset for this model, {name}, sets the same values."
+        else:
+            text = (
+                f"Primus ships its own preset for this model, {name} (Primus "
+                f"{table['commit'][:7]}), which differs in: {'; '.join(differ)}. This preset "
+                "follows config.json, the Hugging Face model's own description (and "
+                "transformers' defaults where it is silent)."
+            )
+        return Section("Primus's preset for this model", (Note(text),))
+    return None
+
+
 def megatron_view(spec: ArchSpec) -> MegatronView:
     """The architecture sections of the model preset of ``spec`` (the tokenizer section is the
     template's: it names the source)."""
-    return MegatronView(
-        sections=(
-            _size(spec),
-            _attention(spec),
-            _mlp(spec),
-            *((_experts(spec),) if spec.features.moe is not None else ()),
-            _normalization(spec),
-            _positions(spec),
-            _embeddings(spec),
-        )
-    )
+    sections = [
+        _size(spec),
+        _attention(spec),
+        _mlp(spec),
+        *((_experts(spec),) if spec.features.moe is not None else ()),
+        _normalization(spec),
+        _positions(spec),
+        _embeddings(spec),
+    ]
+    preset = _primus_preset(sections)
+    return MegatronView(sections=(*sections, *((preset,) if preset is not None else ())))

@@ -204,5 +204,45 @@ def architecture_rows(spec: ArchSpec) -> tuple[Row, ...]:
         *_sliding_rows(spec),
         *_scaling_rows(spec),
         *_other_rows(spec),
+        *_expert_rows(spec),
     ]
     return tuple(rows)
+
+
+def _expert_rows(spec: ArchSpec) -> list[Row]:
+    """The mixture of experts: sizes, routing, which layers, balancing, active parameters."""
+    moe = spec.features.moe
+    if moe is None:
+        return []
+    if moe.routing == "topk_softmax":
+        routing = "top-k router logits, softmax over them"
+    elif moe.renormalize:
+        routing = "softmax over all experts, top-k renormalized"
+    else:
+        routing = "softmax over all experts, top-k (not renormalized)"
+    sparse = moe.sparse_layers(spec.n_layers)
+    rows = [
+        Row(f"{moe.experts_field} / num_experts_per_tok", f"{moe.num_experts} / {moe.top_k}"),
+        Row(f"{moe.ffn_field} (each expert)", str(moe.ffn_dim)),
+        Row("routing", routing),
+    ]
+    if moe.renormalize_field is not None:
+        rows.append(Row(moe.renormalize_field, yaml_literal(moe.renormalize)))
+    if moe.shared_ffn_dim is not None:
+        rows.append(Row("shared_expert_intermediate_size", f"{moe.shared_ffn_dim} (sigmoid-gated)"))
+    if moe.sparse_step is not None:
+        rows.append(
+            Row(
+                "decoder_sparse_step / mlp_only_layers",
+                f"{moe.sparse_step} / {list(moe.mlp_only_layers)}: experts in {sparse} of "
+                f"{spec.n_layers} layers",
+            )
+        )
+    rows += [
+        Row("router_aux_loss_coef", str(moe.aux_loss_coef)),
+        Row(
+            "parameters: total / active per token",
+            f"{spec.num_params():,} / {spec.active_params():,}",
+        ),
+    ]
+    return rows
