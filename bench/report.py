@@ -230,6 +230,57 @@ def memory_section(result: dict[str, Any] | None) -> str:
     return markdown_table(header, rows) + f"\n\nCommand: `{result['command']}`. " + _load(result)
 
 
+MOE_ORDER = (
+    "generated",
+    "generated, expert loop",
+    "transformers (eager experts)",
+    "transformers (grouped_mm experts)",
+)
+
+
+def moe_section(runs: dict[str, dict[str, Any] | None]) -> str:
+    """Table of comparison 5: one row per (threads, contender), ratios against generated."""
+    header = ["threads", "model", "step (median)", "min – max", "runs", "generated is faster by"]
+    header += ["MFU", "CPU time/step", "faster by (CPU time)"]
+    rows: list[list[object]] = []
+    notes: list[str] = []
+    for label, result in runs.items():
+        if result is None:
+            notes.append(f"- {label}: not run.")
+            continue
+        entries = result["contenders"]
+        base = _summary(entries["generated"])
+        for name in MOE_ORDER:
+            if name not in entries:
+                continue
+            summary = _summary(entries[name])
+            first = name == "generated"
+            cpu = entries[name]["cpu_median"] / entries["generated"]["cpu_median"]
+            rows.append(
+                [
+                    label,
+                    name,
+                    fmt_seconds(summary.median),
+                    fmt_spread(summary),
+                    summary.n,
+                    "—" if first else f"{speedup(summary, base):.2f}×",
+                    f"{100 * entries[name]['mfu']:.1f}%",
+                    fmt_seconds(entries[name]["cpu_median"]),
+                    "—" if first else f"{cpu:.2f}×",
+                ]
+            )
+        losses = ", ".join(f"{name} {loss:.6f}" for name, loss in result["loss_parity"].items())
+        load = ", ".join(map(str, result["machine"]["load_average"]))
+        notes.append(
+            f"- {label} (load average at start {load}): fp32 matmul peak "
+            f"{result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s; "
+            f"{result['flops_per_step'] / 1e9:.1f} GFLOP per step (active parameters); "
+            f"loss (cross-entropy plus the weighted load-balancing loss) on the same weights and "
+            f"batch: {losses}."
+        )
+    return markdown_table(header, rows) + "\n\n" + "\n".join(notes)
+
+
 def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -> str:
     """The whole generated block of docs/benchmarks.md."""
     machine = next(r["machine"] for r in results.values() if r is not None)
@@ -279,5 +330,19 @@ def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -
         "exp_avg/exp_avg_sq), and the rank's peak RSS. 1 rank runs unsharded (FSDP needs > 1).",
         "",
         memory_section(results.get("memory")),
+        "",
+        "### 5. Mixture-of-experts training step: generated vs transformers (CPU, fp32)",
+        "",
+        "Qwen3-MoE-shaped: hidden 512, 8 heads / 2 kv heads, 8 experts of 384 hidden units, "
+        "top-2 renormalized, 4 layers, vocab 32000, batch 4 × 256 tokens; forward, "
+        "cross-entropy plus 0.001 × the load-balancing loss, backward, AdamW. transformers' "
+        "Qwen3MoeForCausalLM loads the generated model's exported weights; its experts run with "
+        "the implementation named. The expert loop is the generated model with "
+        "`use_grouped_mm` off: what `torch._grouped_mm` buys. Command: "
+        "`python -m bench.moe_step [--threads 1]`.",
+        "",
+        moe_section(
+            {"2": results.get("moe_step"), "1": results.get("moe_step_1t")},
+        ),
     ]
     return "\n".join(parts)

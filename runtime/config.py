@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import tomllib
 import types
 import typing
@@ -333,9 +334,15 @@ def _read_primus_yaml(file: Path) -> dict[str, Any]:
     except ImportError as exc:
         raise ConfigError(f"cannot read {file}: Primus YAML support unavailable ({exc})") from None
     try:
-        return load_runtime_sections(file)
+        return load_runtime_sections(file, report=_note_on_first_rank)
     except (ValueError, KeyError, OSError) as exc:  # PrimusConfigError is a ValueError
         raise ConfigError(f"{file}: {exc}") from None
+
+
+def _note_on_first_rank(message: str) -> None:
+    """Print ``note: message`` in rank 0 only (or in a process outside torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"note: {message}", flush=True)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Shared pytest setup: offline hub, opt-in slow tests."""
+"""Shared pytest setup: offline hub, no Primus checkout, opt-in slow tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# With PRIMUS_PATH set the runtime reads that Primus checkout's presets; tests run without it
+# (the ones that need a checkout write a fake one and pass it in ``environ``).
+os.environ.pop("PRIMUS_PATH", None)
 
 # Frozen packages from older generator versions (inputs of test_old_package.py): they hold
 # their own tests/ folders, which are data here, not tests of this repository.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -12,14 +14,18 @@ from typer.testing import CliRunner
 
 from runtime.config import ConfigError, JobConfig
 from runtime.primus import (
+    PresetTree,
     PrimusConfigError,
+    UnreadPreset,
     deep_merge,
     expand_env,
     load_runtime_sections,
     load_yaml_with_extends,
+    load_yaml_without_extends,
     match_flavor,
     megatron_to_runtime,
     resolve_experiment,
+    unread_note,
 )
 from scaffolder.cli import app
 
@@ -222,18 +228,34 @@ def test_placeholders_expand_in_every_file_of_a_chain(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- experiments
 
 
-def make_experiment(root: Path, overrides: str = "    overrides: {}\n") -> Path:
-    """An experiment with module and model presets that all set ``who`` and ``layer``."""
-    write(root / "modules" / "trainer_base.yaml", "who: trainer_base\nfrom_base: true\n")
+def primus_tree(root: Path) -> Path:
+    """A fake Primus checkout under ``root``: module and model presets that all set ``who`` and
+    ``layer``, in Primus's layout (``primus/configs/{modules,models}/megatron/``)."""
+    checkout = root / "primus_checkout"
+    modules = checkout / "primus" / "configs" / "modules"
+    models = checkout / "primus" / "configs" / "models" / "megatron"
+    write(modules / "module_base.yaml", "from_module_base: true\n")
     write(
-        root / "modules" / "pre_trainer.yaml",
+        modules / "megatron" / "trainer_base.yaml",
+        "extends: ../module_base.yaml\nwho: trainer_base\nfrom_base: true\n",
+    )
+    write(
+        modules / "megatron" / "pre_trainer.yaml",
         "extends: trainer_base.yaml\nwho: module\nlayer: module\nfrom_module: true\n",
     )
-    write(root / "models" / "language_model.yaml", "who: language_model\nfrom_lm: true\n")
+    write(models / "language_model.yaml", "who: language_model\nfrom_lm: true\n")
     write(
-        root / "models" / "tiny.yaml",
+        models / "tiny.yaml",
         "extends: [language_model.yaml]\nwho: model\nlayer: model\nnested: {a: 1, b: 1}\n",
     )
+    return checkout
+
+
+def make_experiment(
+    root: Path, overrides: str = "    overrides: {}\n", folder: Path | None = None
+) -> Path:
+    """An experiment in ``folder`` (default ``root/experiments/``) naming the presets of
+    :func:`primus_tree`."""
     experiment = textwrap.dedent(
         """
         work_group: ${TEAM:amd}
@@ -247,14 +269,22 @@ def make_experiment(root: Path, overrides: str = "    overrides: {}\n") -> Path:
             model: tiny
         """
     )
-    return write(root / "exp.yaml", experiment + overrides)
+    return write((folder or root / "experiments") / "exp.yaml", experiment + overrides)
+
+
+def primus_env(root: Path, **environ: str) -> dict[str, str]:
+    """``environ`` with PRIMUS_PATH naming the fake checkout under ``root`` (built if absent)."""
+    checkout = root / "primus_checkout"
+    if not checkout.is_dir():
+        primus_tree(root)
+    return {"PRIMUS_PATH": str(checkout), **environ}
 
 
 def test_experiment_precedence_is_primus_module_over_model_then_overrides(tmp_path: Path) -> None:
     """As Primus merges: a key both presets set keeps the module preset's value (the model
     preset's is recorded as shadowed); the overrides win over both."""
     exp = make_experiment(tmp_path, "    overrides:\n      who: override\n      nested: {b: 2}\n")
-    resolved = resolve_experiment(exp, environ={})
+    resolved = resolve_experiment(exp, environ=primus_env(tmp_path))
     module = resolved.modules["pre_trainer"]
     assert module.params["who"] == "override"
     assert module.params["layer"] == "module"
@@ -262,50 +292,190 @@ def test_experiment_precedence_is_primus_module_over_model_then_overrides(tmp_pa
     notes = megatron_to_runtime(module)["architecture_notes"]
     assert notes[0].startswith("layer: the model preset's value is shadowed by the module preset")
     assert module.params["nested"] == {"a": 1, "b": 2}
-    for flag in ("from_base", "from_module", "from_lm"):
+    for flag in ("from_module_base", "from_base", "from_module", "from_lm"):
         assert module.params[flag] is True
     assert module.module_preset["who"] == "module"
     assert module.model_preset["who"] == "model"
     assert module.overrides == {"who": "override", "nested": {"b": 2}}
-    assert module.config_file == tmp_path / "modules" / "pre_trainer.yaml"
-    assert module.model_file == tmp_path / "models" / "tiny.yaml"
+    configs = tmp_path / "primus_checkout" / "primus" / "configs"
+    assert module.config_file == configs / "modules" / "megatron" / "pre_trainer.yaml"
+    assert module.model_file == configs / "models" / "megatron" / "tiny.yaml"
+    assert resolved.presets == PresetTree(primus_path=tmp_path / "primus_checkout")
+    assert resolved.presets.configs == configs
+    assert (module.unread, resolved.unread, unread_note(resolved)) == ((), (), None)
 
 
 def test_experiment_metadata_and_env(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path)
-    resolved = resolve_experiment(exp, environ={"TEAM": "research", "EXP": "42"})
+    resolved = resolve_experiment(exp, environ=primus_env(tmp_path, TEAM="research", EXP="42"))
     assert (resolved.work_group, resolved.user_name) == ("research", "root")
     assert resolved.exp_name == "42"
     assert resolved.exp_root == Path("./output") / "research" / "root" / "42"
 
 
-def test_presets_found_in_framework_subfolder(tmp_path: Path) -> None:
-    write(tmp_path / "modules" / "megatron" / "pre_trainer.yaml", "where: framework folder\n")
-    exp = write(
-        tmp_path / "exp.yaml",
-        """
-        work_group: g
-        user_name: u
-        exp_name: e
-        workspace: w
-        modules:
-          pre_trainer: {framework: megatron, config: pre_trainer}
-        """,
+def test_presets_beside_the_experiment_are_never_read(tmp_path: Path) -> None:
+    """Primus reads presets only from its configs tree: files named like them next to the
+    experiment, or in modules/ and models/ folders there, change nothing."""
+    exp = make_experiment(tmp_path)
+    for where in ("", "modules/", "models/", "modules/megatron/", "models/megatron/"):
+        write(exp.parent / where / "pre_trainer.yaml", "who: beside\nbeside: true\n")
+        write(exp.parent / where / "tiny.yaml", "who: beside\nbeside: true\n")
+    module = resolve_experiment(exp, environ=primus_env(tmp_path)).modules["pre_trainer"]
+    assert "beside" not in module.params
+    assert module.params["who"] == "module"
+    # Without a Primus checkout, model presets come only from the package holding the experiment.
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(exp, environ={})
+    assert one_line(error) == (
+        f"{exp}: modules.pre_trainer: model preset 'tiny': without PRIMUS_PATH the runtime reads "
+        f"model presets only from the generated package holding the experiment, and {exp} is in "
+        "none; run the experiment from its package, or set PRIMUS_PATH to a Primus checkout whose "
+        "primus/configs/models/megatron/ holds it"
     )
-    module = resolve_experiment(exp, environ={}).modules["pre_trainer"]
-    assert module.params == {"where": "framework folder"}
-    assert module.model_file is None
 
 
-def test_missing_model_preset_lists_the_search_path(tmp_path: Path) -> None:
+def test_missing_model_preset_names_the_folder_and_the_copy_step(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path)
     exp.write_text(exp.read_text().replace("model: tiny", "model: huge.yaml"))
     with pytest.raises(PrimusConfigError) as error:
-        resolve_experiment(exp, environ={})
+        resolve_experiment(exp, environ=primus_env(tmp_path))
     message = one_line(error)
-    assert "model preset 'huge.yaml' not found" in message
-    for tried in ("models/huge.yaml", "models/megatron/huge.yaml"):
-        assert str(tmp_path / tried) in message
+    folder = tmp_path / "primus_checkout" / "primus" / "configs" / "models" / "megatron"
+    assert f"model preset 'huge.yaml' not found in {folder}/;" in message
+    assert "copy the package's megatron/models/huge.yaml into primus/configs/models/megatron/" in (
+        message
+    )
+
+
+def test_missing_module_preset_names_the_folder(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path)
+    exp.write_text(exp.read_text().replace("config: pre_trainer.yaml", "config: sft"))
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(exp, environ=primus_env(tmp_path))
+    folder = tmp_path / "primus_checkout" / "primus" / "configs" / "modules" / "megatron"
+    assert f"module preset 'sft' not found in {folder}/; name a module preset" in one_line(error)
+
+
+@pytest.mark.parametrize("name", ["../tiny.yaml", "/abs/tiny.yaml", "megatron/../../x"])
+def test_preset_names_outside_the_tree_are_refused(tmp_path: Path, name: str) -> None:
+    exp = make_experiment(tmp_path)
+    exp.write_text(exp.read_text().replace("model: tiny", f"model: {name}"))
+    for environ in (primus_env(tmp_path), {}):
+        with pytest.raises(PrimusConfigError) as error:
+            resolve_experiment(exp, environ=environ)
+        assert f"model preset '{name}' must name a file inside primus/configs/models/megatron/" in (
+            one_line(error)
+        )
+
+
+def test_primus_path_that_is_no_checkout(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path)
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(exp, environ={"PRIMUS_PATH": str(tmp_path / "nowhere")})
+    message = one_line(error)
+    assert message.startswith(f"PRIMUS_PATH={tmp_path / 'nowhere'} is not a Primus checkout")
+    assert message.endswith(
+        "point it at the folder that holds primus/configs/, or unset it to read the model preset "
+        "from the experiment's package"
+    )
+
+
+def make_package(root: Path, overrides: str = "    overrides: {}\n") -> Path:
+    """A generated package's shape under ``root/pkg``: ``megatron/models/tiny.yaml`` extending
+    Primus's ``language_model.yaml``, and its experiment ``megatron/exp.yaml``."""
+    package = root / "pkg"
+    write(package / "__init__.py", "")
+    write(
+        package / "megatron" / "models" / "tiny.yaml",
+        "extends: [language_model.yaml]\nwho: model\nlayer: model\nnested: {a: 1, b: 1}\n",
+    )
+    return make_experiment(root, overrides, folder=package / "megatron")
+
+
+UNREAD_TINY = (
+    UnreadPreset("primus/configs/modules/megatron/pre_trainer.yaml", "module preset"),
+    UnreadPreset("primus/configs/models/megatron/language_model.yaml", "extended by tiny.yaml"),
+)
+
+
+def test_without_primus_path_no_primus_file_is_read(tmp_path: Path) -> None:
+    """Without PRIMUS_PATH: the package's model preset (its own keys: what it extends is
+    Primus's), then the overrides; the Primus presets it names are reported, not read."""
+    exp = make_package(tmp_path, "    overrides:\n      who: override\n      nested: {b: 2}\n")
+    # Files named like Primus's, in the package (an older package's copies) or in a Primus
+    # checkout PRIMUS_PATH does not name, are never read.
+    write(exp.parent / "models" / "language_model.yaml", "from_lm: true\n")
+    write(exp.parent / "modules" / "pre_trainer.yaml", "from_module: true\n")
+    primus_tree(tmp_path)
+    resolved = resolve_experiment(exp, environ={})
+    module = resolved.modules["pre_trainer"]
+    assert module.params == {"who": "override", "layer": "model", "nested": {"a": 1, "b": 2}}
+    assert (module.config_file, module.module_preset, module.shadowed) == (None, {}, ())
+    assert module.model_file == tmp_path / "pkg" / "megatron" / "models" / "tiny.yaml"
+    assert module.model_preset == {"who": "model", "layer": "model", "nested": {"a": 1, "b": 1}}
+    assert module.unread == resolved.unread == UNREAD_TINY
+    assert resolved.presets == PresetTree(package_dir=tmp_path / "pkg")
+    assert unread_note(resolved) == (
+        "PRIMUS_PATH is not set, so these Primus presets were not read: "
+        "primus/configs/modules/megatron/pre_trainer.yaml (module preset), "
+        "primus/configs/models/megatron/language_model.yaml (extended by tiny.yaml); trainer "
+        "values come from the experiment's overrides and the runtime's defaults (set PRIMUS_PATH "
+        "to a Primus checkout to read what Primus reads)"
+    )
+    # With PRIMUS_PATH the same experiment reads that checkout's presets instead.
+    write(primus_tree(tmp_path) / "primus" / "configs" / "models" / "megatron" / "tiny.yaml", "")
+    module = resolve_experiment(exp, environ=primus_env(tmp_path)).modules["pre_trainer"]
+    assert (module.params["layer"], module.params["from_module"], module.unread) == (
+        "module",
+        True,
+        (),
+    )
+
+
+def test_unread_presets_are_named_where_primus_would_read_them(tmp_path: Path) -> None:
+    """A model preset in a subfolder extends relative to it in Primus's tree; two modules naming
+    the same presets report them once."""
+    exp = make_package(tmp_path)
+    write(
+        exp.parent / "models" / "sub" / "small.yaml",
+        "extends: [../language_model.yaml, extra.yaml]\nsmall: true\n",
+    )
+    text = exp.read_text().replace("model: tiny", "model: sub/small")
+    second = "  post_trainer: {framework: megatron, config: pre_trainer, model: tiny}\n"
+    exp.write_text(text.replace("modules:\n", "modules:\n" + second))
+    resolved = resolve_experiment(exp, environ={})
+    assert resolved.modules["pre_trainer"].params == {"small": True}
+    assert [str(preset) for preset in resolved.modules["pre_trainer"].unread] == [
+        "primus/configs/modules/megatron/pre_trainer.yaml (module preset)",
+        "primus/configs/models/megatron/language_model.yaml (extended by small.yaml)",
+        "primus/configs/models/megatron/sub/extra.yaml (extended by small.yaml)",
+    ]
+    post, pre = resolved.modules["post_trainer"].unread, resolved.modules["pre_trainer"].unread
+    assert post == UNREAD_TINY
+    assert resolved.unread == (*post, *pre[1:])
+
+
+def test_without_primus_path_a_module_without_model_is_its_overrides(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path, "    overrides: {lr: 0.5}\n")
+    exp.write_text(exp.read_text().replace("    model: tiny\n", ""))
+    resolved = resolve_experiment(exp, environ={})
+    assert resolved.modules["pre_trainer"].params == {"lr": 0.5}
+    assert resolved.unread == UNREAD_TINY[:1]
+    assert resolved.presets == PresetTree()
+
+
+def test_without_primus_path_a_missing_model_preset_names_the_package_folder(
+    tmp_path: Path,
+) -> None:
+    exp = make_package(tmp_path)
+    exp.write_text(exp.read_text().replace("model: tiny", "model: huge.yaml"))
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(exp, environ={})
+    folder = tmp_path / "pkg" / "megatron" / "models"
+    assert one_line(error).endswith(
+        f"model preset 'huge.yaml' not found in {folder}/; put it there, or set PRIMUS_PATH to a "
+        "Primus checkout whose primus/configs/models/megatron/ holds it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -323,7 +493,7 @@ def test_experiment_errors(tmp_path: Path, edit: tuple[str, str], expected: str)
     assert edit[0] in text
     exp.write_text(text.replace(*edit))
     with pytest.raises(PrimusConfigError) as error:
-        resolve_experiment(exp, environ={})
+        resolve_experiment(exp, environ=primus_env(tmp_path))
     assert expected in one_line(error)
 
 
@@ -415,6 +585,7 @@ def test_mapping_sections_and_model_args() -> None:
         "checkpoint": {"enable": True, "folder": "ckpt", "interval": 25},
         "activation_checkpoint": {"mode": "full"},
         "metrics": {"log_freq": 1},
+        "moe": {},
     }
     assert mapped["model_args"] == {
         "vocab_size": 32000,
@@ -572,7 +743,7 @@ def test_match_flavor_picks_the_flavor_the_preset_describes() -> None:
 
 def test_runtime_sections_outside_a_package(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path, "    overrides: {train_iters: 7, mock_data: true, lr: 0.01}\n")
-    sections = load_runtime_sections(exp, environ={"WORKSPACE": "/runs"})
+    sections = load_runtime_sections(exp, environ=primus_env(tmp_path, WORKSPACE="/runs"))
     assert sections == {
         "training": {"steps": 7, "dataset": "mock"},
         "optimizer": {"lr": 0.01},
@@ -587,14 +758,17 @@ def test_runtime_sections_outside_a_package(tmp_path: Path) -> None:
 def test_runtime_sections_refuse_what_cannot_be_honoured(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path, "    overrides: {load: /ckpt, context_parallel_size: 2}\n")
     with pytest.raises(PrimusConfigError) as error:
-        load_runtime_sections(exp, environ={})
+        load_runtime_sections(exp, environ=primus_env(tmp_path))
     message = one_line(error)
     assert message.startswith("exp.yaml: the runtime cannot honour load:")
     assert "; context_parallel_size:" in message
 
 
-def test_a_training_config_from_yaml_refuses_what_cannot_be_honoured(tmp_path: Path) -> None:
+def test_a_training_config_from_yaml_refuses_what_cannot_be_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     exp = make_experiment(tmp_path, "    overrides: {context_parallel_size: 2}\n")
+    monkeypatch.setenv("PRIMUS_PATH", primus_env(tmp_path)["PRIMUS_PATH"])
     with pytest.raises(ConfigError) as error:
         JobConfig.load(["--job.config_file", str(exp)])
     assert "exp.yaml: the runtime cannot honour context_parallel_size:" in str(error.value)
@@ -639,8 +813,16 @@ def tinyllama_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rendered_tinyllama_model_preset(tinyllama_experiment: Path) -> None:
     module = resolve_experiment(tinyllama_experiment, environ={}).modules["pre_trainer"]
     assert module.model_file.name == "tinyllama_1_1b_chat_v1_0.yaml"
-    preset = load_yaml_with_extends(module.model_file, environ={})
-    assert preset == module.model_preset
+    # Without PRIMUS_PATH: its own keys; the Primus preset it extends is reported, not read.
+    preset, parents = load_yaml_without_extends(module.model_file, environ={})
+    assert (preset, parents) == (module.model_preset, ("language_model.yaml",))
+    assert module.unread == (
+        UnreadPreset("primus/configs/modules/megatron/pre_trainer.yaml", "module preset"),
+        UnreadPreset(
+            "primus/configs/models/megatron/language_model.yaml",
+            "extended by tinyllama_1_1b_chat_v1_0.yaml",
+        ),
+    )
     # Compare types too: a YAML string "1e-05" or an int 1 for true must not pass.
     actual = {key: (type(preset[key]), preset[key]) for key in TINYLLAMA_MODEL_PRESET}
     assert actual == {key: (type(v), v) for key, v in TINYLLAMA_MODEL_PRESET.items()}
@@ -654,7 +836,7 @@ def test_rendered_tinyllama_model_preset(tinyllama_experiment: Path) -> None:
 
 
 def test_rendered_tinyllama_loads_as_runtime_config(
-    tinyllama_experiment: Path, monkeypatch: pytest.MonkeyPatch
+    tinyllama_experiment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     # Finding the flavor imports the rendered package: keep it out of other tests' way.
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -663,13 +845,26 @@ def test_rendered_tinyllama_loads_as_runtime_config(
         monkeypatch.delitem(sys.modules, name)
     for name in ("PRIMUS_TEAM", "PRIMUS_USER", "PRIMUS_EXP_NAME", "PRIMUS_WORKSPACE"):
         monkeypatch.delenv(name, raising=False)
+    printed = []
     try:
-        sections = load_runtime_sections(tinyllama_experiment, environ={})
+        sections = load_runtime_sections(tinyllama_experiment, environ={}, report=printed.append)
+        capsys.readouterr()
         trained = JobConfig.load(["--job.config_file", str(tinyllama_experiment)])
+        training_output = capsys.readouterr()
+        monkeypatch.setenv("RANK", "1")
+        JobConfig.load(["--job.config_file", str(tinyllama_experiment)])
+        other_rank_output = capsys.readouterr()
     finally:
         for name in [n for n in sys.modules if n == package or n.startswith(f"{package}.")]:
             del sys.modules[name]
     assert sections["model"] == {"flavor": "1.1B"}
+    # Without PRIMUS_PATH, training says in one line which Primus presets it did not read (once:
+    # rank 0 only), and goes on.
+    (note,) = printed
+    assert note.startswith("PRIMUS_PATH is not set, so these Primus presets were not read: ")
+    assert "language_model.yaml (extended by tinyllama_1_1b_chat_v1_0.yaml)" in note
+    assert (training_output.out, training_output.err) == (f"note: {note}\n", "")
+    assert (other_rank_output.out, other_rank_output.err) == ("", "")
     # Training reads the YAML through the same function.
     assert {
         name: {key: getattr(getattr(trained, name), key) for key in values}
@@ -683,3 +878,128 @@ def test_rendered_tinyllama_loads_as_runtime_config(
     assert (config.training.local_batch_size, config.training.global_batch_size) == (2, 16)
     assert config.training.dataset == "mock"
     assert config.optimizer.lr == 3.0e-4
+
+
+def test_rendered_tinyllama_reads_primus_presets_from_a_primus_checkout(
+    tinyllama_experiment: Path, tmp_path: Path
+) -> None:
+    """With PRIMUS_PATH, only the checkout's presets are read (the model preset must have been
+    copied there first), merged as Primus merges them. The checkout is a fake with short presets
+    of our own: it sets trainer values the experiment's overrides restate."""
+    checkout = tmp_path / "primus"
+    configs = checkout / "primus" / "configs"
+    write(
+        configs / "modules" / "megatron" / "pre_trainer.yaml",
+        "weight_decay: 0.0\nadam_beta2: 0.999\nfinetune: true\nfrom_module: true\n",
+    )
+    write(configs / "models" / "megatron" / "language_model.yaml", "swiglu: false\nfrom_lm: 1\n")
+    environ = {"PRIMUS_PATH": str(checkout)}
+    with pytest.raises(PrimusConfigError) as error:
+        resolve_experiment(tinyllama_experiment, environ=environ)
+    folder = configs / "models" / "megatron"
+    assert one_line(error).endswith(
+        f"model preset 'tinyllama_1_1b_chat_v1_0.yaml' not found in {folder}/; copy the "
+        "package's megatron/models/tinyllama_1_1b_chat_v1_0.yaml into "
+        "primus/configs/models/megatron/ of that checkout (Primus reads model presets only "
+        "there), or unset PRIMUS_PATH to read it from the package"
+    )
+
+    # Step 1 of docs/megatron.md: copy the package's model preset into the checkout.
+    shutil.copy(tinyllama_experiment.parent / "models" / "tinyllama_1_1b_chat_v1_0.yaml", folder)
+    module = resolve_experiment(tinyllama_experiment, environ=environ).modules["pre_trainer"]
+    package = resolve_experiment(tinyllama_experiment, environ={}).modules["pre_trainer"]
+    assert module.config_file == configs / "modules" / "megatron" / "pre_trainer.yaml"
+    assert module.model_file == folder / "tinyllama_1_1b_chat_v1_0.yaml"
+    assert module.unread == () and module.shadowed == ()
+    # The model preset's own keys win over what it extends; Primus's trainer values arrive, and
+    # the experiment's overrides win over them.
+    assert module.model_preset == {**package.model_preset, "from_lm": 1}
+    assert module.params == {**package.params, "from_lm": 1, "from_module": True}
+    assert (module.params["weight_decay"], module.params["adam_beta2"]) == (0.1, 0.95)
+    assert (module.params["finetune"], module.params["swiglu"]) == (False, True)
+
+
+def test_an_older_package_s_base_yamls_are_not_read(tinyllama_experiment: Path, tmp_path: Path):
+    """Packages before this layout shipped copies of Primus's base presets; one left behind
+    (edited, so regenerate kept it) is read neither by Primus nor by the runtime."""
+    package = tmp_path / "old"
+    shutil.copytree(tinyllama_experiment.parent.parent, package)
+    experiment = package / "megatron" / "exp_pretrain.yaml"
+    before = resolve_experiment(experiment, environ={}).modules["pre_trainer"].params
+    write(package / "megatron" / "models" / "language_model.yaml", "swiglu: false\nold: true\n")
+    write(package / "megatron" / "modules" / "pre_trainer.yaml", "weight_decay: 0.5\nold: true\n")
+    module = resolve_experiment(experiment, environ={}).modules["pre_trainer"]
+    assert module.params == before
+    assert (module.config_file, module.module_preset) == (None, {})
+
+
+def test_megatron_defaults_for_inert_keys_are_not_noted() -> None:
+    """norm_epsilon and rope_scaling_factor reach no GPT model; set to Megatron's defaults (as
+    Primus's language_model.yaml sets them) they change nothing, so they are not noted; any
+    other value is (see the two tests above)."""
+    mapped = megatron_to_runtime({**LLAMA_PARAMS, "norm_epsilon": 1e-5, "rope_scaling_factor": 8.0})
+    assert mapped["architecture_notes"] == []
+
+
+# ------------------------------------------------------------------ against a real Primus
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "generated_examples"
+
+
+@pytest.mark.skipif(not os.environ.get("PRIMUS_SRC"), reason="PRIMUS_SRC names no Primus checkout")
+def test_examples_train_the_same_with_and_without_primus_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/megatron.md's claim, against a real Primus (PRIMUS_SRC, as for
+    ../shared/tools/primus_accept.py): every example's experiment gives the runtime the same
+    JobConfig from Primus's presets (PRIMUS_PATH: a scratch copy of the checkout's
+    primus/configs/ with the model preset copied in) as from the package alone."""
+    checkout = tmp_path / "primus"
+    shutil.copytree(
+        Path(os.environ["PRIMUS_SRC"]) / "primus" / "configs", checkout / "primus" / "configs"
+    )
+    models = checkout / "primus" / "configs" / "models" / "megatron"
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    experiments = sorted(EXAMPLES.glob("*/megatron/exp_pretrain.yaml"))
+    packages = {experiment.parent.parent.name for experiment in experiments}
+    assert packages
+    try:
+        for experiment in experiments:
+            for preset in (experiment.parent / "models").glob("*.yaml"):
+                shutil.copy(preset, models)
+            with_primus = load_runtime_sections(experiment, environ={"PRIMUS_PATH": str(checkout)})
+            alone = load_runtime_sections(experiment, environ={})
+            assert JobConfig.from_dict(with_primus).to_dict() == (
+                JobConfig.from_dict(alone).to_dict()
+            ), experiment.parent.parent.name
+    finally:
+        # Finding each flavor imported the example packages: keep them out of other tests' way.
+        for name in [n for n in sys.modules if n.partition(".")[0] in packages]:
+            del sys.modules[name]
+
+
+def test_moe_balancing_and_expert_parallel_map_onto_the_runtime() -> None:
+    experts = {**LLAMA_PARAMS, "num_experts": 8, "expert_model_parallel_size": 2}
+    mapped = megatron_to_runtime(
+        {
+            **experts,
+            "moe_router_load_balancing_type": ["aux_loss"],
+            "moe_aux_loss_coeff": [0.02],
+        }
+    )["sections"]
+    assert mapped["moe"] == {"load_balancing": "aux_loss", "aux_loss_coef": 0.02}
+    assert mapped["parallelism"]["expert_parallel_degree"] == 2
+    bias = megatron_to_runtime(
+        {
+            **experts,
+            "moe_router_load_balancing_type": "none",
+            "moe_router_enable_expert_bias": True,
+            "moe_router_bias_update_rate": 0.01,
+        }
+    )["sections"]["moe"]
+    assert bias == {"load_balancing": "expert_bias", "expert_bias_update_rate": 0.01}
+    sinkhorn = megatron_to_runtime({**experts, "moe_router_load_balancing_type": "sinkhorn"})
+    assert any("sinkhorn" in note for note in sinkhorn["unsupported"])
+    assert megatron_to_runtime(LLAMA_PARAMS)["sections"]["moe"] == {}
+    with pytest.raises(PrimusConfigError, match="moe_aux_loss_coeff"):
+        megatron_to_runtime({**experts, "moe_aux_loss_coeff": "high"})

@@ -324,6 +324,48 @@ def test_added_dropped_and_deleted_files_are_handled_and_reported(package):
     assert regenerate(package, "--check").exit_code == 0
 
 
+# Copies of Primus's base presets that packages shipped until the runtime read Primus's own.
+OLD_BASE_YAMLS = (
+    "megatron/models/language_model.yaml",
+    "megatron/modules/pre_trainer.yaml",
+    "megatron/modules/trainer_base.yaml",
+)
+
+
+def test_older_packages_lose_the_base_yamls_unless_edited(package):
+    """A package rendered with the base YAMLs (their text from the fa998bd fixture): regenerate
+    removes the unedited ones and keeps the edited one, with the note saying so."""
+    old = REPO_ROOT / "tests" / "fixtures" / "fa998bd" / "generated_examples" / "qwen3_0_6b"
+    base = read_base(package)
+    assert not set(OLD_BASE_YAMLS) & set(base)  # the generator no longer renders them
+    for relpath in OLD_BASE_YAMLS:
+        base[relpath] = (old / relpath).read_text()
+        (package / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (package / relpath).write_text(base[relpath])
+    write_base(package, base)
+    edited = "megatron/modules/trainer_base.yaml"
+    ours = base[edited].replace("weight_decay: 0.1", "weight_decay: 0.2  # ours")
+    assert ours != base[edited]
+    (package / edited).write_text(ours)
+
+    result = regenerate(package)
+
+    assert result.exit_code == 0, result.output
+    for relpath in OLD_BASE_YAMLS[:2]:
+        assert re.search(rf"removed\s+{re.escape(relpath)}", result.output), result.output
+        assert not (package / relpath).exists()
+    assert re.search(
+        rf"kept\s+{re.escape(edited)} \(the generator dropped it; your edits keep it\)",
+        result.output,
+    ), result.output
+    assert (package / edited).read_text() == ours
+    assert sorted(p.name for p in (package / "megatron" / "models").iterdir()) == [
+        f"{PACKAGE}.yaml"
+    ]
+    assert not set(OLD_BASE_YAMLS) & set(read_base(package))
+    assert regenerate(package, "--check").exit_code == 0
+
+
 # ---------------------------------------------------------------- atomic writes, bad input
 
 

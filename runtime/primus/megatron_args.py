@@ -24,6 +24,7 @@ _RENAMES: tuple[tuple[str, str, str, type], ...] = (
     ("lr_warmup_iters", "lr_scheduler", "warmup_steps", int),
     ("tensor_model_parallel_size", "parallelism", "tensor_parallel_degree", int),
     ("pipeline_model_parallel_size", "parallelism", "pipeline_parallel_degree", int),
+    ("expert_model_parallel_size", "parallelism", "expert_parallel_degree", int),
     ("save_interval", "checkpoint", "interval", int),
     ("log_interval", "metrics", "log_freq", int),
 )
@@ -156,6 +157,29 @@ def _map_optimizer(params: Mapping[str, Any], sections: dict, notes: list[str]) 
             schedule["min_lr_factor"] = _typed(params, "min_lr", float) / lr
 
 
+def _map_moe(params: Mapping[str, Any], sections: dict, notes: list[str]) -> None:
+    """A mixture of experts' load balancing: the aux loss and its coefficient, or expert bias."""
+    if not _present(params, "num_experts"):
+        return
+    moe = sections["moe"]
+    kind = params.get("moe_router_load_balancing_type")
+    kind = kind[0] if isinstance(kind, list) and len(kind) == 1 else kind
+    if kind in ("aux_loss", "none"):
+        moe["load_balancing"] = kind
+    elif kind is not None:
+        notes.append(f"moe_router_load_balancing_type: {kind!r} has no runtime equivalent")
+    coef = params.get("moe_aux_loss_coeff")
+    coef = coef[0] if isinstance(coef, list) and len(coef) == 1 else coef
+    if isinstance(coef, int | float) and not isinstance(coef, bool):
+        moe["aux_loss_coef"] = float(coef)
+    elif coef is not None:
+        raise PrimusConfigError(f"moe_aux_loss_coeff: expected a number, got {coef!r}")
+    if _flag(params, "moe_router_enable_expert_bias"):
+        moe["load_balancing"] = "expert_bias"
+        if _present(params, "moe_router_bias_update_rate"):
+            moe["expert_bias_update_rate"] = _typed(params, "moe_router_bias_update_rate", float)
+
+
 def _map_parallel_and_io(params: Mapping[str, Any], sections: dict, notes: list[str]) -> None:
     """Pipeline schedule, checkpointing, activation recomputation."""
     if _present(params, "pipeline_model_parallel_size"):
@@ -234,11 +258,25 @@ def _map_heads(params: Mapping[str, Any], args: dict[str, Any]) -> None:
         args["head_dim"] = args["dim"] // args["n_heads"]
 
 
+# Megatron-LM's defaults for keys that reach no GPT model (a flag name Primus drops, an argument
+# no non-legacy code reads): set to these, such a key changes nothing (Primus's own
+# language_model.yaml sets both), so only another value is noted.
+_INERT_DEFAULTS: dict[str, float] = {
+    "norm_epsilon": 1e-5,  # --norm-epsilon's default (its dest is layernorm_epsilon)
+    "rope_scaling_factor": MEGATRON_LLAMA3_ROPE["rope_factor"],  # fixed in RotaryEmbedding
+}
+
+
+def _inert(params: Mapping[str, Any], key: str) -> bool:
+    """Whether ``key`` is unset, or set to the default that changes nothing."""
+    return not _present(params, key) or params[key] == _INERT_DEFAULTS.get(key, object())
+
+
 def _map_norm_eps(params: Mapping[str, Any], args: dict[str, Any], notes: list[str]) -> None:
     """norm_eps from layernorm_epsilon, the dest of Megatron-LM's --norm-epsilon."""
     if _present(params, "layernorm_epsilon"):
         args["norm_eps"] = _typed(params, "layernorm_epsilon", float)
-    if _present(params, "norm_epsilon"):
+    if not _inert(params, "norm_epsilon"):
         notes.append(
             "norm_epsilon is the flag name of layernorm_epsilon, not an argument: Primus drops it"
         )
@@ -272,7 +310,7 @@ def _map_rope(params: Mapping[str, Any], args: dict[str, Any], notes: list[str])
     else:
         args["rope_type"] = "default"
     for key in ("rope_scaling_factor", "rotary_seq_len_interpolation_factor"):
-        if _present(params, key):
+        if not _inert(params, key):
             notes.append(f"{key} reaches no Megatron GPT model (Primus passes it to none); ignored")
 
 
@@ -316,6 +354,9 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
             "checkpoint": {enable <- save is not null, folder <- save, interval <- save_interval},
             "activation_checkpoint": {mode: none | full | selective <- recompute_granularity},
             "metrics": {log_freq <- log_interval},
+            "moe": {load_balancing <- moe_router_load_balancing_type aux_loss | none, or
+                    expert_bias <- moe_router_enable_expert_bias (rate: _bias_update_rate),
+                    aux_loss_coef <- moe_aux_loss_coeff},              # models with experts
           },                                 # every section key is present, possibly empty
           "architecture": {<Megatron name>: value},   # ARCHITECTURE_FIELDS that are set
           "model_args": {                    # the same, in the generated ModelArgs' names
@@ -354,6 +395,7 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
             "checkpoint",
             "activation_checkpoint",
             "metrics",
+            "moe",
         )
     }
     unsupported: list[str] = []
@@ -363,6 +405,7 @@ def megatron_to_runtime(resolved_module: ResolvedModule | Mapping[str, Any]) -> 
     _map_training_extras(params, sections, unsupported)
     _map_optimizer(params, sections, unsupported)
     _map_parallel_and_io(params, sections, unsupported)
+    _map_moe(params, sections, unsupported)
     architecture_notes: list[str] = [
         f"{key}: the model preset's value is shadowed by the module preset's (Primus keeps the "
         "module preset's)"

@@ -9,13 +9,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from runtime.package_dir import package_dir_from_config_file
 from runtime.primus.errors import PrimusConfigError
-from runtime.primus.experiment import ResolvedExperiment, resolve_experiment, training_module
+from runtime.primus.experiment import (
+    ResolvedExperiment,
+    resolve_experiment,
+    training_module,
+    unread_note,
+)
 from runtime.primus.megatron_args import match_flavor, megatron_to_runtime
 
 
@@ -57,7 +62,9 @@ def map_training_module(
 
 
 def load_runtime_sections(
-    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Read a Primus experiment YAML as ``runtime.config`` sections: ``{section: {key: value}}``.
 
@@ -70,12 +77,17 @@ def load_runtime_sections(
       ``runtime.package`` finds a config file's package) whose ModelArgs the model preset
       describes; no ``model`` section for a YAML outside a package.
 
-    ``environ`` (default ``os.environ``) expands ``${VAR}`` placeholders. Raises
+    ``environ`` (default ``os.environ``) expands ``${VAR}`` placeholders and gives
+    ``PRIMUS_PATH``. Without it, ``report`` (when given) receives the one line of
+    :func:`~runtime.primus.experiment.unread_note`: the Primus presets not read. Raises
     :class:`PrimusConfigError` when a set training field cannot be honoured (the ``unsupported``
     notes) or the model preset matches no flavor of the package. Architecture notes do not stop a
     run: the runtime builds the package's model, checked by flavor.
     """
     experiment, mapped = map_training_module(path, environ)
+    note = unread_note(experiment)
+    if note is not None and report is not None:
+        report(note)
     sections = {name: dict(values) for name, values in mapped["sections"].items() if values}
     sections["job"] = {
         "dump_folder": str(experiment.exp_root),

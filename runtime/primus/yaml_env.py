@@ -156,3 +156,21 @@ def load_yaml_with_extends(
     """
     env = os.environ if environ is None else environ
     return _resolve_file(Path(path).resolve(), (), env)
+
+
+def load_yaml_without_extends(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Load one YAML mapping without reading its parents: ``(its own keys, the names it extends)``.
+
+    For a file whose ``extends`` live where they cannot be read (a package's model preset, whose
+    parent is Primus's ``language_model.yaml``). Placeholders are expanded as in
+    :func:`load_yaml_with_extends`; the result has no ``extends`` key. Raises
+    :class:`PrimusConfigError` for a missing file, invalid YAML, a non-mapping document or a
+    malformed ``extends``.
+    """
+    env = os.environ if environ is None else environ
+    file = Path(path).resolve()
+    data = expand_env(_read_mapping(file), env)
+    parents = tuple(_parent_names(file, data))
+    return data, parents

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from runtime_helpers import assert_same_losses, read_metrics, run_driver
+from runtime_helpers import assert_same_losses, read_metrics, run_driver, run_trainer
 
 from runtime.config import ConfigError, JobConfig
 from runtime.moe import LoadBalancer
@@ -148,3 +148,40 @@ def test_aux_loss_with_pipeline_parallel_is_refused(package: Path) -> None:
     )
     with pytest.raises(ConfigError, match="moe.load_balancing aux_loss"):
         Trainer(config, world_size=2)
+
+
+def test_import_of_a_transformers_folder_continues_training(package: Path, tmp_path: Path):
+    """A folder transformers' save_pretrained wrote (one tensor per expert) loads through the
+    adapter; the first step's loss is transformers' on the same batch."""
+    import torch.nn.functional as F
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from runtime.components import build_dataloader
+
+    _, args = _model(package)
+    torch.manual_seed(3)
+    hf_model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
+    hf_model.save_pretrained(tmp_path / "hf")
+    run = argv(
+        package,
+        tmp_path / "continued",
+        "--training.steps",
+        "2",
+        "--training.local_batch_size",
+        "4",
+        "--checkpoint.initial_load_path",
+        str(tmp_path / "hf"),
+        "--checkpoint.initial_load_in_hf",
+    )
+    result = run_trainer(*run)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "loaded HF weights" in result.stdout
+    inputs, labels = build_dataloader(
+        1, 0, None, JobConfig.load(run), vocab_size=args.vocab_size
+    ).next_batch()
+    with torch.no_grad():
+        logits = hf_model.eval()(inputs).logits
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten()).item()
+    losses = {m["step"]: m["loss"] for m in read_metrics(tmp_path / "continued")}
+    assert losses[1] == pytest.approx(expected, rel=1e-5)
+    assert sorted(losses) == [1, 2]

@@ -1,8 +1,9 @@
 """The Primus/Megatron YAML in megatron/ resolves to exactly this package's architecture.
 
-The experiment is resolved the way Primus resolves it (``extends`` chains, module preset, model
-preset, overrides) and every architecture field is checked against ``ModelArgs.from_hf`` of the
-config.json this package was generated from.
+The experiment is resolved as the runtime resolves it without ``PRIMUS_PATH`` (no Primus file:
+this package's model preset, not the Primus presets it extends, then the experiment's overrides)
+and every architecture field is checked against ``ModelArgs.from_hf`` of the config.json this
+package was generated from.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from qwen3_0_6b.model.args import ARCHITECTURE, ModelArgs
 from runtime.config import JobConfig
 from runtime.primus import (
+    ARCHITECTURE_FIELDS,
     ResolvedModule,
     load_runtime_sections,
     megatron_to_runtime,
@@ -47,12 +49,15 @@ def test_experiment_resolves_its_own_presets(module: ResolvedModule):
     assert experiment.exp_name == "qwen3_0_6b-pretrain"
     assert experiment.workspace == "./output"
     assert module.framework == "megatron"
-    assert module.config_file == MEGATRON_DIR / "modules" / "pre_trainer.yaml"
+    # No Primus file is read without PRIMUS_PATH: the model preset comes from this package (where
+    # a user copies it from into Primus), and the Primus presets it needs are reported unread.
+    assert module.config_file is None
     model_file = MEGATRON_DIR / "models" / "qwen3_0_6b.yaml"
     assert module.model_file == model_file
-    # Primus keeps the module preset's value of a key both presets set: the model preset must
-    # set none of the module preset's keys.
-    assert module.shadowed == ()
+    assert [str(preset) for preset in experiment.unread] == [
+        "primus/configs/modules/megatron/pre_trainer.yaml (module preset)",
+        f"primus/configs/models/megatron/language_model.yaml (extended by {model_file.name})",
+    ]
 
 
 def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs):
@@ -84,6 +89,10 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         expected["num_query_groups"] = args.n_kv_heads
     preset = module.model_preset
     assert {key: preset[key] for key in expected} == expected
+    # The preset states every architecture field the runtime reads itself: without PRIMUS_PATH,
+    # Primus's language_model.yaml, which it extends, is not read.
+    not_used = set() if gqa else {"num_query_groups"}
+    assert [key for key in ARCHITECTURE_FIELDS if key not in preset and key not in not_used] == []
     # Numbers must be YAML numbers, not strings that merely print alike.
     assert isinstance(preset["layernorm_epsilon"], float)
     assert preset["qk_layernorm"] is True
