@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     set_model_state_dict,
 )
 from torch.distributed.checkpoint.stateful import Stateful
+
+from runtime.config import ConfigError
 
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
 
@@ -93,22 +97,69 @@ class CheckpointManager:
         steps = completed_steps(self.folder)
         return steps[-1] if steps else None
 
+    def latest_description(self) -> str:
+        """Where the newest complete checkpoint is, in words (for messages)."""
+        if not self.enabled:
+            return "checkpointing is off"
+        self.wait()
+        step = self.latest_step()
+        if step is None:
+            return f"no checkpoint in {self.folder} yet"
+        return f"the newest checkpoint is {self.folder / f'step-{step}'}"
+
     def load_latest(self) -> int | None:
-        """Load the newest checkpoint into ``states``; returns its step (None: nothing to load)."""
+        """Load the newest checkpoint that loads into ``states``; returns its step (None:
+        nothing to load).
+
+        A complete-looking checkpoint that fails to load (a truncated or corrupt file) is
+        skipped with a warning naming it and why, and the one before is tried; when none loads
+        the run stops with one line (it never silently starts from scratch).
+        """
         if not self.enabled:
             return None
-        step = self.latest_step()
-        if step is not None:
-            dcp.load(self.states, checkpoint_id=str(self.folder / f"step-{step}"))
-        return step
+        failures = []
+        for step in reversed(completed_steps(self.folder)):
+            path = self.folder / f"step-{step}"
+            error = self._try_load(path)
+            if error is None:
+                return step
+            failures.append(f"{path.name}: {error}")
+            if dist.get_rank() == 0:
+                print(f"warning: checkpoint {path} does not load ({error}); trying an older one")
+        if failures:
+            raise ConfigError(
+                f"no checkpoint in {self.folder} loads ({'; '.join(failures)}); move the folder "
+                "away to start from scratch"
+            )
+        return None
+
+    def _try_load(self, path: Path) -> str | None:
+        """Load ``path`` into ``states``; None if every rank did, else the first line of why not."""
+        error = None
+        try:
+            dcp.load(self.states, checkpoint_id=str(path))
+        # DCP raises the same CheckpointException (a BaseException) on every rank.
+        except (Exception, CheckpointException) as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            error = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors
+        ok = torch.tensor([0.0 if error else 1.0], device=device)
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if error is None and not bool(ok.item()):
+            error = "another rank failed to load it"
+        return error
 
     def load_from(self, path: str, keys: tuple[str, ...] = ("model",)) -> None:
         """Load only ``keys`` of ``states`` from a DCP checkpoint folder (initial weights)."""
         dcp.load({key: self.states[key] for key in keys}, checkpoint_id=path)
 
+    def due(self, step: int, final: bool = False) -> bool:
+        """Whether :meth:`maybe_save` saves at ``step``."""
+        return self.enabled and (step % self.interval == 0 or final)
+
     def maybe_save(self, step: int, final: bool = False) -> bool:
         """Save at interval steps and at the final step; returns whether it saved."""
-        if not self.enabled or (step % self.interval and not final):
+        if not self.due(step, final):
             return False
         self.save(step)
         return True

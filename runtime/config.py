@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import tomllib
 import types
@@ -113,6 +114,9 @@ class Training:
     mixed_precision_param: str = _choice("bfloat16", "bfloat16", "float16", "float32")
     mixed_precision_reduce: str = _choice("float32", "bfloat16", "float32")
     gc_freq: int = 50
+    # Steps in a row whose loss or gradient norm is not finite that are skipped (no update)
+    # before the run stops; 0 stops at the first.
+    nonfinite_patience: int = 0
 
 
 @dataclass
@@ -266,6 +270,7 @@ class JobConfig:
                 raise ConfigError(f"training.{name} must be >= 1, got {getattr(training, name)}")
         if training.global_batch_size != -1 and training.global_batch_size < 1:
             raise ConfigError("training.global_batch_size must be -1 or >= 1")
+        self._check_numbers()
         if training.dataset != "mock" and not training.dataset_path:
             raise ConfigError(f"training.dataset {training.dataset!r} needs training.dataset_path")
         if self.checkpoint.interval < 1:
@@ -283,6 +288,55 @@ class JobConfig:
         unknown = set(self.compile.components) - {"model", "loss"}
         if unknown:
             raise ConfigError(f"compile.components: unknown {sorted(unknown)}; use model, loss")
+
+    def _check_numbers(self) -> None:
+        """Values a worker would crash on or train wrongly with, refused before any starts."""
+        training, optimizer = self.training, self.optimizer
+        positive = {
+            "training.max_norm": training.max_norm,  # <= 0 would flip or zero the gradients
+            "optimizer.eps": optimizer.eps,
+            "moe.expert_bias_update_rate": self.moe.expert_bias_update_rate,
+        }
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a finite number > 0, got {value}")
+        non_negative = {
+            "optimizer.lr": optimizer.lr,
+            "optimizer.weight_decay": optimizer.weight_decay,
+            "lr_scheduler.min_lr_factor": self.lr_scheduler.min_lr_factor,
+        }
+        for name, value in non_negative.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        for name, value in (
+            ("optimizer.beta1", optimizer.beta1),
+            ("optimizer.beta2", optimizer.beta2),
+        ):
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        counts = {
+            "training.gc_freq": training.gc_freq,
+            "metrics.log_freq": self.metrics.log_freq,
+        }
+        for name, value in counts.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if training.nonfinite_patience < 0:
+            raise ConfigError(
+                f"training.nonfinite_patience must be >= 0, got {training.nonfinite_patience}"
+            )
+        if self.lr_scheduler.warmup_steps < 0:
+            raise ConfigError(
+                f"lr_scheduler.warmup_steps must be >= 0, got {self.lr_scheduler.warmup_steps}"
+            )
+        load = self.checkpoint.initial_load_path
+        if load and not Path(load).exists():
+            raise ConfigError(f"checkpoint.initial_load_path not found: {load}")
+        if training.dataset == "hf" and not (training.tokenizer_path or self.model.hf_assets_path):
+            raise ConfigError(
+                "training.dataset 'hf' needs a tokenizer: set training.tokenizer_path or "
+                "model.hf_assets_path"
+            )
 
     def _section(self, name: str) -> Any:
         if name not in {f.name for f in dataclasses.fields(self)}:
@@ -322,7 +376,11 @@ def read_config_file(path: str) -> dict[str, Any]:
     if file.suffix in (".yaml", ".yml"):
         return _read_primus_yaml(file)
     try:
-        return tomllib.loads(file.read_text())
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import resource
 import time
 from dataclasses import asdict, dataclass
@@ -113,7 +114,12 @@ class MetricsLogger:
             flush=True,
         )
         with self.jsonl_path.open("a") as handle:
-            record = {name: value for name, value in asdict(metrics).items() if value is not None}
+            # JSON has no NaN or Infinity: a non-finite value is written as null.
+            record = {
+                name: None if isinstance(value, float) and not math.isfinite(value) else value
+                for name, value in asdict(metrics).items()
+                if value is not None
+            }
             handle.write(json.dumps(record) + "\n")
         if self._writer is not None:
             for name, value in asdict(metrics).items():

@@ -1,7 +1,8 @@
 """Entry point: ``torchrun --nproc_per_node N -m runtime.train --job.config_file X [--a.b v ...]``.
 
 Bad input (unknown config keys, impossible parallel degrees, a missing package) prints one line
-to stderr and exits 2.
+to stderr and exits 2; a loss or gradient norm that stays non-finite stops the run with one line
+and exit 1 (no checkpoint is written from it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.distributed as dist
 
 from runtime.config import ConfigError, JobConfig
 from runtime.distributed.utils import exit_process
-from runtime.trainer import Trainer, TrainResult
+from runtime.trainer import NonFiniteTraining, Trainer, TrainResult
 
 
 def run(job_config: JobConfig) -> TrainResult:
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return ConfigError.exit_code
+    except NonFiniteTraining as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return NonFiniteTraining.exit_code
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fcntl
 import gc
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,12 @@ from runtime.hf import export_hf, import_hf
 from runtime.metrics import MetricsLogger, StepMetrics, memory_gib, peak_flops
 from runtime.moe import LoadBalancer
 from runtime.package import resolve_train_spec
+
+
+class NonFiniteTraining(RuntimeError):
+    """The loss or the gradient norm stayed non-finite; ``runtime.train`` prints it and exits 1."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -128,6 +136,7 @@ class Trainer:
     def _setup(self) -> None:
         self.device = init_distributed()
         self.rank = dist.get_rank()
+        self._lock_dump_folder()
         self._keep_fp32_on_cpu()
         set_seed(self.job_config.training.seed, self.job_config.training.deterministic)
         with torch.device("meta"):
@@ -152,6 +161,29 @@ class Trainer:
         param_dtype = dtype_from_name(self.job_config.training.mixed_precision_param)
         self.peak_flops = peak_flops(self.device, param_dtype)
         self.metrics = MetricsLogger(self.job_config, is_writer=self.rank == 0)
+
+    def _lock_dump_folder(self) -> None:
+        """Refuse to share ``job.dump_folder`` with another training that is running.
+
+        Rank 0 holds an exclusive lock on ``<dump_folder>/.lock`` for the life of its process
+        (the kernel drops it however the process ends); every rank learns whether it got it.
+        """
+        dump = Path(self.job_config.job.dump_folder)
+        got = torch.ones(1)
+        if self.rank == 0:
+            dump.mkdir(parents=True, exist_ok=True)
+            self._lock_file = (dump / ".lock").open("a")
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                got.zero_()
+        flag = got.to(self.device)
+        dist.broadcast(flag, src=0)  # every rank learns rank 0's answer
+        if not bool(flag.item()):
+            raise ConfigError(
+                f"job.dump_folder {dump} is in use by another training (its .lock is held); "
+                "wait for it to finish or choose another dump_folder"
+            )
 
     def _keep_fp32_on_cpu(self) -> None:
         training = self.job_config.training
@@ -328,9 +360,16 @@ class Trainer:
             self.moe_metrics["moe_max_over_mean"] = stats.max_over_mean
             if self.job_config.moe.load_balancing == "aux_loss":
                 self.moe_metrics["aux_loss"] = self._global_loss(self._aux_loss)
-        self.optimizers.step()
+        loss, norm = self._global_loss(step_loss), float(grad_norm)
+        if math.isfinite(loss) and math.isfinite(norm):
+            self.optimizers.step()
+            self.nonfinite_steps = 0
+        else:
+            # No update from a non-finite loss or gradient: the weights stay as they were.
+            self.optimizers.zero_grad()
+            self.nonfinite_steps += 1
         self.lr_schedulers.step()
-        return self._global_loss(step_loss), float(grad_norm), lr
+        return loss, norm, lr
 
     def _step_metrics(self, step: int, loss: float, grad_norm: float, lr: float, seconds: float):
         tokens = self.global_batch * self.job_config.training.seq_len
@@ -351,37 +390,69 @@ class Trainer:
 
     def train(self) -> TrainResult:
         """Run the job to ``training.steps``; returns losses by step."""
-        self._setup()
-        result = TrainResult(resumed_from=self.resumed_from)
-        self._announce()
-        gc.disable()
         try:
-            self._loop(result)
+            self._setup()
+            result = TrainResult(resumed_from=self.resumed_from)
+            self._announce()
+            gc.disable()
+            try:
+                self._loop(result)
+            finally:
+                gc.enable()
+                self.checkpointer.close()
+                self.metrics.close()
+            result.final_step = self.train_state.step
+            if self.job_config.checkpoint.last_save_in_hf:
+                result.hf_folder = self.export_hf()
+            return result
         finally:
-            gc.enable()
-            self.checkpointer.close()
-            self.metrics.close()
-        result.final_step = self.train_state.step
-        if self.job_config.checkpoint.last_save_in_hf:
-            result.hf_folder = self.export_hf()
-        return result
+            lock = getattr(self, "_lock_file", None)
+            if lock is not None:
+                lock.close()  # releases the dump folder's lock
 
     def _loop(self, result: TrainResult) -> None:
         training = self.job_config.training
+        self.nonfinite_steps = 0
         while self.train_state.step < training.steps:
             step = self.train_state.step + 1
             start = time.perf_counter()
             loss, grad_norm, lr = self._train_step()
             self.train_state.step = step
             final = step == training.steps
-            if self.metrics.should_log(step, final):
+            if self.metrics.should_log(step, final) or self.nonfinite_steps:
                 seconds = time.perf_counter() - start
                 metrics = self._step_metrics(step, loss, grad_norm, lr, seconds)
                 self.metrics.log(metrics)
             result.losses[step] = loss
+            if self.nonfinite_steps > training.nonfinite_patience:
+                raise NonFiniteTraining(
+                    f"step {step}: loss {loss} / gradient norm {grad_norm} is not finite "
+                    f"({self.nonfinite_steps} step(s) in a row, training.nonfinite_patience "
+                    f"{training.nonfinite_patience}); stopped without saving: "
+                    f"{self.checkpointer.latest_description()}"
+                )
+            if self.nonfinite_steps:
+                continue  # an update was skipped: nothing new to save
+            if self.checkpointer.due(step, final) and not self._weights_finite():
+                raise NonFiniteTraining(
+                    f"step {step}: the weights are not finite after the update (a learning rate "
+                    f"or gradient too large?); stopped without saving: "
+                    f"{self.checkpointer.latest_description()}"
+                )
             self.checkpointer.maybe_save(step, final=final)
             if step % training.gc_freq == 0:
                 gc.collect(1)
+
+    def _weights_finite(self) -> bool:
+        """Every rank's shards of every weight are finite (one all-reduce)."""
+        finite = all(
+            bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())
+            for part in self.model_parts
+            for p in part.parameters()
+        )
+        flag = torch.tensor([1.0 if finite else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
 
     def _announce(self) -> None:
         dims = self.parallel_dims

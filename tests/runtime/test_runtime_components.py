@@ -141,6 +141,7 @@ def test_hf_datasets_from_a_local_file(tmp_path):
         training={
             "dataset": "hf",
             "dataset_path": str(data),
+            "tokenizer_path": str(tmp_path),  # the check wants one; the test passes its own
             "dataset_text_field": "body",
             "seq_len": 3,
             "local_batch_size": 1,

@@ -159,3 +159,33 @@ def test_parallel_dims_check_experts():
     with pytest.raises(ConfigError, match="needs a model with experts"):
         dims.check_experts(None)
     ParallelDims(1, -1, 1, 1, 4).check_experts(None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--training.max_norm", "-1"], "training.max_norm must be a finite number > 0"),
+        (["--training.max_norm", "0"], "training.max_norm must be a finite number > 0"),
+        (["--training.gc_freq", "0"], "training.gc_freq must be >= 1"),
+        (["--metrics.log_freq", "0"], "metrics.log_freq must be >= 1"),
+        (["--optimizer.lr", "nan"], "optimizer.lr must be a finite number >= 0"),
+        (["--optimizer.lr", "-1"], "optimizer.lr must be a finite number >= 0"),
+        (["--optimizer.beta2", "1.0"], r"optimizer.beta2 must be in \[0, 1\)"),
+        (["--training.nonfinite_patience", "-1"], "nonfinite_patience must be >= 0"),
+        (["--checkpoint.initial_load_path", "/nope/ckpt"], "initial_load_path not found"),
+        (
+            ["--training.dataset", "hf", "--training.dataset_path", "x"],
+            "'hf' needs a tokenizer",
+        ),
+    ],
+)
+def test_values_a_worker_would_crash_on_are_refused_up_front(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        JobConfig.load(argv)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    toml = tmp_path / "latin1.toml"
+    toml.write_bytes('[job]\ndescription = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        JobConfig.load(["--job.config_file", str(toml)])

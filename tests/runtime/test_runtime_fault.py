@@ -66,3 +66,82 @@ def test_sigkill_a_rank_then_resume_from_the_last_checkpoint(tmp_path, baseline_
     assert_same_losses(last_loss, baseline_losses)
     kept = sorted(path.name for path in (dump / "checkpoint").iterdir())
     assert kept == [f"step-{STEPS - 2}", f"step-{STEPS}"]
+
+
+def test_a_non_finite_loss_stops_the_run_without_saving_it(tmp_path):
+    """lr 1e30: the first update overflows the next step's gradients; the run stops with one
+    line and exit 1, saves nothing from the bad step, and metrics.jsonl stays JSON."""
+    import json
+
+    from runtime_helpers import DEBUG_TOML, run_trainer
+
+    dump = tmp_path / "diverged"
+    result = run_trainer(
+        "--job.config_file",
+        str(DEBUG_TOML),
+        "--job.dump_folder",
+        str(dump),
+        "--training.steps",
+        "6",
+        "--optimizer.lr",
+        "1e30",
+        "--checkpoint.enable",
+        "--checkpoint.interval",
+        "1",
+    )
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not finite" in errors[0] and "stopped without saving" in errors[0]
+    records = [json.loads(line) for line in (dump / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]["step"]
+    assert records[-1]["grad_norm"] is None or records[-1]["loss"] is None
+    saved = sorted(int(p.name.split("-")[1]) for p in (dump / "checkpoint").glob("step-*"))
+    assert last not in saved and all(step < last for step in saved)
+
+
+def test_two_trainings_cannot_share_a_dump_folder(tmp_path):
+    """The second training into a folder a running one holds stops with one line, exit 2."""
+    import fcntl
+
+    from runtime_helpers import DEBUG_TOML, run_trainer
+
+    dump = tmp_path / "shared"
+    dump.mkdir()
+    with (dump / ".lock").open("a") as held:  # what a running training's rank 0 holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_trainer(
+            "--job.config_file",
+            str(DEBUG_TOML),
+            "--job.dump_folder",
+            str(dump),
+            "--training.steps",
+            "1",
+        )
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "is in use by another training" in result.stderr
+    assert not (dump / "metrics.jsonl").exists()
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    """The newest checkpoint's data file is truncated: the restarted run says so, resumes from
+    the one before and finishes; with every checkpoint corrupt it stops with one line."""
+    from runtime_helpers import DEBUG_TOML, run_trainer
+
+    dump = tmp_path / "run"
+    common = ("--job.config_file", str(DEBUG_TOML), "--job.dump_folder", str(dump))
+    ckpt = ("--checkpoint.enable", "--checkpoint.interval", "2")
+    first = run_trainer(*common, *ckpt, "--training.steps", "4")
+    assert first.returncode == 0, first.stderr[-2000:]
+    for data in (dump / "checkpoint" / "step-4").glob("*.distcp"):
+        data.write_bytes(data.read_bytes()[:100])
+    second = run_trainer(*common, *ckpt, "--training.steps", "6")
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "step-4 does not load" in second.stdout
+    assert "resumed from checkpoint step 2" in second.stdout
+    for step in ("step-2", "step-4", "step-6"):
+        for data in (dump / "checkpoint" / step).glob("*.distcp"):
+            data.write_bytes(b"")
+    third = run_trainer(*common, *ckpt, "--training.steps", "8")
+    assert third.returncode == 2
+    errors = [line for line in third.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no checkpoint in" in errors[0]
