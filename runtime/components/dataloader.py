@@ -44,15 +44,44 @@ def _pack(documents: Iterable[list[int]], eos_id: int | None, length: int) -> It
 
 
 def _read_texts(path: Path, kind: str, text_field: str) -> Iterator[str]:
+    """The documents of a text file (each file one document) or a jsonl file (``text_field`` of
+    each line); a bad file or line is a ConfigError naming it."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        with file.open(encoding="utf-8") as handle:
-            if kind == "text":
-                yield handle.read()
-                continue
-            for line in handle:
+        if kind == "text":
+            yield _utf8(file, file.read_bytes())
+            continue
+        with file.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                line = _utf8(file, raw, number)
                 if line.strip():
-                    yield json.loads(line)[text_field]
+                    yield _jsonl_text(file, number, line, text_field)
+
+
+def _utf8(file: Path, data: bytes, line: int | None = None) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"{file}:{line}" if line is not None else f"{file} (byte {exc.start})"
+        raise ConfigError(f"dataset file {where} is not UTF-8 text") from None
+
+
+def _jsonl_text(file: Path, number: int, line: str, text_field: str) -> str:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"dataset file {file}:{number}: not a JSON line ({exc.msg})") from None
+    if not isinstance(row, dict) or text_field not in row:
+        raise ConfigError(
+            f"dataset file {file}:{number}: no {text_field!r} field "
+            "(set training.dataset_text_field)"
+        )
+    text = row[text_field]
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"dataset file {file}:{number}: {text_field!r} is a {type(text).__name__}, not text"
+        )
+    return text
 
 
 def _hf_texts(path: Path, text_field: str) -> Iterator[str]:

@@ -71,5 +71,7 @@ def build_tokenizer(job_config: Any) -> LocalTokenizer | None:
         raise ConfigError(f"tokenizer folder not found: {path}")
     try:
         return LocalTokenizer(folder)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load a tokenizer from {path}: {exc}") from None
+    except Exception as exc:  # tokenizers raises its own Exception for a corrupt tokenizer.json
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        raise ConfigError(f"cannot load a tokenizer from {path}: {reason}") from None

@@ -170,3 +170,30 @@ def test_tokenizer_folder(tmp_path):
     )
     with pytest.raises(ConfigError, match="tokenizer folder not found"):
         build_tokenizer(missing)
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "message"),
+    [
+        ("jsonl", b'{"text": "ok"}\n{"text": \n', r"rows\.data:2: not a JSON line"),
+        ("jsonl", b'{"text": "ok"}\n{"body": "x"}\n', r"rows\.data:2: no 'text' field"),
+        ("jsonl", b'{"text": 3}\n', r"rows\.data:1: 'text' is a int, not text"),
+        ("jsonl", b'{"text": "ok"}\n{"text": "caf\xe9"}\n', r"rows\.data:2 is not UTF-8 text"),
+        ("text", b"caf\xe9", r"rows\.data \(byte 3\) is not UTF-8 text"),
+    ],
+)
+def test_bad_data_names_the_file_and_line(tmp_path, kind, content, message):
+    data = tmp_path / "rows.data"
+    data.write_bytes(content)
+    config = _config(training={"dataset": kind, "dataset_path": str(data), "seq_len": 1})
+    with pytest.raises(ConfigError, match=message):
+        build_dataloader(1, 0, _CharTokenizer(), config).next_batch()
+
+
+def test_a_corrupt_tokenizer_json_is_one_line(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    config = _config(
+        training={"dataset": "text", "dataset_path": "x", "tokenizer_path": str(tmp_path)}
+    )
+    with pytest.raises(ConfigError, match="cannot load a tokenizer from"):
+        build_tokenizer(config)
