@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import shutil
 from concurrent.futures import Future
@@ -13,7 +14,11 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -24,6 +29,68 @@ from torch.distributed.checkpoint.stateful import Stateful
 from runtime.config import ConfigError
 
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles a DCP ``.metadata`` file, refusing any class a checkpoint's metadata does not
+    use: a crafted checkpoint folder cannot run code when it is loaded."""
+
+    _MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem")
+    _NAMES = {
+        ("pathlib", "PosixPath"),
+        ("pathlib", "WindowsPath"),
+        ("pathlib", "PurePosixPath"),
+        ("torch", "Size"),
+        ("torch.serialization", "_get_layout"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = (module, name) in self._NAMES or (
+            module in self._MODULES and not name.startswith("__")
+        )
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            allowed = True
+        if not allowed:
+            raise pickle.UnpicklingError(f"checkpoint metadata names {module}.{name}: refused")
+        return super().find_class(module, name)
+
+
+class SafeReader(FileSystemReader):
+    """DCP's file reader with metadata read by :class:`_MetadataUnpickler`."""
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        path = self._get_metadata_path(kwargs.get("rank"))
+        with self.fs.create_stream(path, "rb") as metadata_file:
+            metadata = _MetadataUnpickler(metadata_file).load()
+        if not isinstance(metadata, Metadata):
+            raise pickle.UnpicklingError(f"{path} holds no checkpoint metadata")
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
+
+
+class SafeLoadPlanner(DefaultLoadPlanner):
+    """DCP's load planner with non-tensor items read by ``torch.load(weights_only=True)``."""
+
+    def load_bytes(self, read_item: Any, value: Any) -> None:
+        fqn = read_item.dest_index.fqn
+        loaded = torch.load(value, weights_only=True)
+        if self.flatten_state_dict:
+            set_element(self.original_state_dict, self.mappings[fqn], loaded)
+        else:
+            self.state_dict[fqn] = loaded
+
+
+def safe_load(state: dict[str, Any], path: str | Path) -> None:
+    """``dcp.load`` of ``path`` into ``state`` that unpickles nothing but data."""
+    dcp.load(
+        state,
+        checkpoint_id=str(path),
+        storage_reader=SafeReader(str(path)),
+        planner=SafeLoadPlanner(),
+    )
 
 
 class ModelState(Stateful):
@@ -70,6 +137,12 @@ def completed_steps(folder: Path) -> list[int]:
         if match and (child / ".metadata").is_file():
             steps.append(int(match.group(1)))
     return sorted(steps)
+
+
+def _why(exc: BaseException) -> str:
+    """One line saying why a load failed (DCP's exception carries every rank's traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
 class CheckpointManager:
@@ -137,11 +210,10 @@ class CheckpointManager:
         """Load ``path`` into ``states``; None if every rank did, else the first line of why not."""
         error = None
         try:
-            dcp.load(self.states, checkpoint_id=str(path))
+            safe_load(self.states, path)
         # DCP raises the same CheckpointException (a BaseException) on every rank.
         except (Exception, CheckpointException) as exc:
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            error = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:300]
+            error = _why(exc)
         device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors
         ok = torch.tensor([0.0 if error else 1.0], device=device)
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
@@ -151,7 +223,12 @@ class CheckpointManager:
 
     def load_from(self, path: str, keys: tuple[str, ...] = ("model",)) -> None:
         """Load only ``keys`` of ``states`` from a DCP checkpoint folder (initial weights)."""
-        dcp.load({key: self.states[key] for key in keys}, checkpoint_id=path)
+        try:
+            safe_load({key: self.states[key] for key in keys}, path)
+        except (Exception, CheckpointException) as exc:
+            raise ConfigError(
+                f"checkpoint.initial_load_path {path} does not load: {_why(exc)}"
+            ) from None
 
     def due(self, step: int, final: bool = False) -> bool:
         """Whether :meth:`maybe_save` saves at ``step``."""

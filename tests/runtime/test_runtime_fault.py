@@ -145,3 +145,45 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(tmp_path):
     assert third.returncode == 2
     errors = [line for line in third.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no checkpoint in" in errors[0]
+
+
+class _Payload:
+    """What a crafted checkpoint could hold: unpickling it would run a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    """Checkpoint metadata is read by an unpickler that allows only checkpoint classes: neither
+    auto-resume nor initial_load_path runs what a crafted .metadata names."""
+    import pickle
+
+    from runtime_helpers import DEBUG_TOML, run_trainer
+
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "crafted"
+    crafted.mkdir()
+    (crafted / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
+    dump = tmp_path / "run"
+    (dump / "checkpoint").mkdir(parents=True)
+    (dump / "checkpoint" / "step-3").symlink_to(crafted, target_is_directory=True)
+    common = ("--job.config_file", str(DEBUG_TOML), "--training.steps", "1")
+    resumed = run_trainer(*common, "--job.dump_folder", str(dump), "--checkpoint.enable")
+    loaded = run_trainer(
+        *common,
+        "--job.dump_folder",
+        str(tmp_path / "other"),
+        "--checkpoint.initial_load_path",
+        str(crafted),
+    )
+    assert not marker.exists()
+    for result, message in ((resumed, "no checkpoint in"), (loaded, "does not load")):
+        assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0] and "refused" in errors[0]
