@@ -33,9 +33,18 @@ console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def shown(value: object) -> str:
+    """User-supplied text (config values, paths, messages that quote them) as rich prints it
+    literally: markup escaped, control characters (newlines, terminal escapes) as ``\\x..``."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return escape(text)
+
+
 def fail(error: ScaffoldError) -> None:
     """Print a bad-input error as one line and exit 2."""
-    err_console.print(f"[bold red]error:[/] {error}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {shown(error)}", soft_wrap=True)
     raise typer.Exit(code=EXIT_BAD_INPUT)
 
 
@@ -76,7 +85,12 @@ def new_model(
         typer.Option("--revision", help="Hub revision: branch, tag or commit hash."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing package folder.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing package that scaffold wrote (never a link, a file, or a "
+            "folder holding files of yours).",
+        ),
     ] = False,
 ) -> None:
     """Render a model package from SOURCE's config.json and say how to verify it."""
@@ -92,24 +106,26 @@ def new_model(
             write_package(generated.files_with_record(destination), destination, force=force)
     except ScaffoldError as error:
         fail(error)
+    except OSError as error:  # rendering needs a temporary folder: nothing was written
+        fail(ScaffoldError(f"could not render the package ({error}); nothing was written"))
     spec, resolved = generated.spec, generated.resolved
     elapsed = time.perf_counter() - started
-    console.print(f"[bold]source[/]   {resolved.description}")
+    console.print(f"[bold]source[/]   {shown(resolved.description)}")
     console.print(f"[bold]sha256[/]   {resolved.sha256}")
     positions = f"rope {spec.rope.type}" if spec.rope else "learned positions"
     console.print(
-        f"[bold]model[/]    {spec.model_type} ({spec.hf_architecture}), "
+        f"[bold]model[/]    {shown(spec.model_type)} ({shown(spec.hf_architecture)}), "
         f"{spec.size_name} parameters: "
         f"{spec.n_layers} layers, hidden {spec.dim}, {spec.n_heads} heads / "
-        f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, {positions}"
+        f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, {shown(positions)}"
     )
     for warning in generated.warnings:
-        console.print(f"[bold yellow]warning[/]  {escape(warning)}")
+        console.print(f"[bold yellow]warning[/]  {shown(warning)}")
     console.print(
         f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) "
-        f"to {destination} in {elapsed:.1f}s"
+        f"to {shown(destination)} in {elapsed:.1f}s"
     )
-    console.print(f"[bold]next[/]     cd {output} && pytest {generated.package_name}")
+    console.print(f"[bold]next[/]     cd {shown(output)} && pytest {generated.package_name}")
 
 
 @app.command("families")

@@ -8,6 +8,9 @@ from typing import Any
 from scaffolder.errors import ConfigFieldError
 
 _MISSING = object()
+# The largest integer a field may hold: a size, count or token id beyond int32 is no real model's,
+# and keeping well below float's range lets every later computation stay exact.
+MAX_INT = 2**31 - 1
 
 
 def _lookup(config: dict[str, Any], field: str, default: Any) -> Any:
@@ -18,14 +21,21 @@ def _lookup(config: dict[str, Any], field: str, default: Any) -> Any:
 
 
 def read_int(
-    config: dict[str, Any], field: str, default: Any = _MISSING, *, minimum: int = 1
+    config: dict[str, Any],
+    field: str,
+    default: Any = _MISSING,
+    *,
+    minimum: int = 1,
+    maximum: int = MAX_INT,
 ) -> int:
-    """An integer >= ``minimum``; booleans and floats (even 22.0) are rejected."""
+    """An integer in [``minimum``, ``maximum``]; booleans and floats (even 22.0) are rejected."""
     value = _lookup(config, field, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigFieldError(field, f"must be an integer, got {_describe(value)}")
     if value < minimum:
-        raise ConfigFieldError(field, f"must be >= {minimum}, got {value}")
+        raise ConfigFieldError(field, f"must be >= {minimum}, got {_describe_int(value)}")
+    if value > maximum:
+        raise ConfigFieldError(field, f"must be <= {maximum}, got {_describe_int(value)}")
     return value
 
 
@@ -40,7 +50,10 @@ def read_float(
     value = _lookup(config, field, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigFieldError(field, f"must be a number, got {_describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float's range (10**400)
+        value = math.inf if value > 0 else -math.inf
     if not math.isfinite(value):
         raise ConfigFieldError(field, f"must be a finite number, got {value}")
     if positive and value <= 0:
@@ -73,7 +86,14 @@ def require(condition: bool, field: str, reason: str) -> None:
         raise ConfigFieldError(field, reason)
 
 
+def _describe_int(value: int) -> str:
+    """An integer for a message: its digits, unless there are too many to read."""
+    return str(value) if abs(value) < 10**40 else "an integer of more than 40 digits"
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{_describe_int(value)} (int)"
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."

@@ -165,37 +165,146 @@ def _current_umask() -> int:
     return mask
 
 
+# Caches that tools write inside a package (running its tests, linting it): not the user's work.
+CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"})
+
+
 def write_package(files: Mapping[str, str], destination: Path, *, force: bool = False) -> None:
     """Write ``files`` under ``destination`` atomically: all of them, or nothing.
 
-    The tree is built in a sibling temp folder and renamed into place; with ``force`` an
-    existing folder is replaced only after the new one is complete.
+    The tree is built in a sibling temp folder and renamed into place. ``destination`` itself is
+    never followed: a symbolic link there is refused. With ``force`` an existing package is
+    replaced only after the new one is complete, and only if it is one that model-scaffolder
+    wrote (a ``.scaffold/`` record) holding no file the record does not list (caches aside):
+    nothing the tool did not write is ever deleted. A write that fails (permissions, a full
+    disk) leaves nothing behind and raises a one-line ScaffoldError.
     """
-    destination = destination.resolve()
-    if destination.exists() and not force:
+    destination = Path(destination)
+    parent = destination.parent.resolve()  # the output folder may be a link; the package not
+    destination = parent / destination.name
+    if destination.is_symlink():
         raise ScaffoldError(
-            f"output folder {destination} already exists; pass --force to replace it"
+            f"package path {destination} is a symbolic link; new-model never writes through "
+            "one, --force or not: remove the link or choose another --name or --output"
         )
-    parent = destination.parent
+    if destination.exists() and not destination.is_dir():
+        raise ScaffoldError(
+            f"package path {destination} is a file, not a package folder; --force replaces "
+            "only a package model-scaffolder wrote: move the file or choose another --name "
+            "or --output"
+        )
+    if destination.exists():
+        if not force:
+            raise ScaffoldError(
+                f"output folder {destination} already exists; pass --force to replace it"
+            )
+        check_replaceable(destination)
+    created = [folder for folder in (parent, *parent.parents) if not folder.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ScaffoldError(f"cannot create output folder {parent}: {exc.strerror}") from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
-    staging.chmod(0o777 & ~_current_umask())
+        _remove_empty(created)
+        raise ScaffoldError(
+            f"cannot create output folder {parent}: {exc.strerror or exc}; choose another --output"
+        ) from None
     try:
+        _write_and_swap(files, destination)
+    except OSError as exc:
+        _remove_empty(created)
+        raise ScaffoldError(
+            f"cannot write the package to {destination}: {exc.strerror or exc}; nothing was "
+            "written: free space, fix the folder's permissions or choose another --output"
+        ) from None
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _write_and_swap(files: Mapping[str, str], destination: Path) -> None:
+    """Build the package in a staging folder beside ``destination``, then rename it there."""
+    parent = destination.parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
+    try:
+        staging.chmod(0o777 & ~_current_umask())
         for relpath, text in files.items():
             target = staging / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        if destination.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=parent))
-            backup.rmdir()
-            os.replace(destination, backup)
+        if not destination.exists():
             os.replace(staging, destination)
-            shutil.rmtree(backup)
-        else:
+            return
+        backup = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=parent))
+        backup.rmdir()
+        os.replace(destination, backup)
+        try:
             os.replace(staging, destination)
+        except BaseException:
+            os.replace(backup, destination)  # the old package goes back
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    try:
+        shutil.rmtree(backup)
+    except OSError as exc:
+        raise ScaffoldError(
+            f"wrote {destination}, but could not remove the package it replaced, now at "
+            f"{backup} ({exc.strerror or exc}); remove that folder"
+        ) from None
+
+
+def check_replaceable(package: Path) -> None:
+    """Raise a ScaffoldError unless ``--force`` may replace the folder ``package``.
+
+    It must hold a model-scaffolder record, and no file (or link) the record does not list,
+    apart from caches (:data:`CACHE_DIRS`).
+    """
+    from scaffolder.record import GENERATOR_NAME, RECORD_FILES, read_record
+
+    try:
+        record = read_record(package)
+        ours = record.generator.get("generator") == GENERATOR_NAME
+    except ScaffoldError as error:
+        ours, reason = False, f" ({error})"
+    else:
+        reason = ""
+    if not ours:
+        raise ScaffoldError(
+            f"{package} is not a package model-scaffolder wrote (no .scaffold/ record of ours"
+            f"{reason}); --force replaces only such a package: remove the folder yourself or "
+            "choose another --name or --output"
+        )
+    known = {*record.base, *RECORD_FILES, *record.legacy_files}
+    foreign = [relpath for relpath in _package_entries(package) if relpath not in known]
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise ScaffoldError(
+            f"{package} holds files model-scaffolder did not write ({listed}), and --force "
+            "never deletes those: move them out, or keep them and apply the config with "
+            f"'scaffold regenerate {package} --config <config.json>'"
+        )
+
+
+def _package_entries(package: Path) -> list[str]:
+    """Files and links under ``package`` (links never followed), caches left out, sorted."""
+    entries = []
+    for folder, dirnames, filenames in os.walk(package):
+        here = Path(folder)
+        for name in list(dirnames):
+            if name in CACHE_DIRS and not (here / name).is_symlink():
+                dirnames.remove(name)
+            elif (here / name).is_symlink():
+                entries.append((here / name).relative_to(package).as_posix())
+        entries.extend((here / name).relative_to(package).as_posix() for name in filenames)
+    return sorted(entries)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created, deepest first, where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

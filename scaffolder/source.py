@@ -32,6 +32,7 @@ SourceKind = Literal["local", "hf-cache", "hub", "bundled"]
 CONFIG_FILENAME = "config.json"
 BUNDLED_CONFIGS_DIR = Path(__file__).resolve().parent / "bundled_configs"
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
+MAX_CONFIG_DEPTH = 32  # objects and lists within one another; hub configs use a few levels
 # Errors a hub download can raise for a missing repo, revision or file, or a network failure.
 HUB_DOWNLOAD_ERRORS = (OSError, EntryNotFoundError, HFValidationError, HTTPError)
 
@@ -378,8 +379,11 @@ def _check_revision(revision: str) -> None:
 def read_config_file(path: Path) -> tuple[dict, str]:
     """Read and strictly parse a config.json; return (config dict, sha256 hex of the bytes).
 
-    Rejects unreadable or oversized files, non-UTF-8 text, malformed JSON, NaN/Infinity,
-    duplicate keys, and a top level that is not an object, with a one-line ``ScaffoldError``.
+    Rejects unreadable or oversized files, non-UTF-8 text, malformed JSON, integers of more
+    digits than Python converts, nesting deeper than :data:`MAX_CONFIG_DEPTH`, duplicate keys,
+    and a top level that is not an object, with a one-line ``ScaffoldError``. ``NaN`` and
+    ``Infinity``, which hub configs hold (and transformers reads), are read as floats: the
+    field readers refuse a non-finite value where a field that is used needs a number.
     """
     data = _read_bytes(path)
     try:
@@ -394,7 +398,24 @@ def read_config_file(path: Path) -> tuple[dict, str]:
             f"config file '{path}' holds a JSON {type(config).__name__}, not an object; "
             "pass a config.json whose top level is {...}"
         )
+    if _depth(config) > MAX_CONFIG_DEPTH:
+        raise ScaffoldError(
+            f"config file '{path}' is nested more than {MAX_CONFIG_DEPTH} levels deep, too "
+            "deep for a config.json; fix the file"
+        )
     return config, hashlib.sha256(data).hexdigest()
+
+
+def _depth(value: object) -> int:
+    """How deeply objects and lists nest in ``value`` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -414,15 +435,20 @@ def _read_bytes(path: Path) -> bytes:
 
 
 class _JsonContentError(ValueError):
-    """A JSON construct that parses but is not allowed in a config (NaN, duplicate keys)."""
+    """A JSON construct that parses but is not allowed in a config (duplicate keys)."""
 
 
 def _parse_json(text: str, path: Path) -> object:
     """Parse JSON strictly, turning every problem into a one-line ScaffoldError."""
     try:
-        return json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
-        )
+        return json.loads(text, parse_int=_parse_int, object_pairs_hook=_object_without_duplicates)
+    except _IntegerTooLong as error:
+        line, column = _position(text, error.digits)
+        raise ScaffoldError(
+            f"config file '{path}' holds an integer of {len(error.digits)} digits at line "
+            f"{line} column {column}, more than Python reads "
+            f"({sys.get_int_max_str_digits()}); fix the file"
+        ) from None
     except json.JSONDecodeError as error:
         raise ScaffoldError(
             f"config file '{path}' is not valid JSON: {error.msg} at line {error.lineno} "
@@ -434,9 +460,27 @@ def _parse_json(text: str, path: Path) -> object:
         raise ScaffoldError(f"config file '{path}' is nested too deeply to be a config") from None
 
 
-def _reject_constant(name: str) -> object:
-    """``parse_constant`` hook: NaN, Infinity and -Infinity are not valid JSON numbers."""
-    raise _JsonContentError(f"{name} is not a valid JSON number")
+class _IntegerTooLong(Exception):
+    """A JSON integer literal with more digits than Python converts."""
+
+    def __init__(self, digits: str) -> None:
+        super().__init__(f"{len(digits)} digits")
+        self.digits = digits
+
+
+def _parse_int(digits: str) -> int:
+    """``parse_int`` hook: an int, unless it has more digits than Python converts."""
+    limit = sys.get_int_max_str_digits()
+    if limit and len(digits.lstrip("-")) > limit:
+        raise _IntegerTooLong(digits)
+    return int(digits)
+
+
+def _position(text: str, literal: str) -> tuple[int, int]:
+    """(line, column), both from 1, of the first occurrence of ``literal`` in ``text``."""
+    offset = max(text.find(literal), 0)
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import io
 import logging
 from dataclasses import dataclass, field, fields
@@ -16,8 +17,9 @@ from typing import Any
 
 from scaffolder import cache
 from scaffolder.config_fields import ConfigFields
-from scaffolder.errors import ScaffoldError
+from scaffolder.errors import ConfigFieldError, ScaffoldError
 from scaffolder.features import Features
+from scaffolder.fields import read_choice, read_int
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
 DEFAULT_PARTS = {
@@ -284,6 +286,7 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
     from transformers import CONFIG_MAPPING
 
     config_cls = CONFIG_MAPPING[model_type]
+    check_config_class_fields(config, config_cls)
     # A deep copy: some config classes (Phi3Config) fill in their rope_scaling dict in place.
     clean = copy.deepcopy({k: v for k, v in config.items() if k not in ("auto_map", "model_type")})
     tf_logger = logging.getLogger("transformers")
@@ -292,18 +295,68 @@ def normalize_with_transformers(config: dict[str, Any], model_type: str) -> dict
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             hf_config = config_cls(**clean)
-    except (ValueError, TypeError, KeyError, StrictDataclassError) as exc:
-        # StrictDataclassError: a field of the wrong type; the message names the field.
+            normalized = hf_config.to_dict()
+    except (*TRANSFORMERS_REJECTS, StrictDataclassError) as exc:
+        # StrictDataclassError: a field of the wrong type; the message names the field. The
+        # others: transformers' own checks, or its code failing on a value of a type it did not
+        # expect (check_config_class_fields refuses the known ones first, naming the field).
         reason = _first_line(exc)
         raise ScaffoldError(
-            f"config.json rejected by transformers' {config_cls.__name__}: {reason}"
+            f"config.json rejected by transformers' {config_cls.__name__}: {reason}; "
+            "fix config.json"
         ) from None
     finally:
         tf_logger.setLevel(previous)
-    normalized = hf_config.to_dict()
     normalized["model_type"] = model_type
     cache.store_normalized(key, normalized)
     return normalized
+
+
+# What transformers' config classes raise for values they cannot use: their own ValueErrors and
+# TypeErrors, and errors of their code meeting a value of an unexpected type or size.
+TRANSFORMERS_REJECTS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError)
+# Fields every transformers config class reads (PretrainedConfig), checked before it sees them.
+_LABEL_FIELDS = ("id2label", "label2id")
+MAX_LABELS = 2**16
+
+
+def check_config_class_fields(config: dict[str, Any], config_cls: type) -> None:
+    """Refuse, naming the field, what transformers' ``PretrainedConfig`` cannot take.
+
+    A key naming a method of the config class (``to_dict``) would replace the method; ``dtype``
+    and ``torch_dtype`` become a ``torch`` attribute; ``id2label``/``label2id`` are read as
+    objects and ``num_labels`` builds that many labels. A nested ``dtype`` must be a name.
+    """
+    for key in config:
+        if callable(inspect.getattr_static(config_cls, key, None)):
+            raise ConfigFieldError(
+                key,
+                f"names a method of transformers' {config_cls.__name__}, not a setting; "
+                "remove it from config.json",
+            )
+    for name in ("dtype", "torch_dtype"):
+        if config.get(name) is not None:
+            read_choice(config, name, DTYPES)
+    for name in _LABEL_FIELDS:
+        labels = config.get(name)
+        if labels is not None and not isinstance(labels, dict):
+            raise ConfigFieldError(name, "must be an object (labels by id) or null")
+    if config.get("num_labels") is not None:
+        read_int(config, "num_labels", minimum=0, maximum=MAX_LABELS)
+    _check_nested_dtypes(config, "")
+
+
+def _check_nested_dtypes(value: Any, path: str) -> None:
+    """transformers turns a nested object's ``dtype`` into a name unless it is a string or int."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field_path = f"{path}.{key}" if path else str(key)
+            if path and key == "dtype" and not isinstance(item, str | int | dict | None):
+                raise ConfigFieldError(field_path, "must be a dtype name such as 'float32'")
+            _check_nested_dtypes(item, field_path)
+    elif isinstance(value, list):
+        for item in value:
+            _check_nested_dtypes(item, path)
 
 
 def _first_line(exc: BaseException) -> str:

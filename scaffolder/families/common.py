@@ -93,6 +93,8 @@ def check_raw(
             read_bool(config, name)
     if "rms_norm_eps" in config:
         read_float(config, "rms_norm_eps")
+    if "initializer_range" in config:
+        read_float(config, "initializer_range")
     hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
     if hidden and heads and config.get("head_dim") is None:
         require(

@@ -246,6 +246,8 @@ def build_gemma3_text(config: dict[str, Any], recipe: Recipe) -> CountedSpec:
         )
     if config.get("rope_local_base_freq") is not None:
         read_float(config, "rope_local_base_freq")
+    if config.get("sliding_window_pattern") is not None:  # the period of transformers' layer_types
+        read_int(config, "sliding_window_pattern")
     hf = normalize_with_transformers(config, config["model_type"])
     require(
         hf.get("attn_logit_softcapping") is None,

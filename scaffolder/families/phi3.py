@@ -164,7 +164,10 @@ def read_factors(params: dict[str, Any], name: str, length: int) -> tuple[float,
         field,
         f"has {len(values)} values; the rotated channels need {length} (rotary dims / 2)",
     )
-    factors = tuple(float(v) for v in values)
+    try:
+        factors = tuple(float(v) for v in values)
+    except OverflowError:  # an integer beyond float's range
+        factors = (math.inf,)
     require(
         all(math.isfinite(v) and v > 0 for v in factors), field, "values must be finite and > 0"
     )
