@@ -18,7 +18,8 @@ so its result can be kept:
 
 2. Compiled Jinja templates (``jinja/``): Jinja's own ``FileSystemBytecodeCache``, which checks
 each entry against a hash of the template source, so an edited template is recompiled. Compiling
-the package's templates is most of a warm render (about 0.7 of 1 second).
+the package's templates is most of a warm render (about 0.7 of 1 second). The entries are code,
+so the folder is used only while it is private to this user (``jinja_bytecode_cache``).
 
 Where: ``$SCAFFOLD_CACHE_DIR``, else ``$XDG_CACHE_HOME/model-scaffolder``, else
 ``~/.cache/model-scaffolder``. ``SCAFFOLD_CACHE_DIR=off`` disables both.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from functools import lru_cache
 from importlib import metadata
@@ -56,7 +58,13 @@ def _normalized_dir() -> Path | None:
 
 
 def jinja_bytecode_cache() -> Any:
-    """A Jinja ``FileSystemBytecodeCache`` in the cache folder, or None (disabled, unwritable)."""
+    """A Jinja ``FileSystemBytecodeCache`` in the cache folder, or None (disabled, unwritable,
+    or not private).
+
+    Jinja unmarshals compiled code from these files and runs it, so whoever can write the folder
+    could run code in the next ``new-model``: the folder is created private (0700) and used only
+    while it is a real folder of this user that nobody else may write or enter.
+    """
     root = cache_root()
     if root is None:
         return None
@@ -64,10 +72,22 @@ def jinja_bytecode_cache() -> Any:
 
     folder = root / "jinja"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.lstat()
     except OSError:
         return None
+    if not private_folder(info):
+        return None
     return FileSystemBytecodeCache(str(folder))
+
+
+def private_folder(info: os.stat_result) -> bool:
+    """A real directory owned by this user that group and others cannot write or enter."""
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_IXGRP | stat.S_IXOTH)
+    )
 
 
 @lru_cache(maxsize=1)

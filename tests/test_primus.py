@@ -1003,3 +1003,16 @@ def test_moe_balancing_and_expert_parallel_map_onto_the_runtime() -> None:
     assert megatron_to_runtime(LLAMA_PARAMS)["sections"]["moe"] == {}
     with pytest.raises(PrimusConfigError, match="moe_aux_loss_coeff"):
         megatron_to_runtime({**experts, "moe_aux_loss_coeff": "high"})
+
+
+def test_yaml_aliases_are_refused_so_an_alias_bomb_costs_nothing(tmp_path) -> None:
+    """Nested aliases of aliases would make ${VAR} expansion exponential: refused at once."""
+    levels = "abcdefghi"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{new}: &{new} [{', '.join([f'*{old}'] * 9)}]\n"
+        for old, new in zip(levels, levels[1:], strict=False)
+    )
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb)
+    with pytest.raises(PrimusConfigError, match=r"line 2: aliases \(\*a\) are not supported"):
+        load_yaml_with_extends(path, environ={})

@@ -105,3 +105,20 @@ def test_render_with_and_without_the_caches_is_identical(tmp_path, monkeypatch):
         assert generate("TinyLlama/TinyLlama-1.1B-Chat-v1.0").files == reference
     assert any((tmp_path / "jinja").iterdir())
     assert any((tmp_path / "normalized-configs").iterdir())
+
+
+def test_compiled_templates_are_used_only_from_a_private_folder(tmp_path, monkeypatch):
+    """Jinja runs the code it unmarshals from the bytecode cache: a folder others may write
+    (or a link to one) is not used, so they cannot plant code for the next new-model."""
+    import os
+
+    monkeypatch.setenv("SCAFFOLD_CACHE_DIR", str(tmp_path / "cache"))
+    assert scaffold_cache.jinja_bytecode_cache() is not None
+    folder = tmp_path / "cache" / "jinja"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    folder.chmod(0o777)
+    assert scaffold_cache.jinja_bytecode_cache() is None
+    folder.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    os.symlink(tmp_path / "elsewhere", folder)
+    assert scaffold_cache.jinja_bytecode_cache() is None

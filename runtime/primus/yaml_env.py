@@ -90,6 +90,20 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors' aliases: an alias bomb (nested aliases of aliases) would make
+    ``${VAR}`` expansion and every later walk of the tree exponential. Primus's presets use
+    none."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases (*{event.anchor}) are not supported", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
     """Parse one YAML file that must hold a mapping (an empty file counts as ``{}``)."""
     try:
@@ -99,7 +113,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise PrimusConfigError(f"{path}: cannot read ({error.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader without aliases
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
