@@ -44,6 +44,13 @@ def _package_dir(package: str) -> Path | None:
 def build_argv(package: str, config: str | None, overrides: Sequence[str]) -> list[str]:
     """The ``runtime.train`` arguments for a package folder or import name."""
     package_dir = _package_dir(package)
+    if package_dir is None and (os.sep in package or package.startswith(".")):
+        raise ConfigError(f"package folder not found: {package}")
+    if package_dir is None and not (config and Path(config).is_file()):
+        raise ConfigError(
+            f"package {package!r} is not a folder here; give the package folder, or its import "
+            "name with --config <file>"
+        )
     argv = ["--job.config_file", resolve_config_file(package_dir, config)]
     if package_dir is not None:
         argv += ["--model.package_dir", str(package_dir)]
@@ -90,6 +97,13 @@ def run_train(
     try:
         if nproc < 1:
             raise ConfigError(f"nproc must be >= 1, got {nproc}")
+        if nnodes < 1:
+            raise ConfigError(f"nnodes must be >= 1, got {nnodes}")
+        if nnodes > 1 and not rdzv_endpoint:
+            raise ConfigError(
+                f"--nnodes {nnodes} needs --rdzv-endpoint host:port, the rendezvous every node "
+                "joins (run the same command on each node)"
+            )
         argv = build_argv(package, config, overrides)
         validate(argv, world_size=nproc * nnodes)
     except ConfigError as exc:

@@ -57,6 +57,17 @@ def test_launcher_rejects_impossible_degrees_before_starting(capsys):
     assert "config 'no_such_config' not found" in capsys.readouterr().err
 
 
+def test_launcher_names_what_is_missing_before_starting(tmp_path, capsys):
+    """A package folder that does not exist, an import name without a config, and several
+    nodes without a rendezvous: one line each, exit 2, no torchrun started."""
+    assert run_train(str(tmp_path / "nope")) == 2
+    assert f"package folder not found: {tmp_path / 'nope'}" in capsys.readouterr().err
+    assert run_train("no_such_package") == 2
+    assert "'no_such_package' is not a folder here" in capsys.readouterr().err
+    assert run_train(str(PACKAGE_DIR), nproc=1, nnodes=2) == 2
+    assert "--nnodes 2 needs --rdzv-endpoint host:port" in capsys.readouterr().err
+
+
 def test_launcher_trains_with_fsdp_and_writes_metrics(tmp_path, monkeypatch):
     for key, value in child_env().items():
         monkeypatch.setenv(key, value)
