@@ -22,15 +22,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import Summary, emit, interleave
-from bench.step import BATCH, SEQ, Contender, new_model, warm_up
+from bench.stats import emit, interleave
+from bench.step import BATCH, SEQ, Contender, render_package, summarize, warm_up
 
 PACKAGE = "benchmoe"
 DIMS = {
@@ -67,13 +66,6 @@ def bench_config() -> dict[str, Any]:
         "initializer_range": 0.02,
         "torch_dtype": "float32",
     }
-
-
-def render_package(folder: Path) -> Path:
-    config_path = folder / "config.json"
-    config_path.write_text(json.dumps(bench_config(), indent=2))
-    new_model(str(config_path), folder, "--name", PACKAGE, "--force")
-    return folder / PACKAGE
 
 
 def generated_contender(package: Any, args: Any, state: dict[str, Any]) -> Contender:
@@ -136,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.threads:
         torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory(prefix="bench-moe-") as tmp:
-        package_dir = render_package(Path(tmp))
+        package_dir = render_package(Path(tmp), bench_config(), PACKAGE)
         sys.path.insert(0, str(package_dir.parent))
         package = __import__(PACKAGE)
         args = package.ModelArgs.from_hf(bench_config())
@@ -188,14 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         "flops_per_step": flops_per_step,
         "loss_parity": parity,
         "warmup_s": warmup_s,
-        "contenders": {},
     }
-    for name, times in samples.items():
-        summary = Summary.of(times)
-        entry: dict[str, Any] = summary.as_dict()
-        entry["mfu"] = flops_per_step / (summary.median * peak)
-        entry["cpu_median"] = Summary.of(contenders[name].cpu_seconds).median
-        results["contenders"][name] = entry
+    results["contenders"] = summarize(samples, contenders, flops_per_step, peak)
     emit(results, options.json)
     return 0
 

@@ -95,12 +95,13 @@ def new_model(
     subprocess.run([*command, *options], check=True, capture_output=True, text=True, env=env)
 
 
-def render_package(folder: Path) -> Path:
-    """``scaffold new-model`` the benchmark config into ``folder``; returns the package dir."""
+def render_package(folder: Path, config: dict[str, Any] | None = None, name: str = PACKAGE) -> Path:
+    """``scaffold new-model`` ``config`` (default: the benchmark's) into ``folder`` as ``name``;
+    returns the package dir."""
     config_path = folder / "config.json"
-    config_path.write_text(json.dumps(bench_config(), indent=2))
-    new_model(str(config_path), folder, "--name", PACKAGE, "--force")
-    return folder / PACKAGE
+    config_path.write_text(json.dumps(config or bench_config(), indent=2))
+    new_model(str(config_path), folder, "--name", name, "--force")
+    return folder / name
 
 
 def import_bench_package(package_dir: Path) -> tuple[Any, Any]:
@@ -298,6 +299,23 @@ def build_contenders(
     return contenders, skipped, args, flops_per_token
 
 
+def summarize(
+    samples: Mapping[str, list[float]],
+    contenders: Mapping[str, Contender],
+    flops_per_step: float,
+    peak: float,
+) -> dict[str, dict[str, Any]]:
+    """Per contender: the wall-time summary, MFU against ``peak`` and the median CPU seconds."""
+    entries = {}
+    for name, times in samples.items():
+        summary = Summary.of(times)
+        entry: dict[str, Any] = summary.as_dict()
+        entry["mfu"] = flops_per_step / (summary.median * peak)
+        entry["cpu_median"] = Summary.of(contenders[name].cpu_seconds).median
+        entries[name] = entry
+    return entries
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compile", action="store_true", help="torch.compile every contender")
@@ -362,14 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         "loss_parity": parity,
         "warmup_s": warmup_s,
         "skipped": skipped,
-        "contenders": {},
     }
-    for name, times in samples.items():
-        summary = Summary.of(times)
-        entry: dict[str, Any] = summary.as_dict()
-        entry["mfu"] = flops_per_step / (summary.median * peak)
-        entry["cpu_median"] = Summary.of(contenders[name].cpu_seconds).median
-        results["contenders"][name] = entry
+    results["contenders"] = summarize(samples, contenders, flops_per_step, peak)
     emit(results, options.json)
     return 0
 

@@ -18,6 +18,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
 
 from runtime.config import ConfigError
+from runtime.moe import moe_modules
 
 # Ops whose outputs selective op-level AC keeps (recomputing them would cost the most).
 _SAVE_OPS = {
@@ -143,14 +144,10 @@ def _shard_experts(
     """FSDP units of their own for expert-parallel experts (DTensors on the EP mesh), sharded
     over the shard ranks holding the same experts (their gradients: see
     ``runtime.distributed.expert_parallel.AllToAllDispatcher``)."""
-    for block in blocks:
-        for module in block.modules():
-            experts = getattr(module, "experts", None)
-            if experts is None or not hasattr(module, "dispatcher"):
-                continue
-            fully_shard(
-                experts, mesh=expert_mesh, mp_policy=mp_policy, reshard_after_forward=reshard
-            )
+    for moe in moe_modules(blocks):
+        fully_shard(
+            moe.experts, mesh=expert_mesh, mp_policy=mp_policy, reshard_after_forward=reshard
+        )
 
 
 def apply_ac_compile_fsdp(model: nn.Module, parallel_dims: Any, job_config: Any) -> nn.Module:

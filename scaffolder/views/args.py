@@ -177,9 +177,12 @@ class _Builder:
     def add(self, arg: str, type_: str, value: Any, comment: str, read: str, doc: str = "") -> None:
         self.fields.append(Field(arg, type_, value, comment, read, comment_lines(doc)))
 
-    def add_config(self, arg: str, type_: str, value: Any, note: str = "", doc: str = "") -> None:
-        """A field read from (and written to) the top-level config.json field of its name."""
-        name = self.cf.name(arg)
+    def add_config(
+        self, arg: str, type_: str, value: Any, note: str = "", doc: str = "", name: str = ""
+    ) -> None:
+        """A field read from (and written to) the top-level config.json field ``name`` (default:
+        the config fields' name of ``arg``)."""
+        name = name or self.cf.name(arg)
         self.add(arg, type_, value, name + note, self.get(name), doc)
         self.tail.append(Entry(name, f"self.{arg}"))
 
@@ -505,33 +508,26 @@ class _Builder:
         s, moe = self.spec, self.features.moe
         if moe is None:
             return
-        field = moe.experts_field
-        self.add("num_experts", "int", moe.num_experts, field, self.get(field))
-        self.tail.append(Entry(field, "self.num_experts"))
-        self.add("top_k", "int", moe.top_k, "num_experts_per_tok", self.get("num_experts_per_tok"))
-        self.tail.append(Entry("num_experts_per_tok", "self.top_k"))
+        self.add_config("num_experts", "int", moe.num_experts, name=moe.experts_field)
+        self.add_config("top_k", "int", moe.top_k, name="num_experts_per_tok")
         if moe.expert_ffn_arg == "moe_ffn_dim":
-            self.add(
+            self.add_config(
                 "moe_ffn_dim",
                 "int",
                 moe.ffn_dim,
-                moe.ffn_field,
-                self.get(moe.ffn_field),
-                "Each expert's hidden size; intermediate_size (ffn_dim) is the dense MLPs'.",
+                doc="Each expert's hidden size; intermediate_size (ffn_dim) is the dense MLPs'.",
+                name=moe.ffn_field,
             )
-            self.tail.append(Entry(moe.ffn_field, "self.moe_ffn_dim"))
         if moe.shared_ffn_dim is not None:
-            field = "shared_expert_intermediate_size"
-            self.add("shared_ffn_dim", "int", moe.shared_ffn_dim, field, self.get(field))
-            self.tail.append(Entry(field, "self.shared_ffn_dim"))
+            self.add_config(
+                "shared_ffn_dim", "int", moe.shared_ffn_dim, name="shared_expert_intermediate_size"
+            )
         if moe.has_dense_layers(s.n_layers):
-            self.add(
+            self.add_config(
                 "decoder_sparse_step",
                 "int",
                 moe.sparse_step,
-                "decoder_sparse_step",
-                self.get("decoder_sparse_step"),
-                "Layer i has experts when (i + 1) % decoder_sparse_step == 0 and it is not in "
+                doc="Layer i has experts when (i + 1) % decoder_sparse_step == 0 and it is not in "
                 "mlp_only_layers; the others have a dense MLP of ffn_dim.",
             )
             self.add(
@@ -541,10 +537,7 @@ class _Builder:
                 "mlp_only_layers",
                 f"tuple({self.get('mlp_only_layers', '[]')})",
             )
-            self.tail += [
-                Entry("decoder_sparse_step", "self.decoder_sparse_step"),
-                Entry("mlp_only_layers", "list(self.mlp_only_layers)"),
-            ]
+            self.tail.append(Entry("mlp_only_layers", "list(self.mlp_only_layers)"))
             self.class_parts.append("is_moe_layer")
         elif moe.sparse_step is not None:
             self.tail += [Entry("decoder_sparse_step", "1"), Entry("mlp_only_layers", "[]")]
