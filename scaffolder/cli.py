@@ -164,7 +164,8 @@ def regenerate(
     from scaffolder import regenerate as regen
 
     try:
-        with regen.locked(package):  # one run at a time on a package: see scaffolder/staging.py
+        # One writer at a time on a package (readers share): see scaffolder/staging.py.
+        with regen.locked(package, shared=check or dry_run):
             plan = regen.plan_regeneration(package, config, revision)
             for line in regen.summary_lines(plan):
                 typer.echo(line)

@@ -298,13 +298,14 @@ def plan_regeneration(
 
 
 @contextmanager
-def locked(package_dir: Path) -> Iterator[None]:
+def locked(package_dir: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold the package's lock (:func:`scaffolder.staging.package_lock`) for the block: plan
-    and write under it, so that two runs never merge against the same files at once."""
+    and write under it, so that two runs never merge against the same files at once
+    (``shared`` for a run that only reads: ``--check``, ``--dry-run``)."""
     package_dir = Path(package_dir)
     if not package_dir.is_dir():
         raise ScaffoldError(f"package folder '{package_dir}' does not exist")
-    with staging.package_lock(package_dir.resolve()):
+    with staging.package_lock(package_dir.resolve(), shared=shared):
         yield
 
 

@@ -3,13 +3,14 @@
 **The package lock.** While a command checks, stages and swaps in a package ``<parent>/<name>``
 it holds an exclusive OS lock (``fcntl.flock``) on ``<parent>/.<name>.lock``, a file it creates
 and removes again. A second run on the same package finds the lock held and stops at once with
-one line, exit 2 (it does not wait). The kernel drops the lock however the holder ends, so a
-lock file left by a killed run never blocks: the next run locks it, and removes it when done.
-A run that acquires the lock checks that the file it locked is still the one at the path (a
-holder removes the file while still holding it), so two runs never hold two different files.
-Where ``fcntl`` does not exist (Windows, where the training runtime does not run either) no
-lock is taken; the staging below still leaves the old package or the new one, but two runs at
-once are not refused.
+one line, exit 2 (it does not wait). Runs that only read (``regenerate --check``, ``--dry-run``)
+take it shared: they exclude writers, not each other. The kernel drops the lock however the
+holder ends, so a lock file left by a killed run never blocks: the next run locks it, and
+removes it when done. A run that acquires the lock checks that the file it locked is still the
+one at the path (a holder removes the file while still holding it), so two runs never hold two
+different files. Where ``fcntl`` does not exist (Windows, where the training runtime does not
+run either) no lock is taken; the staging below still leaves the old package or the new one,
+but two runs at once are not refused.
 
 **Staging workspaces.** The new package is built in a hidden sibling folder,
 ``.<name>.<8 chars>`` (new-model) or ``.<name>.regenerate.<8 chars>`` (regenerate), that holds
@@ -58,10 +59,13 @@ def _busy(package: Path) -> ScaffoldError:
 
 
 @contextmanager
-def package_lock(package: Path) -> Iterator[None]:
+def package_lock(package: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold the package's lock for the block; a ScaffoldError (exit 2) when another run holds it.
 
     ``package`` is the package folder (it need not exist yet); its parent folder must exist.
+    ``shared``: the lock of a run that only reads the package (``regenerate --check`` and
+    ``--dry-run``): readers exclude writers, not each other, and a reader goes on unlocked
+    where it cannot create the lock file (a read-only checkout).
     """
     if fcntl is None:
         yield
@@ -71,12 +75,15 @@ def package_lock(package: Path) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if shared:
+                yield  # nothing is written; the swap a writer makes is atomic anyway
+                return
             raise ScaffoldError(
                 f"cannot create the lock file {path} for {package}: {exc.strerror or exc}; "
                 "check the folder's permissions (a lock file must not be a link)"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise _busy(package) from None
@@ -89,10 +96,21 @@ def package_lock(package: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        _release(fd, path)
+
+
+def _release(fd: int, path: Path) -> None:
+    """Remove the lock file if no other run holds it (exclusively locked, so nobody can be
+    using it), then let go. A run that opened it meanwhile sees it was removed and retries."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a reader's lock: others may share it
+    except OSError:
+        pass  # another reader still holds it: the last one out removes it
+    else:
         if _same_file(fd, path):
             with suppress(OSError):
-                path.unlink()  # removed while still locked: a waiting opener sees it is stale
-        os.close(fd)
+                path.unlink()
+    os.close(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:

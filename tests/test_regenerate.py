@@ -826,3 +826,24 @@ def test_record_of_wrong_types_or_an_unsafe_package_name_is_one_line_exit_2(
     assert needle in result.output and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output and str(path) in result.output
     assert snapshot(package) == before
+
+
+def test_check_and_dry_run_share_the_lock_and_writers_do_not(package, tmp_path):
+    """Readers (--check, --dry-run) take the package's lock shared: they run beside another
+    reader, not beside a writer; a writer runs beside neither."""
+    import fcntl
+
+    config = new_config(tmp_path, num_hidden_layers=24)
+    lock = package.parent / f".{PACKAGE}.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another reader
+        assert regenerate(package, "--check").exit_code == 0
+        assert regenerate(package, "--config", config, "--dry-run").exit_code == 0
+        writer = regenerate(package, "--config", config)
+        assert writer.exit_code == 2 and "is busy" in writer.output
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a writer
+        reader = regenerate(package, "--check")
+        assert reader.exit_code == 2 and "is busy" in reader.output
+    assert "num_layers: 22" in (package / YAML).read_text()
+    assert regenerate(package, "--config", config).exit_code == 0
+    assert not lock.exists()
