@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Shard
 
 IGNORE_INDEX = -100
 # Rows of logits handled at a time in the eager loss: about 8 MiB of fp32, so the max, softmax,
@@ -94,15 +95,106 @@ class FusedCrossEntropy(torch.autograd.Function):
         return grad.to(ctx.logits_dtype), None, None
 
 
+class VocabParallelCrossEntropy(torch.autograd.Function):
+    """Mean token cross entropy of logits sharded over the vocabulary (loss parallel).
+
+    Each tensor-parallel rank holds ``logits[:, vocab_start : vocab_start + V_local]`` (the
+    output projection's column shards, never gathered) and the same labels. The forward works
+    like ``FusedCrossEntropy`` on the local shard: chunk by chunk it writes the shard's softmax
+    into the gradient buffer and reads the shard's logsumexp off its largest probability. Two
+    all-reduces over ``[rows]`` vectors then give the global logsumexp (max, then the sum of
+    ``exp(local - max)`` together with the label's logit, which only its owner contributes),
+    and a second pass rescales the buffer to the global softmax weighted by ``1 / count``
+    minus the one-hot at the label. The loss is the same on every rank; backward returns this
+    rank's gradient shard with no communication.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        vocab_start: int,
+        group: dist.ProcessGroup,
+        ignore_index: int,
+    ) -> torch.Tensor:
+        rows, vocab = logits.shape
+        in_place = logits.dtype == torch.float32 and logits.is_contiguous() and _owned(logits)
+        if in_place:
+            grad = logits.detach()
+        else:
+            grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
+        valid = labels != ignore_index
+        count = valid.sum()
+        weights = valid / count
+        local_labels = labels - vocab_start
+        owned = valid & (local_labels >= 0) & (local_labels < vocab)
+        safe_labels = torch.where(owned, local_labels, 0)
+        label_logits = logits.gather(1, safe_labels.unsqueeze(1)).squeeze(1).float() * owned
+        local_lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
+        chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            out, source = grad[part], logits[part].float()
+            row_max = source.amax(dim=-1)
+            torch.softmax(source, dim=-1, out=out)
+            local_lse[part] = row_max - out.amax(dim=-1).log()
+        global_max = local_lse.clone()
+        dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
+        sums = torch.stack([(local_lse - global_max).exp(), label_logits])
+        dist.all_reduce(sums, group=group)
+        logsumexp = global_max + sums[0].log()
+        # The local softmax times exp(local_lse - logsumexp) is the global softmax on this shard.
+        row_scale = weights * (local_lse - logsumexp).exp()
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            grad[part].mul_(row_scale[part].unsqueeze(1))
+        at_label = torch.arange(rows, device=logits.device) * vocab + safe_labels
+        grad.view(-1).index_add_(0, at_label, -(weights * owned))
+        ctx.save_for_backward(grad)
+        ctx.logits_dtype = logits.dtype
+        ctx.used = False
+        return ((logsumexp - sums[1]) * valid).sum() / count
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.used:
+            raise RuntimeError("VocabParallelCrossEntropy supports a single backward per forward")
+        ctx.used = True
+        (grad,) = ctx.saved_tensors
+        if grad_output.is_cuda or grad_output.item() != 1.0:
+            grad.mul_(grad_output)
+        return grad.to(ctx.logits_dtype), None, None, None, None
+
+
+def _vocab_shard(logits: DTensor) -> tuple[int, dist.ProcessGroup] | None:
+    """``(first vocabulary id, process group)`` of logits sharded over their last dim only."""
+    if logits.device_mesh.ndim != 1 or logits.placements[0] != Shard(logits.ndim - 1):
+        return None
+    mesh, vocab = logits.device_mesh, logits.shape[-1]
+    # DTensor shards like torch.chunk: ceil(vocab / n) columns a rank, fewer on the last ones.
+    columns = -(-vocab // mesh.size())
+    return min(vocab, columns * mesh.get_local_rank()), mesh.get_group()
+
+
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean token cross entropy in fp32; ``logits [B, L, V]``, ``labels [B, L]``.
 
-    DTensor logits (a tensor-parallel output layer that keeps them sharded) are gathered first.
-    Without autograd (evaluation) it is plain ``F.cross_entropy``.
+    Logits sharded over the vocabulary (a tensor-parallel output projection with
+    ``output_layouts=Shard(-1)``) get the vocabulary-parallel loss and are never gathered;
+    other DTensor logits are gathered first. Without autograd (evaluation) it is plain
+    ``F.cross_entropy``.
     """
     if not (torch.is_grad_enabled() and logits.requires_grad):
         return reference_cross_entropy_loss(logits, labels)
     if isinstance(logits, DTensor):
+        shard = _vocab_shard(logits)
+        if shard is not None:
+            vocab_start, group = shard
+            local = logits.to_local().flatten(0, 1)
+            return VocabParallelCrossEntropy.apply(
+                local, labels.flatten(0, 1), vocab_start, group, IGNORE_INDEX
+            )
         logits = logits.full_tensor()
     return FusedCrossEntropy.apply(logits.flatten(0, 1), labels.flatten(0, 1), IGNORE_INDEX)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from runtime_helpers import child_env, torchrun_args
 
 from runtime.components import loss as loss_module
 from runtime.components.loss import FusedCrossEntropy, build_cross_entropy_loss, cross_entropy_loss
@@ -133,3 +137,16 @@ def test_compiled_loss_keeps_the_fused_loss_for_cpu_logits(monkeypatch):
     loss = loss_fn(logits, labels)
     assert loss.grad_fn.name() == "FusedCrossEntropyBackward" and compiled_calls == []
     torch.testing.assert_close(loss, expected)
+
+
+def test_vocab_parallel_loss_matches_cross_entropy_on_two_ranks():
+    """Logits sharded over the vocabulary on 2 gloo ranks: loss and gradient shards exact."""
+    script = Path(__file__).with_name("loss_parallel_check.py")
+    completed = subprocess.run(
+        [*torchrun_args(2), str(script)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
