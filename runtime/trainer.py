@@ -163,6 +163,7 @@ class Trainer:
         param_dtype = dtype_from_name(self.job_config.training.mixed_precision_param)
         self.peak_flops = peak_flops(self.device, param_dtype)
         self.metrics = MetricsLogger(self.job_config, is_writer=self.rank == 0)
+        self.metrics.start(self.train_state.step, self.resumed_from)
 
     def _lock_dump_folder(self) -> None:
         """Refuse to share ``job.dump_folder`` with another training that is running.
