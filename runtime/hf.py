@@ -1,10 +1,11 @@
 """Hugging Face checkpoints: export a trained model as a transformers-loadable folder, import one.
 
 Export writes ``config.json`` (from the model args' ``to_hf()``), safetensors shards (one per
-pipeline stage) with ``model.safetensors.index.json`` when there are several, and copies
-tokenizer files from ``model.hf_assets_path``. Import reads the folder's checkpoint (one file, or
-the shards its index lists: ``runtime.hf_io``), maps the keys through the package's
-StateDictAdapter and loads them into the (sharded) model parts.
+writing rank: the checkpoint tensors are split among the ranks of each pipeline stage) with
+``model.safetensors.index.json`` when there are several, and copies tokenizer files from
+``model.hf_assets_path``. Import reads, on each rank, only the slices of the folder's checkpoint
+tensors that its (sharded) model parts hold, mapping keys and layouts through the package's
+StateDictAdapter. Neither materializes the whole model on any rank (``runtime.hf_shards``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,13 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    set_model_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import get_model_state_dict
+from torch.distributed.tensor import DTensor
 
 from runtime.config import ConfigError
 from runtime.distributed.parallelize import dtype_from_name
-from runtime.hf_io import INDEX_FILE, SINGLE_FILE, load_hf_config, load_hf_state_dict
+from runtime.hf_io import INDEX_FILE, SINGLE_FILE, checkpoint_files, load_hf_config
+from runtime.hf_shards import assign_groups, export_groups, load_local_shards
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -46,17 +45,6 @@ _CHECKED_FIELDS = (
 )
 
 
-def _full_state_dict(model_parts: list[nn.Module], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """This rank's parts gathered to full CPU tensors (a collective over dp and tp)."""
-    options = StateDictOptions(full_state_dict=True)
-    merged: dict[str, torch.Tensor] = {}
-    for part in model_parts:
-        for key, value in get_model_state_dict(part, options=options).items():
-            # One copy (also when already CPU and dtype): tied weights get their own storage.
-            merged[key] = value.detach().to("cpu", dtype, copy=True).contiguous()
-    return merged
-
-
 def hf_config(model_args: Any, base_config: dict[str, Any] | None, dtype: str) -> dict[str, Any]:
     """The ``config.json`` for ``model_args``: the package's ``hf_config.json`` with the args'
     dimensions (``model_args.to_hf()``) on top."""
@@ -73,11 +61,16 @@ def hf_config(model_args: Any, base_config: dict[str, Any] | None, dtype: str) -
     return config
 
 
-def _is_stage_writer(parallel_dims: Any) -> bool:
-    """One rank per pipeline stage writes: the first of its dp x tp group."""
+def _stage_group(parallel_dims: Any) -> tuple[int, int]:
+    """(this rank's index, size) of its pipeline stage's group: the ranks of every other mesh
+    dimension (dp x tp x ...), which hold the same keys."""
     mesh = parallel_dims.world_mesh
-    names = mesh.mesh_dim_names or ()
-    return all(mesh.get_local_rank(name) == 0 for name in names if name != "pp")
+    names = [name for name in mesh.mesh_dim_names or () if name != "pp"]
+    index, size = 0, 1
+    for name in names:
+        index = index * mesh[name].size() + mesh.get_local_rank(name)
+        size *= mesh[name].size()
+    return index, size
 
 
 def export_hf(
@@ -90,47 +83,68 @@ def export_hf(
     base_config: dict[str, Any] | None = None,
     assets_path: str = "",
 ) -> Path:
-    """Write a transformers-loadable folder to ``out_dir``; collective, call on every rank."""
-    state = adapter.to_hf(_full_state_dict(model_parts, dtype_from_name(dtype_name)))
-    pp_rank = parallel_dims.pp_mesh.get_local_rank() if parallel_dims.pp_enabled else 0
-    pp_size = parallel_dims.pp
-    filename = (
-        SINGLE_FILE if pp_size == 1 else f"model-{pp_rank + 1:05d}-of-{pp_size:05d}.safetensors"
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if _is_stage_writer(parallel_dims):
-        save_file(state, str(out_dir / filename), metadata={"format": "pt"})
+    """Write a transformers-loadable folder to ``out_dir``; collective, call on every rank.
+
+    No rank holds the whole model: the checkpoint tensors are split among the ranks of each
+    pipeline stage (``runtime.hf_shards``); each gathers and converts its share one group of
+    tensors at a time and writes it as one safetensors file.
+    """
+    dtype = dtype_from_name(dtype_name)
+    index, size = _stage_group(parallel_dims)
+    mine: dict[str, torch.Tensor] = {}
+    for part in model_parts:
+        state = get_model_state_dict(part)
+        metas = {key: torch.empty(v.shape, dtype=dtype, device="meta") for key, v in state.items()}
+        groups = export_groups(adapter, metas)
+        for group, owner in zip(groups, assign_groups(groups, metas, size), strict=True):
+            full = {}
+            for key in group:
+                value = state[key]
+                value = value.full_tensor() if isinstance(value, DTensor) else value
+                if owner == index:
+                    # A copy (also when already CPU and dtype): tied weights get their own storage.
+                    full[key] = value.detach().to("cpu", dtype, copy=True).contiguous()
+            if owner == index:
+                for key, value in adapter.to_hf(full).items():
+                    mine[key] = value.contiguous()
     key_lists: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(key_lists, (filename, sorted(state)))
-    if dist.get_rank() == 0:
-        _write_metadata(
-            out_dir, key_lists, hf_config(model_args, base_config, dtype_name), assets_path
-        )
+    dist.all_gather_object(key_lists, sorted(mine))
+    writers = [rank for rank, keys in enumerate(key_lists) if keys]
+    rank = dist.get_rank()
+    filenames = {
+        writer: SINGLE_FILE
+        if len(writers) == 1
+        else f"model-{number:05d}-of-{len(writers):05d}.safetensors"
+        for number, writer in enumerate(writers, start=1)
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if mine:
+        save_file(mine, str(out_dir / filenames[rank]), metadata={"format": "pt"})
+    sizes: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(sizes, sum(t.numel() * t.element_size() for t in mine.values()))
+    del mine
+    if rank == 0:
+        shards = [(filenames[writer], key_lists[writer]) for writer in writers]
+        config = hf_config(model_args, base_config, dtype_name)
+        _write_metadata(out_dir, shards, config, assets_path, total_size=sum(sizes))
     dist.barrier()
     return out_dir
 
 
-def _write_metadata(out_dir: Path, key_lists: list, config: dict, assets_path: str) -> None:
+def _write_metadata(
+    out_dir: Path, shards: list, config: dict, assets_path: str, total_size: int
+) -> None:
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    weight_map = {key: filename for filename, keys in key_lists for key in keys}
-    if len({filename for filename, _ in key_lists}) > 1:
-        index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
+    weight_map = {key: filename for filename, keys in shards for key in keys}
+    if len(shards) > 1:
+        metadata = {"total_size": total_size}
+        index = {"metadata": metadata, "weight_map": dict(sorted(weight_map.items()))}
         (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
     if assets_path:
         for name in _TOKENIZER_FILES:
             source = Path(assets_path) / name
             if source.is_file():
                 shutil.copy2(source, out_dir / name)
-
-
-def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(config.json dict or {}, all tensors of the folder's checkpoint)``."""
-    try:
-        tensors = load_hf_state_dict(folder)
-    except FileNotFoundError as error:
-        raise ConfigError(str(error)) from None
-    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
-    return config, tensors
 
 
 def check_hf_config(config: dict[str, Any], model_args: Any, flavor: str) -> None:
@@ -149,15 +163,18 @@ def check_hf_config(config: dict[str, Any], model_args: Any, flavor: str) -> Non
 def import_hf(
     model_parts: list[nn.Module], adapter: Any, folder: Path, model_args: Any, flavor: str
 ) -> None:
-    """Load an HF folder's weights into the model parts (every rank reads the files)."""
-    config, tensors = read_hf_folder(folder)
+    """Load an HF folder's weights into the model parts: each rank reads only the slices of the
+    checkpoint tensors its (sharded) parts hold (``runtime.hf_shards``)."""
+    try:
+        files = checkpoint_files(folder)
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from None
+    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     check_hf_config(config, model_args, flavor)
-    state = adapter.from_hf(tensors)
-    options = StateDictOptions(full_state_dict=True, strict=False)
-    for part in model_parts:
-        keys = set(get_model_state_dict(part))
-        own = {key: value for key, value in state.items() if key in keys}
-        missing = keys - set(own)
-        if missing:
-            raise ConfigError(f"HF checkpoint {folder} lacks {sorted(missing)[0]} (and maybe more)")
-        set_model_state_dict(part, own, options=options)
+
+    def missing(key: str, why: str = "") -> ConfigError:
+        if why:
+            return ConfigError(f"HF checkpoint {folder}: {key} {why}; pick the matching flavor")
+        return ConfigError(f"HF checkpoint {folder} lacks {key} (and maybe more)")
+
+    load_local_shards(model_parts, adapter, files, missing)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 SINGLE_FILE = "model.safetensors"
@@ -70,18 +71,28 @@ def _plan_shards(tensors: dict[str, torch.Tensor], max_shard_bytes: int) -> list
     return shards
 
 
+def checkpoint_files(folder: str | Path) -> dict[str, Path]:
+    """Every tensor key of a transformers checkpoint folder -> the safetensors file holding it
+    (reads the index or the single file's header, no tensor data)."""
+    folder = Path(folder)
+    if (folder / SINGLE_FILE).is_file():
+        with safe_open(str(folder / SINGLE_FILE), framework="pt") as handle:
+            return dict.fromkeys(handle.keys(), folder / SINGLE_FILE)
+    index = folder / INDEX_FILE
+    if not index.is_file():
+        raise FileNotFoundError(f"{folder} has neither {SINGLE_FILE} nor {INDEX_FILE}")
+    weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+    return {key: folder / name for key, name in weight_map.items()}
+
+
 def load_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     """Load every tensor of a transformers checkpoint folder (single file or sharded)."""
     folder = Path(folder)
     if (folder / SINGLE_FILE).is_file():
         return load_file(str(folder / SINGLE_FILE))
-    index = folder / INDEX_FILE
-    if not index.is_file():
-        raise FileNotFoundError(f"{folder} has neither {SINGLE_FILE} nor {INDEX_FILE}")
-    weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
     state_dict: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        state_dict.update(load_file(str(folder / shard)))
+    for shard in sorted(set(checkpoint_files(folder).values())):
+        state_dict.update(load_file(str(shard)))
     return state_dict
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,4 +36,17 @@ class StateDictAdapter(ABC):
 
     @abstractmethod
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
-        """Convert a transformers state dict to the generated model's key names and layout."""
+        """Convert a transformers state dict to the generated model's key names and layout.
+
+        Sharded import (``runtime.hf_shards``) also calls it on meta tensors, one checkpoint key
+        at a time, to learn which checkpoint tensor makes which model tensor: renames, splits,
+        transposes and other views of one tensor are read slice by slice.
+        """
+
+    def stacked_sources(self, hf_keys: Iterable[str]) -> dict[str, list[str]]:
+        """Model tensors that ``from_hf`` stacks from several checkpoint tensors along a new
+        first dimension (per-expert weights) -> those checkpoint keys, in stacking order.
+
+        Lets each rank read only the experts it holds; the default names none.
+        """
+        return {}

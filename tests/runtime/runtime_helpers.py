@@ -125,3 +125,50 @@ def assert_same_losses(actual: dict[int, float], expected: dict[int, float], rel
     assert sorted(actual) == sorted(expected)
     for step, loss in expected.items():
         assert actual[step] == pytest.approx(loss, rel=rel), f"step {step}"
+
+
+def write_hf_folder(package_dir: Path, out: Path, *, seed: int = 0) -> Path:
+    """A transformers folder of the package's debug flavor with random weights, as
+    ``save_pretrained`` writes it (several shards and an index)."""
+    import importlib
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sys.path.insert(0, str(package_dir.parent))
+    try:
+        package = importlib.import_module(package_dir.name)
+    finally:
+        sys.path.remove(str(package_dir.parent))
+    args = package.get_train_spec().model_args["debugmodel"]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
+    model.save_pretrained(out, max_shard_size="1MB")
+    return out
+
+
+def hf_import_argv(folder: Path) -> list[str]:
+    """Trainer arguments that import ``folder``, take one step with learning rate 0 (the weights
+    stay bit for bit) and export the weights again to ``<dump>/hf``."""
+    return [
+        "--checkpoint.initial_load_path",
+        str(folder),
+        "--checkpoint.initial_load_in_hf",
+        "--checkpoint.last_save_in_hf",
+        "--optimizer.lr",
+        "0",
+        "--training.steps",
+        "1",
+    ]
+
+
+def assert_same_hf_tensors(folder: Path, reference: Path) -> None:
+    """The two checkpoint folders hold the same keys with bit-identical tensors."""
+    import torch
+
+    from runtime.hf_io import load_hf_state_dict
+
+    actual, expected = load_hf_state_dict(folder), load_hf_state_dict(reference)
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        assert actual[key].dtype == value.dtype and torch.equal(actual[key], value), key

@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import re
+{%- if v.experts %}
+from collections.abc import Iterable
+{%- endif %}
 from typing import Any
 {% if v.fused or v.expert_bias %}
 import torch
@@ -254,3 +257,16 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
         state_dict["output.weight"] = state_dict["tok_embeddings.weight"]
 {%- endif %}
         return state_dict
+{%- if v.experts %}
+
+    def stacked_sources(self, hf_keys: Iterable[str]) -> dict[str, list[str]]:
+        """This model's stacked expert weights -> the checkpoint keys ``from_hf`` stacks into
+        them, expert by expert: a rank of expert parallelism reads only its experts' tensors."""
+        experts: dict[str, dict[int, str]] = {}  # our stacked key -> {expert: checkpoint key}
+        for key in hf_keys:
+            per_expert = _expert_template(key)
+            if per_expert is not None and per_expert[0] in EXPERTS_FROM_HF:
+                template, layer, expert = per_expert
+                experts.setdefault(EXPERTS_FROM_HF[template].format(layer), {})[expert] = key
+        return {name: [keys[e] for e in sorted(keys)] for name, keys in experts.items()}
+{%- endif %}
