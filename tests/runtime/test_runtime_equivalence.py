@@ -11,9 +11,11 @@ import subprocess
 import torch
 from runtime_helpers import (
     DRIVER,
+    assert_same_hf_tensors,
     assert_same_losses,
     child_env,
     debug_argv,
+    hf_import_argv,
     read_result,
     run_driver,
     torchrun_args,
@@ -22,6 +24,7 @@ from runtime_helpers import (
 from safetensors.torch import load_file
 
 from runtime.distributed.utils import free_port
+from runtime.hf_io import load_hf_state_dict
 
 
 def test_activation_checkpointing_compile_and_the_unfused_loss_leave_the_loss_unchanged(tmp_path):
@@ -66,7 +69,23 @@ def _run_two_nodes(tmp_path, runs: dict[str, list[str]]) -> dict:
     return read_result(result)
 
 
-def test_two_nodes_fsdp_tp_pp_gpipe_match_one_rank(tmp_path, baseline_losses):
+NO_FSDP = ("--parallelism.data_parallel_shard_degree", "1")
+TP2 = ("--parallelism.tensor_parallel_degree", "2", *NO_FSDP)
+PP2 = ("--parallelism.pipeline_parallel_degree", "2", *NO_FSDP)
+
+
+def _sharded_imports(tmp_path, hf_source, parallelisms: dict[str, tuple[str, ...]]) -> dict:
+    """Runs that import ``hf_source`` under each parallelism and export it again unchanged."""
+    return {
+        name: debug_argv(tmp_path / name, *extra, *hf_import_argv(hf_source))
+        for name, extra in parallelisms.items()
+    }
+
+
+def test_two_nodes_fsdp_tp_pp_gpipe_match_one_rank(tmp_path, baseline_losses, hf_source):
+    """Also: sharded HF import under FSDP 2, TP 2 and PP 2 reads the checkpoint bit for bit, and
+    the sharded export writes it back so (one file per rank, an index)."""
+    imports = {"import_fsdp": (), "import_tp": TP2, "import_pp": PP2}
     runs = {
         "fsdp": debug_argv(tmp_path / "fsdp", "--checkpoint.last_save_in_hf"),
         "tp": debug_argv(
@@ -94,10 +113,14 @@ def test_two_nodes_fsdp_tp_pp_gpipe_match_one_rank(tmp_path, baseline_losses):
             "GPipe",
         ),
     }
+    losses = list(runs)
+    runs.update(_sharded_imports(tmp_path, hf_source, imports))
     results = _run_two_nodes(tmp_path, runs)
-    for name in runs:
+    for name in losses:
         assert_same_losses(results[name]["losses"], baseline_losses)
-    # The pipeline export is two shards plus an index; its tensors equal the FSDP export's.
+    for name in imports:
+        assert_same_hf_tensors(tmp_path / name / "hf", hf_source)
+    # The pipeline export is two shards (one a stage) plus an index; its tensors equal FSDP's.
     pp_files = sorted((tmp_path / "pp" / "hf").glob("*.safetensors"))
     assert [f.name for f in pp_files] == [
         "model-00001-of-00002.safetensors",
@@ -105,14 +128,21 @@ def test_two_nodes_fsdp_tp_pp_gpipe_match_one_rank(tmp_path, baseline_losses):
     ]
     assert (tmp_path / "pp" / "hf" / "model.safetensors.index.json").is_file()
     pp_state = {k: v for f in pp_files for k, v in load_file(str(f)).items()}
-    fsdp_state = load_file(str(tmp_path / "fsdp" / "hf" / "model.safetensors"))
+    fsdp_state = load_hf_state_dict(tmp_path / "fsdp" / "hf")
     assert sorted(pp_state) == sorted(fsdp_state)
     for key, value in fsdp_state.items():
         # Adam normalizes tiny gradients, so reduction-order noise shows up to ~1e-5 here.
         torch.testing.assert_close(pp_state[key], value, rtol=1e-3, atol=1e-4)
 
 
-def test_four_ranks_hsdp_fsdp_tp_and_pp_fsdp_match_one_rank(tmp_path, baseline_losses):
+def test_four_ranks_hsdp_fsdp_tp_and_pp_fsdp_match_one_rank(tmp_path, baseline_losses, hf_source):
+    """Also: sharded HF import under FSDP 4, FSDP 2 x TP 2 and PP 2 x FSDP 2 reads the checkpoint
+    bit for bit; the export loads in transformers with the source's logits."""
+    imports = {
+        "import_fsdp4": (),
+        "import_fsdp_tp": ("--parallelism.tensor_parallel_degree", "2"),
+        "import_pp_fsdp": ("--parallelism.pipeline_parallel_degree", "2"),
+    }
     runs = {
         "hsdp": debug_argv(
             tmp_path / "hsdp",
@@ -130,6 +160,21 @@ def test_four_ranks_hsdp_fsdp_tp_and_pp_fsdp_match_one_rank(tmp_path, baseline_l
             "Interleaved1F1B",
         ),
     }
+    losses = list(runs)
+    runs.update(_sharded_imports(tmp_path, hf_source, imports))
     results = run_driver(tmp_path, 4, runs)
-    for name in runs:
+    for name in losses:
         assert_same_losses(results[name]["losses"], baseline_losses)
+    for name in imports:
+        assert_same_hf_tensors(tmp_path / name / "hf", hf_source)
+    from transformers import AutoModelForCausalLM
+
+    exported = tmp_path / "import_fsdp_tp" / "hf"
+    assert len(list(exported.glob("model-*-of-00004.safetensors"))) == 4
+    tokens = torch.randint(0, 2048, (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = [
+            AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()(tokens).logits
+            for folder in (exported, hf_source)
+        ]
+    assert torch.equal(*logits)
