@@ -5,12 +5,13 @@ rows and columns this rank holds) is read straight from the safetensors files wi
 ``safe_open(...).get_slice(name)[a:b, c:d]``. Which checkpoint tensors make a model tensor, and
 how, the runtime learns from the package's StateDictAdapter without knowing the family:
 
-- ``from_hf`` is run on *meta* tensors (shapes and dtypes from the files' headers, no data),
-  one checkpoint key at a time. A model tensor that comes out as the very same meta tensor is a
-  rename: its slice is read as it is. One that comes out as a view of it (a split of a fused
-  tensor, a transpose, a per-head reshape) has the view's strides and offset: the rank reads the
-  checkpoint rows the view's slice touches and takes the view of them. Anything else (a copy, a
-  computed tensor) is made by ``from_hf`` from the whole checkpoint tensor, read on its own.
+- ``from_hf`` is run on *meta* tensors (shapes and dtypes from the files' headers, no data).
+  A model tensor that comes out as one of those very meta tensors is a rename: its slice is read
+  as it is. One that comes out as a view of one (a split of a fused tensor, a transpose, a
+  per-head reshape) has the view's strides and offset: the rank reads the checkpoint rows the
+  view's slice touches and takes the view of them. Anything else (a copy, a computed tensor) is
+  attributed by probing ``from_hf`` one checkpoint key at a time, and made by ``from_hf`` from
+  that whole checkpoint tensor, read on its own.
 - Per-expert tensors that ``from_hf`` stacks into one ``[experts, ...]`` weight are named by the
   adapter's optional ``stacked_sources(hf_keys)`` (our stacked key -> checkpoint keys, expert
   by expert): a rank reads only its experts' tensors (and their slices). An adapter without it
@@ -56,13 +57,15 @@ class Source:
 
     ``kind``: ``"direct"`` (``keys[0]`` as it is), ``"view"`` (a view of ``keys[0]`` with
     ``view`` = (shape, stride, storage offset)), ``"stack"`` (``keys`` stacked along a new dim 0)
-    or ``"convert"`` (``from_hf`` of the whole ``keys``).
+    or ``"convert"`` (``from_hf`` of the whole ``keys``, with ``context``'s keys as meta tensors
+    beside them: tensors ``from_hf`` needs present but not read, such as a tied embedding).
     """
 
     kind: str
     keys: tuple[str, ...]
     shape: tuple[int, ...]
     view: tuple[tuple[int, ...], tuple[int, ...], int] | None = None
+    context: tuple[str, ...] = ()
 
 
 def checkpoint_metas(files: dict[str, Path]) -> dict[str, torch.Tensor]:
@@ -77,6 +80,9 @@ def checkpoint_metas(files: dict[str, Path]) -> dict[str, torch.Tensor]:
     return metas
 
 
+_PROBE_ERRORS = (KeyError, IndexError, ValueError, RuntimeError)
+
+
 def plan_sources(
     adapter: Any, metas: dict[str, torch.Tensor], wanted: set[str]
 ) -> dict[str, Source]:
@@ -86,36 +92,62 @@ def plan_sources(
     plan: dict[str, Source] = {}
     for name, keys in stacks.items():
         if name in wanted:
-            shape = (len(keys), *metas[keys[0]].shape)
-            plan[name] = Source("stack", tuple(keys), shape)
-    unattributed: dict[str, torch.Tensor] = {}
-    for key, meta in metas.items():
-        if key in stacked:
+            plan[name] = Source("stack", tuple(keys), (len(keys), *metas[keys[0]].shape))
+    # from_hf of everything, on meta: renames come out as the very tensors, views keep their base.
+    by_id = {id(meta): key for key, meta in metas.items()}
+    made: list[str] = []  # names that are neither: copies or computed tensors
+    for name, out in adapter.from_hf(dict(metas)).items():
+        if name not in wanted or name in plan:
             continue
-        try:
-            produced = adapter.from_hf({key: meta})
-        except (KeyError, IndexError, ValueError, RuntimeError):
-            produced = {}  # needs other tensors too (an adapter's own stacking or tying)
-        if not produced:
-            unattributed[key] = meta
-        for name, out in produced.items():
-            if name in wanted and name not in plan:
-                plan[name] = _classify(key, meta, out)
-    missing = wanted - set(plan)
-    if missing and unattributed:
-        produced = adapter.from_hf(unattributed)
-        for name in missing & set(produced):
-            plan[name] = Source("convert", tuple(unattributed), tuple(produced[name].shape))
+        if id(out) in by_id:
+            plan[name] = Source("direct", (by_id[id(out)],), tuple(out.shape))
+        elif out._base is not None and id(out._base) in by_id:
+            view = (tuple(out.shape), tuple(out.stride()), out.storage_offset())
+            plan[name] = Source("view", (by_id[id(out._base)],), view[0], view)
+        else:
+            made.append(name)
+    if made:
+        plan.update(_attribute(adapter, metas, plan, made, stacked))
     return plan
 
 
-def _classify(key: str, meta: torch.Tensor, out: Any) -> Source:
-    shape = tuple(out.shape)
-    if out is meta:
-        return Source("direct", (key,), shape)
-    if isinstance(out, torch.Tensor) and out.device.type == "meta" and out._base is meta:
-        return Source("view", (key,), shape, (shape, tuple(out.stride()), out.storage_offset()))
-    return Source("convert", (key,), shape)
+def _attribute(adapter, metas, plan, made, stacked) -> dict[str, Source]:
+    """Sources of the names ``from_hf`` computes: probe it one checkpoint key at a time (beside
+    the keys that make several names, such as a tied embedding, which it may need present)."""
+    sources = [source.keys[0] for source in plan.values() if source.kind != "stack"]
+    anchors = tuple(sorted({key for key in sources if sources.count(key) > 1}))
+    context = {key: metas[key] for key in anchors}
+    try:
+        from_context = set(adapter.from_hf(dict(context)))
+    except _PROBE_ERRORS:
+        from_context = set()
+    found: dict[str, Source] = {}
+    silent: list[str] = []  # keys that make nothing on their own
+    for key in metas:
+        if key in stacked or key in context:
+            continue
+        try:
+            produced = adapter.from_hf({**context, key: metas[key]})
+        except _PROBE_ERRORS:
+            produced = {}
+        names = [name for name in made if name in produced and name not in from_context]
+        if not names:
+            silent.append(key)
+        for name in names:
+            found.setdefault(
+                name, Source("convert", (key,), tuple(produced[name].shape), (), anchors)
+            )
+    for name in made:
+        if name not in found and name in from_context:
+            shape = tuple(adapter.from_hf(dict(context))[name].shape)
+            found[name] = Source("convert", anchors, shape)
+    missing = [name for name in made if name not in found]
+    if missing and silent:  # made of several keys together: convert them in one go
+        produced = adapter.from_hf({key: metas[key] for key in silent})
+        for name in missing:
+            if name in produced:
+                found[name] = Source("convert", tuple(silent), tuple(produced[name].shape))
+    return found
 
 
 def local_box(value: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -131,9 +163,10 @@ class SliceReader:
     """Reads slices of checkpoint tensors (one ``safe_open`` per read, so no file stays mapped
     and the pages read do not pile up in the process)."""
 
-    def __init__(self, files: dict[str, Path], adapter: Any):
+    def __init__(self, files: dict[str, Path], adapter: Any, metas: dict[str, torch.Tensor]):
         self.files = files
         self.adapter = adapter
+        self.metas = metas
         self._converted: tuple[tuple[str, ...], dict[str, Any]] | None = None
 
     def _slice(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
@@ -166,15 +199,18 @@ class SliceReader:
             piece = handle.get_slice(key)
             full_shape = piece.get_shape()
             if not full_shape:
-                return handle.get_tensor(key).as_strided(shape, stride, start)
+                scalar = handle.get_tensor(key)
+                return scalar.as_strided(shape, stride, scalar.storage_offset() + start)
             row = math.prod(full_shape[1:])
             first_row, end_row = start // row, last // row + 1
             rows = piece[first_row:end_row].contiguous()
-        return rows.reshape(-1).as_strided(shape, stride, start - first_row * row)
+        # as_strided counts from the start of the storage, which may begin before ``rows``.
+        return rows.as_strided(shape, stride, rows.storage_offset() + start - first_row * row)
 
     def _convert(self, name: str, source: Source) -> torch.Tensor:
         if self._converted is None or self._converted[0] != source.keys:
-            pieces = {key: self._slice(key, ()) for key in source.keys}
+            pieces = {key: self.metas[key] for key in source.context}
+            pieces.update({key: self._slice(key, ()) for key in source.keys})
             self._converted = (source.keys, self.adapter.from_hf(pieces))
         return self._converted[1][name]
 
@@ -193,8 +229,9 @@ def load_local_shards(
 
     states = [get_model_state_dict(part) for part in model_parts]
     wanted = {key for state in states for key in state}
-    plan = plan_sources(adapter, checkpoint_metas(files), wanted)
-    reader = SliceReader(files, adapter)
+    metas = checkpoint_metas(files)
+    plan = plan_sources(adapter, metas, wanted)
+    reader = SliceReader(files, adapter, metas)
     with torch.no_grad():
         for state in states:
             for name, value in state.items():
@@ -212,27 +249,37 @@ def load_local_shards(
 
 def export_groups(adapter: Any, metas: dict[str, torch.Tensor]) -> list[list[str]]:
     """The model keys grouped by the checkpoint tensors ``to_hf`` makes of them (in the state
-    dict's order); keys ``to_hf`` leaves out (tied weights, buffers) are in no group."""
+    dict's order); keys ``to_hf`` leaves out (tied weights, buffers) are in no group.
+
+    ``to_hf`` runs on meta tensors, one key at a time; keys it cannot convert alone (the parts of
+    a per-head fused tensor) are tried together with the next ones until it can.
+    """
     owner: dict[str, int] = {}  # checkpoint key -> group
     groups: list[list[str]] = []
-    for key, meta in metas.items():
-        produced = set(adapter.to_hf({key: meta}))
+    pending: list[str] = []
+    for key in metas:
+        pending.append(key)
+        try:
+            produced = set(adapter.to_hf({name: metas[name] for name in pending}))
+        except _PROBE_ERRORS:
+            continue
+        keys, pending = pending, []
         if not produced:
             continue
         joined = sorted({owner[name] for name in produced if name in owner})
+        index = joined[0] if joined else len(groups)
         if not joined:
-            groups.append([key])
-            index = len(groups) - 1
-        else:
-            index = joined[0]
-            groups[index].append(key)
-            for other in joined[1:]:  # this key ties earlier groups together
-                groups[index].extend(groups[other])
-                groups[other] = []
-        for name, group in owner.items():
-            if group in joined:
-                owner[name] = index
+            groups.append([])
+        groups[index].extend(keys)
+        for other in joined[1:]:  # these keys tie earlier groups together
+            groups[index].extend(groups[other])
+            groups[other] = []
+            for name, group in owner.items():
+                if group == other:
+                    owner[name] = index
         owner.update(dict.fromkeys(produced, index))
+    if pending:
+        groups.append(pending)
     return [group for group in groups if group]
 
 
