@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from runtime_helpers import assert_same_losses, read_metrics, run_driver, run_trainer
+from runtime_helpers import (
+    assert_same_hf_tensors,
+    assert_same_losses,
+    hf_import_argv,
+    read_metrics,
+    run_driver,
+    run_trainer,
+    write_hf_folder,
+)
 
 from runtime.config import ConfigError, JobConfig
 from runtime.moe import LoadBalancer
@@ -86,17 +94,28 @@ def test_losses_agree_across_fsdp_tensor_and_pipeline_parallel(package: Path, tm
 
 def test_expert_parallel_matches_one_rank_and_fsdp(package: Path, tmp_path: Path) -> None:
     """One rank (four micro-batches of one sample a step), FSDP 4, EP 2 x FSDP 2 and EP 4 on 4
-    ranks (one sample each): the same micro-batches, load-balancing losses and curve."""
+    ranks (one sample each): the same micro-batches, load-balancing losses and curve.
+
+    Also: sharded HF import under EP 4 and EP 2 x FSDP 2 (each rank reads its experts' tensors)
+    re-exports a save_pretrained folder bit for bit."""
     batch = ("--training.local_batch_size", "1")
     one = run_driver(tmp_path, 1, {"one": argv(package, tmp_path / "one", *batch)})
+    ep2 = ("--parallelism.expert_parallel_degree", "2")
+    ep4 = ("--parallelism.expert_parallel_degree", "4")
     runs = {
         "fsdp4": argv(package, tmp_path / "fsdp4", *batch),
-        "ep2": argv(package, tmp_path / "ep2", *batch, "--parallelism.expert_parallel_degree", "2"),
-        "ep4": argv(package, tmp_path / "ep4", *batch, "--parallelism.expert_parallel_degree", "4"),
+        "ep2": argv(package, tmp_path / "ep2", *batch, *ep2),
+        "ep4": argv(package, tmp_path / "ep4", *batch, *ep4),
     }
+    hf = write_hf_folder(package, tmp_path / "hf_source")
+    imports = {"import_ep4": ep4, "import_ep2": ep2}
+    for name, extra in imports.items():
+        runs[name] = argv(package, tmp_path / name, *batch, *extra, *hf_import_argv(hf))
     results = run_driver(tmp_path, 4, runs)
-    for name in runs:
+    for name in ("fsdp4", "ep2", "ep4"):
         assert_same_losses(results[name]["losses"], one["one"]["losses"])
+    for name in imports:
+        assert_same_hf_tensors(tmp_path / name / "hf", hf)
 
 
 def _model(package: Path):
