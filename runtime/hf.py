@@ -20,12 +20,18 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_model_state_dict
-from torch.distributed.tensor import DTensor
 
 from runtime.config import ConfigError
 from runtime.distributed.parallelize import dtype_from_name
 from runtime.hf_io import INDEX_FILE, SINGLE_FILE, checkpoint_files, load_hf_config
-from runtime.hf_shards import assign_groups, export_groups, load_local_shards
+from runtime.hf_shards import (
+    assign_groups,
+    block_holders,
+    export_groups,
+    gather_to,
+    load_local_shards,
+    local_box,
+)
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -86,27 +92,34 @@ def export_hf(
     """Write a transformers-loadable folder to ``out_dir``; collective, call on every rank.
 
     No rank holds the whole model: the checkpoint tensors are split among the ranks of each
-    pipeline stage (``runtime.hf_shards``); each gathers and converts its share one group of
-    tensors at a time and writes it as one safetensors file.
+    pipeline stage (``runtime.hf_shards``); the other ranks send their blocks of a group of
+    tensors to its owner, which converts it (``to_hf``) and keeps it; each owner writes one
+    safetensors file, rank 0 the index.
     """
     dtype = dtype_from_name(dtype_name)
     index, size = _stage_group(parallel_dims)
+    stage = parallel_dims.pp_mesh.get_local_rank() if parallel_dims.pp_enabled else 0
+    state = {key: v for part in model_parts for key, v in get_model_state_dict(part).items()}
+    boxes = {key: local_box(value) for key, value in state.items()}
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, (stage, index, boxes))
+    # The ranks of this stage: their blocks of each key, and their index in the stage's group.
+    peers = [(rank, blocks) for rank, (at, _, blocks) in enumerate(everyone) if at == stage]
+    rank_of = {i: rank for rank, (at, i, _) in enumerate(everyone) if at == stage}
+    metas = {key: torch.empty(v.shape, dtype=dtype, device="meta") for key, v in state.items()}
+    groups = export_groups(adapter, metas)
     mine: dict[str, torch.Tensor] = {}
-    for part in model_parts:
-        state = get_model_state_dict(part)
-        metas = {key: torch.empty(v.shape, dtype=dtype, device="meta") for key, v in state.items()}
-        groups = export_groups(adapter, metas)
-        for group, owner in zip(groups, assign_groups(groups, metas, size), strict=True):
-            full = {}
-            for key in group:
-                value = state[key]
-                value = value.full_tensor() if isinstance(value, DTensor) else value
-                if owner == index:
-                    # A copy (also when already CPU and dtype): tied weights get their own storage.
-                    full[key] = value.detach().to("cpu", dtype, copy=True).contiguous()
-            if owner == index:
-                for key, value in adapter.to_hf(full).items():
-                    mine[key] = value.contiguous()
+    for group, owner in zip(groups, assign_groups(groups, metas, size), strict=True):
+        full = {}
+        for key in group:
+            value = gather_to(state[key], rank_of[owner], block_holders(key, peers))
+            if value is not None:
+                full[key] = value.to(dtype)
+        if full:
+            for key, value in adapter.to_hf(full).items():
+                value = value.contiguous()
+                # A view (of a tensor another key may share) gets its own storage.
+                mine[key] = value.clone() if value._base is not None else value
     key_lists: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(key_lists, sorted(mine))
     writers = [rank for rank, keys in enumerate(key_lists) if keys]

@@ -284,11 +284,49 @@ def export_groups(adapter: Any, metas: dict[str, torch.Tensor]) -> list[list[str
 
 
 def assign_groups(groups: list[list[str]], metas: dict[str, torch.Tensor], ranks: int) -> list:
-    """Each group's writer among ``ranks``: the one with the fewest bytes so far, in order."""
+    """Each group's writer among ``ranks``: largest groups first, each to the rank with the
+    fewest bytes so far (every rank computes the same answer)."""
+    sizes = [sum(metas[key].numel() * metas[key].element_size() for key in g) for g in groups]
     loads = [0] * ranks
-    owners = []
-    for group in groups:
+    owners = [0] * len(groups)
+    for index in sorted(range(len(groups)), key=lambda i: (-sizes[i], i)):
         rank = loads.index(min(loads))
-        owners.append(rank)
-        loads[rank] += sum(metas[key].numel() * metas[key].element_size() for key in group)
+        owners[index] = rank
+        loads[rank] += sizes[index]
     return owners
+
+
+Box = tuple[tuple[int, ...], tuple[int, ...]]  # (local shape, global offset)
+
+
+def gather_to(value: torch.Tensor, owner: int, holders: dict[Box, int]) -> torch.Tensor | None:
+    """The full tensor of ``value`` on global rank ``owner`` (None elsewhere), sent block by block
+    point to point: ``holders`` maps each distinct block to the rank that sends it. No other
+    rank holds more than its own block (unlike ``full_tensor``, an all-gather)."""
+    local = value.to_local() if isinstance(value, DTensor) else value
+    me = torch.distributed.get_rank()
+    if me != owner:
+        if any(rank == me for rank in holders.values()):
+            torch.distributed.send(local.detach().contiguous(), owner)
+        return None
+    full = torch.empty(value.shape, dtype=local.dtype)
+    for (shape, offset), rank in holders.items():
+        region = full[tuple(slice(o, o + n) for o, n in zip(offset, shape, strict=True))]
+        if rank == me:
+            region.copy_(local)
+        else:
+            block = torch.empty(shape, dtype=local.dtype)
+            torch.distributed.recv(block, rank)
+            region.copy_(block)
+    return full
+
+
+def block_holders(key: str, peers: list[tuple[int, dict[str, Box]]]) -> dict[Box, int]:
+    """Each distinct non-empty block of ``key`` among ``peers`` ((global rank, its blocks)) ->
+    the lowest rank holding it."""
+    holders: dict[Box, int] = {}
+    for rank, boxes in sorted(peers, key=lambda peer: peer[0]):
+        box = boxes[key]
+        if math.prod(box[0]) > 0 or not box[0]:
+            holders.setdefault(box, rank)
+    return holders
