@@ -51,6 +51,18 @@ COMPARISONS = {
     ),
     "memory": (["bench.fsdp_memory", "--ranks", "1,2,4"], ["bench.fsdp_memory", "--ranks", "1,2"]),
     "moe_step": (["bench.moe_step", "--repeats", "7"], ["bench.moe_step", "--repeats", "2"]),
+    # Full-size TinyLlama 1.1B in fp32: a 4.2 GiB random checkpoint on disk, about 10 GiB of
+    # memory at the peak of the 1-rank run. Quick: the same vocabulary, smaller layers.
+    "hf_io_memory": (
+        ["bench.hf_io_memory", "--ranks", "1,2,4"],
+        [
+            "bench.hf_io_memory",
+            "--ranks",
+            "1,4",
+            "--overrides",
+            "dim=512,n_layers=4,n_heads=8,n_kv_heads=4,ffn_dim=1408",
+        ],
+    ),
     "moe_step_1t": (
         ["bench.moe_step", "--threads", "1", "--repeats", "5"],
         ["bench.moe_step", "--threads", "1", "--repeats", "2"],

@@ -230,6 +230,38 @@ def memory_section(result: dict[str, Any] | None) -> str:
     return markdown_table(header, rows) + f"\n\nCommand: `{result['command']}`. " + _load(result)
 
 
+def hf_io_section(result: dict[str, Any] | None) -> str:
+    """Comparison 6: peak RSS per rank of the HF import and export (worst rank of each run)."""
+    if result is None:
+        return "Not run."
+    header = ["ranks", "model shard/rank", "phase", "peak RSS/rank", "vs 1 rank", "growth/rank"]
+    header.append("vs 1 rank")
+    rows = []
+    one: dict[str, tuple[float, float]] = {}
+    for ranks, run in sorted(result["runs"].items(), key=lambda item: int(item[0])):
+        if "error" in run:
+            rows.append([ranks, "failed", run["error"].splitlines()[-1][:100], "", "", "", ""])
+            continue
+        for phase in ("import", "export"):
+            peak = max(rank[f"{phase}_peak_rss_mib"] for rank in run["ranks"])
+            growth = max(rank[f"{phase}_growth_mib"] for rank in run["ranks"])
+            if ranks == "1":
+                one[phase] = (peak, growth)
+            base = one.get(phase)
+            rows.append(
+                [
+                    ranks,
+                    f"{max(rank['local_params_mib'] for rank in run['ranks']):.0f} MiB",
+                    phase,
+                    f"{peak:.0f} MiB",
+                    f"{peak / base[0]:.2f}" if base else "—",
+                    f"{growth:.0f} MiB",
+                    f"{growth / base[1]:.2f}" if base else "—",
+                ]
+            )
+    return markdown_table(header, rows) + f"\n\nCommand: `{result['command']}`. " + _load(result)
+
+
 MOE_ORDER = (
     "generated",
     "generated, expert loop",
@@ -344,5 +376,14 @@ def render(results: dict[str, dict[str, Any] | None], date: str, command: str) -
         moe_section(
             {"2": results.get("moe_step"), "1": results.get("moe_step_1t")},
         ),
+        "",
+        "### 6. Hugging Face checkpoint import and export: peak memory per rank (CPU/gloo)",
+        "",
+        "TinyLlama 1.1B (the committed package's `1.1B` flavor), fp32, random weights written as "
+        "a transformers folder; FSDP2 over all ranks; `runtime.hf.import_hf` then "
+        "`runtime.hf.export_hf`. Peak RSS of the worst rank during each phase (VmHWM, reset "
+        "before it), and its growth over the RSS before the phase.",
+        "",
+        hf_io_section(results.get("hf_io_memory")),
     ]
     return "\n".join(parts)
