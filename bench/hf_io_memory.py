@@ -22,6 +22,7 @@ import importlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,7 @@ def run_ranks(
         entry["error"] = (proc.stderr or proc.stdout)[-2000:]
     else:
         entry["ranks"] = json.loads(out.read_text())
+    shutil.rmtree(out.with_suffix(".hf"), ignore_errors=True)  # the export: gigabytes
     return entry
 
 
