@@ -178,6 +178,31 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         # softmax, tied, attention_dropout 0.1.
         "granitemoe": ("granitemoe", {}),
     },
+    "deepseek": {
+        # DeepSeek-V3 as served (its YaRN rope_scaling left out until YaRN is generated):
+        # q_lora_rank 1536, 8 groups of experts (debug: 4 groups, 2 chosen),
+        # first_k_dense_replace 3 (debug: 1), sigmoid scores with e_score_correction_bias,
+        # routed_scaling_factor 2.5, FP8 quantization_config.
+        "deepseek_v3": ("deepseek_v3", {}),
+        # Moonlight-16B-A3B (DeepSeek-V3 architecture): one q_proj (q_lora_rank null), one group;
+        # RoPE on the two halves (rope_interleave false) here.
+        "moonlight_halves": ("moonlight", {"rope_interleave": False}),
+        # DeepSeek-V2-Lite as served (YaRN left out as above): one q_proj, greedy softmax routing
+        # of 64 experts, 2 shared experts, first_k_dense_replace 1.
+        "deepseek_v2_lite": ("deepseek_v2_lite", {}),
+        # DeepSeek-V2's routing and queries: group_limited_greedy over 8 groups (debug: 4, 2
+        # chosen), q_lora_rank 1536, routed_scaling_factor 16.
+        "deepseek_v2_grouped": (
+            "deepseek_v2_lite",
+            {
+                "topk_method": "group_limited_greedy",
+                "n_group": 8,
+                "topk_group": 3,
+                "q_lora_rank": 1536,
+                "routed_scaling_factor": 16.0,
+            },
+        ),
+    },
     "olmo2_granite": {
         # OLMo 2 7B as served: post-norm blocks, q/k norms over whole projections, MHA,
         # pad_token_id 100277, untied.
@@ -391,6 +416,13 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("* self.residual_multiplier", "self.output.weight = self.tok_embeddings.weight"),
         ("class FeedForward",),
     ),
+    "deepseek_v3": (
+        ("self.wq_b(self.q_norm(self.wq_a(x)))", "xq[..., 0::2]", "first_k_dense_replace"),
+        ("self.wq(x)", "rotate_half"),
+    ),
+    "moonlight_halves": (("self.wq(x)", "rotate_half"), ("wq_a", "0::2")),
+    "deepseek_v2_lite": (("self.wq(x)", "xq[..., 0::2]"), ("wq_a", "rotate_half")),
+    "deepseek_v2_grouped": (("self.wq_b(self.q_norm(self.wq_a(x)))",), ("self.wq(x)",)),
     "gemma3_text_scaled": (
         ("/ args.rope_factor", "final_logit_softcapping", "nn.init.normal_(self.output.weight"),
         ("attn_logit_softcapping", "self.output.weight = self.tok_embeddings.weight"),
@@ -421,6 +453,11 @@ SINGLE_DEVICE_VARIANTS = {
     "mixtral",
     "olmoe",
     "granitemoe",
+    # Multi-head latent attention's TP plan has no 2-rank check yet (see the report).
+    "deepseek_v3",
+    "moonlight_halves",
+    "deepseek_v2_lite",
+    "deepseek_v2_grouped",
 }
 
 

@@ -126,9 +126,64 @@ def test_bad_fields_name_the_field(changes: dict, field: str) -> None:
 
 
 def test_custom_code_is_refused_without_running_it() -> None:
-    config = tinyllama_config(model_type="evil", auto_map={"AutoConfig": "evil.Config"})
+    config = tinyllama_config(
+        model_type="evil",
+        architectures=["EvilForCausalLM"],
+        auto_map={"AutoConfig": "evil.Config"},
+    )
     with pytest.raises(ScaffoldError, match="never executed"):
         build_spec(config)
+
+
+def test_unknown_model_type_of_a_supported_architecture_says_what_to_set() -> None:
+    """Kimi-K2: model_type kimi_k2 with its own auto_map code, DeepseekV3ForCausalLM weights."""
+    config = family_config(
+        "deepseek_v3",
+        model_type="kimi_k2",
+        auto_map={"AutoConfig": "configuration_deepseek.DeepseekV3Config"},
+    )
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(config)
+    message = str(error.value)
+    assert "'kimi_k2'" in message and "DeepseekV3ForCausalLM" in message
+    assert '"model_type": "deepseek_v3"' in message and "never run" in message
+
+
+def test_deepseek_v3_spec() -> None:
+    spec = build_spec(family_config("deepseek_v3"))
+    latent, moe = spec.features.latent_attention, spec.features.moe
+    assert (latent.q_lora_rank, latent.kv_lora_rank, latent.qk_rope_head_dim) == (1536, 512, 64)
+    assert latent.interleaved
+    assert (moe.num_experts, moe.top_k, moe.first_dense, moe.balancing) == (
+        256,
+        8,
+        3,
+        "expert_bias",
+    )
+    routing = moe.group_routing
+    assert (routing.scoring, routing.n_group, routing.topk_group) == ("sigmoid", 8, 4)
+    assert routing.bias_name == "e_score_correction_bias"
+    assert any("num_nextn_predict_layers" in warning for warning in spec.warnings)
+    assert any("quantization_config" in warning for warning in spec.warnings)
+    debug = spec.debug_dims()
+    assert (debug["n_group"], debug["topk_group"], debug["first_k_dense_replace"]) == (4, 2, 1)
+    moonlight = build_spec(family_config("moonlight"))
+    assert moonlight.features.latent_attention.q_lora_rank is None
+    assert "q_lora_rank" not in moonlight.debug_dims()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"n_group": 3}, "n_group"),
+        ({"topk_group": 9}, "topk_group"),
+        ({"num_key_value_heads": 64}, "num_key_value_heads"),
+        ({"scoring_func": "softmax"}, "scoring_func"),
+        ({"first_k_dense_replace": 61}, "first_k_dense_replace"),
+    ],
+)
+def test_deepseek_v3_refusals_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("deepseek_v3", **changes), field)
 
 
 # ---------------------------------------------------------------- mistral, qwen2, qwen3, olmo2,

@@ -11,7 +11,14 @@ from typing import Any
 
 from scaffolder.config_fields import REQUIRED
 from scaffolder.errors import ConfigFieldError
-from scaffolder.features import Moe, MoeLayout, Padding, SlidingWindow
+from scaffolder.features import (
+    GroupRouting,
+    LatentAttention,
+    Moe,
+    MoeLayout,
+    Padding,
+    SlidingWindow,
+)
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
 
@@ -528,3 +535,102 @@ def read_moe(
         "leaves no layer with experts; this is a dense model",
     )
     return moe
+
+
+# ---------------------------------------------------------------- DeepSeek (V2, V3)
+
+
+def read_latent_attention(hf: dict[str, Any], *, interleaved: bool) -> LatentAttention:
+    """Multi-head latent attention's sizes (q_lora_rank null: one q_proj, no low-rank path).
+
+    num_key_value_heads must equal num_attention_heads (or be null): every head expands its own
+    keys and values from the latent, and transformers repeats key heads by their ratio.
+    """
+    heads = read_int(hf, "num_attention_heads")
+    require(
+        hf.get("num_key_value_heads") in (None, heads),
+        "num_key_value_heads",
+        f"must equal num_attention_heads ({heads}) for multi-head latent attention",
+    )
+    require(
+        not hf.get("attention_bias", False),
+        "attention_bias",
+        "true is not supported (no published DeepSeek model has attention biases); set it to false",
+    )
+    q_lora = hf.get("q_lora_rank")
+    rope_dim = read_int(hf, "qk_rope_head_dim")
+    require(
+        rope_dim % 2 == 0, "qk_rope_head_dim", f"must be even (RoPE turns pairs), got {rope_dim}"
+    )
+    return LatentAttention(
+        q_lora_rank=None if q_lora is None else read_int(hf, "q_lora_rank"),
+        kv_lora_rank=read_int(hf, "kv_lora_rank"),
+        qk_nope_head_dim=read_int(hf, "qk_nope_head_dim"),
+        qk_rope_head_dim=rope_dim,
+        v_head_dim=read_int(hf, "v_head_dim"),
+        interleaved=interleaved,
+    )
+
+
+def read_group_moe(
+    config: dict[str, Any], hf: dict[str, Any], routing: GroupRouting, *, renormalize: bool
+) -> Moe:
+    """DeepSeek's mixture: n_routed_experts experts of moe_intermediate_size, num_experts_per_tok
+    of them per token chosen by ``routing``, n_shared_experts shared experts (one SwiGLU MLP of
+    n_shared_experts * moe_intermediate_size, no gate), dense MLPs in the first
+    first_k_dense_replace layers. DeepSeek's configs have no router_aux_loss_coef."""
+    n_layers = read_int(config, "num_hidden_layers")
+    num_experts = read_int(hf, "n_routed_experts", minimum=0)
+    require(num_experts >= 1, "n_routed_experts", "is 0: a mixture of experts needs experts")
+    top_k = read_int(hf, "num_experts_per_tok")
+    require(
+        top_k <= num_experts,
+        "num_experts_per_tok",
+        f"{top_k} is more than the {num_experts} experts (n_routed_experts)",
+    )
+    routing_checks = routing.grouped  # greedy routing ignores n_group and topk_group
+    require(
+        not routing_checks or num_experts % routing.n_group == 0,
+        "n_group",
+        f"{routing.n_group} must divide n_routed_experts ({num_experts})",
+    )
+    require(
+        not routing_checks or routing.topk_group <= routing.n_group,
+        "topk_group",
+        f"{routing.topk_group} is more than n_group ({routing.n_group})",
+    )
+    per_group = num_experts // routing.n_group if routing_checks else num_experts
+    require(
+        not routing_checks or top_k <= routing.topk_group * per_group,
+        "num_experts_per_tok",
+        f"{top_k} is more than the {routing.topk_group * per_group} experts of topk_group groups",
+    )
+    if routing.top2:
+        require(
+            per_group >= 2, "n_group", "leaves fewer than 2 experts a group (scores sum the best 2)"
+        )
+    shared = read_int(hf, "n_shared_experts", minimum=0)
+    require(shared >= 1, "n_shared_experts", "0 is not supported (every DeepSeek model has one)")
+    ffn_dim = read_int(hf, "moe_intermediate_size")
+    first = read_int(hf, "first_k_dense_replace", minimum=0)
+    require(
+        first < n_layers,
+        "first_k_dense_replace",
+        f"leaves no layer with experts ({n_layers} layers)",
+    )
+    return Moe(
+        num_experts=num_experts,
+        top_k=top_k,
+        ffn_dim=ffn_dim,
+        aux_loss_coef=0.0,
+        renormalize=renormalize,
+        shared_ffn_dim=shared * ffn_dim,
+        experts_field="n_routed_experts",
+        ffn_field="moe_intermediate_size",
+        renormalize_field="norm_topk_prob",
+        layout=MoeLayout(shared_expert="shared_experts", shared_gate=None),
+        first_dense=first,
+        group_routing=routing,
+        shared_field="n_shared_experts",
+        balancing="expert_bias" if routing.bias_name else "none",
+    )

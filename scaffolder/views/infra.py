@@ -85,7 +85,9 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
     entries: list[PlanEntry] = []
     if placement != "post":
         entries.append(PlanEntry("attention_norm", SEQUENCE_PARALLEL))
-    if spec.rope is None:
+    if f.latent_attention is not None:
+        entries += _latent_plan()
+    elif spec.rope is None:
         entries.append(PlanEntry("attention", SEQUENCE_TO_REPLICATE))
     else:
         entries.append(
@@ -95,7 +97,8 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
                 "desired_input_layouts=(Replicate(), None))",
             )
         )
-    entries += [PlanEntry(f"attention.{name}", COLWISE) for name in ("wq", "wk", "wv")]
+    if f.latent_attention is None:
+        entries += [PlanEntry(f"attention.{name}", COLWISE) for name in ("wq", "wk", "wv")]
     if f.qk_norm is not None and f.qk_norm.kind == "per_head":
         per_head = "SequenceParallel(sequence_dim=1, use_local_output=True)"
         entries += [
@@ -116,7 +119,8 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
             ),
             PlanEntry("attention.k_norm", "ShardedFeatureNorm()"),
         ]
-    entries.append(PlanEntry("attention.wo", ROWWISE_TO_SEQUENCE))
+    if f.latent_attention is None:
+        entries.append(PlanEntry("attention.wo", ROWWISE_TO_SEQUENCE))
     post_norms = placement in ("post", "sandwich")
     if post_norms:
         entries.append(
@@ -137,6 +141,21 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
     if post_norms:
         entries.append(PlanEntry("post_ffn_norm", "SequenceParallel(use_local_output=True)"))
     return tuple(entries)
+
+
+def _latent_plan() -> list[PlanEntry]:
+    """Multi-head latent attention runs whole on every TP rank (not split by heads yet)."""
+    return [
+        PlanEntry(
+            "attention",
+            "PrepareModuleInputOutput(input_layouts=(Shard(1), None), "
+            "desired_input_layouts=(Replicate(), None), use_local_input=True, "
+            "output_layouts=(Replicate(),), desired_output_layouts=(Shard(1),))",
+            "Latent attention sees the whole sequence and runs replicated on every TP rank "
+            "(same tokens, same weights, same gradients): its shared rotary key feeds every head, "
+            "so splitting the heads would need its gradient summed over the ranks.",
+        )
+    ]
 
 
 def _ep_doc(spec: ArchSpec) -> str:
@@ -191,7 +210,7 @@ def _debug_args(spec: ArchSpec) -> tuple[tuple[str, Any, str], ...]:
 
 def _full_args(spec: ArchSpec) -> tuple[tuple[str, Any], ...]:
     names = ["vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim"]
-    if spec.features.names.derived_head_dims:
+    if spec.features.names.derived_head_dims or spec.features.latent_attention is not None:
         names.remove("n_kv_heads")
         names.remove("head_dim")
     return tuple((name, getattr(spec, name)) for name in [*names, "max_seq_len"])

@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from scaffolder.features import Moe
 from scaffolder.literals import Name, ordinal
 from scaffolder.spec import ArchSpec
 
@@ -110,7 +111,11 @@ def _attention(spec: ArchSpec) -> Section:
         kv_comment = "head_dim; always explicit"
     else:
         kv_comment = "head_dim (= hidden_size / num_attention_heads); always explicit"
-    items.append(Entry("kv_channels", spec.head_dim, kv_comment))
+    latent = f.latent_attention
+    if latent is not None:
+        items += _latent_attention(spec)
+    else:
+        items.append(Entry("kv_channels", spec.head_dim, kv_comment))
     if f.biases.qkv_only and not spec.attention_bias:
         qkv = Entry(
             "add_qkv_bias",
@@ -548,6 +553,95 @@ def _embeddings(spec: ArchSpec) -> Section:
     return Section("embeddings, initialization, regularization", tuple(items))
 
 
+def _latent_attention(spec: ArchSpec) -> list[Entry | Note]:
+    """Multi-head latent attention: Megatron's MLA with the config's ranks and head parts."""
+    latent = spec.features.latent_attention
+    items: list[Entry | Note] = [
+        Entry("kv_channels", latent.v_head_dim, "v_head_dim (MLA sizes its heads below)"),
+        Entry("multi_latent_attention", True, "q_lora_rank / kv_lora_rank latents"),
+        Entry("q_lora_rank", latent.q_lora_rank, "q_lora_rank (null: one q_proj)"),
+        Entry("kv_lora_rank", latent.kv_lora_rank, "kv_lora_rank"),
+        Entry("qk_head_dim", latent.qk_nope_head_dim, "qk_nope_head_dim: channels without RoPE"),
+        Entry("qk_pos_emb_head_dim", latent.qk_rope_head_dim, "qk_rope_head_dim"),
+        Entry("v_head_dim", latent.v_head_dim, "v_head_dim"),
+        Entry("qk_layernorm", True, "q_a_layernorm and kv_a_layernorm on the latents"),
+    ]
+    if not latent.interleaved:
+        items.append(
+            Note(
+                "rope_interleave is false: Megatron's multi-latent attention always takes the "
+                "rotary channels as adjacent pairs (the interleaved layout), so its "
+                "checkpoint conversion must permute them.",
+                expressible=False,
+            )
+        )
+    return items
+
+
+def _group_routing(moe: Moe) -> list[Entry | Note]:
+    """DeepSeek's router: score function, groups, scaling and the selection bias."""
+    routing = moe.group_routing
+    items: list[Entry | Note] = [Entry("moe_router_score_function", Name(routing.scoring))]
+    if routing.scoring == "softmax":
+        items.append(
+            Entry(
+                "moe_router_pre_softmax",
+                True,
+                "softmax over every expert, then top-k, not renormalized",
+            )
+        )
+    else:
+        items.append(
+            Entry(
+                "moe_router_pre_softmax",
+                False,
+                "sigmoid scores of every expert, then top-k"
+                + (", renormalized (norm_topk_prob)" if moe.renormalize else ""),
+            )
+        )
+    if routing.grouped:
+        items += [
+            Entry("moe_router_num_groups", routing.n_group, "n_group"),
+            Entry("moe_router_group_topk", routing.topk_group, "topk_group"),
+        ]
+        if not routing.top2:
+            items.append(
+                Note(
+                    "group_limited_greedy scores a group by its best expert; Megatron's group "
+                    "routing sums each group's top (moe_router_topk / moe_router_group_topk) "
+                    "scores, so it can choose other groups.",
+                    expressible=False,
+                )
+            )
+    items += [
+        Entry("moe_router_topk_scaling_factor", routing.scaling_factor, "routed_scaling_factor"),
+        Entry("moe_router_dtype", Name("fp32"), "router scores in float32, as transformers"),
+    ]
+    if routing.bias_name is not None:
+        items += [
+            Entry(
+                "moe_router_enable_expert_bias",
+                True,
+                f"{routing.bias_name}: auxiliary-loss-free balancing",
+            ),
+            Entry("moe_router_bias_update_rate", 0.001, "the package's expert_bias_update_rate"),
+            Entry(
+                "moe_router_load_balancing_type",
+                [Name("none")],
+                "no auxiliary loss: transformers computes none for this model",
+            ),
+        ]
+    else:
+        items.append(
+            Entry(
+                "moe_router_load_balancing_type",
+                [Name("none")],
+                "transformers computes no load-balancing loss for this model",
+            )
+        )
+    return items
+
+
 def _experts(spec: ArchSpec) -> Section | None:
     """The mixture of experts: sizes, which layers, routing, balancing, grouped GEMM."""
     moe = spec.features.moe
@@ -560,17 +654,30 @@ def _experts(spec: ArchSpec) -> Section | None:
     ]
     if moe.has_dense_layers(spec.n_layers):
         pattern = [int(moe.is_sparse(i)) for i in range(spec.n_layers)]
+        which = (
+            "first_k_dense_replace"
+            if moe.first_dense is not None
+            else "decoder_sparse_step, mlp_only_layers"
+        )
         items.append(
             Entry(
                 "moe_layer_freq",
                 pattern,
-                "1: experts, 0: a dense MLP of ffn_hidden_size (decoder_sparse_step, "
-                "mlp_only_layers)",
+                f"1: experts, 0: a dense MLP of ffn_hidden_size ({which})",
             )
         )
     else:
         items.append(Entry("moe_layer_freq", 1, "experts in every layer"))
-    if moe.shared_ffn_dim is not None:
+    if moe.shared_ffn_dim is not None and moe.layout.shared_gate is None:
+        items += [
+            Entry(
+                "moe_shared_expert_intermediate_size",
+                moe.shared_ffn_dim,
+                f"n_shared_experts * {moe.ffn_field}",
+            ),
+            Entry("moe_shared_expert_gate", False, "the shared experts' output is not gated"),
+        ]
+    elif moe.shared_ffn_dim is not None:
         items += [
             Entry(
                 "moe_shared_expert_intermediate_size",
@@ -579,6 +686,13 @@ def _experts(spec: ArchSpec) -> Section | None:
             ),
             Entry("moe_shared_expert_gate", True, "shared_expert_gate: sigmoid gate on its output"),
         ]
+    if moe.group_routing is not None:
+        items += _group_routing(moe)
+        items += [
+            Entry("moe_grouped_gemm", True, "experts as one grouped GEMM"),
+            Entry("moe_token_dispatcher_type", Name("alltoall"), "tokens to experts by all-to-all"),
+        ]
+        return Section("experts", tuple(items))
     renormalized = moe.routing == "topk_softmax" or moe.renormalize
     if renormalized:
         why = (

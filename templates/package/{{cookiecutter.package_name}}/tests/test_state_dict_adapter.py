@@ -59,6 +59,27 @@ def test_export_loads_in_transformers_with_identical_logits(
     reloaded.load_state_dict(adapter.from_hf(load_hf_state_dict(tmp_path)))
     with torch.no_grad():
         assert torch.equal(reloaded(tokens), model(tokens))
+{%- if v.extra_layers %}
+
+
+def test_from_hf_skips_layers_past_num_hidden_layers(debug_args: ModelArgs) -> None:
+    """The hub's multi-token prediction layer: a block's tensors plus its own, numbered
+    num_hidden_layers."""
+    hf_state_dict = hf_checkpoint(build_hf_model(debug_args))
+    last, extra_layer = f"model.layers.{debug_args.n_layers - 1}.", f"model.layers.{debug_args.n_layers}."
+    extra = {
+        extra_layer + key.removeprefix(last): value
+        for key, value in hf_state_dict.items()
+        if key.startswith(last)
+    }
+    extra[extra_layer + "enorm.weight"] = torch.ones(debug_args.dim)
+    adapter = {{ cookiecutter.class_prefix }}StateDictAdapter(debug_args, None)
+    expected = adapter.from_hf(hf_state_dict)
+    loaded = adapter.from_hf({**hf_state_dict, **extra})
+    assert loaded.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+{%- endif %}
 {%- if v.reads_older %}
 
 
