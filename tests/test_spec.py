@@ -167,9 +167,45 @@ def test_deepseek_v3_spec() -> None:
     assert any("quantization_config" in warning for warning in spec.warnings)
     debug = spec.debug_dims()
     assert (debug["n_group"], debug["topk_group"], debug["first_k_dense_replace"]) == (4, 2, 1)
+    assert spec.num_params() == 671_026_404_352  # DeepseekV3ForCausalLM on the meta device
     moonlight = build_spec(family_config("moonlight"))
     assert moonlight.features.latent_attention.q_lora_rank is None
     assert "q_lora_rank" not in moonlight.debug_dims()
+    assert moonlight.num_params() == 15_960_108_544
+
+
+def test_deepseek_v2_spec() -> None:
+    spec = build_spec(family_config("deepseek_v2_lite"))
+    assert (spec.family, spec.hf_architecture) == ("deepseek_v2", "DeepseekV2ForCausalLM")
+    latent, moe = spec.features.latent_attention, spec.features.moe
+    assert latent.q_lora_rank is None and latent.interleaved
+    routing = moe.group_routing
+    assert (routing.scoring, routing.grouped, routing.method) == ("softmax", False, "greedy")
+    assert routing.bias_name is None and moe.balancing == "none"
+    assert (moe.first_dense, moe.shared_ffn_dim, moe.renormalize) == (1, 2 * 1408, False)
+    assert "n_group" not in spec.debug_dims()
+    assert spec.num_params() == 15_706_484_224  # DeepseekV2ForCausalLM on the meta device
+    grouped = build_spec(
+        family_config(
+            "deepseek_v2_lite", topk_method="group_limited_greedy", n_group=8, topk_group=3
+        )
+    )
+    assert grouped.features.moe.group_routing.grouped
+    assert (grouped.debug_dims()["n_group"], grouped.debug_dims()["topk_group"]) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"moe_layer_freq": 2}, "moe_layer_freq"),
+        ({"norm_topk_prob": True}, "norm_topk_prob"),
+        ({"topk_method": "noaux_tc"}, "topk_method"),
+        ({"scoring_func": "sigmoid"}, "scoring_func"),
+        ({"n_shared_experts": 0}, "n_shared_experts"),
+    ],
+)
+def test_deepseek_v2_refusals_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("deepseek_v2_lite", **changes), field)
 
 
 @pytest.mark.parametrize(
