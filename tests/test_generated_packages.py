@@ -134,6 +134,18 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
             },
         ),
+        # Qwen2.5's published long-context setting: YaRN, factor 4 over 32768 positions (beta
+        # and attention factor left to transformers' defaults, ramp bounds rounded).
+        "qwen2_yarn": (
+            "qwen2",
+            {
+                "rope_scaling": {
+                    "type": "yarn",
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 32768,
+                }
+            },
+        ),
     },
     "qwen3_phi3": {
         # Qwen3 0.6B as served: per-head q/k norms, head_dim 128 != 1024 / 16, tied.
@@ -300,6 +312,10 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),
     ),
+    "qwen2_yarn": (
+        ("math.floor(correction_dim(", "* args.rope_attention_factor", "interpolation"),
+        ("sliding", "mscale"),
+    ),
     "qwen3": (
         (
             "self.q_norm = nn.RMSNorm(model_args.head_dim",
@@ -405,6 +421,7 @@ SINGLE_DEVICE_VARIANTS = {
     "mistral",
     "mistral_nemo_tied",
     "qwen2_tied",
+    "qwen2_yarn",
     "qwen3",
     "phi3",
     "olmo2",

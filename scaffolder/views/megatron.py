@@ -489,6 +489,18 @@ def _rope_scaling(spec: ArchSpec) -> list[Entry | Note]:
                 expressible=False,
             )
         )
+    elif rope.type == "yarn":
+        items.append(
+            Note(
+                f"rope_scaling yarn (factor {rope.factor}, original_max_position_embeddings "
+                f"{rope.original_max_position_embeddings}, beta_fast {rope.beta_fast}, beta_slow "
+                f"{rope.beta_slow}; cos and sin scaled by attention_factor "
+                f"{rope.attention_factor:.6g}): Megatron's arguments set YaRN only for "
+                "multi-latent attention (--rope-type yarn); --position-embedding-type has no yarn "
+                "for standard attention, so this preset rotates with plain rope.",
+                expressible=False,
+            )
+        )
     elif rope.type == "longrope":
         items.append(
             Note(

@@ -361,6 +361,8 @@ class RopeView:
     global_inv_freq: str
     local_doc: str  # rope_local_global: the sliding layers' cache
     local_inv_freq: str
+    truncate: bool = False  # YaRN: the ramp's bounds rounded to whole dimensions
+    attention_factor: bool = False  # cos and sin multiplied by rope_attention_factor (YaRN)
 
 
 def rope_view(spec: ArchSpec) -> RopeView:
@@ -379,6 +381,8 @@ def rope_view(spec: ArchSpec) -> RopeView:
         global_inv_freq=global_inv_freq,
         local_doc=local_doc,
         local_inv_freq=local_inv_freq,
+        truncate=rope_type == "yarn" and bool(spec.rope.truncate),
+        attention_factor=rope_type == "yarn",
     )
 
 
@@ -467,7 +471,9 @@ class ModelView:
 def model_view(spec: ArchSpec) -> ModelView:
     f, x = spec.features, _facts(spec)
     norm_class = _choose("norm", f.norm.kind, NORM_CLASSES)
-    needs_math = (x.rotary and spec.rope.type == "llama3") or spec.hidden_act == "gelu_new"
+    needs_math = (
+        x.rotary and spec.rope.type in ("llama3", "yarn")
+    ) or spec.hidden_act == "gelu_new"
     return ModelView(
         overview=overview(spec),
         stdlib_imports=keep((needs_math, "math")),
