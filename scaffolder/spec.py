@@ -21,7 +21,7 @@ from scaffolder.errors import ConfigFieldError, ScaffoldError
 from scaffolder.features import Features
 from scaffolder.fields import read_choice, read_int
 
-ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn")
 DEFAULT_PARTS = {
     "rope": "rope",
     "attention": "attention",
@@ -48,6 +48,17 @@ class RopeSpec:
     low_freq_factor: float | None = None
     high_freq_factor: float | None = None
     original_max_position_embeddings: int | None = None
+    # YaRN (type "yarn"): the ramp's rotation bounds, transformers' defaults filled in; mscale
+    # and mscale_all_dim as the config gives them (None: not given); attention_factor, the scale
+    # of cos and sin, as given or as transformers infers it (attention_factor_inferred);
+    # truncate: whether the ramp's bounds are rounded to whole dimensions.
+    beta_fast: float | None = None
+    beta_slow: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    attention_factor: float | None = None
+    attention_factor_inferred: bool | None = None
+    truncate: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,18 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
             },
         ),
+        # Qwen2.5's published long-context setting: YaRN, factor 4 over 32768 positions (beta
+        # and attention factor left to transformers' defaults, ramp bounds rounded).
+        "qwen2_yarn": (
+            "qwen2",
+            {
+                "rope_scaling": {
+                    "type": "yarn",
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 32768,
+                }
+            },
+        ),
     },
     "qwen3_phi3": {
         # Qwen3 0.6B as served: per-head q/k norms, head_dim 128 != 1024 / 16, tied.
@@ -179,7 +191,7 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         "granitemoe": ("granitemoe", {}),
     },
     "deepseek": {
-        # DeepSeek-V3 as served (its YaRN rope_scaling left out until YaRN is generated):
+        # DeepSeek-V3 as served: YaRN (factor 40, mscale_all_dim 1: scores scale by mscale ** 2),
         # q_lora_rank 1536, 8 groups of experts (debug: 4 groups, 2 chosen),
         # first_k_dense_replace 3 (debug: 1), sigmoid scores with e_score_correction_bias,
         # routed_scaling_factor 2.5, FP8 quantization_config.
@@ -187,7 +199,7 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         # Moonlight-16B-A3B (DeepSeek-V3 architecture): one q_proj (q_lora_rank null), one group;
         # RoPE on the two halves (rope_interleave false) here.
         "moonlight_halves": ("moonlight", {"rope_interleave": False}),
-        # DeepSeek-V2-Lite as served (YaRN left out as above): one q_proj, greedy softmax routing
+        # DeepSeek-V2-Lite as served: YaRN with mscale 0.707, one q_proj, greedy softmax routing
         # of 64 experts, 2 shared experts, first_k_dense_replace 1.
         "deepseek_v2_lite": ("deepseek_v2_lite", {}),
         # DeepSeek-V2's routing and queries: group_limited_greedy over 8 groups (debug: 4, 2
@@ -325,6 +337,10 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),
     ),
+    "qwen2_yarn": (
+        ("math.floor(correction_dim(", "* args.rope_attention_factor", "interpolation"),
+        ("sliding", "mscale"),
+    ),
     "qwen3": (
         (
             "self.q_norm = nn.RMSNorm(model_args.head_dim",
@@ -437,6 +453,7 @@ SINGLE_DEVICE_VARIANTS = {
     "mistral",
     "mistral_nemo_tied",
     "qwen2_tied",
+    "qwen2_yarn",
     "qwen3",
     "phi3",
     "olmo2",

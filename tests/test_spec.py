@@ -394,7 +394,11 @@ def test_phi3_spec() -> None:
         ("qwen3", {"attention_bias": "false"}, "attention_bias"),
         ("qwen3", {"head_dim": 0}, "head_dim"),
         ("qwen3", {"layer_types": ["full_attention"] * 27}, "layer_types"),
-        ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
+        (
+            "qwen3",
+            {"rope_scaling": {"rope_type": "longrope", "factor": 4.0}},
+            "rope_scaling.rope_type",
+        ),
         ("olmo2", {"attention_bias": 1}, "attention_bias"),
         ("olmo2", {"pad_token_id": 100352}, "pad_token_id"),
         ("olmo2", {"hidden_act": "gelu"}, "hidden_act"),
@@ -451,15 +455,100 @@ def test_phi3_spec() -> None:
             },
             "layer_types",
         ),
-        ("qwen2", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+        ("qwen2", {"rope_scaling": {"type": "longrope", "factor": 4.0}}, "rope_scaling.type"),
         ("mistral", {"sliding_window": "4096"}, "sliding_window"),
         ("mistral", {"sliding_window": 4096.5}, "sliding_window"),
         ("mistral", {"sliding_window": True}, "sliding_window"),
-        ("mistral", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+        ("mistral", {"rope_scaling": {"type": "longrope", "factor": 4.0}}, "rope_scaling.type"),
     ],
 )
 def test_bad_family_fields_name_the_field(name: str, changes: dict, field: str) -> None:
     _assert_names_field(family_config(name, **changes), field)
+
+
+# ---------------------------------------------------------------- YaRN (any family's rope)
+
+YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+
+
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        YARN,  # Qwen2.5's long-context setting: transformers' defaults for the rest
+        # DeepSeek-style: mscale over mscale_all_dim, explicit betas.
+        {
+            "rope_type": "yarn",
+            "factor": 40.0,
+            "original_max_position_embeddings": 4096,
+            "beta_fast": 32,
+            "beta_slow": 1,
+            "mscale": 1.0,
+            "mscale_all_dim": 0.8,
+        },
+        # gpt-oss-style: unrounded ramp bounds.
+        {
+            "rope_type": "yarn",
+            "factor": 32.0,
+            "original_max_position_embeddings": 4096,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "truncate": False,
+        },
+        # An explicit attention factor wins over mscale; beta 0 / null take the defaults.
+        {
+            "rope_type": "yarn",
+            "factor": 8.0,
+            "attention_factor": 1.25,
+            "mscale": 1.0,
+            "mscale_all_dim": 2.0,
+            "beta_fast": 0,
+            "beta_slow": None,
+        },
+    ],
+)
+def test_yarn_reads_as_transformers_computes_it(scaling: dict) -> None:
+    """The spec's YaRN settings are the values transformers' _compute_yarn_parameters uses."""
+    from transformers import Qwen2Config
+    from transformers.modeling_rope_utils import _compute_yarn_parameters
+
+    config = family_config("qwen2", rope_scaling=scaling)
+    rope = build_spec(config).rope
+    hf = Qwen2Config(**{k: v for k, v in config.items() if k != "model_type"})
+    _, attention_factor = _compute_yarn_parameters(hf)
+    assert rope.type == "yarn" and rope.factor == scaling["factor"]
+    assert rope.attention_factor == pytest.approx(attention_factor, rel=1e-15)
+    assert rope.attention_factor_inferred == ("attention_factor" not in scaling)
+    assert rope.original_max_position_embeddings == scaling.get(
+        "original_max_position_embeddings", config["max_position_embeddings"]
+    )
+    assert (rope.beta_fast, rope.beta_slow) == (
+        scaling.get("beta_fast") or 32.0,
+        scaling.get("beta_slow") or 1.0,
+    )
+    assert rope.truncate == scaling.get("truncate", True)
+    assert (rope.mscale, rope.mscale_all_dim) == (
+        scaling.get("mscale"),
+        scaling.get("mscale_all_dim"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"factor": 0.5}, "rope_scaling.factor"),
+        ({"factor": None}, "rope_scaling.factor"),
+        ({"factor": "4"}, "rope_scaling.factor"),
+        ({"original_max_position_embeddings": 0}, "rope_scaling.original_max_position_embeddings"),
+        ({"beta_fast": 1.0, "beta_slow": 2.0}, "rope_scaling.beta_fast"),
+        ({"beta_slow": -1.0}, "rope_scaling.beta_slow"),
+        ({"mscale": -1.0, "mscale_all_dim": 1.0}, "rope_scaling.mscale"),
+        ({"mscale_all_dim": math.inf}, "rope_scaling.mscale_all_dim"),
+        ({"attention_factor": 0.0}, "rope_scaling.attention_factor"),
+        ({"truncate": "no"}, "rope_scaling.truncate"),
+    ],
+)
+def test_bad_yarn_fields_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("qwen2", rope_scaling={**YARN, **changes}), field)
 
 
 # ---------------------------------------------------------------- gemma, gemma2, gemma3_text

@@ -6,6 +6,7 @@ Recipes import from here and from :mod:`scaffolder.spec`, never from one another
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,8 @@ def check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) -> 
             f"{name}.{key}",
             f"unsupported rope type {rope_type!r}; supported: {', '.join(rope_types)}",
         )
+        if rope_type == "yarn":  # before transformers, which would divide by zero on some
+            read_yarn(block, 10000.0, block.get("original_max_position_embeddings") or 1)
 
 
 def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> RopeSpec:
@@ -148,6 +151,8 @@ def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> R
     theta = read_float(params, "rope_theta", 10000.0)
     if rope_type == "default":
         return RopeSpec(type="default", theta=theta)
+    if rope_type == "yarn":
+        return read_yarn(params, theta, read_int(hf, "max_position_embeddings"))
     factor = read_float(params, "factor")
     if rope_type in ("linear", "dynamic"):
         require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
@@ -166,6 +171,78 @@ def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> R
         low_freq_factor=low,
         high_freq_factor=high,
         original_max_position_embeddings=read_int(params, "original_max_position_embeddings"),
+    )
+
+
+# YaRN's ramp bounds where the config leaves them out (or null or 0), as transformers reads them.
+YARN_BETA_FAST = 32.0
+YARN_BETA_SLOW = 1.0
+
+
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's attention scale for a context ``factor`` times longer (transformers' get_mscale)."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def read_yarn(params: dict[str, Any], theta: float, max_seq_len: int) -> RopeSpec:
+    """YaRN (rope_type "yarn") as transformers' ``_compute_yarn_parameters`` reads it.
+
+    ``factor`` and ``original_max_position_embeddings`` (default: max_position_embeddings);
+    ``beta_fast``/``beta_slow`` (null or 0: 32 and 1); ``attention_factor``, else inferred from
+    factor, ``mscale`` and ``mscale_all_dim``; ``truncate`` (default true).
+    """
+
+    def number(key: str, default: Any = None, positive: bool = True) -> float | None:
+        value = params.get(key, default)
+        if value is None:
+            return None
+        return read_float({f"rope_scaling.{key}": value}, f"rope_scaling.{key}", positive=positive)
+
+    factor = number("factor", positive=False)
+    require(factor is not None, "rope_scaling.factor", "is missing; YaRN needs it (e.g. 4.0)")
+    require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
+    original = read_int(
+        {
+            "rope_scaling.original_max_position_embeddings": params.get(
+                "original_max_position_embeddings", max_seq_len
+            )
+        },
+        "rope_scaling.original_max_position_embeddings",
+    )
+    beta_fast = number("beta_fast", positive=False) or YARN_BETA_FAST
+    beta_slow = number("beta_slow", positive=False) or YARN_BETA_SLOW
+    require(beta_slow > 0, "rope_scaling.beta_slow", f"must be positive, got {beta_slow}")
+    require(
+        beta_fast > beta_slow,
+        "rope_scaling.beta_fast",
+        f"must be greater than beta_slow ({beta_slow}), got {beta_fast}",
+    )
+    mscale = number("mscale", positive=False)
+    mscale_all_dim = number("mscale_all_dim", positive=False)
+    for key, value in (("mscale", mscale), ("mscale_all_dim", mscale_all_dim)):
+        require(value is None or value >= 0, f"rope_scaling.{key}", f"must be >= 0, got {value}")
+    attention_factor = number("attention_factor")
+    inferred = attention_factor is None
+    if inferred:
+        if mscale and mscale_all_dim:
+            attention_factor = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim)
+        else:
+            attention_factor = yarn_mscale(factor)
+    truncate = read_bool(
+        {"rope_scaling.truncate": params.get("truncate", True)}, "rope_scaling.truncate"
+    )
+    return RopeSpec(
+        type="yarn",
+        theta=theta,
+        factor=factor,
+        original_max_position_embeddings=original,
+        beta_fast=beta_fast,
+        beta_slow=beta_slow,
+        mscale=mscale,
+        mscale_all_dim=mscale_all_dim,
+        attention_factor=attention_factor,
+        attention_factor_inferred=inferred,
+        truncate=truncate,
     )
 
 

@@ -131,7 +131,7 @@ RECIPES = (
             "experts: softmax scores, topk_method greedy / group_limited_greedy, "
             "routed_scaling_factor",
             "n_shared_experts, first_k_dense_replace",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn (mscale_all_dim scales the scores)",
         ),
         build=build,
     ),

@@ -134,7 +134,7 @@ RECIPES = (
             "experts: sigmoid scores, n_group / topk_group, norm_topk_prob, routed_scaling_factor",
             "e_score_correction_bias: auxiliary-loss-free balancing",
             "n_shared_experts, first_k_dense_replace",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn (mscale_all_dim scales the scores)",
         ),
         build=build,
     ),

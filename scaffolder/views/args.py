@@ -18,13 +18,17 @@ from typing import Any
 from scaffolder.spec import ArchSpec
 
 # Rope types whose rope_parameters carry a scaling factor.
-SCALED_ROPE_TYPES = ("linear", "dynamic", "llama3")
+SCALED_ROPE_TYPES = ("linear", "dynamic", "llama3", "yarn")
+# YaRN's beta_fast and beta_slow where rope_scaling has none (transformers' defaults).
+YARN_BETAS = (32.0, 1.0)
+YARN_MSCALE_TEXT = "0.1 * {} * ln({}) + 1"
 # The helper functions' parts (parts/args/<name>.py.j2), in the order the module defines them.
 HELPERS = (
     "dense_layers",
     "rope_parameters",
     "rope_parameters_per_layer_type",
     "longrope",
+    "yarn",
     "max_window_layers",
     "sliding_window_pattern",
     "is_set",
@@ -284,12 +288,54 @@ class _Builder:
                 "int",
                 rope.original_max_position_embeddings,
             )
+        if rope.type == "yarn":
+            self.yarn_fields()
         if f.local_rope is not None:
             self.local_rope_fields()
         if f.longrope is not None:
             self.longrope_fields()
         if f.partial_rotary_field:
             self.partial_rotary_fields()
+
+    def yarn_fields(self) -> None:
+        """YaRN: the pretraining length, the ramp's rotation bounds, the cos/sin scale."""
+        rope = self.spec.rope
+        self.add(
+            "rope_original_max_seq_len",
+            "int",
+            rope.original_max_position_embeddings,
+            "rope_scaling.original_max_position_embeddings",
+            'rope.get("original_max_position_embeddings") or '
+            + self.get(self.cf.name("max_seq_len")),
+            "YaRN interpolates the frequencies that turn fewer than beta_slow times over the "
+            "original_max_position_embeddings positions the model was pretrained on (divided by "
+            "factor), keeps those turning more than beta_fast times, and ramps linearly between.",
+        )
+        self.rope.append(("original_max_position_embeddings", "self.rope_original_max_seq_len"))
+        for arg, key, default in (
+            ("rope_beta_fast", "beta_fast", YARN_BETAS[0]),
+            ("rope_beta_slow", "beta_slow", YARN_BETAS[1]),
+        ):
+            value = getattr(rope, key)
+            self.add(
+                arg, "float", value, f"rope_scaling.{key}", f"rope.get({key!r}) or {default!r}"
+            )
+            self.rope.append((key, f"self.{arg}"))
+        for arg, key in (("rope_mscale", "mscale"), ("rope_mscale_all_dim", "mscale_all_dim")):
+            value = getattr(rope, key)
+            if value is not None:
+                self.add(arg, "float | None", value, f"rope_scaling.{key}", f"rope.get({key!r})")
+                self.rope.append((key, f"self.{arg}"))
+        self.add(
+            "rope_attention_factor",
+            "float",
+            rope.attention_factor,
+            "rope_scaling.attention_factor",
+            "yarn_attention_factor(rope)",
+            yarn_attention_doc(rope),
+        )
+        self.rope.append(("attention_factor", "self.rope_attention_factor"))
+        self.helpers.append("yarn")
 
     def local_rope_fields(self) -> None:
         local = self.features.local_rope
@@ -655,6 +701,16 @@ class _Builder:
         ]
         if s.rope is not None:
             self.fixed.append(Fixed("rope_type", s.rope.type, 'rope["rope_type"]'))
+        if s.rope is not None and s.rope.type == "yarn":
+            self.fixed.append(
+                Fixed(
+                    "rope_truncate",
+                    s.rope.truncate,
+                    'rope.get("truncate", True)',
+                    ("rope_scaling.truncate: YaRN's ramp bounds rounded to whole dimensions.",),
+                )
+            )
+            self.rope.append(("truncate", 'ARCHITECTURE["rope_truncate"]'))
         if f.local_rope is not None:
             self.fixed.append(
                 Fixed("local_rope_type", f.local_rope.type, 'local_rope["rope_type"]')
@@ -818,7 +874,9 @@ class _Builder:
                 "max_seq_len": self.get(cf.name("max_seq_len")),
             }
         return ArgsView(
-            imports=("import math",) if f.longrope is not None else (),
+            imports=("import math",)
+            if f.longrope is not None or (s.rope is not None and s.rope.type == "yarn")
+            else (),
             fixed=tuple(self.fixed),
             fields=tuple(self.fields),
             properties=tuple(self.properties),
@@ -860,6 +918,29 @@ class _Builder:
                 }
             ),
         )
+
+
+def yarn_attention_doc(rope: Any) -> str:
+    """How this config's YaRN attention factor (cos and sin are multiplied by it) comes about."""
+    value = f"{rope.attention_factor:.6g}"
+    head = "YaRN multiplies cos and sin by rope_scaling.attention_factor"
+    infer = (
+        "without it, transformers infers it from factor: 0.1 * mscale * ln(factor) + 1 over the "
+        "same with mscale_all_dim where both are set, else 0.1 * ln(factor) + 1 (1 for factor "
+        "<= 1)"
+    )
+    if rope.mscale and rope.mscale_all_dim:
+        given = (
+            f"This config gives none: ({YARN_MSCALE_TEXT.format(rope.mscale, rope.factor)}) / "
+            f"({YARN_MSCALE_TEXT.format(rope.mscale_all_dim, rope.factor)}) = {value}"
+        )
+    else:
+        given = f"This config gives none: 0.1 * ln({rope.factor}) + 1 = {value}"
+    return (
+        f"{head}; {infer}. {given}."
+        if rope.attention_factor_inferred
+        else (f"{head} ({value}, as the config gives it); {infer}.")
+    )
 
 
 def args_view(spec: ArchSpec) -> ArgsView:

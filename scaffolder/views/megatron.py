@@ -344,6 +344,8 @@ def _normalization(spec: ArchSpec) -> Section:
                 "qk_layernorm", True, "q_norm, k_norm: queries and keys normed per head before RoPE"
             )
         )
+    elif f.latent_attention is not None:
+        items.append(Entry("qk_layernorm", True, "q_a_layernorm and kv_a_layernorm on the latents"))
     else:
         items.append(Entry("qk_layernorm", False))
     if f.parallel_residual:
@@ -431,13 +433,19 @@ def _positions(spec: ArchSpec) -> Section:
         )
     else:
         items.append(Entry("rotary_percent", 1.0, "rotary covers the whole head_dim"))
-    items.append(
-        Entry(
+    if f.latent_attention is not None:
+        interleaved = Entry(
+            "rotary_interleaved",
+            False,
+            "multi-latent attention takes the rotary channels as adjacent pairs itself",
+        )
+    else:
+        interleaved = Entry(
             "rotary_interleaved",
             False,
             "transformers' rotate_half layout (two halves), not interleaved pairs",
         )
-    )
+    items.append(interleaved)
     items += _rope_scaling(spec)
     return Section("positions", tuple(items))
 
@@ -491,6 +499,20 @@ def _rope_scaling(spec: ArchSpec) -> list[Entry | Note]:
                 f"rope_scaling dynamic (factor {rope.factor}): Megatron has no dynamic NTK "
                 f"scaling. Plain rope is exact up to max_position_embeddings ({spec.max_seq_len}) "
                 "tokens, where transformers does not rescale either; keep seq_length within it.",
+                expressible=False,
+            )
+        )
+    elif rope.type == "yarn" and spec.features.latent_attention is not None:
+        items += _latent_yarn(spec)
+    elif rope.type == "yarn":
+        items.append(
+            Note(
+                f"rope_scaling yarn (factor {rope.factor}, original_max_position_embeddings "
+                f"{rope.original_max_position_embeddings}, beta_fast {rope.beta_fast}, beta_slow "
+                f"{rope.beta_slow}; cos and sin scaled by attention_factor "
+                f"{rope.attention_factor:.6g}): Megatron's arguments set YaRN only for "
+                "multi-latent attention (--rope-type yarn); --position-embedding-type has no yarn "
+                "for standard attention, so this preset rotates with plain rope.",
                 expressible=False,
             )
         )
@@ -553,6 +575,54 @@ def _embeddings(spec: ArchSpec) -> Section:
     return Section("embeddings, initialization, regularization", tuple(items))
 
 
+def _latent_yarn(spec: ArchSpec) -> list[Entry | Note]:
+    """YaRN with multi-latent attention: Megatron's MLA reads it (--rope-type yarn)."""
+    rope = spec.rope
+    items: list[Entry | Note] = [
+        Entry("rope_type", Name("yarn"), "rope_scaling yarn, for multi-latent attention"),
+        Entry("rotary_scaling_factor", rope.factor, "rope_scaling.factor"),
+        Entry("mscale", rope.mscale if rope.mscale is not None else 1.0, "rope_scaling.mscale"),
+        Entry(
+            "mscale_all_dim",
+            rope.mscale_all_dim if rope.mscale_all_dim is not None else 0.0,
+            "rope_scaling.mscale_all_dim: also scales the scores by its mscale squared",
+        ),
+    ]
+    original = rope.original_max_position_embeddings
+    if original == 4096:
+        items.append(
+            Note(
+                "rope_scaling.original_max_position_embeddings 4096 is the value Megatron's "
+                "multi-latent attention fixes (MLATransformerConfig; no argument sets it)."
+            )
+        )
+    else:
+        items.append(
+            Note(
+                f"rope_scaling.original_max_position_embeddings {original}: Megatron's "
+                "multi-latent attention fixes it at 4096 (no argument sets it).",
+                expressible=False,
+            )
+        )
+    if (rope.beta_fast, rope.beta_slow) != (32.0, 1.0):
+        items.append(
+            Note(
+                f"rope_scaling beta_fast {rope.beta_fast} and beta_slow {rope.beta_slow}: "
+                "Megatron's multi-latent attention fixes them at 32 and 1 (no arguments).",
+                expressible=False,
+            )
+        )
+    if not rope.attention_factor_inferred:
+        items.append(
+            Note(
+                f"rope_scaling.attention_factor {rope.attention_factor:.6g}: Megatron derives "
+                "the cos/sin scale from mscale and mscale_all_dim and reads no attention_factor.",
+                expressible=False,
+            )
+        )
+    return items
+
+
 def _latent_attention(spec: ArchSpec) -> list[Entry | Note]:
     """Multi-head latent attention: Megatron's MLA with the config's ranks and head parts."""
     latent = spec.features.latent_attention
@@ -564,7 +634,6 @@ def _latent_attention(spec: ArchSpec) -> list[Entry | Note]:
         Entry("qk_head_dim", latent.qk_nope_head_dim, "qk_nope_head_dim: channels without RoPE"),
         Entry("qk_pos_emb_head_dim", latent.qk_rope_head_dim, "qk_rope_head_dim"),
         Entry("v_head_dim", latent.v_head_dim, "v_head_dim"),
-        Entry("qk_layernorm", True, "q_a_layernorm and kv_a_layernorm on the latents"),
     ]
     if not latent.interleaved:
         items.append(

@@ -366,6 +366,8 @@ class RopeView:
     local_doc: str  # rope_local_global: the sliding layers' cache
     local_inv_freq: str
     cache_doc: tuple[str, ...] = ()  # precompute_rope_cache's docstring lines (): the default
+    truncate: bool = False  # YaRN: the ramp's bounds rounded to whole dimensions
+    attention_factor: bool = False  # cos and sin multiplied by rope_attention_factor (YaRN)
 
 
 def rope_view(spec: ArchSpec) -> RopeView:
@@ -385,6 +387,8 @@ def rope_view(spec: ArchSpec) -> RopeView:
         local_doc=local_doc,
         local_inv_freq=local_inv_freq,
         cache_doc=_cache_doc(spec),
+        truncate=rope_type == "yarn" and bool(spec.rope.truncate),
+        attention_factor=rope_type == "yarn",
     )
 
 
@@ -392,16 +396,21 @@ def _cache_doc(spec: ArchSpec) -> tuple[str, ...]:
     latent = spec.features.latent_attention
     if latent is None:
         return ()
+    yarn = ("YaRN scales cos and sin by rope_scaling.attention_factor.",)
+    if spec.rope.type != "yarn":
+        yarn = ()
     if latent.interleaved:
         return (
             "Returns ``[seq_len, 2 * qk_rope_head_dim]``: cos in the first half, sin in the",
             "second, each frequency twice as transformers builds them; :func:`apply_rotary_emb`",
             "turns the adjacent channel pairs by the first half's angles.",
+            *yarn,
         )
     return (
         "Returns ``[seq_len, 2 * qk_rope_head_dim]``: cos in the first half, sin in the second.",
         "Angles use transformers' half-split layout (the frequencies repeated twice, not",
         "interleaved), so the checkpoint's projections load without any permutation.",
+        *yarn,
     )
 
 
@@ -490,7 +499,7 @@ class LatentView:
     q: str  # the query projection, before its split into heads
     linears: str  # init_weights' projections
     norms: str
-    scale: str  # the softmax scale
+    scale: tuple[str, ...]  # __init__'s lines setting self.scale, the softmax scale
     latent_eps: float  # the latents' RMSNorm epsilon (transformers' default, not rms_norm_eps)
 
 
@@ -505,8 +514,26 @@ def latent_view(spec: ArchSpec) -> LatentView | None:
         q="self.wq_b(self.q_norm(self.wq_a(x)))" if q_lora else "self.wq(x)",
         linears=", ".join((*queries, "self.wkv_a", "self.wkv_b", "self.wo")),
         norms="self.q_norm, self.kv_norm" if q_lora else "self.kv_norm,",
-        scale="self.qk_head_dim**-0.5",
+        scale=_latent_scale(spec),
         latent_eps=1e-6,
+    )
+
+
+def _yarn_mscale_all_dim(spec: ArchSpec) -> bool:
+    """YaRN with mscale_all_dim: transformers scales latent attention's scores by
+    mscale(factor, mscale_all_dim) ** 2 as well."""
+    rope = spec.rope
+    return rope is not None and rope.type == "yarn" and bool(rope.mscale_all_dim)
+
+
+def _latent_scale(spec: ArchSpec) -> tuple[str, ...]:
+    if not _yarn_mscale_all_dim(spec):
+        return ("self.scale = self.qk_head_dim**-0.5",)
+    return (
+        "# YaRN (rope_scaling.mscale_all_dim): scores scale by the square of",
+        "# 0.1 * mscale_all_dim * ln(factor) + 1 as well.",
+        "mscale = 0.1 * model_args.rope_mscale_all_dim * math.log(model_args.rope_factor) + 1.0",
+        "self.scale = self.qk_head_dim**-0.5 * mscale * mscale",
     )
 
 
@@ -533,8 +560,14 @@ def _latent_doc(spec: ArchSpec) -> str:
         "(kv_a_layernorm), expands through ``wkv_b`` (kv_b_proj) to each head's "
         f"{latent.qk_nope_head_dim} key channels without positions (qk_nope_head_dim) and "
         f"{latent.v_head_dim} value channels (v_head_dim).",
-        f"Each head's query and key are its channels without positions, then the rotated ones; "
-        f"scores scale by (qk_nope_head_dim + qk_rope_head_dim) ** -0.5. {rope}",
+        "Each head's query and key are its channels without positions, then the rotated ones; "
+        "scores scale by (qk_nope_head_dim + qk_rope_head_dim) ** -0.5"
+        + (
+            " times mscale ** 2, mscale = 0.1 * mscale_all_dim * ln(factor) + 1 (YaRN)."
+            if _yarn_mscale_all_dim(spec)
+            else "."
+        )
+        + f" {rope}",
         "``wo`` is o_proj.",
     )
 
@@ -562,7 +595,9 @@ class ModelView:
 def model_view(spec: ArchSpec) -> ModelView:
     f, x = spec.features, _facts(spec)
     norm_class = _choose("norm", f.norm.kind, NORM_CLASSES)
-    needs_math = (x.rotary and spec.rope.type == "llama3") or spec.hidden_act == "gelu_new"
+    needs_math = (
+        x.rotary and spec.rope.type in ("llama3", "yarn")
+    ) or spec.hidden_act == "gelu_new"
     return ModelView(
         overview=overview(spec),
         stdlib_imports=keep((needs_math, "math")),

@@ -74,6 +74,17 @@ def _rope_rows(spec: ArchSpec) -> list[Row]:
                 f"attention_factor {yaml_literal(f.longrope.attention_factor)}",
             )
         )
+    if rope.type == "yarn":
+        truncate = "rounded" if rope.truncate else "not rounded (truncate false)"
+        rows.append(
+            Row(
+                "rope_scaling yarn",
+                f"original_max_position_embeddings {rope.original_max_position_embeddings}, "
+                f"beta_fast {yaml_literal(rope.beta_fast)}, beta_slow "
+                f"{yaml_literal(rope.beta_slow)} (ramp bounds {truncate}), attention_factor "
+                f"{rope.attention_factor:.6g}",
+            )
+        )
     if f.partial_rotary is not None:
         rows.append(Row("partial_rotary_factor", yaml_literal(f.partial_rotary.factor)))
     if f.local_rope is not None:
