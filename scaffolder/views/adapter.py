@@ -49,6 +49,7 @@ class AdapterView:
     expert_bias: str = ""
     router_key: str = ""  # transformers': a sparse layer's router (from_hf adds our expert bias)
     extra_layers: bool = False  # from_hf skips layers past n_layers (multi-token prediction)
+    selection_bias: str = ""  # the checkpoint's name of our expert_bias ("": not in it)
 
     @property
     def reads_template(self) -> bool:
@@ -410,6 +411,13 @@ def _router_key(spec: ArchSpec) -> str:
     return f"{c.prefix}.{c.blocks}.{{}}.{moe.layout.module}.{moe.layout.router}.weight"
 
 
+def _selection_bias(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is None or moe.group_routing is None:
+        return ""
+    return moe.group_routing.bias_name or ""
+
+
 def _bias_outside_checkpoint(spec: ArchSpec) -> bool:
     """Our expert bias is not a checkpoint tensor (from_hf starts it at zero)."""
     moe = spec.features.moe
@@ -463,4 +471,5 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
         expert_bias="layers.{}.moe.expert_bias" if _bias_outside_checkpoint(spec) else "",
         router_key=_router_key(spec),
         extra_layers=c.extra_layers,
+        selection_bias=_selection_bias(spec),
     )

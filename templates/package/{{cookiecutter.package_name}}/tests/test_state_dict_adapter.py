@@ -59,6 +59,31 @@ def test_export_loads_in_transformers_with_identical_logits(
     reloaded.load_state_dict(adapter.from_hf(load_hf_state_dict(tmp_path)))
     with torch.no_grad():
         assert torch.equal(reloaded(tokens), model(tokens))
+{%- if v.selection_bias %}
+
+
+def test_expert_bias_exports_as_the_checkpoint_selection_bias(
+    debug_args: ModelArgs, tmp_path: Path
+) -> None:
+    """A trained expert_bias is transformers' {{ v.selection_bias }}: same routing, same logits."""
+    torch.manual_seed(0)
+    model = Transformer(debug_args).eval()
+    model.init_weights()
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("moe.expert_bias"):
+                buffer.copy_(torch.randn_like(buffer))
+    adapter = {{ cookiecutter.class_prefix }}StateDictAdapter(debug_args, None)
+    hf_state_dict = adapter.to_hf(model.state_dict())
+    assert any(key.endswith({{ ("." ~ v.selection_bias) | py }}) for key in hf_state_dict)
+    save_hf_checkpoint(hf_state_dict, debug_args.to_hf(), tmp_path)
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        tmp_path, attn_implementation="eager", dtype=torch.float32
+    ).eval()
+    tokens = torch.randint(0, debug_args.vocab_size, (2, 48), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert (hf_model(tokens).logits - model(tokens)).abs().max().item() <= 1e-5
+{%- endif %}
 {%- if v.extra_layers %}
 
 
