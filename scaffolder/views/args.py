@@ -647,7 +647,7 @@ class _Builder:
             "routed_scaling_factor",
             "float",
             routing.scaling_factor,
-            ": multiplies the routed experts' weights",
+            doc="The routed experts' weights are multiplied by routed_scaling_factor.",
         )
 
     def latent_attention_fields(self) -> None:
