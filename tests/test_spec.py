@@ -689,7 +689,7 @@ def test_starcoder2_spec() -> None:
         ({"sliding_window": 0}, "sliding_window"),
         ({"residual_dropout": 1.0}, "residual_dropout"),
         ({"num_key_value_heads": 5}, "num_key_value_heads"),
-        ({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+        ({"rope_scaling": {"type": "longrope", "factor": 4.0}}, "rope_scaling.type"),
     ],
 )
 def test_bad_starcoder2_fields_name_the_field(changes: dict, field: str) -> None:
