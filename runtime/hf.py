@@ -23,7 +23,14 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
 from runtime.config import ConfigError
 from runtime.distributed.parallelize import dtype_from_name
-from runtime.hf_io import INDEX_FILE, SINGLE_FILE, checkpoint_files, load_hf_config
+from runtime.fp8 import Fp8CheckpointError, dequantize_fp8
+from runtime.hf_io import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    checkpoint_files,
+    load_hf_config,
+    load_hf_state_dict,
+)
 from runtime.hf_shards import (
     assign_groups,
     block_holders,
@@ -160,6 +167,22 @@ def _write_metadata(
                 shutil.copy2(source, out_dir / name)
 
 
+def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(config.json dict or {}, all tensors of the folder's checkpoint)``, FP8 block-quantized
+    weights dequantized (:mod:`runtime.fp8`). Whole: for tools and tests; the trainer's import
+    reads only each rank's slices (:func:`import_hf`)."""
+    try:
+        tensors = load_hf_state_dict(folder)
+    except FileNotFoundError as error:
+        raise ConfigError(str(error)) from None
+    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
+    try:
+        tensors = dequantize_fp8(tensors, config)  # FP8 block-quantized weights (DeepSeek-V3)
+    except Fp8CheckpointError as error:
+        raise ConfigError(f"HF checkpoint {folder}: {error}") from None
+    return config, tensors
+
+
 def check_hf_config(config: dict[str, Any], model_args: Any, flavor: str) -> None:
     """Refuse an HF folder whose dimensions differ from the training flavor's."""
     if not config or not hasattr(model_args, "to_hf"):
@@ -190,4 +213,7 @@ def import_hf(
             return ConfigError(f"HF checkpoint {folder}: {key} {why}; pick the matching flavor")
         return ConfigError(f"HF checkpoint {folder} lacks {key} (and maybe more)")
 
-    load_local_shards(model_parts, adapter, files, missing)
+    try:
+        load_local_shards(model_parts, adapter, files, config, missing)
+    except Fp8CheckpointError as error:
+        raise ConfigError(f"HF checkpoint {folder}: {error}") from None

@@ -17,7 +17,9 @@ how, the runtime learns from the package's StateDictAdapter without knowing the 
   by expert): a rank reads only its experts' tensors (and their slices). An adapter without it
   gets the unattributed keys' ``from_hf`` in one go (correct, not sharded).
 
-No rank reads the whole checkpoint; none holds more than one checkpoint tensor beyond its shards.
+FP8 block-quantized weights (:mod:`runtime.fp8`) are dequantized slice by slice, each with the
+scales of the blocks it touches. No rank reads the whole checkpoint; none holds more than one
+checkpoint tensor beyond its shards.
 
 Export: the model's tensors are grouped by the checkpoint tensors ``to_hf`` makes of them (run on
 meta: a fused q/k/v is one group), each group is assigned to one rank of its pipeline stage
@@ -37,6 +39,8 @@ from safetensors import safe_open
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
+from runtime.fp8 import SCALE_SUFFIX, dequantize_block_slice, fp8_layout
+
 _DTYPES = {
     "F64": torch.float64,
     "F32": torch.float32,
@@ -48,6 +52,8 @@ _DTYPES = {
     "I8": torch.int8,
     "U8": torch.uint8,
     "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
 }
 
 
@@ -159,17 +165,50 @@ def local_box(value: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(value.shape), (0,) * value.dim()
 
 
+def dequantized_metas(
+    metas: dict[str, torch.Tensor], config: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, int]]]:
+    """FP8 block-quantized checkpoints (:mod:`runtime.fp8`): the metas as ``from_hf`` sees them
+    once dequantized (float32 weights, no scales), and ``{weight key: block size}``."""
+    fp8 = fp8_layout({key: (tuple(m.shape), m.dtype) for key, m in metas.items()}, config)
+    if not fp8:
+        return metas, fp8
+    seen = {
+        key: meta.to(torch.float32) if key in fp8 else meta
+        for key, meta in metas.items()
+        if not key.endswith(SCALE_SUFFIX)
+    }
+    return seen, fp8
+
+
 class SliceReader:
     """Reads slices of checkpoint tensors (one ``safe_open`` per read, so no file stays mapped
-    and the pages read do not pile up in the process)."""
+    and the pages read do not pile up in the process); FP8 weights (``fp8``: their block sizes)
+    are dequantized slice by slice."""
 
-    def __init__(self, files: dict[str, Path], adapter: Any, metas: dict[str, torch.Tensor]):
+    def __init__(
+        self,
+        files: dict[str, Path],
+        adapter: Any,
+        metas: dict[str, torch.Tensor],
+        fp8: dict[str, tuple[int, int]] | None = None,
+    ):
         self.files = files
         self.adapter = adapter
         self.metas = metas
+        self.fp8 = fp8 or {}
         self._converted: tuple[tuple[str, ...], dict[str, Any]] | None = None
 
     def _slice(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
+        if key in self.fp8:
+            shape = self.metas[key].shape
+            box = (*box, *(slice(0, n) for n in shape[len(box) :]))
+            with safe_open(str(self.files[key + SCALE_SUFFIX]), framework="pt") as handle:
+                scale = handle.get_tensor(key + SCALE_SUFFIX)
+            with safe_open(str(self.files[key]), framework="pt") as handle:
+                block = handle.get_slice(key)[box]
+            offset = tuple(b.start for b in box)
+            return dequantize_block_slice(block, scale, self.fp8[key], offset)
         with safe_open(str(self.files[key]), framework="pt") as handle:
             if not box:
                 return handle.get_tensor(key)
@@ -195,15 +234,13 @@ class SliceReader:
             return torch.empty(shape)
         start = base_offset + sum(o * s for o, s in zip(offset, stride, strict=True))
         last = start + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
-        with safe_open(str(self.files[key]), framework="pt") as handle:
-            piece = handle.get_slice(key)
-            full_shape = piece.get_shape()
-            if not full_shape:
-                scalar = handle.get_tensor(key)
-                return scalar.as_strided(shape, stride, scalar.storage_offset() + start)
-            row = math.prod(full_shape[1:])
-            first_row, end_row = start // row, last // row + 1
-            rows = piece[first_row:end_row].contiguous()
+        full_shape = self.metas[key].shape
+        if not full_shape:
+            scalar = self._slice(key, ())
+            return scalar.as_strided(shape, stride, scalar.storage_offset() + start)
+        row = math.prod(full_shape[1:])
+        first_row, end_row = start // row, last // row + 1
+        rows = self._slice(key, (slice(first_row, end_row),)).contiguous()
         # as_strided counts from the start of the storage, which may begin before ``rows``.
         return rows.as_strided(shape, stride, rows.storage_offset() + start - first_row * row)
 
@@ -219,6 +256,7 @@ def load_local_shards(
     model_parts: list[torch.nn.Module],
     adapter: Any,
     files: dict[str, Path],
+    config: dict[str, Any],
     missing_error: Any,
 ) -> None:
     """Fill every model part's (local shards of) parameters and buffers from the checkpoint.
@@ -229,9 +267,9 @@ def load_local_shards(
 
     states = [get_model_state_dict(part) for part in model_parts]
     wanted = {key for state in states for key in state}
-    metas = checkpoint_metas(files)
+    metas, fp8 = dequantized_metas(checkpoint_metas(files), config)
     plan = plan_sources(adapter, metas, wanted)
-    reader = SliceReader(files, adapter, metas)
+    reader = SliceReader(files, adapter, metas, fp8)
     with torch.no_grad():
         for state in states:
             for name, value in state.items():

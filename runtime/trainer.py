@@ -27,7 +27,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
 from runtime.checkpoint import CheckpointManager, ModelState, TrainState
-from runtime.components.loss import fused_output_cross_entropy_loss
+from runtime.components.loss import fused_output_cross_entropy_loss, supports_fused_output
 from runtime.config import ConfigError, JobConfig
 from runtime.distributed import ParallelDims
 from runtime.distributed.parallelize import dtype_from_name
@@ -212,14 +212,8 @@ class Trainer:
         """Let the loss apply the output projection (``training.fused_output_loss``) when the
         last model part can return its hidden states instead of logits."""
         part = self.model_parts[-1]
-        output = getattr(part, "output", None)
         self.output_part = None
-        if (
-            self.job_config.training.fused_output_loss
-            and hasattr(part, "skip_output")
-            and isinstance(output, nn.Linear)
-            and output.bias is None
-        ):
+        if self.job_config.training.fused_output_loss and supports_fused_output(part):
             part.skip_output = True
             self.output_part = part
 

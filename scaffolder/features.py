@@ -17,6 +17,8 @@ SLIDING_LAYOUTS = ("all", "from_max_window_layers", "sliding_window_pattern")
 QK_NORM_KINDS = ("per_head", "projection")
 LOCAL_ROPE_TYPES = ("default", "linear")
 MOE_ROUTINGS = ("softmax_topk", "topk_softmax")
+# DeepSeek routing: scores of every expert, the best topk_group of n_group groups, top-k in those.
+GROUP_SCORINGS = ("sigmoid", "softmax")
 
 
 def _check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -217,12 +219,79 @@ class CheckpointLayout:
     buffers: tuple[str, ...] = ()
     legacy_names: tuple[tuple[str, str], ...] = ()
     hub_unprefixed: bool = False
+    # The hub's checkpoints hold layers past num_hidden_layers (multi-token prediction modules,
+    # num_nextn_predict_layers) that the model does not have: from_hf skips them.
+    extra_layers: bool = False
 
     def __post_init__(self) -> None:
         if self.qkv_per_head and (self.fused_qkv is None or self.fused_gate_up is not None):
             raise ScaffoldError(
                 "CheckpointLayout.qkv_per_head needs fused_qkv, and no fused_gate_up"
             )
+
+
+@dataclass(frozen=True)
+class LatentAttention:
+    """Multi-head latent attention (DeepSeek-V2/V3): keys and values come out of one shared
+    low-rank latent.
+
+    ``kv_lora_rank``: the latent's size (``kv_a_proj_with_mqa`` -> RMSNorm ``kv_a_layernorm``
+    -> ``kv_b_proj``); ``q_lora_rank``: the queries' low-rank path (``q_a_proj`` -> RMSNorm
+    ``q_a_layernorm`` -> ``q_b_proj``), None for one ``q_proj``. Each head's query and key are
+    ``qk_nope_head_dim`` channels without positions then ``qk_rope_head_dim`` rotated ones (one
+    rotated key shared by every head), its value ``v_head_dim`` channels. ``interleaved``: RoPE
+    turns adjacent channel pairs (rope_interleave), else transformers' two halves.
+    """
+
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    interleaved: bool = True
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    def params(self, dim: int, n_heads: int) -> int:
+        """Parameters of one layer's attention (no biases)."""
+        if self.q_lora_rank is None:
+            q = dim * n_heads * self.qk_head_dim
+        else:
+            q = (
+                dim * self.q_lora_rank
+                + self.q_lora_rank
+                + self.q_lora_rank * n_heads * self.qk_head_dim
+            )
+        kv = dim * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+        kv += self.kv_lora_rank * n_heads * (self.qk_nope_head_dim + self.v_head_dim)
+        return q + kv + n_heads * self.v_head_dim * dim
+
+
+@dataclass(frozen=True)
+class GroupRouting:
+    """DeepSeek's router (``gate``): ``scoring`` (sigmoid or softmax, in float32) of every
+    expert's logit; with ``n_group`` groups, only the experts of the ``topk_group`` best groups
+    compete for the top-k (a group's score: its best expert's score, or with ``top2`` the sum of
+    its best two, after the selection bias); the chosen weights are renormalized when
+    ``renormalize`` and multiplied by ``scaling_factor`` (routed_scaling_factor).
+    ``bias_name``: the checkpoint's name of the selection bias (``e_score_correction_bias``), or
+    None where the checkpoint has none. ``grouped`` False: plain top-k over every expert (no
+    groups). ``method``: the config's ``topk_method`` where the family reads one.
+    """
+
+    scoring: str
+    n_group: int
+    topk_group: int
+    scaling_factor: float
+    top2: bool = False
+    bias_name: str | None = None
+    grouped: bool = True
+    method: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("GroupRouting", "scoring", self.scoring, GROUP_SCORINGS)
 
 
 @dataclass(frozen=True)
@@ -245,7 +314,7 @@ class MoeLayout:
     fused_input: str | None = None
     fused_output: str | None = None
     shared_expert: str = "shared_expert"
-    shared_gate: str = "shared_expert_gate"
+    shared_gate: str | None = "shared_expert_gate"
 
     def __post_init__(self) -> None:
         if (self.fused_input is None) != (self.fused_output is None):
@@ -283,6 +352,12 @@ class Moe:
     ffn_field: str = "moe_intermediate_size"
     renormalize_field: str | None = "norm_topk_prob"
     layout: MoeLayout = field(default_factory=MoeLayout)
+    # DeepSeek: the first ``first_dense`` layers (first_k_dense_replace) have a dense MLP,
+    # ``group_routing`` replaces ``routing``, the shared experts' field and balancing default.
+    first_dense: int | None = None
+    group_routing: GroupRouting | None = None
+    shared_field: str = "shared_expert_intermediate_size"
+    balancing: str = "aux_loss"
 
     def __post_init__(self) -> None:
         _check_choice("Moe", "routing", self.routing, MOE_ROUTINGS)
@@ -291,6 +366,8 @@ class Moe:
 
     def is_sparse(self, layer_id: int) -> bool:
         """Whether layer ``layer_id`` routes through the experts."""
+        if self.first_dense is not None:
+            return layer_id >= self.first_dense
         if self.sparse_step is None:
             return True
         return layer_id not in self.mlp_only_layers and (layer_id + 1) % self.sparse_step == 0
@@ -346,6 +423,7 @@ class Features:
     longrope_aliases: tuple[str, ...] = ()
     partial_rotary_field: bool = False
     moe: Moe | None = None
+    latent_attention: LatentAttention | None = None
     attention_dropout: float | None = None
     unapplied_dropout: tuple[tuple[str, float], ...] = ()
 

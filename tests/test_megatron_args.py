@@ -101,6 +101,18 @@ def test_primus_preset_table_keys_are_megatron_arguments() -> None:
         ),
         ("qwen3_moe.json", "qwen3_30B_A3B.yaml", ["moe_aux_loss_coeff 0.0 (here 0.001)"]),
         ("qwen2_moe.json", None, []),
+        # transformers computes no load-balancing loss for DeepSeek; Primus trains with
+        # DeepSeek's sequence-wise one. Every architecture value agrees.
+        (
+            "deepseek_v3.json",
+            "deepseek_v3.yaml",
+            ["moe_router_load_balancing_type 'seq_aux_loss' (here 'none')"],
+        ),
+        (
+            "deepseek_v2_lite.json",
+            "deepseek_v2_lite.yaml",
+            ["moe_router_load_balancing_type 'seq_aux_loss' (here 'none')"],
+        ),
     ],
 )
 def test_primus_presets_of_the_same_model_are_compared(

@@ -266,6 +266,13 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight.to(ctx.weight_dtype), None, None, None, None, None, None
 
 
+def supports_fused_output(model: nn.Module) -> bool:
+    """Whether ``model`` follows ``runtime.protocols.model.FusedOutputProtocol``: a
+    ``skip_output`` switch and an output projection without bias."""
+    output = getattr(model, "output", None)
+    return hasattr(model, "skip_output") and isinstance(output, nn.Linear) and output.bias is None
+
+
 def fused_output_cross_entropy_loss(
     model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:

@@ -48,6 +48,8 @@ class AdapterView:
     experts: tuple[tuple[str, str], ...] = ()
     expert_bias: str = ""
     router_key: str = ""  # transformers': a sparse layer's router (from_hf adds our expert bias)
+    extra_layers: bool = False  # from_hf skips layers past n_layers (multi-token prediction)
+    selection_bias: str = ""  # the checkpoint's name of our expert_bias ("": not in it)
 
     @property
     def reads_template(self) -> bool:
@@ -118,10 +120,15 @@ def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
     if f.norm.placement != "post":
         norm(f"{block}{c.input_norm}", "layers.{}.attention_norm")
     qkv = [(c.q_proj, "wq"), (c.k_proj, "wk"), (c.v_proj, "wv")] if c.fused_qkv is None else []
+    if f.latent_attention is not None:
+        qkv = _latent_projections(spec)
     projections(
         [(attention + theirs, f"layers.{{}}.attention.{ours}", qkv_bias) for theirs, ours in qkv]
         + [(attention + c.o_proj, "layers.{}.attention.wo", spec.attention_bias)]
     )
+    if f.latent_attention is not None:
+        for theirs, ours in _latent_norms(spec):
+            entries.append((f"{attention}{theirs}.weight", f"layers.{{}}.attention.{ours}.weight"))
     if f.qk_norm is not None:
         for name in ("q_norm", "k_norm"):
             entries.append((f"{attention}{name}.weight", f"layers.{{}}.attention.{name}.weight"))
@@ -140,6 +147,9 @@ def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
         ml = moe.layout
         sparse = f"{block}{ml.module}."
         entries.append((f"{sparse}{ml.router}.weight", "layers.{}.moe.router.gate.weight"))
+        bias_name = moe.group_routing.bias_name if moe.group_routing is not None else None
+        if bias_name is not None:  # the selection bias is the checkpoint's own buffer
+            entries.append((f"{sparse}{ml.router}.{bias_name}", "layers.{}.moe.expert_bias"))
         if ml.fused_output is not None:
             entries.append((f"{sparse}{ml.fused_output}.weight", "layers.{}.moe.experts.w2"))
         if moe.shared_ffn_dim is not None:
@@ -150,13 +160,30 @@ def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
                 )
                 for theirs, ours in ((ml.gate, "w1"), (ml.up, "w3"), (ml.down, "w2"))
             )
-            entries.append(
-                (f"{sparse}{ml.shared_gate}.weight", "layers.{}.moe.shared_expert_gate.weight")
-            )
+            if ml.shared_gate is not None:
+                entries.append(
+                    (f"{sparse}{ml.shared_gate}.weight", "layers.{}.moe.shared_expert_gate.weight")
+                )
     norm(top + c.final_norm, "norm")
     if not spec.tie_word_embeddings:
         entries.append((f"{c.lm_head}.weight", "output.weight"))
     return entries
+
+
+def _latent_projections(spec: ArchSpec) -> list[tuple[str, str]]:
+    """(checkpoint name, our name) of multi-head latent attention's projections but o_proj."""
+    if spec.features.latent_attention.q_lora_rank is None:
+        queries = [("q_proj", "wq")]
+    else:
+        queries = [("q_a_proj", "wq_a"), ("q_b_proj", "wq_b")]
+    return [*queries, ("kv_a_proj_with_mqa", "wkv_a"), ("kv_b_proj", "wkv_b")]
+
+
+def _latent_norms(spec: ArchSpec) -> list[tuple[str, str]]:
+    queries = (
+        [] if spec.features.latent_attention.q_lora_rank is None else [("q_a_layernorm", "q_norm")]
+    )
+    return [*queries, ("kv_a_layernorm", "kv_norm")]
 
 
 def _fused(spec: ArchSpec, qkv_bias: bool) -> tuple[list[Fused], list[tuple[str, str]]]:
@@ -271,6 +298,13 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
                 "into the model's ``[experts, ...]`` weights and ``to_hf`` splits them again"
             )
         bullets.append(f"Experts: the checkpoint holds {held}.")
+        bias_name = moe.group_routing.bias_name if moe.group_routing is not None else None
+        if bias_name is not None:
+            bullets.append(
+                f"``moe.expert_bias`` (auxiliary-loss-free balancing) is the router's "
+                f"{_code(bias_name)} buffer, in the checkpoint both ways."
+            )
+    if moe is not None and (moe.group_routing is None or moe.group_routing.bias_name is None):
         bullets.append(
             "``moe.expert_bias`` (auxiliary-loss-free balancing) is not in transformers' "
             "checkpoints: ``from_hf`` starts it at zero and ``to_hf`` leaves it out, so a model "
@@ -292,6 +326,12 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
         bullets.append(
             f"Non-parameter buffers some checkpoints carry ({', '.join(map(_code, c.buffers))}) "
             "are skipped by ``from_hf``."
+        )
+    if c.extra_layers:
+        bullets.append(
+            "Layers past num_hidden_layers in the hub's checkpoints (the multi-token prediction "
+            "modules of num_nextn_predict_layers) are not part of this model: ``from_hf`` skips "
+            "them."
         )
     if c.hub_unprefixed:
         bullets.append(
@@ -371,6 +411,21 @@ def _router_key(spec: ArchSpec) -> str:
     return f"{c.prefix}.{c.blocks}.{{}}.{moe.layout.module}.{moe.layout.router}.weight"
 
 
+def _selection_bias(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is None or moe.group_routing is None:
+        return ""
+    return moe.group_routing.bias_name or ""
+
+
+def _bias_outside_checkpoint(spec: ArchSpec) -> bool:
+    """Our expert bias is not a checkpoint tensor (from_hf starts it at zero)."""
+    moe = spec.features.moe
+    if moe is None:
+        return False
+    return moe.group_routing is None or moe.group_routing.bias_name is None
+
+
 def adapter_view(spec: ArchSpec) -> AdapterView:
     c = spec.features.checkpoint
     qkv_bias = spec.attention_bias or spec.features.biases.qkv_only
@@ -413,6 +468,8 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
         older_buffers=older_buffers,
         older_doc=f"Older checkpoints: {_and(older)}." if older else "",
         experts=_experts(spec),
-        expert_bias="layers.{}.moe.expert_bias" if spec.features.moe is not None else "",
+        expert_bias="layers.{}.moe.expert_bias" if _bias_outside_checkpoint(spec) else "",
         router_key=_router_key(spec),
+        extra_layers=c.extra_layers,
+        selection_bias=_selection_bias(spec),
     )

@@ -23,6 +23,19 @@ class MegatronTestView:
     swiglu: bool
     rope_scaling: tuple[tuple[str, str], ...]  # (preset key, expected expression)
     runtime_rope_type: str | None  # what megatron_to_runtime reads back (None: no rope)
+    kv_channels: str = "args.head_dim"  # kv_channels' expected expression
+    # ModelArgs fields megatron_to_runtime reads back
+    runtime_fields: tuple[str, ...] = (
+        "vocab_size",
+        "dim",
+        "n_layers",
+        "n_heads",
+        "n_kv_heads",
+        "head_dim",
+        "ffn_dim",
+        "max_seq_len",
+        "norm_eps",
+    )
 
     @property
     def mlp_bias_test(self) -> str:
@@ -76,4 +89,21 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
         swiglu=f.gated_mlp,
         rope_scaling=scaling,
         runtime_rope_type=runtime_rope_type,
+        **(
+            {}
+            if f.latent_attention is None
+            else {
+                "kv_channels": "args.v_head_dim",
+                "runtime_fields": (
+                    "vocab_size",
+                    "dim",
+                    "n_layers",
+                    "n_heads",
+                    "n_kv_heads",
+                    "ffn_dim",
+                    "max_seq_len",
+                    "norm_eps",
+                ),
+            }
+        ),
     )

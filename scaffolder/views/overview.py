@@ -28,9 +28,7 @@ def overview(spec: ArchSpec) -> tuple[str, ...]:
             _positions(spec),
         ),
         (
-            f"Attention: {spec.n_heads} "
-            + (f"query heads sharing {kv_heads(spec)}" if spec.uses_gqa else "heads")
-            + f", head_dim {spec.head_dim}.",
+            _heads(spec),
             _biases(spec),
             qk_norm_sentence(f),
             scale_sentence(f),
@@ -53,6 +51,22 @@ def overview(spec: ArchSpec) -> tuple[str, ...]:
         ),
     )
     return tuple("\n".join(line for line in lines if line) for lines in paragraphs)
+
+
+def _heads(spec: ArchSpec) -> str:
+    latent = spec.features.latent_attention
+    if latent is not None:
+        return (
+            f"Attention: multi-head latent attention, {spec.n_heads} heads of "
+            f"{latent.qk_nope_head_dim} + {latent.qk_rope_head_dim} query/key channels and "
+            f"{latent.v_head_dim} value channels, from a {latent.kv_lora_rank}-wide key/value "
+            "latent."
+        )
+    return (
+        f"Attention: {spec.n_heads} "
+        + (f"query heads sharing {kv_heads(spec)}" if spec.uses_gqa else "heads")
+        + f", head_dim {spec.head_dim}."
+    )
 
 
 def _blocks(f: Features) -> str:

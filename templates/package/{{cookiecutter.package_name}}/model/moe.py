@@ -26,9 +26,12 @@ class Router(nn.Module):
     """{{ v.router_doc | prose(indent=4, first_indent=0) }}
     """
 
-    def __init__(self, dim: int, num_experts: int, top_k: int) -> None:
+    def __init__(self, dim: int, num_experts: int, top_k: int{{ v.router_params }}) -> None:
         super().__init__()
         self.top_k = top_k
+{%- for line in v.router_init %}
+        {{ line }}
+{%- endfor %}
         self.gate = nn.Linear(dim, num_experts, bias=False)
 
     def init_weights(self, init_std: float) -> None:
@@ -149,14 +152,16 @@ class MoE(nn.Module):
     def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
         num_experts = model_args.num_experts
-        self.router = Router(model_args.dim, num_experts, model_args.top_k)
+        self.router = Router(model_args.dim, num_experts, model_args.top_k{{ v.router_args }})
         self.experts = GroupedExperts(
             model_args.dim, model_args.{{ v.ffn_arg }}, num_experts, model_args.use_grouped_mm
         )
         self.dispatcher = TokenDispatcher(num_experts)
 {%- if v.shared %}
-        self.shared_expert = SharedExpert(model_args.dim, model_args.shared_ffn_dim)
+        self.shared_expert = SharedExpert(model_args.dim, {{ v.shared_dim }})
+{%- if v.shared_gate %}
         self.shared_expert_gate = nn.Linear(model_args.dim, 1, bias=False)
+{%- endif %}
 {%- endif %}
         # Auxiliary-loss-free balancing: added to the router's scores to choose experts. The
         # trainer updates it from tokens_per_expert before each optimizer step.
@@ -173,7 +178,9 @@ class MoE(nn.Module):
         self.experts.init_weights(init_std)
 {%- if v.shared %}
         self.shared_expert.init_weights(init_std)
+{%- if v.shared_gate %}
         nn.init.normal_(self.shared_expert_gate.weight, mean=0.0, std=init_std)
+{%- endif %}
 {%- endif %}
         self.expert_bias.zero_()
         self.tokens_per_expert.zero_()
@@ -187,7 +194,11 @@ class MoE(nn.Module):
             self.experts(routed, tokens_per_expert), dispatch, torch.zeros_like(x)
         )
 {%- if v.shared %}
+{%- if v.shared_gate %}
         out = out + F.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+{%- else %}
+        out = out + self.shared_expert(x)
+{%- endif %}
 {%- endif %}
         if self.training:
             self.record_routing(logits, experts)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 {%- endif %}
 from typing import Any
-{% if v.fused or v.expert_bias %}
+{% if v.fused or v.expert_bias or v.experts %}
 import torch
 {% endif %}
 from runtime.protocols import StateDictAdapter
@@ -165,7 +165,7 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
             if key == "output.weight":
                 continue  # tied to tok_embeddings.weight; transformers re-ties it on load
 {%- endif %}
-{%- if v.fused or v.expert_bias %}
+{%- if v.fused or v.expert_bias or v.experts %}
             template, layer = _template(key)
 {%- endif %}
 {%- if v.expert_bias %}
@@ -213,6 +213,11 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 {%- if s.tie_word_embeddings %}
             if key == {{ v.lm_head_key | py }}:
                 continue  # the same tensor as {{ v.embedding_key }}
+{%- endif %}
+{%- if v.extra_layers %}
+            number = _template(key)[1]
+            if number is not None and int(number) >= self.model_args.n_layers:
+                continue  # a multi-token prediction layer (num_nextn_predict_layers)
 {%- endif %}
 {%- if v.experts %}
             per_expert = _expert_template(key)
