@@ -29,6 +29,7 @@ EXAMPLE_FAMILIES = {
     "gpt2": "gpt2",
     "mixtral_8x7b": "mixtral",
     "qwen3_30b_a3b": "qwen3_moe",
+    "gpt_oss_20b": "gpt_oss",
 }
 
 

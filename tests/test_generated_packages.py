@@ -190,6 +190,12 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         # softmax, tied, attention_dropout 0.1.
         "granitemoe": ("granitemoe", {}),
     },
+    "gpt_oss": {
+        # gpt-oss-20b as served: attention sinks, q/k/v/o biases, sliding and full layers
+        # alternating, biased router and experts with the clamped SwiGLU (debug: clamped at
+        # 0.25, so random weights reach the clamp), YaRN with unrounded ramp bounds.
+        "gpt_oss": ("gpt_oss", {}),
+    },
     "olmo2_granite": {
         # OLMo 2 7B as served: post-norm blocks, q/k norms over whole projections, MHA,
         # pad_token_id 100277, untied.
@@ -406,6 +412,17 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "granitemoe": (
         ("* self.residual_multiplier", "self.output.weight = self.tok_embeddings.weight"),
         ("class FeedForward",),
+    ),
+    "gpt_oss": (
+        (
+            "self.sinks = nn.Parameter(",
+            "sink_column",
+            "is_sliding_layer(",
+            "bias=True",
+            "* args.rope_attention_factor",
+            "from .moe import MoE",
+        ),
+        ("F.scaled_dot_product_attention", "math.floor", "class FeedForward", "shared_expert"),
     ),
     "gemma3_text_scaled": (
         ("/ args.rope_factor", "final_logit_softcapping", "nn.init.normal_(self.output.weight"),

@@ -13,6 +13,7 @@ from scaffolder.families import (
     gemma,
     gpt2,
     gpt_neox,
+    gpt_oss,
     granite,
     granitemoe,
     llama,
@@ -47,6 +48,7 @@ ALL_RECIPES: tuple[Recipe, ...] = (
     *qwen3_moe.RECIPES,
     *olmoe.RECIPES,
     *granitemoe.RECIPES,
+    *gpt_oss.RECIPES,
 )
 RECIPES: dict[str, Recipe] = {
     model_type: recipe for recipe in ALL_RECIPES for model_type in recipe.model_types

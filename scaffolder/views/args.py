@@ -587,6 +587,16 @@ class _Builder:
             self.class_parts.append("is_moe_layer")
         elif moe.sparse_step is not None:
             self.tail += [Entry("decoder_sparse_step", "1"), Entry("mlp_only_layers", "[]")]
+        if moe.activation == "clamped_swiglu":
+            self.add_config(
+                "swiglu_limit",
+                "float",
+                moe.swiglu_limit,
+                doc="The experts clamp gate above and up on both sides at swiglu_limit.",
+            )
+            self.add_config(
+                "swiglu_alpha", "float", moe.swiglu_alpha, ": the sigmoid's gain in the SwiGLU"
+            )
         self.add_config("router_aux_loss_coef", "float", moe.aux_loss_coef)
         self.add(
             "use_grouped_mm",

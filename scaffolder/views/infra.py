@@ -45,6 +45,7 @@ class InfraView:
     # Blocks with experts and blocks with a dense MLP: their plans, added per block.
     moe_plan: tuple[PlanEntry, ...] = ()
     dense_plan: tuple[PlanEntry, ...] = ()
+    tp_sinks: bool = False  # attention sinks, one per query head: split with the heads
 
     @property
     def omitted_files(self) -> tuple[str, ...]:
@@ -216,4 +217,5 @@ def infra_view(spec: ArchSpec) -> InfraView:
         ep_doc=_ep_doc(spec),
         moe_plan=tuple(_moe_plan()) if mixed else (),
         dense_plan=tuple(_dense_plan(spec)) if mixed else (),
+        tp_sinks=spec.features.attention_sinks,
     )

@@ -36,6 +36,9 @@ def overview(spec: ArchSpec) -> tuple[str, ...]:
             scale_sentence(f),
             _overview_sliding(f),
             _softcap(softcap.attention if softcap else None, "attention scores", "attn"),
+            "Each attention head has a learned sink logit (sinks) in its softmax."
+            if f.attention_sinks
+            else None,
             "Attention probabilities are dropped in training (attention_dropout)."
             if f.attention_dropout
             else None,

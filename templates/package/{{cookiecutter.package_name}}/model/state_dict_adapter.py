@@ -56,6 +56,15 @@ EXPERTS_TO_HF: dict[str, str] = {ours: theirs for theirs, ours in EXPERTS_FROM_H
 EXPERT_BIAS = {{ v.expert_bias | py }}
 ROUTER = {{ v.router_key | py }}
 {%- endif %}
+{%- if v.transposed %}
+# Stacked expert weights the checkpoint stores with their last two dimensions swapped
+# ([experts, in, out]; the model's are [experts, out, in]).
+TRANSPOSED = {
+{%- for key in v.transposed %}
+    {{ key | py }},
+{%- endfor %}
+}
+{%- endif %}
 {%- if v.conv1d %}
 # Conv1D weights, stored transposed (input features first) in the checkpoint.
 CONV1D_WEIGHTS = {
@@ -115,6 +124,25 @@ def _expert_template(key: str) -> tuple[str, str, int] | None:
         + key[expert.end() :]
     )
     return template, layer.group(1), int(expert.group(1))
+{%- endif %}
+{%- if v.interleaved %}
+
+
+def split_gate_up(fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate and up out of a checkpoint's ``gate_up_proj`` ``[experts, dim, 2 * ffn]`` (or its
+    bias ``[experts, 2 * ffn]``): the even columns are the gate's, the odd ones up's. Weights
+    come back as the model's ``[experts, ffn, dim]``."""
+    gate, up = fused[..., ::2], fused[..., 1::2]
+    if fused.dim() == 3:
+        return gate.transpose(1, 2), up.transpose(1, 2)
+    return gate, up
+
+
+def fuse_gate_up(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`split_gate_up`: gate and up columns interleaved."""
+    if gate.dim() == 3:
+        gate, up = gate.transpose(1, 2), up.transpose(1, 2)
+    return torch.stack((gate, up), dim=-1).flatten(-2)
 {%- endif %}
 {%- if v.per_head %}
 
@@ -192,6 +220,11 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
             if _template(key)[0] in CONV1D_WEIGHTS:
                 hf_state_dict[key] = value.t()
 {%- endif %}
+{%- if v.transposed %}
+        for key, value in hf_state_dict.items():
+            if _template(key)[0] in TRANSPOSED:
+                hf_state_dict[key] = value.transpose(-2, -1)
+{%- endif %}
         return hf_state_dict
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +261,10 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 {%- if v.conv1d %}
             if template in CONV1D_WEIGHTS:
                 value = value.t()
+{%- endif %}
+{%- if v.transposed %}
+            if template in TRANSPOSED:
+                value = value.transpose(-2, -1)
 {%- endif %}
 {%- if v.fused %}
             if template in FUSED_FROM_HF:
