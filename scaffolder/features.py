@@ -252,6 +252,9 @@ class MoeLayout:
     # column by column, ``fused_output`` ``[experts, ffn, dim]`` (both the transposes of ours),
     # and their biases as ``<name>_bias``.
     interleaved: bool = False
+    # The hub's files store the stacked expert weights as MXFP4 ``<name>_blocks`` /
+    # ``<name>_scales`` pairs, ``[experts, out, in]`` (quantized along the input features).
+    mxfp4: bool = False
 
     def __post_init__(self) -> None:
         if (self.fused_input is None) != (self.fused_output is None):

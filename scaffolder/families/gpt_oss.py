@@ -16,7 +16,8 @@ Routing: the router (with a bias) takes the top-k logits and a softmax over thos
 (``topk_softmax``). Checkpoints hold the experts stacked as transformers keeps them:
 ``mlp.experts.gate_up_proj`` ``[experts, hidden, 2 * ffn]`` (gate and up interleaved column by
 column), ``down_proj`` ``[experts, ffn, hidden]`` and their ``_bias`` tensors; the hub's files
-store them as MXFP4 ``_blocks`` / ``_scales``, dequantized on import (runtime.mxfp4).
+store them as MXFP4 ``_blocks`` / ``_scales``, which the adapter dequantizes on import
+(runtime.mxfp4).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ LAYOUT = MoeLayout(
     fused_input="gate_up_proj",
     fused_output="down_proj",
     interleaved=True,
+    mxfp4=True,
 )
 # The debug flavor's clamp: random weights at initializer_range never reach 7.0, so the
 # generated tests clamp at this much smaller limit to see the clamp act.

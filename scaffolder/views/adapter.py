@@ -52,6 +52,8 @@ class AdapterView:
     # fused tensors interleave gate and up column by column (split_gate_up / fuse_gate_up).
     transposed: tuple[str, ...] = ()
     interleaved: bool = False
+    # Keys the hub's files may hold as MXFP4 "<key>_blocks" / "<key>_scales", transposed.
+    mxfp4: tuple[str, ...] = ()
 
     @property
     def reads_template(self) -> bool:
@@ -305,6 +307,14 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
                 "into the model's ``[experts, ...]`` weights and ``to_hf`` splits them again"
             )
         bullets.append(f"Experts: the checkpoint holds {held}.")
+        if ml.mxfp4:
+            bullets.append(
+                "MXFP4: the hub's files store those expert weights quantized, as "
+                "``<name>_blocks`` (two FP4 E2M1 values a byte) and ``<name>_scales`` (an E8M0 "
+                "exponent per 32 values) of their transpose ``[experts, out, in]``; ``from_hf`` "
+                "dequantizes them to float32 (``runtime.mxfp4``) and ``to_hf`` writes them "
+                "unquantized, as ``save_pretrained`` does."
+            )
         bullets.append(
             "``moe.expert_bias`` (auxiliary-loss-free balancing) is not in transformers' "
             "checkpoints: ``from_hf`` starts it at zero and ``to_hf`` leaves it out, so a model "
@@ -365,6 +375,16 @@ def _transposed(spec: ArchSpec) -> tuple[str, ...]:
         return ()
     c, ml = spec.features.checkpoint, spec.features.moe.layout
     return (f"{c.prefix}.{c.blocks}.{{}}.{ml.module}.experts.{ml.fused_output}",)
+
+
+def _mxfp4(spec: ArchSpec) -> tuple[str, ...]:
+    """The stacked expert weights the hub's files store as MXFP4 pairs."""
+    moe = spec.features.moe
+    if moe is None or not moe.layout.mxfp4:
+        return ()
+    c, ml = spec.features.checkpoint, moe.layout
+    experts = f"{c.prefix}.{c.blocks}.{{}}.{ml.module}.experts."
+    return (f"{experts}{ml.fused_input}", f"{experts}{ml.fused_output}")
 
 
 def _split_parts(spec: ArchSpec) -> str:
@@ -469,4 +489,5 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
         router_key=_router_key(spec),
         transposed=_transposed(spec),
         interleaved=_interleaved(spec),
+        mxfp4=_mxfp4(spec),
     )

@@ -16,6 +16,9 @@ from typing import Any
 {% if v.fused or v.expert_bias %}
 import torch
 {% endif %}
+{%- if v.mxfp4 %}
+from runtime.mxfp4 import BLOCKS_SUFFIX, SCALES_SUFFIX, dequantize_mxfp4
+{%- endif %}
 from runtime.protocols import StateDictAdapter
 {%- if v.size_locals %}
 
@@ -61,6 +64,15 @@ ROUTER = {{ v.router_key | py }}
 # ([experts, in, out]; the model's are [experts, out, in]).
 TRANSPOSED = {
 {%- for key in v.transposed %}
+    {{ key | py }},
+{%- endfor %}
+}
+{%- endif %}
+{%- if v.mxfp4 %}
+# Stacked expert weights the hub's files store as MXFP4 "<key>_blocks" / "<key>_scales" pairs
+# of their transpose, [experts, out, in], quantized in groups of 32 along the input features.
+MXFP4_WEIGHTS = {
+{%- for key in v.mxfp4 %}
     {{ key | py }},
 {%- endfor %}
 }
@@ -124,6 +136,23 @@ def _expert_template(key: str) -> tuple[str, str, int] | None:
         + key[expert.end() :]
     )
     return template, layer.group(1), int(expert.group(1))
+{%- endif %}
+{%- if v.mxfp4 %}
+
+
+def dequantize_hub_experts(hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``hf_state_dict`` with each MXFP4 pair of :data:`MXFP4_WEIGHTS` replaced by its float32
+    tensor in the layout ``save_pretrained`` writes; every other tensor as it is."""
+    tensors = dict(hf_state_dict)
+    for key in [key for key in tensors if key.endswith(BLOCKS_SUFFIX)]:
+        name = key.removesuffix(BLOCKS_SUFFIX)
+        if _template(name)[0] not in MXFP4_WEIGHTS:
+            continue
+        if name + SCALES_SUFFIX not in tensors:
+            raise KeyError(f"{key} has no {name + SCALES_SUFFIX} to dequantize it with")
+        blocks, scales = tensors.pop(key), tensors.pop(name + SCALES_SUFFIX)
+        tensors[name] = dequantize_mxfp4(blocks, scales).transpose(-2, -1)
+    return tensors
 {%- endif %}
 {%- if v.interleaved %}
 
@@ -229,6 +258,9 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict = {}
+{%- if v.mxfp4 %}
+        hf_state_dict = dequantize_hub_experts(hf_state_dict)
+{%- endif %}
 {%- if v.experts %}
         experts: dict[str, dict[int, Any]] = {}  # our stacked key -> {expert: its tensor}
 {%- endif %}

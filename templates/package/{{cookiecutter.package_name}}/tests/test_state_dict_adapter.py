@@ -59,6 +59,9 @@ def test_export_loads_in_transformers_with_identical_logits(
     reloaded.load_state_dict(adapter.from_hf(load_hf_state_dict(tmp_path)))
     with torch.no_grad():
         assert torch.equal(reloaded(tokens), model(tokens))
+{%- if v.mxfp4 %}
+{% include 'parts/tests/mxfp4.py.j2' %}
+{%- endif %}
 {%- if v.reads_older %}
 
 
