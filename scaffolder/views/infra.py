@@ -186,6 +186,9 @@ def _debug_args(spec: ArchSpec) -> tuple[tuple[str, Any, str], ...]:
         comment = ""
         if name == "attention_dropout":
             comment = f"config.json: {spec.features.attention_dropout}"
+        elif name == "swiglu_limit":
+            limit = spec.features.moe.swiglu_limit
+            comment = f"config.json: {limit}; the tests' random weights reach this clamp"
         args.append((name, value, comment))
     return tuple(args)
 

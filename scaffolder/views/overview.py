@@ -72,6 +72,9 @@ def _blocks(f: Features) -> str:
 
 
 def _mlp(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is not None and moe.activation == "clamped_swiglu":
+        return "MLP: experts with biases and a clamped SwiGLU."
     if spec.features.gated_mlp:
         return "MLP: SwiGLU." if spec.hidden_act == "silu" else "MLP: GeGLU with the tanh GELU."
     names = spec.features.mlp_names
