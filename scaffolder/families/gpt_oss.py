@@ -62,6 +62,14 @@ CONFIG_FIELDS = ConfigFields(
         "swiglu_alpha": 1.702,
     },
     implied={"sliding_window_pattern": 2},
+    rope_default={
+        "rope_type": "yarn",
+        "factor": 32.0,
+        "beta_fast": 32.0,
+        "beta_slow": 1.0,
+        "truncate": False,
+        "original_max_position_embeddings": 4096,
+    },
 )
 LAYOUT = MoeLayout(
     module="mlp",

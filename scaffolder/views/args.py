@@ -117,6 +117,7 @@ class ArgsView:
     rope_folds: tuple[tuple[str, str, Any], ...] = ()
     rope_old: str = ""
     rope_aliases: tuple[str, ...] = ()
+    rope_default: tuple[tuple[str, Any], ...] = ()  # (key, value): the config class's own rope
     layer_rope_thetas: tuple[float, float] | None = None
     max_window_layers_default: int | None = None
     pattern_fallback: str = ""
@@ -816,6 +817,7 @@ class _Builder:
             if self.rope_folds
             else "",
             rope_aliases=f.longrope_aliases,
+            rope_default=tuple(cf.rope_default.items()),
             layer_rope_thetas=(
                 (cf.defaults["rope_theta"], cf.defaults[cf.name("rope_local_theta")])
                 if f.local_rope is not None
