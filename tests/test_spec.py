@@ -454,6 +454,7 @@ def test_yarn_reads_as_transformers_computes_it(scaling: dict) -> None:
         ({"mscale_all_dim": math.inf}, "rope_scaling.mscale_all_dim"),
         ({"attention_factor": 0.0}, "rope_scaling.attention_factor"),
         ({"truncate": "no"}, "rope_scaling.truncate"),
+        ({"rope_theta": 1.0}, "rope_theta"),
     ],
 )
 def test_bad_yarn_fields_name_the_field(changes: dict, field: str) -> None:
