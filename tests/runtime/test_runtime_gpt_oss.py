@@ -1,6 +1,6 @@
 """gpt-oss in the runtime: attention sinks and biased, clamped experts train the same on one rank,
-under expert parallelism and under tensor parallelism (sinks split with the heads), and a folder
-in the hub's MXFP4 layout imports and continues training.
+under expert, tensor (sinks split with the heads) and pipeline parallelism, and a folder in the
+hub's MXFP4 layout imports and continues training.
 
 The package is gpt-oss-20b's config (tests/configs/gpt_oss.json) at its debug flavor.
 """
@@ -46,10 +46,21 @@ def argv(package: Path, dump: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_expert_and_tensor_parallel_match_one_rank(package: Path, tmp_path: Path) -> None:
+def test_expert_tensor_and_pipeline_parallel_match_one_rank(package: Path, tmp_path: Path) -> None:
     """One rank against EP 2 (experts split, tokens by all-to-all) and TP 2 (sinks and heads
-    split) on 2 ranks: the same micro-batches, load-balancing losses and curve."""
-    one = run_driver(tmp_path, 1, {"one": argv(package, tmp_path / "one")})
+    split) on 2 ranks: the same micro-batches, load-balancing losses and curve. PP 2 against one
+    rank without balancing: the pooled loss is refused across pipeline stages, and expert-bias
+    updates move by sign(mean - count), so a token whose top-k flips on a last-bit difference
+    between the two runs' sums moves a bias by a whole step."""
+    none = ("--moe.load_balancing", "none")
+    one = run_driver(
+        tmp_path,
+        1,
+        {
+            "one": argv(package, tmp_path / "one"),
+            "one_none": argv(package, tmp_path / "one_none", *none),
+        },
+    )
     runs = {
         "ep2": argv(package, tmp_path / "ep2", "--parallelism.expert_parallel_degree", "2"),
         "tp2": argv(
@@ -60,11 +71,21 @@ def test_expert_and_tensor_parallel_match_one_rank(package: Path, tmp_path: Path
             "--parallelism.data_parallel_shard_degree",
             "1",
         ),
+        "pp2": argv(
+            package,
+            tmp_path / "pp2",
+            *none,
+            "--parallelism.pipeline_parallel_degree",
+            "2",
+            "--parallelism.data_parallel_shard_degree",
+            "1",
+        ),
     }
     results = run_driver(tmp_path, 2, runs)
     assert sorted(one["one"]["losses"]) == list(range(1, STEPS + 1))
-    for name in runs:
+    for name in ("ep2", "tp2"):
         assert_same_losses(results[name]["losses"], one["one"]["losses"])
+    assert_same_losses(results["pp2"]["losses"], one["one_none"]["losses"])
 
 
 def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path: Path) -> None:
