@@ -20,6 +20,7 @@ from scaffolder.errors import ScaffoldError
 EXIT_OK = 0
 EXIT_CHANGES = 1  # regenerate: conflicts were written, or (--check) something would change
 EXIT_BAD_INPUT = 2  # a ScaffoldError: one line, nothing written
+EXIT_MISMATCH = 1  # verify: the package disagrees with transformers (or its tests broke)
 
 app = typer.Typer(
     name="scaffold",
@@ -92,8 +93,15 @@ def new_model(
             "folder holding files of yours).",
         ),
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Then compare the package with transformers (scaffold verify; seconds).",
+        ),
+    ] = True,
 ) -> None:
-    """Render a model package from SOURCE's config.json and say how to verify it."""
+    """Render a model package from SOURCE's config.json, then verify it against transformers."""
     from scaffolder.generate import generate
     from scaffolder.render import write_package
 
@@ -125,7 +133,86 @@ def new_model(
         f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) "
         f"to {shown(destination)} in {elapsed:.1f}s"
     )
-    console.print(f"[bold]next[/]     cd {shown(output)} && pytest {generated.package_name}")
+    if verify:
+        code = run_verification(destination)
+        if code != EXIT_OK:
+            raise typer.Exit(code=code)
+        console.print(
+            f"[bold]next[/]     scaffold train {shown(destination)}   "
+            f"(more: {shown(destination / 'README.md')})"
+        )
+    else:
+        console.print(f"[bold]next[/]     scaffold verify {shown(destination)}")
+
+
+def run_verification(package: Path) -> int:
+    """Run ``scaffold verify`` on ``package``: progress, a table, the failures; the exit code."""
+    from rich.table import Table
+
+    from scaffolder.verify import rows
+    from scaffolder.verify import verify as run
+
+    with console.status("verifying against transformers: starting pytest...") as status:
+
+        def on_start(index: int, total: int, nodeid: str) -> None:
+            from scaffolder.verify import describe
+
+            section, name = describe(nodeid)
+            status.update(f"verifying against transformers: [{index}/{total}] {section}: {name}")
+
+        try:
+            result = run(package, on_start)
+        except ScaffoldError as error:
+            fail(error)
+    table = Table(title=f"{shown(result.package.name)} against transformers", title_justify="left")
+    table.add_column("part")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    marks = {
+        "passed": "[green]ok[/]",
+        "skipped": "[yellow]skipped[/]",
+        "failed": "[bold red]MISMATCH[/]",
+        "error": "[bold red]ERROR[/]",
+    }
+    for row in rows(result.checks):
+        name = shown(row.name) + (f" ({row.count})" if row.count > 1 else "")
+        mark = marks.get(row.outcome, shown(row.outcome))
+        table.add_row(row.section, name, mark, f"{row.seconds:.1f}s")
+    if result.checks:
+        console.print(table)
+    for check in result.failed:
+        console.print(f"[bold red]{check.outcome}[/]  {check.section}: {shown(check.name)}")
+        console.print(f"    {shown(check.message)}")
+    if result.ok:
+        console.print(
+            f"[bold green]verified[/] {len(result.checks)} checks against transformers "
+            f"in {result.seconds:.1f}s"
+        )
+        return EXIT_OK
+    if not result.checks:
+        for line in result.output.rstrip().splitlines():
+            console.print(shown(line))
+        console.print(
+            f"[bold red]verify failed[/]: the package's tests did not run "
+            f"(pytest exit {result.returncode}); see the output above"
+        )
+    else:
+        console.print(
+            f"[bold red]verify failed[/]: {len(result.failed)} of {len(result.checks)} checks "
+            f"disagree with transformers ({result.seconds:.1f}s); "
+            f"details: pytest {shown(result.package)}/tests"
+        )
+    return EXIT_MISMATCH
+
+
+@app.command("verify")
+def verify_command(
+    package: Annotated[Path, typer.Argument(help="A generated package folder.")],
+) -> None:
+    """Compare PACKAGE with transformers: logits, loss, gradients, adapter round trips through
+    save_pretrained files, full-size parameter count. Exit 1 on a mismatch."""
+    raise typer.Exit(code=run_verification(package))
 
 
 @app.command("families")
