@@ -270,6 +270,44 @@ def regenerate(
     raise typer.Exit(code=code)
 
 
+@app.command("assets")
+def assets(
+    package: Annotated[Path, typer.Argument(help="A generated package folder.")],
+    weights: Annotated[
+        bool,
+        typer.Option(
+            "--weights",
+            help="Also fetch the safetensors checkpoint and start training from it "
+            "(checkpoint.initial_load_path, initial_load_in_hf).",
+        ),
+    ] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="Hub revision (default: the one the package records)."),
+    ] = None,
+) -> None:
+    """Fetch PACKAGE's tokenizer (and weights) into PACKAGE/assets through the Hugging Face
+    cache (HF_HUB_OFFLINE=1: cached files only) and point its full-size TOMLs at them."""
+    from scaffolder.assets import fetch_assets
+
+    try:
+        with console.status("Fetching assets through the Hugging Face cache..."):
+            result = fetch_assets(package, weights=weights, revision=revision)
+    except ScaffoldError as error:
+        fail(error)
+    except OSError as error:
+        fail(ScaffoldError(f"could not write {package}/assets ({error})"))
+    console.print(f"[bold]source[/]   {shown(result.repo_id)} at {shown(result.revision)}")
+    for name in result.files:
+        how = " (link into the HF cache)" if name in result.linked else ""
+        console.print(f"[bold green]wrote[/]    {shown(result.folder / name)}{how}")
+    for path, changed in result.configs.items():
+        state = "updated" if changed else "already set"
+        console.print(f"[bold]config[/]   {shown(path)} {state}")
+    if not result.configs:
+        console.print("[bold yellow]warning[/]  no full-size TOML in train_configs/ to point")
+
+
 @app.command(
     "train",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
