@@ -110,4 +110,14 @@ def run_train(
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return ConfigError.exit_code
     command = torchrun_command(argv, nproc, nnodes, rdzv_endpoint)
-    return subprocess.call(command, env=dict(os.environ))
+    return subprocess.call(command, env=worker_env(nproc))
+
+
+def worker_env(nproc: int) -> dict[str, str]:
+    """The environment for torchrun: OMP_NUM_THREADS, when unset, shares this machine's cores
+    among the ``nproc`` ranks (torchrun would set 1 and print a banner saying so)."""
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // nproc))
+    return env
