@@ -329,9 +329,18 @@ def train(
         str | None,
         typer.Option("--rdzv-endpoint", help="host:port of the c10d rendezvous (multi-node)."),
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="Shrink the config to the debug run (debugmodel flavor, debug_model.toml's "
+            "seq_len, steps and batch): e.g. --config megatron/exp_pretrain.yaml --smoke.",
+        ),
+    ] = False,
 ) -> None:
     """Train PACKAGE with torchrun; extra `--section.key value` pairs override the config."""
     from runtime.launch import run_train
 
     extra = [arg for arg in ctx.args if arg != "--"]
-    raise typer.Exit(code=run_train(package, nproc, config, extra, nnodes, rdzv_endpoint))
+    code = run_train(package, nproc, config, extra, nnodes, rdzv_endpoint, smoke=smoke)
+    raise typer.Exit(code=code)
