@@ -29,6 +29,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: flags read as flags (`--force`, not typer's `--force <bool>`), and
+    # epilogs keep their `\b` blocks (train's override pattern).
+    rich_markup_mode=None,
 )
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -65,7 +68,7 @@ def main(
     """scaffold: config.json in, verified training package out."""
 
 
-@app.command("new-model")
+@app.command("new-model", short_help="Render a model package from a config.json, verified.")
 def new_model(
     source: Annotated[
         str,
@@ -206,26 +209,44 @@ def run_verification(package: Path) -> int:
     return EXIT_MISMATCH
 
 
-@app.command("verify")
+@app.command(
+    "verify",
+    short_help="Compare a package with transformers.",
+    help="Compare PACKAGE with transformers: logits, loss, gradients, adapter round trips "
+    "through save_pretrained files, full-size parameter count (the package's own tests, in a "
+    "pytest subprocess). Exit 1 on a mismatch.",
+)
 def verify_command(
     package: Annotated[Path, typer.Argument(help="A generated package folder.")],
 ) -> None:
-    """Compare PACKAGE with transformers: logits, loss, gradients, adapter round trips through
-    save_pretrained files, full-size parameter count. Exit 1 on a mismatch."""
     raise typer.Exit(code=run_verification(package))
 
 
-@app.command("families")
+@app.command("families", short_help="List the supported model families.")
 def families() -> None:
     """List the supported model families (config.json model_type) and their features."""
+    import textwrap
+
     from scaffolder.families import RECIPES
 
+    width = max(console.width, 60)
     for model_type, recipe in sorted(RECIPES.items()):
-        console.print(f"[bold]{model_type}[/]  {recipe.description}", highlight=False)
-        console.print(f"    features: {', '.join(recipe.summary)}", highlight=False)
+        # Wrapped at the terminal's width between words, never cut.
+        wrap = {"width": width, "break_long_words": False, "break_on_hyphens": False}
+        head = textwrap.wrap(
+            f"{model_type}  {recipe.description}", subsequent_indent="    ", **wrap
+        )
+        console.print(f"[bold]{model_type}[/]" + escape(head[0][len(model_type) :]))
+        for line in head[1:]:
+            console.print(escape(line))
+        features = "features: " + ", ".join(recipe.summary)
+        for line in textwrap.wrap(
+            features, initial_indent="    ", subsequent_indent="      ", **wrap
+        ):
+            console.print(escape(line))
 
 
-@app.command("regenerate")
+@app.command("regenerate", short_help="Re-render a package, keeping hand edits.")
 def regenerate(
     package: Annotated[Path, typer.Argument(help="The generated package folder.")],
     config: Annotated[
@@ -270,7 +291,12 @@ def regenerate(
     raise typer.Exit(code=code)
 
 
-@app.command("assets")
+@app.command(
+    "assets",
+    short_help="Fetch tokenizer and weights; point the TOMLs at them.",
+    help="Fetch PACKAGE's tokenizer (and weights) into PACKAGE/assets through the Hugging Face "
+    "cache (HF_HUB_OFFLINE=1: cached files only) and point its full-size TOMLs at them.",
+)
 def assets(
     package: Annotated[Path, typer.Argument(help="A generated package folder.")],
     weights: Annotated[
@@ -286,8 +312,6 @@ def assets(
         typer.Option("--revision", help="Hub revision (default: the one the package records)."),
     ] = None,
 ) -> None:
-    """Fetch PACKAGE's tokenizer (and weights) into PACKAGE/assets through the Hugging Face
-    cache (HF_HUB_OFFLINE=1: cached files only) and point its full-size TOMLs at them."""
     from scaffolder.assets import fetch_assets
 
     try:
@@ -308,9 +332,23 @@ def assets(
         console.print("[bold yellow]warning[/]  no full-size TOML in train_configs/ to point")
 
 
+TRAIN_EPILOG = """Override any config key after `--`:
+
+\b
+  scaffold train PKG --nproc 2 -- --training.steps 20 --parallelism.tensor_parallel_degree 2
+  scaffold train PKG --config PKG.toml -- --training.dataset text --training.dataset_path corpus/
+  scaffold train PKG --config megatron/exp_pretrain.yaml --smoke --nproc 2
+
+Keys are `--section.key value` (a bare `--section.key` sets a boolean true), the same as
+`torchrun ... -m runtime.train --job.config_file FILE --section.key value`; docs/runtime.md
+lists every section and key."""
+
+
 @app.command(
     "train",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    short_help="Train a package with torchrun (overrides after --).",
+    epilog=TRAIN_EPILOG,
 )
 def train(
     ctx: typer.Context,
