@@ -12,6 +12,7 @@ multi-process and Megatron tests stay with ``pytest <package>``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -163,6 +164,10 @@ def verify(package: Path, on_start: Callable[[int, int, str], None] | None = Non
     """Run the package's comparisons with transformers; ``on_start(index, total, nodeid)`` is
     called as each test starts (1-based index)."""
     package = package_folder(package)
+    if importlib.util.find_spec("pytest") is None:
+        raise ScaffoldError(
+            "scaffold verify runs the package's tests with pytest: pip install pytest"
+        )
     read_end, write_end = os.pipe()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **{FD_VARIABLE: str(write_end)})
     env.setdefault("HF_HUB_OFFLINE", "1")
