@@ -134,3 +134,19 @@ def test_table_rows_fold_passing_config_checks_and_parametrized_tests() -> None:
         ("to hf round trips", "passed"),
         ("train configs [a.toml]", "failed"),
     ]
+
+
+EXAMPLES = sorted(
+    path.name
+    for path in (REPO_ROOT / "generated_examples").iterdir()
+    if (path / "tests" / "test_model.py").is_file()
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_verify_passes_on_every_example(example: str) -> None:
+    """Every checked-in example, dense and MoE (about 10 s each, 30-90 s for MoE on 2 cores)."""
+    result = scaffold("verify", example, cwd=REPO_ROOT / "generated_examples")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"verified \d+ checks against transformers", result.stdout)
