@@ -355,8 +355,13 @@ class Trainer:
         if not folder.is_dir():
             raise ConfigError(f"checkpoint.initial_load_path not found: {folder}")
         flavor = self.job_config.model.flavor
-        import_hf(self.model_parts, self._adapter(), folder, self.model_args, flavor)
+        import_hf(self.model_parts, self._adapter(), folder, self.model_args, flavor, self._reading)
         self._say(f"loaded HF weights from {folder}")
+
+    def _reading(self, index: int, count: int, file: Path) -> None:
+        """Progress through a checkpoint's files: one line each (rank 0)."""
+        size = file.stat().st_size / 2**30
+        self._phase(f"  reading {file.name} ({index}/{count}, {size:.2f} GiB)")
 
     def _say(self, message: str) -> None:
         if self.rank == 0:

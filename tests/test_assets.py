@@ -151,6 +151,8 @@ def test_assets_then_continued_pretraining_on_text(hub: Path, tmp_path: Path) ->
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
+    assert f"[setup] loading HF weights from {PACKAGE}/assets" in output
+    assert "[setup]   reading model.safetensors (1/1, 0.00 GiB)" in output
     assert f"loaded HF weights from {PACKAGE}/assets" in output
     export = tmp_path / "outputs" / PACKAGE / "hf"
     assert (export / "tokenizer.json").is_file(), sorted(p.name for p in export.parent.iterdir())
