@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaffolder.errors import ScaffoldError
-from scaffolder.tomledit import update_toml_file
+from scaffolder.tomledit import planned_toml
 
 ASSETS_DIR = "assets"
 CONFIG_FILE = "config.json"
@@ -129,6 +129,7 @@ def fetch_assets(package: Path, weights: bool = False, revision: str | None = No
             + (" in the cache; unset HF_HUB_OFFLINE to download it" if _offline() else "")
             + " (only safetensors checkpoints are read)"
         )
+    plans = planned_configs(package, weights)  # every TOML checked before anything is written
     folder = package / ASSETS_DIR
     folder.mkdir(exist_ok=True)
     result = AssetsResult(repo_id, snapshot.name, folder)
@@ -143,7 +144,7 @@ def fetch_assets(package: Path, weights: bool = False, revision: str | None = No
             _replace(folder / name, lambda target, src=source: os.symlink(src, target))
             result.linked.append(name)
         result.files.append(name)
-    result.configs = point_configs(package, weights)
+    result.configs = write_configs(package, plans)
     return result
 
 
@@ -162,8 +163,9 @@ def _replace(target: Path, write) -> None:
     os.replace(temporary, target)
 
 
-def point_configs(package: Path, weights: bool) -> dict[str, bool]:
-    """Set the asset keys in each full-size TOML; {relative path: whether it changed}."""
+def planned_configs(package: Path, weights: bool) -> dict[Path, str]:
+    """Each full-size TOML with the asset keys set: {path: new text}; nothing is written, so a
+    TOML that cannot be edited stops the command before any file changes."""
     assets = f"{package.name}/{ASSETS_DIR}"
     values: dict[str, dict[str, str | bool]] = {
         "model": {"hf_assets_path": assets},
@@ -171,13 +173,23 @@ def point_configs(package: Path, weights: bool) -> dict[str, bool]:
     }
     if weights:
         values["checkpoint"] = {"initial_load_path": assets, "initial_load_in_hf": True}
-    changed = {}
+    plans = {}
     for path in sorted((package / "train_configs").glob("*.toml")):
         try:
             flavor = tomllib.loads(path.read_text()).get("model", {}).get("flavor")
         except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            flavor = None  # update_toml_file names the problem
-        if flavor == DEBUG_FLAVOR:
-            continue
-        changed[str(path.relative_to(package.parent))] = update_toml_file(path, values)
+            flavor = None  # planned_toml names the problem
+        if flavor != DEBUG_FLAVOR:
+            plans[path] = planned_toml(path, values)
+    return plans
+
+
+def write_configs(package: Path, plans: dict[Path, str]) -> dict[str, bool]:
+    """Write the planned TOMLs; {path relative to the package's parent: whether it changed}."""
+    changed = {}
+    for path, text in plans.items():
+        differs = text != path.read_text(encoding="utf-8")
+        if differs:
+            path.write_text(text, encoding="utf-8", newline="")
+        changed[str(path.relative_to(package.parent))] = differs
     return changed

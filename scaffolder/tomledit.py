@@ -88,7 +88,7 @@ def _set_key(lines: list[str], section: str, key: str, literal: str) -> list[str
             indent, before, after, rest = match.group(1, 2, 3, 4)
             comment = _comment(rest)
             if comment is None:
-                return lines  # left alone; update_toml_file says it could not set the key
+                return lines  # left alone; planned_toml says it could not set the key
             lines = list(lines)
             lines[index] = f"{indent}{key}{before}={after}{literal}{comment}{ending}"
             return lines
@@ -104,8 +104,9 @@ def _set_key(lines: list[str], section: str, key: str, literal: str) -> list[str
     return lines
 
 
-def update_toml_file(path: Path, values: dict[str, dict[str, str | bool | int | float]]) -> bool:
-    """Set ``values`` in the TOML file at ``path``; returns whether the file changed."""
+def planned_toml(path: Path, values: dict[str, dict[str, str | bool | int | float]]) -> str:
+    """The text of the TOML file at ``path`` with ``values`` set (nothing is written); a file
+    that does not parse, or a key this editor cannot set, is a one-line error."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -124,7 +125,4 @@ def update_toml_file(path: Path, values: dict[str, dict[str, str | bool | int | 
                     f"{path}: could not set {section}.{key} (it is written in a form this tool "
                     f"does not edit); set it by hand to {toml_value(value)}"
                 )
-    if updated == text:
-        return False
-    path.write_text(updated, encoding="utf-8", newline="")
-    return True
+    return updated

@@ -172,6 +172,20 @@ def test_assets_offline_and_not_cached_is_one_line(hub: Path, tmp_path: Path) ->
     assert other.exit_code == 2 and "not in the Hugging Face cache" in other.stderr
 
 
+def test_a_key_the_editor_cannot_rewrite_stops_before_anything_is_written(
+    hub: Path, tmp_path: Path
+) -> None:
+    fill_cache(hub, weights=False)
+    package = render(tmp_path)
+    full = package / "train_configs" / f"{PACKAGE}.toml"
+    text = full.read_text().replace("[model]\n", '[model]\nhf_assets_path = """\nmine\n"""\n')
+    full.write_text(text)
+    result = run_cli("assets", str(package))
+    assert result.exit_code == 2, result.output
+    assert "could not set model.hf_assets_path" in result.stderr
+    assert full.read_text() == text and not (package / "assets").exists()
+
+
 def test_assets_refuse_a_package_from_a_local_config(hub: Path, tmp_path: Path) -> None:
     path = write_config(tmp_path, tinyllama_config(**TINY))
     assert (
