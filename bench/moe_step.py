@@ -9,6 +9,9 @@ cross-entropy plus router_aux_loss_coef (0.001) times the load-balancing loss, b
   (``runtime.moe.LoadBalancer``); experts multiplied with ``torch._grouped_mm``;
 - ``generated, expert loop``: the same model with ``use_grouped_mm`` off (one expert after the
   other): what the grouped matmul buys;
+- ``generated, logits then loss``: the same model computing full logits, then the runtime's
+  fused cross entropy on them (``training.fused_output_loss`` off): what running the output
+  projection inside the loss buys;
 - ``transformers``: ``Qwen3MoeForCausalLM`` (sdpa; experts implementation as named) loaded from
   the generated model's weights exported through its state dict adapter (``save_pretrained``
   layout), ``output_router_logits`` on so that its loss carries the same load-balancing term,
@@ -29,7 +32,7 @@ from typing import Any
 
 from bench import machine
 from bench.stats import emit, interleave
-from bench.step import BATCH, SEQ, Contender, render_package, summarize, warm_up
+from bench.step import BATCH, SEQ, Contender, render_package, runtime_loss, summarize, warm_up
 
 PACKAGE = "benchmoe"
 DIMS = {
@@ -68,7 +71,9 @@ def bench_config() -> dict[str, Any]:
     }
 
 
-def generated_contender(package: Any, args: Any, state: dict[str, Any]) -> Contender:
+def generated_contender(
+    package: Any, args: Any, state: dict[str, Any], fused_output_loss: bool = True
+) -> Contender:
     """The package's model on ``state``, trained as the runtime trains it."""
     from runtime.config import JobConfig
     from runtime.moe import LoadBalancer
@@ -77,8 +82,8 @@ def generated_contender(package: Any, args: Any, state: dict[str, Any]) -> Conte
     model = spec.model_cls(args)
     model.load_state_dict(state)
     model.train()
-    job_config = JobConfig()
-    ce = spec.build_loss_fn(job_config)
+    job_config = JobConfig.from_dict({"training": {"fused_output_loss": fused_output_loss}})
+    ce = runtime_loss(spec, model, job_config)
     balancer = LoadBalancer(job_config.moe, [model], args, dp_mesh=None)
 
     def loss(logits: Any, labels: Any) -> Any:
@@ -146,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             "generated": generated_contender(package, args, state),
             "generated, expert loop": generated_contender(
                 package, dataclasses.replace(args, use_grouped_mm=False), state
+            ),
+            "generated, logits then loss": generated_contender(
+                package, args, state, fused_output_loss=False
             ),
             "transformers (eager experts)": transformers_contender(hf_folder, "eager"),
             "transformers (grouped_mm experts)": transformers_contender(hf_folder, "grouped_mm"),

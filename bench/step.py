@@ -216,6 +216,18 @@ class Contender:
         return wall
 
 
+def runtime_loss(spec: Any, model: Any, job_config: Any) -> Any:
+    """The loss the runtime's trainer uses for ``model``: with ``training.fused_output_loss``
+    (the default) and a model that supports it, ``model`` returns hidden states and the loss
+    applies the output projection; else the TrainSpec's loss on logits."""
+    from runtime.components.loss import fused_output_cross_entropy_loss, supports_fused_output
+
+    if job_config.training.fused_output_loss and supports_fused_output(model):
+        model.skip_output = True
+        return functools.partial(fused_output_cross_entropy_loss, model)
+    return spec.build_loss_fn(job_config)
+
+
 def warm_up(
     contenders: Mapping[str, Contender], steps: int, tokens: Any, labels: Any
 ) -> dict[str, float]:
@@ -255,7 +267,7 @@ def build_contenders(
             apply_compile(ours, job_config.compile)
         contenders["generated"] = Contender(
             ours,
-            spec.build_loss_fn(job_config),
+            runtime_loss(spec, ours, job_config),
             spec.build_optimizers_fn([ours], job_config),
         )
     if "transformers" in only:
