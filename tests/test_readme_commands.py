@@ -104,7 +104,8 @@ def test_a_hub_package_readme_names_scaffold_assets(tmp_path: Path, monkeypatch)
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    generated = generate("TinyLlama/TinyLlama-1.1B-Chat-v1.0")
+    # Its own name: another test of this process may have imported the example's package.
+    generated = generate("TinyLlama/TinyLlama-1.1B-Chat-v1.0", name="hub_tinyllama")
     write_package(generated.files, tmp_path / generated.package_name)
     package = tmp_path / generated.package_name
     monkeypatch.chdir(tmp_path)
