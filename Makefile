@@ -49,7 +49,9 @@ clean:
 # relative to the package, so `scaffold regenerate --check generated_examples/<name>` works in any
 # clone). Tests fail when they drift from the generator.
 EXAMPLES := qwen2:qwen2_5_0_5b qwen3:qwen3_0_6b gemma2:gemma2_9b phi3:phi_3_5_mini_instruct \
-	gpt_neox:pythia_160m gpt2:gpt2 mixtral:mixtral_8x7b qwen3_moe:qwen3_30b_a3b
+	gpt_neox:pythia_160m gpt2:gpt2 mixtral:mixtral_8x7b qwen3_moe:qwen3_30b_a3b \
+	deepseek_v3:deepseek_v3 \
+	gpt_oss:gpt_oss_20b
 examples: $(STAMP)
 	HF_HUB_CACHE=$$(mktemp -d) $(VENV)/bin/scaffold new-model TinyLlama/TinyLlama-1.1B-Chat-v1.0 --output generated_examples --force --no-verify
 	@for example in $(EXAMPLES); do \

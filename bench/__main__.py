@@ -1,7 +1,7 @@
 """``make bench``: run every comparison, one process each and one after another, then write the
 generated block of docs/benchmarks.md (the hand-written text around it is kept).
 
-``python -m bench [--quick] [--only step_eager,step_compile,runtime,scaffold,memory,moe_step]``.
+``python -m bench [--quick] [--only NAME,...]`` (names: ``COMPARISONS`` below).
 Raw results land in ``outputs/bench/*.json``.
 """
 
@@ -51,6 +51,10 @@ COMPARISONS = {
     ),
     "memory": (["bench.fsdp_memory", "--ranks", "1,2,4"], ["bench.fsdp_memory", "--ranks", "1,2"]),
     "moe_step": (["bench.moe_step", "--repeats", "7"], ["bench.moe_step", "--repeats", "2"]),
+    "step_memory": (
+        ["bench.step_memory", "--steps", "4"],
+        ["bench.step_memory", "--steps", "2", "--vocab", "32000"],
+    ),
     "moe_step_1t": (
         ["bench.moe_step", "--threads", "1", "--repeats", "5"],
         ["bench.moe_step", "--threads", "1", "--repeats", "2"],

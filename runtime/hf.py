@@ -27,6 +27,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from runtime.config import ConfigError
 from runtime.distributed.parallelize import dtype_from_name
+from runtime.fp8 import Fp8CheckpointError, dequantize_fp8
 from runtime.hf_io import INDEX_FILE, SINGLE_FILE, load_hf_config, load_hf_state_dict
 
 _TOKENIZER_FILES = (
@@ -127,13 +128,18 @@ def _write_metadata(out_dir: Path, key_lists: list, config: dict, assets_path: s
 def read_hf_folder(
     folder: Path, progress: Callable[[int, int, Path], None] | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(config.json dict or {}, all tensors of the folder's checkpoint)``; ``progress`` as
+    """``(config.json dict or {}, all tensors of the folder's checkpoint)``, FP8 block-quantized
+    weights dequantized (:mod:`runtime.fp8`); ``progress`` as
     :func:`runtime.hf_io.load_hf_state_dict` takes it."""
     config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     try:
         tensors = load_hf_state_dict(folder, progress)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
+    try:
+        tensors = dequantize_fp8(tensors, config)  # FP8 block-quantized weights (DeepSeek-V3)
+    except Fp8CheckpointError as error:
+        raise ConfigError(f"HF checkpoint {folder}: {error}") from None
     return config, tensors
 
 

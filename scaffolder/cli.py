@@ -125,11 +125,16 @@ def new_model(
     console.print(f"[bold]source[/]   {shown(resolved.description)}")
     console.print(f"[bold]sha256[/]   {resolved.sha256}")
     positions = f"rope {spec.rope.type}" if spec.rope else "learned positions"
+    latent = spec.features.latent_attention
+    heads = (
+        f"{spec.n_heads} heads / {spec.n_kv_heads} kv heads, head_dim {spec.head_dim}"
+        if latent is None
+        else f"{spec.n_heads} latent-attention heads (kv_lora_rank {latent.kv_lora_rank})"
+    )
     console.print(
         f"[bold]model[/]    {shown(spec.model_type)} ({shown(spec.hf_architecture)}), "
         f"{spec.size_name} parameters: "
-        f"{spec.n_layers} layers, hidden {spec.dim}, {spec.n_heads} heads / "
-        f"{spec.n_kv_heads} kv heads, head_dim {spec.head_dim}, {shown(positions)}"
+        f"{spec.n_layers} layers, hidden {spec.dim}, {heads}, {shown(positions)}"
     )
     for warning in generated.warnings:
         console.print(f"[bold yellow]warning[/]  {shown(warning)}")

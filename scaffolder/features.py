@@ -17,6 +17,9 @@ SLIDING_LAYOUTS = ("all", "from_max_window_layers", "sliding_window_pattern")
 QK_NORM_KINDS = ("per_head", "projection")
 LOCAL_ROPE_TYPES = ("default", "linear")
 MOE_ROUTINGS = ("softmax_topk", "topk_softmax")
+# DeepSeek routing: scores of every expert, the best topk_group of n_group groups, top-k in those.
+GROUP_SCORINGS = ("sigmoid", "softmax")
+EXPERT_ACTIVATIONS = ("swiglu", "clamped_swiglu")
 
 
 def _check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -217,12 +220,79 @@ class CheckpointLayout:
     buffers: tuple[str, ...] = ()
     legacy_names: tuple[tuple[str, str], ...] = ()
     hub_unprefixed: bool = False
+    # The hub's checkpoints hold layers past num_hidden_layers (multi-token prediction modules,
+    # num_nextn_predict_layers) that the model does not have: from_hf skips them.
+    extra_layers: bool = False
 
     def __post_init__(self) -> None:
         if self.qkv_per_head and (self.fused_qkv is None or self.fused_gate_up is not None):
             raise ScaffoldError(
                 "CheckpointLayout.qkv_per_head needs fused_qkv, and no fused_gate_up"
             )
+
+
+@dataclass(frozen=True)
+class LatentAttention:
+    """Multi-head latent attention (DeepSeek-V2/V3): keys and values come out of one shared
+    low-rank latent.
+
+    ``kv_lora_rank``: the latent's size (``kv_a_proj_with_mqa`` -> RMSNorm ``kv_a_layernorm``
+    -> ``kv_b_proj``); ``q_lora_rank``: the queries' low-rank path (``q_a_proj`` -> RMSNorm
+    ``q_a_layernorm`` -> ``q_b_proj``), None for one ``q_proj``. Each head's query and key are
+    ``qk_nope_head_dim`` channels without positions then ``qk_rope_head_dim`` rotated ones (one
+    rotated key shared by every head), its value ``v_head_dim`` channels. ``interleaved``: RoPE
+    turns adjacent channel pairs (rope_interleave), else transformers' two halves.
+    """
+
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    interleaved: bool = True
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    def params(self, dim: int, n_heads: int) -> int:
+        """Parameters of one layer's attention (no biases)."""
+        if self.q_lora_rank is None:
+            q = dim * n_heads * self.qk_head_dim
+        else:
+            q = (
+                dim * self.q_lora_rank
+                + self.q_lora_rank
+                + self.q_lora_rank * n_heads * self.qk_head_dim
+            )
+        kv = dim * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+        kv += self.kv_lora_rank * n_heads * (self.qk_nope_head_dim + self.v_head_dim)
+        return q + kv + n_heads * self.v_head_dim * dim
+
+
+@dataclass(frozen=True)
+class GroupRouting:
+    """DeepSeek's router (``gate``): ``scoring`` (sigmoid or softmax, in float32) of every
+    expert's logit; with ``n_group`` groups, only the experts of the ``topk_group`` best groups
+    compete for the top-k (a group's score: its best expert's score, or with ``top2`` the sum of
+    its best two, after the selection bias); the chosen weights are renormalized when
+    ``renormalize`` and multiplied by ``scaling_factor`` (routed_scaling_factor).
+    ``bias_name``: the checkpoint's name of the selection bias (``e_score_correction_bias``), or
+    None where the checkpoint has none. ``grouped`` False: plain top-k over every expert (no
+    groups). ``method``: the config's ``topk_method`` where the family reads one.
+    """
+
+    scoring: str
+    n_group: int
+    topk_group: int
+    scaling_factor: float
+    top2: bool = False
+    bias_name: str | None = None
+    grouped: bool = True
+    method: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("GroupRouting", "scoring", self.scoring, GROUP_SCORINGS)
 
 
 @dataclass(frozen=True)
@@ -245,7 +315,15 @@ class MoeLayout:
     fused_input: str | None = None
     fused_output: str | None = None
     shared_expert: str = "shared_expert"
-    shared_gate: str = "shared_expert_gate"
+    shared_gate: str | None = "shared_expert_gate"
+    # Experts stacked as transformers keeps them in memory, under ``experts.`` without a
+    # ``.weight``: ``fused_input`` ``[experts, dim, 2 * ffn]`` with gate and up interleaved
+    # column by column, ``fused_output`` ``[experts, ffn, dim]`` (both the transposes of ours),
+    # and their biases as ``<name>_bias``.
+    interleaved: bool = False
+    # The hub's files store the stacked expert weights as MXFP4 ``<name>_blocks`` /
+    # ``<name>_scales`` pairs, ``[experts, out, in]`` (quantized along the input features).
+    mxfp4: bool = False
 
     def __post_init__(self) -> None:
         if (self.fused_input is None) != (self.fused_output is None):
@@ -283,14 +361,34 @@ class Moe:
     ffn_field: str = "moe_intermediate_size"
     renormalize_field: str | None = "norm_topk_prob"
     layout: MoeLayout = field(default_factory=MoeLayout)
+    # DeepSeek: the first ``first_dense`` layers (first_k_dense_replace) have a dense MLP,
+    # ``group_routing`` replaces ``routing``, the shared experts' field and balancing default.
+    first_dense: int | None = None
+    group_routing: GroupRouting | None = None
+    shared_field: str = "shared_expert_intermediate_size"
+    balancing: str = "aux_loss"
+    # Biases on the router's logits and on each expert's gate, up and down projections.
+    router_bias: bool = False
+    expert_biases: bool = False
+    # The experts' activation: ``swiglu`` (silu(gate) * up) or ``clamped_swiglu``: gate clamped
+    # above and up on both sides at ``swiglu_limit``, ``(up + 1) * gate * sigmoid(swiglu_alpha *
+    # gate)``.
+    activation: str = "swiglu"
+    swiglu_limit: float | None = None
+    swiglu_alpha: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("Moe", "routing", self.routing, MOE_ROUTINGS)
+        _check_choice("Moe", "activation", self.activation, EXPERT_ACTIVATIONS)
+        if (self.activation == "clamped_swiglu") != (self.swiglu_limit is not None):
+            raise ScaffoldError("Moe: clamped_swiglu goes with swiglu_limit and swiglu_alpha")
         if not 1 <= self.top_k <= self.num_experts:
             raise ScaffoldError(f"Moe: top_k {self.top_k} not in 1..{self.num_experts}")
 
     def is_sparse(self, layer_id: int) -> bool:
         """Whether layer ``layer_id`` routes through the experts."""
+        if self.first_dense is not None:
+            return layer_id >= self.first_dense
         if self.sparse_step is None:
             return True
         return layer_id not in self.mlp_only_layers and (layer_id + 1) % self.sparse_step == 0
@@ -346,8 +444,12 @@ class Features:
     longrope_aliases: tuple[str, ...] = ()
     partial_rotary_field: bool = False
     moe: Moe | None = None
+    latent_attention: LatentAttention | None = None
     attention_dropout: float | None = None
     unapplied_dropout: tuple[tuple[str, float], ...] = ()
+    # One learned logit per query head joined to each softmax (a "sink" that takes probability
+    # mass and contributes no value).
+    attention_sinks: bool = False
 
     @property
     def mlp_names(self) -> str:

@@ -21,7 +21,7 @@ from scaffolder.errors import ConfigFieldError, ScaffoldError
 from scaffolder.features import Features
 from scaffolder.fields import read_choice, read_int
 
-ROPE_TYPES = ("default", "linear", "dynamic", "llama3")
+ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn")
 DEFAULT_PARTS = {
     "rope": "rope",
     "attention": "attention",
@@ -48,6 +48,17 @@ class RopeSpec:
     low_freq_factor: float | None = None
     high_freq_factor: float | None = None
     original_max_position_embeddings: int | None = None
+    # YaRN (type "yarn"): the ramp's rotation bounds, transformers' defaults filled in; mscale
+    # and mscale_all_dim as the config gives them (None: not given); attention_factor, the scale
+    # of cos and sin, as given or as transformers infers it (attention_factor_inferred);
+    # truncate: whether the ramp's bounds are rounded to whole dimensions.
+    beta_fast: float | None = None
+    beta_slow: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    attention_factor: float | None = None
+    attention_factor_inferred: bool | None = None
+    truncate: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -110,11 +121,16 @@ class ArchSpec:
             attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads) + self.dim
         elif self.features.biases.qkv_only:  # q/k/v biases without an output bias
             attn += self.head_dim * (self.n_heads + 2 * self.n_kv_heads)
+        latent = self.features.latent_attention
+        if latent is not None:  # multi-head latent attention instead of q/k/v projections
+            attn = latent.params(self.dim, self.n_heads)
         qk_norm = self.features.qk_norm
         if qk_norm is not None and qk_norm.kind == "per_head":  # one head_dim weight for q, k
             attn += 2 * self.head_dim
         elif qk_norm is not None:  # over all q heads, all k heads
             attn += (self.n_heads + self.n_kv_heads) * self.head_dim
+        if self.features.attention_sinks:  # one per query head
+            attn += self.n_heads
         per_layer = attn + 2 * self.dim
         embeddings = self.vocab_size * self.dim * (1 if self.tie_word_embeddings else 2)
         return embeddings + self.n_layers * per_layer + self.mlp_params() + self.dim
@@ -132,8 +148,14 @@ class ArchSpec:
             return self.n_layers * dense
         experts = moe.top_k if active else moe.num_experts
         sparse = experts * 3 * self.dim * moe.ffn_dim + moe.num_experts * self.dim
+        if moe.router_bias:
+            sparse += moe.num_experts
+        if moe.expert_biases:  # gate and up biases of ffn_dim, a down bias of dim, per expert
+            sparse += experts * (2 * moe.ffn_dim + self.dim)
         if moe.shared_ffn_dim is not None:
-            sparse += 3 * self.dim * moe.shared_ffn_dim + self.dim
+            sparse += 3 * self.dim * moe.shared_ffn_dim
+            if moe.layout.shared_gate is not None:
+                sparse += self.dim
         n_sparse = moe.sparse_layers(self.n_layers)
         return n_sparse * sparse + (self.n_layers - n_sparse) * dense
 
@@ -173,7 +195,10 @@ class ArchSpec:
         keeps whole heads), an explicit head_dim stays different from dim / heads, and there are
         enough layers for two pipeline stages of two blocks each.
         """
-        return {**self.debug_dims_base(), **self.debug_features(), **self.debug_extra}
+        dims = {**self.debug_dims_base(), **self.debug_features(), **self.debug_extra}
+        if self.features.latent_attention is not None:  # head sizes of their own, no kv heads
+            del dims["n_kv_heads"], dims["head_dim"]
+        return dims
 
     def debug_dims_base(self) -> dict[str, Any]:
         """:meth:`debug_dims`' sizes, before the features'."""
@@ -212,6 +237,8 @@ class ArchSpec:
             debug["pad_token_id"] = 0
         if features.moe is not None:
             debug.update(self.debug_moe())
+        if features.latent_attention is not None:
+            debug.update(self.debug_latent_attention())
         sliding = features.sliding_window
         if sliding is not None and sliding.active:
             debug["sliding_window"] = min(sliding.window, DEBUG_SLIDING_WINDOW)
@@ -239,9 +266,18 @@ class ArchSpec:
             "top_k": max(1, min(moe.top_k, num_experts // 2)),
             moe.expert_ffn_arg: scaled(moe.ffn_dim),
         }
-        if moe.shared_ffn_dim is not None:
+        if moe.shared_field == "n_shared_experts":  # a multiple of the experts' size
+            debug["n_shared_experts"] = moe.shared_ffn_dim // moe.ffn_dim
+        elif moe.shared_ffn_dim is not None:
             debug["shared_ffn_dim"] = scaled(moe.shared_ffn_dim)
-        if moe.has_dense_layers(self.n_layers):
+        routing = moe.group_routing
+        if routing is not None and routing.grouped and routing.n_group > 1:
+            debug.update(n_group=4, topk_group=2)  # several groups, two of them chosen
+        elif routing is not None and routing.grouped:
+            debug.update(n_group=1, topk_group=1)
+        if moe.first_dense is not None:
+            debug["first_k_dense_replace"] = min(moe.first_dense, 1)
+        elif moe.has_dense_layers(self.n_layers):
             debug["decoder_sparse_step"] = min(moe.sparse_step, 2)
             only = {
                 min(DEBUG_LAYERS - 1, i * DEBUG_LAYERS // self.n_layers)
@@ -253,6 +289,17 @@ class ArchSpec:
                 if i not in only and (i + 1) % debug["decoder_sparse_step"] == 0
             ]
             debug["mlp_only_layers"] = tuple(sorted(only)) if sparse_left else ()
+        return debug
+
+    def debug_latent_attention(self) -> dict[str, Any]:
+        """The debug flavor's latent attention: small ranks and head parts, all different, the
+        query's low-rank path where the full model has one."""
+        latent = self.features.latent_attention
+        debug: dict[str, Any] = dict(
+            kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=24
+        )
+        if latent.q_lora_rank is not None:
+            debug["q_lora_rank"] = 48
         return debug
 
     def to_context(self) -> dict[str, Any]:

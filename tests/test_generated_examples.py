@@ -29,6 +29,8 @@ EXAMPLE_FAMILIES = {
     "gpt2": "gpt2",
     "mixtral_8x7b": "mixtral",
     "qwen3_30b_a3b": "qwen3_moe",
+    "deepseek_v3": "deepseek_v3",
+    "gpt_oss_20b": "gpt_oss",
 }
 
 

@@ -134,6 +134,18 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
             },
         ),
+        # Qwen2.5's published long-context setting: YaRN, factor 4 over 32768 positions (beta
+        # and attention factor left to transformers' defaults, ramp bounds rounded).
+        "qwen2_yarn": (
+            "qwen2",
+            {
+                "rope_scaling": {
+                    "type": "yarn",
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 32768,
+                }
+            },
+        ),
     },
     "qwen3_phi3": {
         # Qwen3 0.6B as served: per-head q/k norms, head_dim 128 != 1024 / 16, tied.
@@ -177,6 +189,37 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
         # Granite 3.0 1B-A400M as served: multipliers, fused expert tensors, top-k logits then
         # softmax, tied, attention_dropout 0.1.
         "granitemoe": ("granitemoe", {}),
+    },
+    "deepseek": {
+        # DeepSeek-V3 as served: YaRN (factor 40, mscale_all_dim 1: scores scale by mscale ** 2),
+        # q_lora_rank 1536, 8 groups of experts (debug: 4 groups, 2 chosen),
+        # first_k_dense_replace 3 (debug: 1), sigmoid scores with e_score_correction_bias,
+        # routed_scaling_factor 2.5, FP8 quantization_config.
+        "deepseek_v3": ("deepseek_v3", {}),
+        # Moonlight-16B-A3B (DeepSeek-V3 architecture): one q_proj (q_lora_rank null), one group;
+        # RoPE on the two halves (rope_interleave false) here.
+        "moonlight_halves": ("moonlight", {"rope_interleave": False}),
+        # DeepSeek-V2-Lite as served: YaRN with mscale 0.707, one q_proj, greedy softmax routing
+        # of 64 experts, 2 shared experts, first_k_dense_replace 1.
+        "deepseek_v2_lite": ("deepseek_v2_lite", {}),
+        # DeepSeek-V2's routing and queries: group_limited_greedy over 8 groups (debug: 4, 2
+        # chosen), q_lora_rank 1536, routed_scaling_factor 16.
+        "deepseek_v2_grouped": (
+            "deepseek_v2_lite",
+            {
+                "topk_method": "group_limited_greedy",
+                "n_group": 8,
+                "topk_group": 3,
+                "q_lora_rank": 1536,
+                "routed_scaling_factor": 16.0,
+            },
+        ),
+    },
+    "gpt_oss": {
+        # gpt-oss-20b as served: attention sinks, q/k/v/o biases, sliding and full layers
+        # alternating, biased router and experts with the clamped SwiGLU (debug: clamped at
+        # 0.25, so random weights reach the clamp), YaRN with unrounded ramp bounds.
+        "gpt_oss": ("gpt_oss", {}),
     },
     "olmo2_granite": {
         # OLMo 2 7B as served: post-norm blocks, q/k norms over whole projections, MHA,
@@ -300,6 +343,10 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("self.sliding_window = model_args.sliding_window if sliding else None", "is_causal=mask"),
         (),
     ),
+    "qwen2_yarn": (
+        ("math.floor(correction_dim(", "* args.rope_attention_factor", "interpolation"),
+        ("sliding", "mscale"),
+    ),
     "qwen3": (
         (
             "self.q_norm = nn.RMSNorm(model_args.head_dim",
@@ -391,6 +438,24 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("* self.residual_multiplier", "self.output.weight = self.tok_embeddings.weight"),
         ("class FeedForward",),
     ),
+    "deepseek_v3": (
+        ("self.wq_b(self.q_norm(self.wq_a(x)))", "xq[..., 0::2]", "first_k_dense_replace"),
+        ("self.wq(x)", "rotate_half"),
+    ),
+    "moonlight_halves": (("self.wq(x)", "rotate_half"), ("wq_a", "0::2")),
+    "deepseek_v2_lite": (("self.wq(x)", "xq[..., 0::2]"), ("wq_a", "rotate_half")),
+    "deepseek_v2_grouped": (("self.wq_b(self.q_norm(self.wq_a(x)))",), ("self.wq(x)",)),
+    "gpt_oss": (
+        (
+            "self.sinks = nn.Parameter(",
+            "sink_column",
+            "is_sliding_layer(",
+            "bias=True",
+            "* args.rope_attention_factor",
+            "from .moe import MoE",
+        ),
+        ("F.scaled_dot_product_attention", "math.floor", "class FeedForward", "shared_expert"),
+    ),
     "gemma3_text_scaled": (
         ("/ args.rope_factor", "final_logit_softcapping", "nn.init.normal_(self.output.weight"),
         ("attn_logit_softcapping", "self.output.weight = self.tok_embeddings.weight"),
@@ -405,6 +470,7 @@ SINGLE_DEVICE_VARIANTS = {
     "mistral",
     "mistral_nemo_tied",
     "qwen2_tied",
+    "qwen2_yarn",
     "qwen3",
     "phi3",
     "olmo2",
@@ -421,6 +487,11 @@ SINGLE_DEVICE_VARIANTS = {
     "mixtral",
     "olmoe",
     "granitemoe",
+    # deepseek_v3's 2-rank test covers latent attention's plan (the attention replicated over
+    # the TP ranks) and the dense-then-sparse blocks; its siblings differ on one device only.
+    "moonlight_halves",
+    "deepseek_v2_lite",
+    "deepseek_v2_grouped",
 }
 
 

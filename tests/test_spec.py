@@ -126,9 +126,100 @@ def test_bad_fields_name_the_field(changes: dict, field: str) -> None:
 
 
 def test_custom_code_is_refused_without_running_it() -> None:
-    config = tinyllama_config(model_type="evil", auto_map={"AutoConfig": "evil.Config"})
+    config = tinyllama_config(
+        model_type="evil",
+        architectures=["EvilForCausalLM"],
+        auto_map={"AutoConfig": "evil.Config"},
+    )
     with pytest.raises(ScaffoldError, match="never executed"):
         build_spec(config)
+
+
+def test_unknown_model_type_of_a_supported_architecture_says_what_to_set() -> None:
+    """Kimi-K2: model_type kimi_k2 with its own auto_map code, DeepseekV3ForCausalLM weights."""
+    config = family_config(
+        "deepseek_v3",
+        model_type="kimi_k2",
+        auto_map={"AutoConfig": "configuration_deepseek.DeepseekV3Config"},
+    )
+    with pytest.raises(ScaffoldError) as error:
+        build_spec(config)
+    message = str(error.value)
+    assert "'kimi_k2'" in message and "DeepseekV3ForCausalLM" in message
+    assert '"model_type": "deepseek_v3"' in message and "never run" in message
+
+
+def test_deepseek_v3_spec() -> None:
+    spec = build_spec(family_config("deepseek_v3"))
+    latent, moe = spec.features.latent_attention, spec.features.moe
+    assert (latent.q_lora_rank, latent.kv_lora_rank, latent.qk_rope_head_dim) == (1536, 512, 64)
+    assert latent.interleaved
+    assert (moe.num_experts, moe.top_k, moe.first_dense, moe.balancing) == (
+        256,
+        8,
+        3,
+        "expert_bias",
+    )
+    routing = moe.group_routing
+    assert (routing.scoring, routing.n_group, routing.topk_group) == ("sigmoid", 8, 4)
+    assert routing.bias_name == "e_score_correction_bias"
+    assert any("num_nextn_predict_layers" in warning for warning in spec.warnings)
+    assert any("quantization_config" in warning for warning in spec.warnings)
+    debug = spec.debug_dims()
+    assert (debug["n_group"], debug["topk_group"], debug["first_k_dense_replace"]) == (4, 2, 1)
+    assert spec.num_params() == 671_026_404_352  # DeepseekV3ForCausalLM on the meta device
+    moonlight = build_spec(family_config("moonlight"))
+    assert moonlight.features.latent_attention.q_lora_rank is None
+    assert "q_lora_rank" not in moonlight.debug_dims()
+    assert moonlight.num_params() == 15_960_108_544
+
+
+def test_deepseek_v2_spec() -> None:
+    spec = build_spec(family_config("deepseek_v2_lite"))
+    assert (spec.family, spec.hf_architecture) == ("deepseek_v2", "DeepseekV2ForCausalLM")
+    latent, moe = spec.features.latent_attention, spec.features.moe
+    assert latent.q_lora_rank is None and latent.interleaved
+    routing = moe.group_routing
+    assert (routing.scoring, routing.grouped, routing.method) == ("softmax", False, "greedy")
+    assert routing.bias_name is None and moe.balancing == "none"
+    assert (moe.first_dense, moe.shared_ffn_dim, moe.renormalize) == (1, 2 * 1408, False)
+    assert "n_group" not in spec.debug_dims()
+    assert spec.num_params() == 15_706_484_224  # DeepseekV2ForCausalLM on the meta device
+    grouped = build_spec(
+        family_config(
+            "deepseek_v2_lite", topk_method="group_limited_greedy", n_group=8, topk_group=3
+        )
+    )
+    assert grouped.features.moe.group_routing.grouped
+    assert (grouped.debug_dims()["n_group"], grouped.debug_dims()["topk_group"]) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"moe_layer_freq": 2}, "moe_layer_freq"),
+        ({"norm_topk_prob": True}, "norm_topk_prob"),
+        ({"topk_method": "noaux_tc"}, "topk_method"),
+        ({"scoring_func": "sigmoid"}, "scoring_func"),
+        ({"n_shared_experts": 0}, "n_shared_experts"),
+    ],
+)
+def test_deepseek_v2_refusals_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("deepseek_v2_lite", **changes), field)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"n_group": 3}, "n_group"),
+        ({"topk_group": 9}, "topk_group"),
+        ({"num_key_value_heads": 64}, "num_key_value_heads"),
+        ({"scoring_func": "softmax"}, "scoring_func"),
+        ({"first_k_dense_replace": 61}, "first_k_dense_replace"),
+    ],
+)
+def test_deepseek_v3_refusals_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("deepseek_v3", **changes), field)
 
 
 # ---------------------------------------------------------------- mistral, qwen2, qwen3, olmo2,
@@ -303,7 +394,11 @@ def test_phi3_spec() -> None:
         ("qwen3", {"attention_bias": "false"}, "attention_bias"),
         ("qwen3", {"head_dim": 0}, "head_dim"),
         ("qwen3", {"layer_types": ["full_attention"] * 27}, "layer_types"),
-        ("qwen3", {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling.rope_type"),
+        (
+            "qwen3",
+            {"rope_scaling": {"rope_type": "longrope", "factor": 4.0}},
+            "rope_scaling.rope_type",
+        ),
         ("olmo2", {"attention_bias": 1}, "attention_bias"),
         ("olmo2", {"pad_token_id": 100352}, "pad_token_id"),
         ("olmo2", {"hidden_act": "gelu"}, "hidden_act"),
@@ -360,15 +455,101 @@ def test_phi3_spec() -> None:
             },
             "layer_types",
         ),
-        ("qwen2", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+        ("qwen2", {"rope_scaling": {"type": "longrope", "factor": 4.0}}, "rope_scaling.type"),
         ("mistral", {"sliding_window": "4096"}, "sliding_window"),
         ("mistral", {"sliding_window": 4096.5}, "sliding_window"),
         ("mistral", {"sliding_window": True}, "sliding_window"),
-        ("mistral", {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+        ("mistral", {"rope_scaling": {"type": "longrope", "factor": 4.0}}, "rope_scaling.type"),
     ],
 )
 def test_bad_family_fields_name_the_field(name: str, changes: dict, field: str) -> None:
     _assert_names_field(family_config(name, **changes), field)
+
+
+# ---------------------------------------------------------------- YaRN (any family's rope)
+
+YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+
+
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        YARN,  # Qwen2.5's long-context setting: transformers' defaults for the rest
+        # DeepSeek-style: mscale over mscale_all_dim, explicit betas.
+        {
+            "rope_type": "yarn",
+            "factor": 40.0,
+            "original_max_position_embeddings": 4096,
+            "beta_fast": 32,
+            "beta_slow": 1,
+            "mscale": 1.0,
+            "mscale_all_dim": 0.8,
+        },
+        # gpt-oss-style: unrounded ramp bounds.
+        {
+            "rope_type": "yarn",
+            "factor": 32.0,
+            "original_max_position_embeddings": 4096,
+            "beta_fast": 32.0,
+            "beta_slow": 1.0,
+            "truncate": False,
+        },
+        # An explicit attention factor wins over mscale; beta 0 / null take the defaults.
+        {
+            "rope_type": "yarn",
+            "factor": 8.0,
+            "attention_factor": 1.25,
+            "mscale": 1.0,
+            "mscale_all_dim": 2.0,
+            "beta_fast": 0,
+            "beta_slow": None,
+        },
+    ],
+)
+def test_yarn_reads_as_transformers_computes_it(scaling: dict) -> None:
+    """The spec's YaRN settings are the values transformers' _compute_yarn_parameters uses."""
+    from transformers import Qwen2Config
+    from transformers.modeling_rope_utils import _compute_yarn_parameters
+
+    config = family_config("qwen2", rope_scaling=scaling)
+    rope = build_spec(config).rope
+    hf = Qwen2Config(**{k: v for k, v in config.items() if k != "model_type"})
+    _, attention_factor = _compute_yarn_parameters(hf)
+    assert rope.type == "yarn" and rope.factor == scaling["factor"]
+    assert rope.attention_factor == pytest.approx(attention_factor, rel=1e-15)
+    assert rope.attention_factor_inferred == ("attention_factor" not in scaling)
+    assert rope.original_max_position_embeddings == scaling.get(
+        "original_max_position_embeddings", config["max_position_embeddings"]
+    )
+    assert (rope.beta_fast, rope.beta_slow) == (
+        scaling.get("beta_fast") or 32.0,
+        scaling.get("beta_slow") or 1.0,
+    )
+    assert rope.truncate == scaling.get("truncate", True)
+    assert (rope.mscale, rope.mscale_all_dim) == (
+        scaling.get("mscale"),
+        scaling.get("mscale_all_dim"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"factor": 0.5}, "rope_scaling.factor"),
+        ({"factor": None}, "rope_scaling.factor"),
+        ({"factor": "4"}, "rope_scaling.factor"),
+        ({"original_max_position_embeddings": 0}, "rope_scaling.original_max_position_embeddings"),
+        ({"beta_fast": 1.0, "beta_slow": 2.0}, "rope_scaling.beta_fast"),
+        ({"beta_slow": -1.0}, "rope_scaling.beta_slow"),
+        ({"mscale": -1.0, "mscale_all_dim": 1.0}, "rope_scaling.mscale"),
+        ({"mscale_all_dim": math.inf}, "rope_scaling.mscale_all_dim"),
+        ({"attention_factor": 0.0}, "rope_scaling.attention_factor"),
+        ({"truncate": "no"}, "rope_scaling.truncate"),
+        ({"rope_theta": 1.0}, "rope_theta"),
+    ],
+)
+def test_bad_yarn_fields_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("qwen2", rope_scaling={**YARN, **changes}), field)
 
 
 # ---------------------------------------------------------------- gemma, gemma2, gemma3_text
@@ -509,7 +690,7 @@ def test_starcoder2_spec() -> None:
         ({"sliding_window": 0}, "sliding_window"),
         ({"residual_dropout": 1.0}, "residual_dropout"),
         ({"num_key_value_heads": 5}, "num_key_value_heads"),
-        ({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling.type"),
+        ({"rope_scaling": {"type": "longrope", "factor": 4.0}}, "rope_scaling.type"),
     ],
 )
 def test_bad_starcoder2_fields_name_the_field(changes: dict, field: str) -> None:
@@ -637,3 +818,35 @@ def test_checkpoint_layout_refuses_what_the_adapter_cannot_express() -> None:
     features = dataclasses.replace(spec.features, checkpoint=clash)
     with pytest.raises(ScaffoldError, match="two tensors to one key"):
         adapter_view(dataclasses.replace(spec, features=features))
+
+
+# ---------------------------------------------------------------- gpt_oss
+
+
+def test_gpt_oss_spec() -> None:
+    spec = build_spec(family_config("gpt_oss"))
+    moe, rope = spec.features.moe, spec.rope
+    assert spec.features.attention_sinks and spec.attention_bias
+    assert (moe.num_experts, moe.top_k, moe.ffn_dim, moe.routing) == (32, 4, 2880, "topk_softmax")
+    assert moe.router_bias and moe.expert_biases and moe.layout.interleaved
+    assert (moe.activation, moe.swiglu_limit, moe.swiglu_alpha) == ("clamped_swiglu", 7.0, 1.702)
+    assert (spec.features.sliding_window.window, spec.features.sliding_window.pattern) == (128, 2)
+    assert (rope.type, rope.factor, rope.truncate) == ("yarn", 32.0, False)
+    assert spec.features.padding.pad_token_id == 199999
+    # The debug flavor clamps where random weights reach it.
+    assert spec.debug_dims()["swiglu_limit"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"swiglu_limit": 0}, "swiglu_limit"),
+        ({"swiglu_limit": "7"}, "swiglu_limit"),
+        ({"swiglu_alpha": -1.0}, "swiglu_alpha"),
+        ({"layer_types": ["full_attention", "sliding_attention"] * 12}, "layer_types"),
+        ({"num_experts_per_tok": 33}, "num_experts_per_tok"),
+        ({"rope_scaling": {**YARN, "beta_slow": 64.0}}, "rope_scaling.beta_fast"),
+    ],
+)
+def test_bad_gpt_oss_fields_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("gpt_oss", **changes), field)

@@ -10,9 +10,12 @@ from typing import Any
 
 from scaffolder.errors import ConfigFieldError, ScaffoldError
 from scaffolder.families import (
+    deepseek_v2,
+    deepseek_v3,
     gemma,
     gpt2,
     gpt_neox,
+    gpt_oss,
     granite,
     granitemoe,
     llama,
@@ -47,6 +50,9 @@ ALL_RECIPES: tuple[Recipe, ...] = (
     *qwen3_moe.RECIPES,
     *olmoe.RECIPES,
     *granitemoe.RECIPES,
+    *deepseek_v2.RECIPES,
+    *deepseek_v3.RECIPES,
+    *gpt_oss.RECIPES,
 )
 RECIPES: dict[str, Recipe] = {
     model_type: recipe for recipe in ALL_RECIPES for model_type in recipe.model_types
@@ -58,6 +64,17 @@ def recipe_for(model_type: str, config: dict[str, Any]) -> Recipe:
     if model_type in RECIPES:
         return RECIPES[model_type]
     supported = ", ".join(sorted(RECIPES))
+    known = _recipe_by_architecture(config)
+    if known is not None:
+        architecture, recipe = known
+        # e.g. Kimi-K2: model_type kimi_k2, its own auto_map code, DeepseekV3ForCausalLM weights.
+        raise ConfigFieldError(
+            "model_type",
+            f"{model_type!r} is not a model type scaffold knows, but architectures names "
+            f"{architecture}, which the {recipe.name} family supports; to generate it as that "
+            f'architecture, set "model_type": "{recipe.model_types[0]}" in a copy of config.json '
+            "(custom code in auto_map is never run)",
+        )
     hint = (
         " (its auto_map points at custom code, which is never executed)"
         if "auto_map" in config
@@ -66,6 +83,18 @@ def recipe_for(model_type: str, config: dict[str, Any]) -> Recipe:
     raise ConfigFieldError(
         "model_type", f"unsupported model type {model_type!r}{hint}; supported: {supported}"
     )
+
+
+def _recipe_by_architecture(config: dict[str, Any]) -> tuple[str, Recipe] | None:
+    """The first of config.json's ``architectures`` that a recipe generates, and that recipe."""
+    architectures = config.get("architectures")
+    if not isinstance(architectures, list):
+        return None
+    by_class = {recipe.hf_architecture: recipe for recipe in ALL_RECIPES}
+    for name in architectures:
+        if isinstance(name, str) and name in by_class:
+            return name, by_class[name]
+    return None
 
 
 def build_spec(config: dict[str, Any]) -> ArchSpec:

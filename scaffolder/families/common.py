@@ -6,12 +6,20 @@ Recipes import from here and from :mod:`scaffolder.spec`, never from one another
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from scaffolder.config_fields import REQUIRED
 from scaffolder.errors import ConfigFieldError
-from scaffolder.features import Moe, MoeLayout, Padding, SlidingWindow
+from scaffolder.features import (
+    GroupRouting,
+    LatentAttention,
+    Moe,
+    MoeLayout,
+    Padding,
+    SlidingWindow,
+)
 from scaffolder.fields import read_bool, read_choice, read_float, read_int, require
 from scaffolder.spec import DTYPES, ROPE_TYPES, ArchSpec, RopeSpec
 
@@ -127,6 +135,8 @@ def check_raw_rope_type(config: dict[str, Any], rope_types: tuple[str, ...]) -> 
             f"{name}.{key}",
             f"unsupported rope type {rope_type!r}; supported: {', '.join(rope_types)}",
         )
+        if rope_type == "yarn":  # before transformers, which would divide by zero on some
+            read_yarn(block, 10000.0, block.get("original_max_position_embeddings") or 1)
 
 
 def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> RopeSpec:
@@ -141,6 +151,8 @@ def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> R
     theta = read_float(params, "rope_theta", 10000.0)
     if rope_type == "default":
         return RopeSpec(type="default", theta=theta)
+    if rope_type == "yarn":
+        return read_yarn(params, theta, read_int(hf, "max_position_embeddings"))
     factor = read_float(params, "factor")
     if rope_type in ("linear", "dynamic"):
         require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
@@ -159,6 +171,79 @@ def read_rope(hf: dict[str, Any], rope_types: tuple[str, ...] = ROPE_TYPES) -> R
         low_freq_factor=low,
         high_freq_factor=high,
         original_max_position_embeddings=read_int(params, "original_max_position_embeddings"),
+    )
+
+
+# YaRN's ramp bounds where the config leaves them out (or null or 0), as transformers reads them.
+YARN_BETA_FAST = 32.0
+YARN_BETA_SLOW = 1.0
+
+
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN's attention scale for a context ``factor`` times longer (transformers' get_mscale)."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def read_yarn(params: dict[str, Any], theta: float, max_seq_len: int) -> RopeSpec:
+    """YaRN (rope_type "yarn") as transformers' ``_compute_yarn_parameters`` reads it.
+
+    ``factor`` and ``original_max_position_embeddings`` (default: max_position_embeddings);
+    ``beta_fast``/``beta_slow`` (null or 0: 32 and 1); ``attention_factor``, else inferred from
+    factor, ``mscale`` and ``mscale_all_dim``; ``truncate`` (default true).
+    """
+
+    def number(key: str, default: Any = None, positive: bool = True) -> float | None:
+        value = params.get(key, default)
+        if value is None:
+            return None
+        return read_float({f"rope_scaling.{key}": value}, f"rope_scaling.{key}", positive=positive)
+
+    require(theta > 1.0, "rope_theta", f"must be greater than 1 for YaRN, got {theta}")
+    factor = number("factor", positive=False)
+    require(factor is not None, "rope_scaling.factor", "is missing; YaRN needs it (e.g. 4.0)")
+    require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")
+    original = read_int(
+        {
+            "rope_scaling.original_max_position_embeddings": params.get(
+                "original_max_position_embeddings", max_seq_len
+            )
+        },
+        "rope_scaling.original_max_position_embeddings",
+    )
+    beta_fast = number("beta_fast", positive=False) or YARN_BETA_FAST
+    beta_slow = number("beta_slow", positive=False) or YARN_BETA_SLOW
+    require(beta_slow > 0, "rope_scaling.beta_slow", f"must be positive, got {beta_slow}")
+    require(
+        beta_fast > beta_slow,
+        "rope_scaling.beta_fast",
+        f"must be greater than beta_slow ({beta_slow}), got {beta_fast}",
+    )
+    mscale = number("mscale", positive=False)
+    mscale_all_dim = number("mscale_all_dim", positive=False)
+    for key, value in (("mscale", mscale), ("mscale_all_dim", mscale_all_dim)):
+        require(value is None or value >= 0, f"rope_scaling.{key}", f"must be >= 0, got {value}")
+    attention_factor = number("attention_factor")
+    inferred = attention_factor is None
+    if inferred:
+        if mscale and mscale_all_dim:
+            attention_factor = yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all_dim)
+        else:
+            attention_factor = yarn_mscale(factor)
+    truncate = read_bool(
+        {"rope_scaling.truncate": params.get("truncate", True)}, "rope_scaling.truncate"
+    )
+    return RopeSpec(
+        type="yarn",
+        theta=theta,
+        factor=factor,
+        original_max_position_embeddings=original,
+        beta_fast=beta_fast,
+        beta_slow=beta_slow,
+        mscale=mscale,
+        mscale_all_dim=mscale_all_dim,
+        attention_factor=attention_factor,
+        attention_factor_inferred=inferred,
+        truncate=truncate,
     )
 
 
@@ -528,3 +613,102 @@ def read_moe(
         "leaves no layer with experts; this is a dense model",
     )
     return moe
+
+
+# ---------------------------------------------------------------- DeepSeek (V2, V3)
+
+
+def read_latent_attention(hf: dict[str, Any], *, interleaved: bool) -> LatentAttention:
+    """Multi-head latent attention's sizes (q_lora_rank null: one q_proj, no low-rank path).
+
+    num_key_value_heads must equal num_attention_heads (or be null): every head expands its own
+    keys and values from the latent, and transformers repeats key heads by their ratio.
+    """
+    heads = read_int(hf, "num_attention_heads")
+    require(
+        hf.get("num_key_value_heads") in (None, heads),
+        "num_key_value_heads",
+        f"must equal num_attention_heads ({heads}) for multi-head latent attention",
+    )
+    require(
+        not hf.get("attention_bias", False),
+        "attention_bias",
+        "true is not supported (no published DeepSeek model has attention biases); set it to false",
+    )
+    q_lora = hf.get("q_lora_rank")
+    rope_dim = read_int(hf, "qk_rope_head_dim")
+    require(
+        rope_dim % 2 == 0, "qk_rope_head_dim", f"must be even (RoPE turns pairs), got {rope_dim}"
+    )
+    return LatentAttention(
+        q_lora_rank=None if q_lora is None else read_int(hf, "q_lora_rank"),
+        kv_lora_rank=read_int(hf, "kv_lora_rank"),
+        qk_nope_head_dim=read_int(hf, "qk_nope_head_dim"),
+        qk_rope_head_dim=rope_dim,
+        v_head_dim=read_int(hf, "v_head_dim"),
+        interleaved=interleaved,
+    )
+
+
+def read_group_moe(
+    config: dict[str, Any], hf: dict[str, Any], routing: GroupRouting, *, renormalize: bool
+) -> Moe:
+    """DeepSeek's mixture: n_routed_experts experts of moe_intermediate_size, num_experts_per_tok
+    of them per token chosen by ``routing``, n_shared_experts shared experts (one SwiGLU MLP of
+    n_shared_experts * moe_intermediate_size, no gate), dense MLPs in the first
+    first_k_dense_replace layers. DeepSeek's configs have no router_aux_loss_coef."""
+    n_layers = read_int(config, "num_hidden_layers")
+    num_experts = read_int(hf, "n_routed_experts", minimum=0)
+    require(num_experts >= 1, "n_routed_experts", "is 0: a mixture of experts needs experts")
+    top_k = read_int(hf, "num_experts_per_tok")
+    require(
+        top_k <= num_experts,
+        "num_experts_per_tok",
+        f"{top_k} is more than the {num_experts} experts (n_routed_experts)",
+    )
+    routing_checks = routing.grouped  # greedy routing ignores n_group and topk_group
+    require(
+        not routing_checks or num_experts % routing.n_group == 0,
+        "n_group",
+        f"{routing.n_group} must divide n_routed_experts ({num_experts})",
+    )
+    require(
+        not routing_checks or routing.topk_group <= routing.n_group,
+        "topk_group",
+        f"{routing.topk_group} is more than n_group ({routing.n_group})",
+    )
+    per_group = num_experts // routing.n_group if routing_checks else num_experts
+    require(
+        not routing_checks or top_k <= routing.topk_group * per_group,
+        "num_experts_per_tok",
+        f"{top_k} is more than the {routing.topk_group * per_group} experts of topk_group groups",
+    )
+    if routing.top2:
+        require(
+            per_group >= 2, "n_group", "leaves fewer than 2 experts a group (scores sum the best 2)"
+        )
+    shared = read_int(hf, "n_shared_experts", minimum=0)
+    require(shared >= 1, "n_shared_experts", "0 is not supported (every DeepSeek model has one)")
+    ffn_dim = read_int(hf, "moe_intermediate_size")
+    first = read_int(hf, "first_k_dense_replace", minimum=0)
+    require(
+        first < n_layers,
+        "first_k_dense_replace",
+        f"leaves no layer with experts ({n_layers} layers)",
+    )
+    return Moe(
+        num_experts=num_experts,
+        top_k=top_k,
+        ffn_dim=ffn_dim,
+        aux_loss_coef=0.0,
+        renormalize=renormalize,
+        shared_ffn_dim=shared * ffn_dim,
+        experts_field="n_routed_experts",
+        ffn_field="moe_intermediate_size",
+        renormalize_field="norm_topk_prob",
+        layout=MoeLayout(shared_expert="shared_experts", shared_gate=None),
+        first_dense=first,
+        group_routing=routing,
+        shared_field="n_shared_experts",
+        balancing="expert_bias" if routing.bias_name else "none",
+    )

@@ -99,7 +99,7 @@ RECIPES = (
             "mlp_bias",
             "pad_token_id padding_idx",
             "tied or untied embeddings",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

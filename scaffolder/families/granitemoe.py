@@ -118,7 +118,7 @@ RECIPES = (
             "fused expert tensors in checkpoints",
             "router_aux_loss_coef",
             "pad_token_id padding_idx",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

@@ -71,7 +71,7 @@ RECIPES = (
             "tied or untied embeddings",
             "attention_bias",
             "mlp_bias",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

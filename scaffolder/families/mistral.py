@@ -75,7 +75,7 @@ RECIPES = (
             "explicit head_dim",
             "tied or untied embeddings",
             "sliding_window on every layer",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

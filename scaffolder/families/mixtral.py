@@ -100,7 +100,7 @@ RECIPES = (
             "experts in every layer: softmax top-k router, renormalized",
             "router_aux_loss_coef",
             "sliding_window on every layer",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

@@ -81,7 +81,7 @@ RECIPES = (
             "attention_bias",
             "pad_token_id padding_idx",
             "tied or untied embeddings",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

@@ -98,7 +98,7 @@ RECIPES = (
             "experts in every layer: softmax top-k router (norm_topk_prob)",
             "router_aux_loss_coef",
             "pad_token_id padding_idx",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

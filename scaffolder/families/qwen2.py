@@ -82,7 +82,7 @@ RECIPES = (
             "tied or untied embeddings",
             "q/k/v biases (no o_proj bias)",
             "sliding_window on layers >= max_window_layers (use_sliding_window)",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

@@ -111,7 +111,7 @@ RECIPES = (
             "shared expert with a sigmoid gate",
             "dense layers by decoder_sparse_step / mlp_only_layers",
             "router_aux_loss_coef",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

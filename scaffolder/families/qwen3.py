@@ -84,7 +84,7 @@ RECIPES = (
             "attention_bias",
             "tied or untied embeddings",
             "sliding_window on layers >= max_window_layers (use_sliding_window)",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

@@ -105,7 +105,7 @@ RECIPES = (
             "experts: softmax top-k router (norm_topk_prob)",
             "dense layers by decoder_sparse_step / mlp_only_layers",
             "router_aux_loss_coef",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

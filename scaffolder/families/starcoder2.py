@@ -102,7 +102,7 @@ RECIPES = (
             "use_bias: biases on every linear layer",
             "sliding_window on every layer",
             "tied or untied embeddings",
-            "rope default/linear/dynamic/llama3",
+            "rope default/linear/dynamic/llama3/yarn",
         ),
         build=build,
     ),

@@ -18,13 +18,17 @@ from typing import Any
 from scaffolder.spec import ArchSpec
 
 # Rope types whose rope_parameters carry a scaling factor.
-SCALED_ROPE_TYPES = ("linear", "dynamic", "llama3")
+SCALED_ROPE_TYPES = ("linear", "dynamic", "llama3", "yarn")
+# YaRN's beta_fast and beta_slow where rope_scaling has none (transformers' defaults).
+YARN_BETAS = (32.0, 1.0)
+YARN_MSCALE_TEXT = "0.1 * {} * ln({}) + 1"
 # The helper functions' parts (parts/args/<name>.py.j2), in the order the module defines them.
 HELPERS = (
     "dense_layers",
     "rope_parameters",
     "rope_parameters_per_layer_type",
     "longrope",
+    "yarn",
     "max_window_layers",
     "sliding_window_pattern",
     "is_set",
@@ -113,11 +117,13 @@ class ArgsView:
     rope_folds: tuple[tuple[str, str, Any], ...] = ()
     rope_old: str = ""
     rope_aliases: tuple[str, ...] = ()
+    rope_default: tuple[tuple[str, Any], ...] = ()  # (key, value): the config class's own rope
     layer_rope_thetas: tuple[float, float] | None = None
     max_window_layers_default: int | None = None
     pattern_fallback: str = ""
     pattern_doc: str = ""
     longrope: dict[str, str] = field(default_factory=dict)
+    attention_flops: str = "6 * self.n_layers * self.n_heads * 2 * self.head_dim * seq_len"
 
 
 def literal(value: Any) -> str:
@@ -206,7 +212,17 @@ class _Builder:
             ("n_layers", cf.name("n_layers"), self.get(cf.name("n_layers"))),
             ("n_heads", heads, self.get(heads)),
         ]
-        if f.names.derived_head_dims:
+        if f.latent_attention is not None:
+            # Every head has its own keys and values, expanded from the latent.
+            self.dims.append(Entry(kv, "self.n_heads"))
+            self.properties.append(
+                Property(
+                    "n_kv_heads",
+                    "Latent attention expands keys and values for every head.",
+                    "self.n_heads",
+                )
+            )
+        elif f.names.derived_head_dims:
             self.properties += [
                 Property(
                     "head_dim",
@@ -234,6 +250,8 @@ class _Builder:
             ("ffn_dim", ffn, self.get(ffn, f"4 * {self.get(dim)}")),
             ("max_seq_len", positions, self.get(positions)),
         ]
+        if f.latent_attention is not None:
+            rows = [row for row in rows if row[0] not in ("n_kv_heads", "head_dim")]
         notes = {
             "head_dim": "" if s.explicit_head_dim else f" ({dim} // {heads})",
             "ffn_dim": "" if cf.is_required(ffn) else f" (null: 4 * {dim})",
@@ -271,12 +289,54 @@ class _Builder:
                 "int",
                 rope.original_max_position_embeddings,
             )
+        if rope.type == "yarn":
+            self.yarn_fields()
         if f.local_rope is not None:
             self.local_rope_fields()
         if f.longrope is not None:
             self.longrope_fields()
         if f.partial_rotary_field:
             self.partial_rotary_fields()
+
+    def yarn_fields(self) -> None:
+        """YaRN: the pretraining length, the ramp's rotation bounds, the cos/sin scale."""
+        rope = self.spec.rope
+        self.add(
+            "rope_original_max_seq_len",
+            "int",
+            rope.original_max_position_embeddings,
+            "rope_scaling.original_max_position_embeddings",
+            'rope.get("original_max_position_embeddings") or '
+            + self.get(self.cf.name("max_seq_len")),
+            "YaRN interpolates the frequencies that turn fewer than beta_slow times over the "
+            "original_max_position_embeddings positions the model was pretrained on (divided by "
+            "factor), keeps those turning more than beta_fast times, and ramps linearly between.",
+        )
+        self.rope.append(("original_max_position_embeddings", "self.rope_original_max_seq_len"))
+        for arg, key, default in (
+            ("rope_beta_fast", "beta_fast", YARN_BETAS[0]),
+            ("rope_beta_slow", "beta_slow", YARN_BETAS[1]),
+        ):
+            value = getattr(rope, key)
+            self.add(
+                arg, "float", value, f"rope_scaling.{key}", f"rope.get({key!r}) or {default!r}"
+            )
+            self.rope.append((key, f"self.{arg}"))
+        for arg, key in (("rope_mscale", "mscale"), ("rope_mscale_all_dim", "mscale_all_dim")):
+            value = getattr(rope, key)
+            if value is not None:
+                self.add(arg, "float | None", value, f"rope_scaling.{key}", f"rope.get({key!r})")
+                self.rope.append((key, f"self.{arg}"))
+        self.add(
+            "rope_attention_factor",
+            "float",
+            rope.attention_factor,
+            "rope_scaling.attention_factor",
+            "yarn_attention_factor(rope)",
+            yarn_attention_doc(rope),
+        )
+        self.rope.append(("attention_factor", "self.rope_attention_factor"))
+        self.helpers.append("yarn")
 
     def local_rope_fields(self) -> None:
         local = self.features.local_rope
@@ -518,11 +578,30 @@ class _Builder:
                 doc="Each expert's hidden size; intermediate_size (ffn_dim) is the dense MLPs'.",
                 name=moe.ffn_field,
             )
-        if moe.shared_ffn_dim is not None:
+        if moe.shared_field == "n_shared_experts":
+            self.add_config(
+                "n_shared_experts",
+                "int",
+                moe.shared_ffn_dim // moe.ffn_dim,
+                doc="One shared SwiGLU MLP of n_shared_experts * moe_intermediate_size sees every "
+                "token.",
+            )
+        elif moe.shared_ffn_dim is not None:
             self.add_config(
                 "shared_ffn_dim", "int", moe.shared_ffn_dim, name="shared_expert_intermediate_size"
             )
-        if moe.has_dense_layers(s.n_layers):
+        if moe.group_routing is not None:
+            self.group_routing_fields()
+        if moe.first_dense is not None:
+            self.add_config(
+                "first_k_dense_replace",
+                "int",
+                moe.first_dense,
+                doc="The first first_k_dense_replace layers have a dense MLP of ffn_dim, the "
+                "others experts.",
+            )
+            self.class_parts.append("is_moe_layer_first_dense")
+        elif moe.has_dense_layers(s.n_layers):
             self.add_config(
                 "decoder_sparse_step",
                 "int",
@@ -541,7 +620,18 @@ class _Builder:
             self.class_parts.append("is_moe_layer")
         elif moe.sparse_step is not None:
             self.tail += [Entry("decoder_sparse_step", "1"), Entry("mlp_only_layers", "[]")]
-        self.add_config("router_aux_loss_coef", "float", moe.aux_loss_coef)
+        if moe.activation == "clamped_swiglu":
+            self.add_config(
+                "swiglu_limit",
+                "float",
+                moe.swiglu_limit,
+                doc="The experts clamp gate above and up on both sides at swiglu_limit.",
+            )
+            self.add_config(
+                "swiglu_alpha", "float", moe.swiglu_alpha, ": the sigmoid's gain in the SwiGLU"
+            )
+        if moe.group_routing is None:
+            self.add_config("router_aux_loss_coef", "float", moe.aux_loss_coef)
         self.add(
             "use_grouped_mm",
             "bool",
@@ -551,6 +641,58 @@ class _Builder:
             "Experts multiply with torch._grouped_mm where it applies; False: one expert after "
             "the other (the reference, same values).",
         )
+
+    def group_routing_fields(self) -> None:
+        """DeepSeek's router: groups of experts and the weights' scale."""
+        routing = self.features.moe.group_routing
+        if routing.grouped:
+            self.add_config(
+                "n_group",
+                "int",
+                routing.n_group,
+                doc="Experts are split into n_group groups; a token's experts come from its "
+                "topk_group best groups.",
+            )
+            self.add_config("topk_group", "int", routing.topk_group)
+        self.add_config(
+            "routed_scaling_factor",
+            "float",
+            routing.scaling_factor,
+            doc="The routed experts' weights are multiplied by routed_scaling_factor.",
+        )
+
+    def latent_attention_fields(self) -> None:
+        """Multi-head latent attention's ranks and head parts."""
+        latent = self.features.latent_attention
+        if latent is None:
+            return
+        if latent.q_lora_rank is not None:
+            self.add_config(
+                "q_lora_rank",
+                "int",
+                latent.q_lora_rank,
+                doc="Queries: q_a_proj to q_lora_rank, RMSNorm, q_b_proj to the heads.",
+            )
+        else:
+            self.tail.append(
+                Entry(
+                    "q_lora_rank",
+                    "None",
+                    (f"One q_proj; {self.spec.hf_config_class} would default to a low-rank path.",),
+                )
+            )
+        self.add_config(
+            "kv_lora_rank",
+            "int",
+            latent.kv_lora_rank,
+            doc="Keys and values: kv_a_proj_with_mqa to a kv_lora_rank latent (plus the shared "
+            "rotary key), RMSNorm, kv_b_proj to every head's keys and values.",
+        )
+        self.add_config(
+            "qk_nope_head_dim", "int", latent.qk_nope_head_dim, ": channels without positions"
+        )
+        self.add_config("qk_rope_head_dim", "int", latent.qk_rope_head_dim, ": rotated channels")
+        self.add_config("v_head_dim", "int", latent.v_head_dim)
 
     # ------------------------------------------------------------------ ARCHITECTURE
 
@@ -570,6 +712,16 @@ class _Builder:
         ]
         if s.rope is not None:
             self.fixed.append(Fixed("rope_type", s.rope.type, 'rope["rope_type"]'))
+        if s.rope is not None and s.rope.type == "yarn":
+            self.fixed.append(
+                Fixed(
+                    "rope_truncate",
+                    s.rope.truncate,
+                    'rope.get("truncate", True)',
+                    ("rope_scaling.truncate: YaRN's ramp bounds rounded to whole dimensions.",),
+                )
+            )
+            self.rope.append(("truncate", 'ARCHITECTURE["rope_truncate"]'))
         if f.local_rope is not None:
             self.fixed.append(
                 Fixed("local_rope_type", f.local_rope.type, 'local_rope["rope_type"]')
@@ -606,7 +758,15 @@ class _Builder:
             partial = f.partial_rotary is not None
             found = 'rope["partial_rotary_factor"] != 1.0'
             self.fixed.append(Fixed("partial_rotary", partial, found))
+        if f.latent_attention is not None and "rope_interleave" in cf.defaults:
+            interleaved = f.latent_attention.interleaved
+            self.fixed.append(Fixed("rope_interleave", interleaved, self.get("rope_interleave")))
+            self.written.append(Entry("rope_interleave", 'ARCHITECTURE["rope_interleave"]'))
         moe = f.moe
+        method = moe.group_routing.method if moe is not None and moe.group_routing else None
+        if method is not None:
+            self.fixed.append(Fixed("topk_method", method, self.get("topk_method")))
+            self.written.append(Entry("topk_method", 'ARCHITECTURE["topk_method"]'))
         if moe is not None and moe.renormalize_field is not None:
             name = moe.renormalize_field
             self.fixed.append(Fixed(name, moe.renormalize, self.get(name)))
@@ -649,6 +809,7 @@ class _Builder:
         self.multiplier_fields()
         self.padding_fields()
         self.dropout_fields()
+        self.latent_attention_fields()
         self.moe_fields()
         self.add_config("initializer_range", "float", s.initializer_range)
         self.architecture()
@@ -724,7 +885,9 @@ class _Builder:
                 "max_seq_len": self.get(cf.name("max_seq_len")),
             }
         return ArgsView(
-            imports=("import math",) if f.longrope is not None else (),
+            imports=("import math",)
+            if f.longrope is not None or (s.rope is not None and s.rope.type == "yarn")
+            else (),
             fixed=tuple(self.fixed),
             fields=tuple(self.fields),
             properties=tuple(self.properties),
@@ -748,6 +911,7 @@ class _Builder:
             if self.rope_folds
             else "",
             rope_aliases=f.longrope_aliases,
+            rope_default=tuple(cf.rope_default.items()),
             layer_rope_thetas=(
                 (cf.defaults["rope_theta"], cf.defaults[cf.name("rope_local_theta")])
                 if f.local_rope is not None
@@ -757,7 +921,38 @@ class _Builder:
             pattern_fallback=pattern_fallback,
             pattern_doc=pattern_doc,
             longrope=longrope,
+            **(
+                {}
+                if f.latent_attention is None
+                else {
+                    "attention_flops": "6 * self.n_layers * self.n_heads * (self.qk_nope_head_dim "
+                    "+ self.qk_rope_head_dim + self.v_head_dim) * seq_len"
+                }
+            ),
         )
+
+
+def yarn_attention_doc(rope: Any) -> str:
+    """How this config's YaRN attention factor (cos and sin are multiplied by it) comes about."""
+    value = f"{rope.attention_factor:.6g}"
+    head = "YaRN multiplies cos and sin by rope_scaling.attention_factor"
+    infer = (
+        "without it, transformers infers it from factor: 0.1 * mscale * ln(factor) + 1 over the "
+        "same with mscale_all_dim where both are set, else 0.1 * ln(factor) + 1 (1 for factor "
+        "<= 1)"
+    )
+    if rope.mscale and rope.mscale_all_dim:
+        given = (
+            f"This config gives none: ({YARN_MSCALE_TEXT.format(rope.mscale, rope.factor)}) / "
+            f"({YARN_MSCALE_TEXT.format(rope.mscale_all_dim, rope.factor)}) = {value}"
+        )
+    else:
+        given = f"This config gives none: 0.1 * ln({rope.factor}) + 1 = {value}"
+    return (
+        f"{head}; {infer}. {given}."
+        if rope.attention_factor_inferred
+        else (f"{head} ({value}, as the config gives it); {infer}.")
+    )
 
 
 def args_view(spec: ArchSpec) -> ArgsView:

@@ -41,10 +41,17 @@ class InfraView:
     full_args: tuple[tuple[str, Any], ...]
 
     has_experts: bool = False  # model/moe.py exists (mixture-of-experts layers)
+    # Latent attention: the SumRotaryKeyGradient style is defined and used.
+    rotary_key_gradient: bool = False
+    # apply_tp's docstring: which heads must divide by the TP degree (prose).
+    heads_doc: str = ""
+    # The comment above a block's choice between experts and a dense MLP.
+    layer_choice: str = "decoder_sparse_step and mlp_only_layers"
     ep_doc: str = ""  # apply_ep's docstring
     # Blocks with experts and blocks with a dense MLP: their plans, added per block.
     moe_plan: tuple[PlanEntry, ...] = ()
     dense_plan: tuple[PlanEntry, ...] = ()
+    tp_sinks: bool = False  # attention sinks, one per query head: split with the heads
 
     @property
     def omitted_files(self) -> tuple[str, ...]:
@@ -85,7 +92,9 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
     entries: list[PlanEntry] = []
     if placement != "post":
         entries.append(PlanEntry("attention_norm", SEQUENCE_PARALLEL))
-    if spec.rope is None:
+    if f.latent_attention is not None:
+        entries += _latent_plan(spec)
+    elif spec.rope is None:
         entries.append(PlanEntry("attention", SEQUENCE_TO_REPLICATE))
     else:
         entries.append(
@@ -95,7 +104,8 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
                 "desired_input_layouts=(Replicate(), None))",
             )
         )
-    entries += [PlanEntry(f"attention.{name}", COLWISE) for name in ("wq", "wk", "wv")]
+    if f.latent_attention is None:
+        entries += [PlanEntry(f"attention.{name}", COLWISE) for name in ("wq", "wk", "wv")]
     if f.qk_norm is not None and f.qk_norm.kind == "per_head":
         per_head = "SequenceParallel(sequence_dim=1, use_local_output=True)"
         entries += [
@@ -137,6 +147,30 @@ def _block_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
     if post_norms:
         entries.append(PlanEntry("post_ffn_norm", "SequenceParallel(use_local_output=True)"))
     return tuple(entries)
+
+
+def _latent_plan(spec: ArchSpec) -> list[PlanEntry]:
+    """Multi-head latent attention: the projections to heads split by head, the low-rank
+    projections into the latents (and their norms) whole on every rank."""
+    queries = "wq" if spec.features.latent_attention.q_lora_rank is None else "wq_b"
+    return [
+        PlanEntry(
+            "attention",
+            "PrepareModuleInput(input_layouts=(Shard(1), None), "
+            "desired_input_layouts=(Replicate(), None), use_local_output=True)",
+            "Attention sees the whole sequence as a plain tensor: the low-rank projections into "
+            "the latents and their norms (wq_a, q_norm, wkv_a, kv_norm) run whole on every rank; "
+            "the projections out of them split by head.",
+        ),
+        PlanEntry(
+            "attention.wkv_a",
+            "SumRotaryKeyGradient(block.attention.qk_rope_head_dim)",
+            "Every head reads the one rotary key wkv_a makes: each rank's heads give only their "
+            "share of its gradient, summed here over the ranks.",
+        ),
+        PlanEntry(f"attention.{queries}", COLWISE),
+        PlanEntry("attention.wkv_b", COLWISE),
+    ]
 
 
 def _ep_doc(spec: ArchSpec) -> str:
@@ -185,13 +219,16 @@ def _debug_args(spec: ArchSpec) -> tuple[tuple[str, Any, str], ...]:
         comment = ""
         if name == "attention_dropout":
             comment = f"config.json: {spec.features.attention_dropout}"
+        elif name == "swiglu_limit":
+            limit = spec.features.moe.swiglu_limit
+            comment = f"config.json: {limit}; the tests' random weights reach this clamp"
         args.append((name, value, comment))
     return tuple(args)
 
 
 def _full_args(spec: ArchSpec) -> tuple[tuple[str, Any], ...]:
     names = ["vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim"]
-    if spec.features.names.derived_head_dims:
+    if spec.features.names.derived_head_dims or spec.features.latent_attention is not None:
         names.remove("n_kv_heads")
         names.remove("head_dim")
     return tuple((name, getattr(spec, name)) for name in [*names, "max_seq_len"])
@@ -205,7 +242,7 @@ def infra_view(spec: ArchSpec) -> InfraView:
         block_plan=_block_plan(spec),
         sharded_feature_norm=spec.features.qk_norm is not None
         and spec.features.qk_norm.kind == "projection",
-        column_modules="q/k/v and w1/w3" if spec.features.gated_mlp else "q/k/v and w1",
+        column_modules=_column_modules(spec),
         has_pipeline=not spec.tie_word_embeddings,
         input_modules=("tok_embeddings", "pos_embeddings")
         if spec.features.learned_positions
@@ -216,4 +253,28 @@ def infra_view(spec: ArchSpec) -> InfraView:
         ep_doc=_ep_doc(spec),
         moe_plan=tuple(_moe_plan()) if mixed else (),
         dense_plan=tuple(_dense_plan(spec)) if mixed else (),
+        tp_sinks=spec.features.attention_sinks,
+        rotary_key_gradient=spec.features.latent_attention is not None,
+        heads_doc=_heads_doc(spec),
+        layer_choice="first_k_dense_replace"
+        if moe is not None and moe.first_dense is not None
+        else "decoder_sparse_step and mlp_only_layers",
+    )
+
+
+def _column_modules(spec: ArchSpec) -> str:
+    mlp = "w1/w3" if spec.features.gated_mlp else "w1"
+    latent = spec.features.latent_attention
+    if latent is None:
+        return f"q/k/v and {mlp}"
+    queries = "wq" if latent.q_lora_rank is None else "wq_b"
+    return f"{queries}, wkv_b and {mlp}"
+
+
+def _heads_doc(spec: ArchSpec) -> str:
+    if spec.features.latent_attention is not None:
+        return f"{spec.n_heads} heads must divide by the TP degree."
+    return (
+        f"{spec.n_heads} query heads and {spec.n_kv_heads} key/value heads must both divide by "
+        "the TP degree."
     )

@@ -14,8 +14,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from scaffolder.features import Moe
 from scaffolder.literals import Name, ordinal
 from scaffolder.spec import ArchSpec
+
+# Megatron's quick GELU, x * sigmoid(1.702 * x) (megatron/core/fusions/fused_bias_geglu.py).
+MEGATRON_QUICK_GELU_ALPHA = 1.702
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,11 @@ def _attention(spec: ArchSpec) -> Section:
         kv_comment = "head_dim; always explicit"
     else:
         kv_comment = "head_dim (= hidden_size / num_attention_heads); always explicit"
-    items.append(Entry("kv_channels", spec.head_dim, kv_comment))
+    latent = f.latent_attention
+    if latent is not None:
+        items += _latent_attention(spec)
+    else:
+        items.append(Entry("kv_channels", spec.head_dim, kv_comment))
     if f.biases.qkv_only and not spec.attention_bias:
         qkv = Entry(
             "add_qkv_bias",
@@ -123,7 +131,7 @@ def _attention(spec: ArchSpec) -> Section:
         field = "use_bias" if "use_bias" in f.biases.fields else "attention_bias"
         qkv = Entry("add_qkv_bias", spec.attention_bias, field)
     items.append(qkv)
-    if spec.attention_bias and not spec.mlp_bias:
+    if spec.attention_bias and not spec.mlp_bias and not _biased_experts_only(spec):
         items.append(
             Note(
                 "attention_bias also biases o_proj, but Megatron biases its attention output "
@@ -181,6 +189,14 @@ def _attention(spec: ArchSpec) -> Section:
                 expressible=False,
             )
         )
+    if f.attention_sinks:
+        items.append(
+            Entry(
+                "softmax_type",
+                Name("learnable"),
+                "sinks: one learned logit per head in the softmax (Megatron's learnable offset)",
+            )
+        )
     if f.softcap is not None and f.softcap.attention:
         items.append(
             Note(
@@ -228,6 +244,42 @@ def _sliding_window(spec: ArchSpec) -> list[Entry | Note]:
     return items
 
 
+def _biased_experts_only(spec: ArchSpec) -> bool:
+    """Every layer's MLP is experts with biases: Megatron's add_bias_linear biases exactly them
+    and the attention output projection."""
+    moe = spec.features.moe
+    return moe is not None and moe.expert_biases and not moe.has_dense_layers(spec.n_layers)
+
+
+def _clamped_swiglu(moe: Any) -> list[Entry | Note]:
+    """The experts' clamped SwiGLU, ``(up + 1) * gate * sigmoid(alpha * gate)``: Megatron's
+    quick GeGLU (alpha fixed at 1.702) with a linear offset of 1 and its clamp."""
+    items: list[Entry | Note] = [
+        Entry("swiglu", False, "the experts' gate is clamped: quick_geglu, below"),
+        Entry(
+            "quick_geglu",
+            True,
+            "gate * sigmoid(1.702 * gate)"
+            + (": swiglu_alpha 1.702" if moe.swiglu_alpha == MEGATRON_QUICK_GELU_ALPHA else ""),
+        ),
+        Entry("glu_linear_offset", 1.0, "(up + 1): the up projection plus one"),
+        Entry(
+            "activation_func_clamp_value",
+            moe.swiglu_limit,
+            "swiglu_limit: gate clamped above, up on both sides",
+        ),
+    ]
+    if moe.swiglu_alpha != MEGATRON_QUICK_GELU_ALPHA:
+        items.append(
+            Note(
+                f"swiglu_alpha {moe.swiglu_alpha}: the experts' gate is gate * sigmoid(alpha * "
+                f"gate); Megatron's quick GELU fixes alpha at {MEGATRON_QUICK_GELU_ALPHA}.",
+                expressible=False,
+            )
+        )
+    return items
+
+
 def _mlp(spec: ArchSpec) -> Section:
     f = spec.features
     activation = f.names.activation
@@ -272,6 +324,8 @@ def _mlp(spec: ArchSpec) -> Section:
             ),
             Entry("swiglu", True),
         ]
+    elif f.moe is not None and f.moe.activation == "clamped_swiglu":
+        items += _clamped_swiglu(f.moe)
     else:
         items.append(
             Entry(
@@ -280,7 +334,10 @@ def _mlp(spec: ArchSpec) -> Section:
                 f"hidden_act {spec.hidden_act} with gate/up/down projections: SwiGLU",
             )
         )
-    if "use_bias" in f.biases.fields:
+    if _biased_experts_only(spec):
+        also = ", o_proj too (attention_bias)" if spec.attention_bias else ""
+        items.append(Entry("add_bias_linear", True, f"the experts' projections have biases{also}"))
+    elif "use_bias" in f.biases.fields:
         what = "every linear layer has a bias" if spec.mlp_bias else "no biases"
         items.append(Entry("add_bias_linear", spec.mlp_bias, f"use_bias: {what}"))
     elif f.biases.everywhere:
@@ -339,6 +396,8 @@ def _normalization(spec: ArchSpec) -> Section:
                 "qk_layernorm", True, "q_norm, k_norm: queries and keys normed per head before RoPE"
             )
         )
+    elif f.latent_attention is not None:
+        items.append(Entry("qk_layernorm", True, "q_a_layernorm and kv_a_layernorm on the latents"))
     else:
         items.append(Entry("qk_layernorm", False))
     if f.parallel_residual:
@@ -426,13 +485,19 @@ def _positions(spec: ArchSpec) -> Section:
         )
     else:
         items.append(Entry("rotary_percent", 1.0, "rotary covers the whole head_dim"))
-    items.append(
-        Entry(
+    if f.latent_attention is not None:
+        interleaved = Entry(
+            "rotary_interleaved",
+            False,
+            "multi-latent attention takes the rotary channels as adjacent pairs itself",
+        )
+    else:
+        interleaved = Entry(
             "rotary_interleaved",
             False,
             "transformers' rotate_half layout (two halves), not interleaved pairs",
         )
-    )
+    items.append(interleaved)
     items += _rope_scaling(spec)
     return Section("positions", tuple(items))
 
@@ -486,6 +551,20 @@ def _rope_scaling(spec: ArchSpec) -> list[Entry | Note]:
                 f"rope_scaling dynamic (factor {rope.factor}): Megatron has no dynamic NTK "
                 f"scaling. Plain rope is exact up to max_position_embeddings ({spec.max_seq_len}) "
                 "tokens, where transformers does not rescale either; keep seq_length within it.",
+                expressible=False,
+            )
+        )
+    elif rope.type == "yarn" and spec.features.latent_attention is not None:
+        items += _latent_yarn(spec)
+    elif rope.type == "yarn":
+        items.append(
+            Note(
+                f"rope_scaling yarn (factor {rope.factor}, original_max_position_embeddings "
+                f"{rope.original_max_position_embeddings}, beta_fast {rope.beta_fast}, beta_slow "
+                f"{rope.beta_slow}; cos and sin scaled by attention_factor "
+                f"{rope.attention_factor:.6g}): Megatron's arguments set YaRN only for "
+                "multi-latent attention (--rope-type yarn); --position-embedding-type has no yarn "
+                "for standard attention, so this preset rotates with plain rope.",
                 expressible=False,
             )
         )
@@ -548,6 +627,142 @@ def _embeddings(spec: ArchSpec) -> Section:
     return Section("embeddings, initialization, regularization", tuple(items))
 
 
+def _latent_yarn(spec: ArchSpec) -> list[Entry | Note]:
+    """YaRN with multi-latent attention: Megatron's MLA reads it (--rope-type yarn)."""
+    rope = spec.rope
+    items: list[Entry | Note] = [
+        Entry("rope_type", Name("yarn"), "rope_scaling yarn, for multi-latent attention"),
+        Entry("rotary_scaling_factor", rope.factor, "rope_scaling.factor"),
+        Entry("mscale", rope.mscale if rope.mscale is not None else 1.0, "rope_scaling.mscale"),
+        Entry(
+            "mscale_all_dim",
+            rope.mscale_all_dim if rope.mscale_all_dim is not None else 0.0,
+            "rope_scaling.mscale_all_dim: also scales the scores by its mscale squared",
+        ),
+    ]
+    original = rope.original_max_position_embeddings
+    if original == 4096:
+        items.append(
+            Note(
+                "rope_scaling.original_max_position_embeddings 4096 is the value Megatron's "
+                "multi-latent attention fixes (MLATransformerConfig; no argument sets it)."
+            )
+        )
+    else:
+        items.append(
+            Note(
+                f"rope_scaling.original_max_position_embeddings {original}: Megatron's "
+                "multi-latent attention fixes it at 4096 (no argument sets it).",
+                expressible=False,
+            )
+        )
+    if (rope.beta_fast, rope.beta_slow) != (32.0, 1.0):
+        items.append(
+            Note(
+                f"rope_scaling beta_fast {rope.beta_fast} and beta_slow {rope.beta_slow}: "
+                "Megatron's multi-latent attention fixes them at 32 and 1 (no arguments).",
+                expressible=False,
+            )
+        )
+    if not rope.attention_factor_inferred:
+        items.append(
+            Note(
+                f"rope_scaling.attention_factor {rope.attention_factor:.6g}: Megatron derives "
+                "the cos/sin scale from mscale and mscale_all_dim and reads no attention_factor.",
+                expressible=False,
+            )
+        )
+    return items
+
+
+def _latent_attention(spec: ArchSpec) -> list[Entry | Note]:
+    """Multi-head latent attention: Megatron's MLA with the config's ranks and head parts."""
+    latent = spec.features.latent_attention
+    items: list[Entry | Note] = [
+        Entry("kv_channels", latent.v_head_dim, "v_head_dim (MLA sizes its heads below)"),
+        Entry("multi_latent_attention", True, "q_lora_rank / kv_lora_rank latents"),
+        Entry("q_lora_rank", latent.q_lora_rank, "q_lora_rank (null: one q_proj)"),
+        Entry("kv_lora_rank", latent.kv_lora_rank, "kv_lora_rank"),
+        Entry("qk_head_dim", latent.qk_nope_head_dim, "qk_nope_head_dim: channels without RoPE"),
+        Entry("qk_pos_emb_head_dim", latent.qk_rope_head_dim, "qk_rope_head_dim"),
+        Entry("v_head_dim", latent.v_head_dim, "v_head_dim"),
+    ]
+    if not latent.interleaved:
+        items.append(
+            Note(
+                "rope_interleave is false: Megatron's multi-latent attention always takes the "
+                "rotary channels as adjacent pairs (the interleaved layout), so its "
+                "checkpoint conversion must permute them.",
+                expressible=False,
+            )
+        )
+    return items
+
+
+def _group_routing(moe: Moe) -> list[Entry | Note]:
+    """DeepSeek's router: score function, groups, scaling and the selection bias."""
+    routing = moe.group_routing
+    items: list[Entry | Note] = [Entry("moe_router_score_function", Name(routing.scoring))]
+    if routing.scoring == "softmax":
+        items.append(
+            Entry(
+                "moe_router_pre_softmax",
+                True,
+                "softmax over every expert, then top-k, not renormalized",
+            )
+        )
+    else:
+        items.append(
+            Entry(
+                "moe_router_pre_softmax",
+                False,
+                "sigmoid scores of every expert, then top-k"
+                + (", renormalized (norm_topk_prob)" if moe.renormalize else ""),
+            )
+        )
+    if routing.grouped:
+        items += [
+            Entry("moe_router_num_groups", routing.n_group, "n_group"),
+            Entry("moe_router_group_topk", routing.topk_group, "topk_group"),
+        ]
+        if not routing.top2:
+            items.append(
+                Note(
+                    "group_limited_greedy scores a group by its best expert; Megatron's group "
+                    "routing sums each group's top (moe_router_topk / moe_router_group_topk) "
+                    "scores, so it can choose other groups.",
+                    expressible=False,
+                )
+            )
+    items += [
+        Entry("moe_router_topk_scaling_factor", routing.scaling_factor, "routed_scaling_factor"),
+        Entry("moe_router_dtype", Name("fp32"), "router scores in float32, as transformers"),
+    ]
+    if routing.bias_name is not None:
+        items += [
+            Entry(
+                "moe_router_enable_expert_bias",
+                True,
+                f"{routing.bias_name}: auxiliary-loss-free balancing",
+            ),
+            Entry("moe_router_bias_update_rate", 0.001, "the package's expert_bias_update_rate"),
+            Entry(
+                "moe_router_load_balancing_type",
+                [Name("none")],
+                "no auxiliary loss: transformers computes none for this model",
+            ),
+        ]
+    else:
+        items.append(
+            Entry(
+                "moe_router_load_balancing_type",
+                [Name("none")],
+                "transformers computes no load-balancing loss for this model",
+            )
+        )
+    return items
+
+
 def _experts(spec: ArchSpec) -> Section | None:
     """The mixture of experts: sizes, which layers, routing, balancing, grouped GEMM."""
     moe = spec.features.moe
@@ -560,17 +775,30 @@ def _experts(spec: ArchSpec) -> Section | None:
     ]
     if moe.has_dense_layers(spec.n_layers):
         pattern = [int(moe.is_sparse(i)) for i in range(spec.n_layers)]
+        which = (
+            "first_k_dense_replace"
+            if moe.first_dense is not None
+            else "decoder_sparse_step, mlp_only_layers"
+        )
         items.append(
             Entry(
                 "moe_layer_freq",
                 pattern,
-                "1: experts, 0: a dense MLP of ffn_hidden_size (decoder_sparse_step, "
-                "mlp_only_layers)",
+                f"1: experts, 0: a dense MLP of ffn_hidden_size ({which})",
             )
         )
     else:
         items.append(Entry("moe_layer_freq", 1, "experts in every layer"))
-    if moe.shared_ffn_dim is not None:
+    if moe.shared_ffn_dim is not None and moe.layout.shared_gate is None:
+        items += [
+            Entry(
+                "moe_shared_expert_intermediate_size",
+                moe.shared_ffn_dim,
+                f"n_shared_experts * {moe.ffn_field}",
+            ),
+            Entry("moe_shared_expert_gate", False, "the shared experts' output is not gated"),
+        ]
+    elif moe.shared_ffn_dim is not None:
         items += [
             Entry(
                 "moe_shared_expert_intermediate_size",
@@ -579,6 +807,13 @@ def _experts(spec: ArchSpec) -> Section | None:
             ),
             Entry("moe_shared_expert_gate", True, "shared_expert_gate: sigmoid gate on its output"),
         ]
+    if moe.group_routing is not None:
+        items += _group_routing(moe)
+        items += [
+            Entry("moe_grouped_gemm", True, "experts as one grouped GEMM"),
+            Entry("moe_token_dispatcher_type", Name("alltoall"), "tokens to experts by all-to-all"),
+        ]
+        return Section("experts", tuple(items))
     renormalized = moe.routing == "topk_softmax" or moe.renormalize
     if renormalized:
         why = (
@@ -603,6 +838,18 @@ def _experts(spec: ArchSpec) -> Section | None:
         )
     items += [
         Entry("moe_router_score_function", Name("softmax")),
+        *(
+            (
+                Note(
+                    "the router's logits have a learned bias (router.bias); Megatron's router "
+                    "linear has none (moe_router_enable_expert_bias is a selection-only bias "
+                    "updated from token counts, not a trained logit bias).",
+                    expressible=False,
+                ),
+            )
+            if moe.router_bias
+            else ()
+        ),
         Entry("moe_router_dtype", Name("fp32"), "router scores in float32, as transformers"),
         Entry("moe_router_load_balancing_type", [Name("aux_loss")]),
         Entry("moe_aux_loss_coeff", [moe.aux_loss_coef], "router_aux_loss_coef"),

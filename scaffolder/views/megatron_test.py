@@ -23,6 +23,19 @@ class MegatronTestView:
     swiglu: bool
     rope_scaling: tuple[tuple[str, str], ...]  # (preset key, expected expression)
     runtime_rope_type: str | None  # what megatron_to_runtime reads back (None: no rope)
+    kv_channels: str = "args.head_dim"  # kv_channels' expected expression
+    # ModelArgs fields megatron_to_runtime reads back
+    runtime_fields: tuple[str, ...] = (
+        "vocab_size",
+        "dim",
+        "n_layers",
+        "n_heads",
+        "n_kv_heads",
+        "head_dim",
+        "ffn_dim",
+        "max_seq_len",
+        "norm_eps",
+    )
 
     @property
     def mlp_bias_test(self) -> str:
@@ -52,6 +65,9 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
         mlp = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in fields else "False"
         if f.biases.mlp_always:
             mlp = "True"
+    moe = f.moe
+    if moe is not None and moe.expert_biases and not moe.has_dense_layers(spec.n_layers):
+        mlp = "True"  # add_bias_linear: the experts' biases
     if "True" in (qkv, mlp):
         attention = "True"
     elif mlp == "False":
@@ -73,7 +89,25 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
         mlp_bias=mlp,
         attention_bias=attention,
         normalization="LayerNorm" if f.norm.kind == "layernorm" else "RMSNorm",
-        swiglu=f.gated_mlp,
+        # The experts' clamped SwiGLU is Megatron's quick GeGLU instead.
+        swiglu=f.gated_mlp and (moe is None or moe.activation == "swiglu"),
         rope_scaling=scaling,
         runtime_rope_type=runtime_rope_type,
+        **(
+            {}
+            if f.latent_attention is None
+            else {
+                "kv_channels": "args.v_head_dim",
+                "runtime_fields": (
+                    "vocab_size",
+                    "dim",
+                    "n_layers",
+                    "n_heads",
+                    "n_kv_heads",
+                    "ffn_dim",
+                    "max_seq_len",
+                    "norm_eps",
+                ),
+            }
+        ),
     )

@@ -65,6 +65,7 @@ class _Facts:
     scaled: bool  # a scale other than head_dim ** -0.5 (self.scale)
     multipliers: bool
     dropout: bool
+    sinks: bool = False  # a learned sink logit per head: scores computed explicitly too
 
 
 def _facts(spec: ArchSpec) -> _Facts:
@@ -84,6 +85,7 @@ def _facts(spec: ArchSpec) -> _Facts:
         scaled=f.query_pre_attn_scalar is not None or f.multipliers is not None,
         multipliers=f.multipliers is not None,
         dropout=bool(f.attention_dropout),
+        sinks=f.attention_sinks,
     )
 
 
@@ -110,11 +112,12 @@ class AttentionView:
     repeat_kv: tuple[str, ...]  # explicit scores: key/value heads repeated for their queries
     mask: tuple[str, ...]  # fused attention: the sliding-window mask
     sdpa_kwargs: tuple[str, ...]
+    dropout: bool = False  # explicit scores: attention probabilities dropped in training
 
 
 def attention_view(spec: ArchSpec) -> AttentionView:
     f, x = spec.features, _facts(spec)
-    gqa_repeat = x.explicit and spec.uses_gqa
+    gqa_repeat = (x.explicit or x.sinks) and spec.uses_gqa
     qkv_only = f.biases.qkv_only and not spec.attention_bias
     return AttentionView(
         doc=_attention_doc(spec, x),
@@ -132,6 +135,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
             (x.scaled and f.query_pre_attn_scalar is None, "scale_attention_multiplier"),
             (x.explicit, "softcap_attribute"),
             (x.dropout, "dropout_attribute"),
+            (x.sinks, "sinks_attribute"),
         ),
         qkv_bias=spec.attention_bias or f.biases.qkv_only,
         o_bias=spec.attention_bias,
@@ -142,6 +146,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
             (spec.attention_bias, "init_zero_bias"),
             (qkv_only, "init_zero_qkv_bias"),
             (f.qk_norm, "init_qk_norm"),
+            (x.sinks, "init_sinks"),
         ),
         q="self.q_norm(self.wq(x))" if x.projection_norm else "self.wq(x)",
         k="self.k_norm(self.wk(x))" if x.projection_norm else "self.wk(x)",
@@ -159,19 +164,24 @@ def attention_view(spec: ArchSpec) -> AttentionView:
             (x.per_layer, "attn_mask=mask, is_causal=mask is None"),
             (x.sliding and not x.per_layer, "attn_mask=mask"),
             (not x.sliding, "is_causal=True"),
-            (x.scaled, "scale=self.scale"),
+            (x.scaled or f.latent_attention is not None, "scale=self.scale"),
             (not x.scaled and not f.scale_attn_weights, "scale=1.0"),
             (x.dropout, "dropout_p=self.dropout if self.training else 0.0"),
             (spec.uses_gqa, "enable_gqa=True"),
         ),
+        dropout=x.dropout and x.sinks,
     )
 
 
 def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
     f = spec.features
+    if f.latent_attention is not None:
+        return _latent_doc(spec)
     positions = "rotary positions" if x.rotary else "learned position embeddings"
     if x.explicit:
         summary = f"Causal self-attention with soft-capped scores and {positions}."
+    elif x.sinks:
+        summary = f"Causal self-attention with attention sinks and {positions}."
     elif spec.uses_gqa:
         summary = f"Causal self-attention with grouped-query attention and {positions}."
     else:
@@ -181,7 +191,7 @@ def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
         "(num_key_value_heads)"
         + (
             "."
-            if x.explicit
+            if x.explicit or x.sinks
             else "; scaled_dot_product_attention broadcasts the key/value heads itself."
         )
     )
@@ -198,6 +208,13 @@ def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
         "(attn_logit_softcapping) before the mask and the float32 softmax; "
         "scaled_dot_product_attention has no such step, so they are computed explicitly."
         if x.explicit
+        else None,
+        "Each head has a learned sink logit (``sinks``) joined to its softmax: it takes a share "
+        "of the probability and adds no value. scaled_dot_product_attention cannot take it, so "
+        "scores are computed explicitly: the matmul, the mask, a float32 softmax over the scores "
+        "and the sink's column, then that column dropped (memory grows with seqlen squared; "
+        "flash kernels with sink support are the efficient path on GPUs)."
+        if x.sinks
         else None,
         "In training, attention probabilities are dropped with probability ``attention_dropout``."
         if x.dropout
@@ -294,7 +311,9 @@ def _mlp_lines(spec: ArchSpec) -> dict[str, object]:
         )
     return dict(
         mlp_init=(
-            "# decoder_sparse_step and mlp_only_layers: experts here, or a dense MLP.",
+            "# first_k_dense_replace: experts here, or a dense MLP."
+            if moe.first_dense is not None
+            else "# decoder_sparse_step and mlp_only_layers: experts here, or a dense MLP.",
             "self.moe_enabled = model_args.is_moe_layer(layer_id)",
             "if self.moe_enabled:",
             "    self.moe = MoE(model_args)",
@@ -361,6 +380,9 @@ class RopeView:
     global_inv_freq: str
     local_doc: str  # rope_local_global: the sliding layers' cache
     local_inv_freq: str
+    cache_doc: tuple[str, ...] = ()  # precompute_rope_cache's docstring lines (): the default
+    truncate: bool = False  # YaRN: the ramp's bounds rounded to whole dimensions
+    attention_factor: bool = False  # cos and sin multiplied by rope_attention_factor (YaRN)
 
 
 def rope_view(spec: ArchSpec) -> RopeView:
@@ -372,14 +394,53 @@ def rope_view(spec: ArchSpec) -> RopeView:
     return RopeView(
         inv_freq_part=f"rope_inv_freq_{rope_type}",
         cache_part="rope_cache_longrope" if rope_type == "longrope" else "rope_cache",
-        rotary_channels="rotary_dim" if f.partial_rotary is not None else "head_dim",
+        rotary_channels=_rotary_channels(spec),
         inv_freq_call=f"rope_inv_freq(args, {'seq_len, ' if rope_type == 'dynamic' else ''}device)",
-        rotate="rotate_partial" if f.partial_rotary is not None else "rotate_all",
+        rotate=_rotate(spec),
         global_doc=global_doc,
         global_inv_freq=global_inv_freq,
         local_doc=local_doc,
         local_inv_freq=local_inv_freq,
+        cache_doc=_cache_doc(spec),
+        truncate=rope_type == "yarn" and bool(spec.rope.truncate),
+        attention_factor=rope_type == "yarn",
     )
+
+
+def _cache_doc(spec: ArchSpec) -> tuple[str, ...]:
+    latent = spec.features.latent_attention
+    if latent is None:
+        return ()
+    yarn = ("YaRN scales cos and sin by rope_scaling.attention_factor.",)
+    if spec.rope.type != "yarn":
+        yarn = ()
+    if latent.interleaved:
+        return (
+            "Returns ``[seq_len, 2 * qk_rope_head_dim]``: cos in the first half, sin in the",
+            "second, each frequency twice as transformers builds them; :func:`apply_rotary_emb`",
+            "turns the adjacent channel pairs by the first half's angles.",
+            *yarn,
+        )
+    return (
+        "Returns ``[seq_len, 2 * qk_rope_head_dim]``: cos in the first half, sin in the second.",
+        "Angles use transformers' half-split layout (the frequencies repeated twice, not",
+        "interleaved), so the checkpoint's projections load without any permutation.",
+        *yarn,
+    )
+
+
+def _rotary_channels(spec: ArchSpec) -> str:
+    f = spec.features
+    if f.latent_attention is not None:
+        return "qk_rope_head_dim"
+    return "rotary_dim" if f.partial_rotary is not None else "head_dim"
+
+
+def _rotate(spec: ArchSpec) -> str:
+    f = spec.features
+    if f.latent_attention is not None and f.latent_attention.interleaved:
+        return "rotate_interleaved"
+    return "rotate_partial" if f.partial_rotary is not None else "rotate_all"
 
 
 def _layer_rope(layers: str, rope_type: str, prefix: str, scaling: str | None) -> tuple[str, str]:
@@ -444,6 +505,87 @@ def transformer_view(spec: ArchSpec) -> TransformerView:
 
 
 @dataclass(frozen=True)
+class LatentView:
+    """parts/model/attention_latent.py.j2: multi-head latent attention's pieces."""
+
+    q_lora: bool  # queries through q_a_proj / q_a_layernorm / q_b_proj (else one q_proj)
+    q: str  # the query projection, before its split into heads
+    linears: str  # init_weights' projections
+    norms: str
+    scale: tuple[str, ...]  # __init__'s lines setting self.scale, the softmax scale
+    latent_eps: float  # the latents' RMSNorm epsilon (transformers' default, not rms_norm_eps)
+
+
+def latent_view(spec: ArchSpec) -> LatentView | None:
+    latent = spec.features.latent_attention
+    if latent is None:
+        return None
+    q_lora = latent.q_lora_rank is not None
+    queries = ("self.wq_a", "self.wq_b") if q_lora else ("self.wq",)
+    return LatentView(
+        q_lora=q_lora,
+        q="self.wq_b(self.q_norm(self.wq_a(x)))" if q_lora else "self.wq(x)",
+        linears=", ".join((*queries, "self.wkv_a", "self.wkv_b", "self.wo")),
+        norms="self.q_norm, self.kv_norm" if q_lora else "self.kv_norm,",
+        scale=_latent_scale(spec),
+        latent_eps=1e-6,
+    )
+
+
+def _yarn_mscale_all_dim(spec: ArchSpec) -> bool:
+    """YaRN with mscale_all_dim: transformers scales latent attention's scores by
+    mscale(factor, mscale_all_dim) ** 2 as well."""
+    rope = spec.rope
+    return rope is not None and rope.type == "yarn" and bool(rope.mscale_all_dim)
+
+
+def _latent_scale(spec: ArchSpec) -> tuple[str, ...]:
+    if not _yarn_mscale_all_dim(spec):
+        return ("self.scale = self.qk_head_dim**-0.5",)
+    return (
+        "# YaRN (rope_scaling.mscale_all_dim): scores scale by the square of",
+        "# 0.1 * mscale_all_dim * ln(factor) + 1 as well.",
+        "mscale = 0.1 * model_args.rope_mscale_all_dim * math.log(model_args.rope_factor) + 1.0",
+        "self.scale = self.qk_head_dim**-0.5 * mscale * mscale",
+    )
+
+
+def _latent_doc(spec: ArchSpec) -> str:
+    latent = spec.features.latent_attention
+    if latent.q_lora_rank is not None:
+        queries = (
+            f"Queries go through a rank-{latent.q_lora_rank} path (q_lora_rank): ``wq_a`` "
+            "(q_a_proj), the RMSNorm ``q_norm`` (q_a_layernorm), ``wq_b`` (q_b_proj)."
+        )
+    else:
+        queries = "Queries come from one projection, ``wq`` (q_proj; q_lora_rank null)."
+    rope = (
+        "RoPE turns adjacent channel pairs (rope_interleave)."
+        if latent.interleaved
+        else "RoPE turns the two halves of those channels (rope_interleave false)."
+    )
+    return doc(
+        "Multi-head latent attention: keys and values expand from one low-rank latent.",
+        queries,
+        f"``wkv_a`` (kv_a_proj_with_mqa) projects each token to a {latent.kv_lora_rank}-wide "
+        f"latent (kv_lora_rank) and a {latent.qk_rope_head_dim}-channel rotary key "
+        "(qk_rope_head_dim) every head shares; the latent, normed by ``kv_norm`` "
+        "(kv_a_layernorm), expands through ``wkv_b`` (kv_b_proj) to each head's "
+        f"{latent.qk_nope_head_dim} key channels without positions (qk_nope_head_dim) and "
+        f"{latent.v_head_dim} value channels (v_head_dim).",
+        "Each head's query and key are its channels without positions, then the rotated ones; "
+        "scores scale by (qk_nope_head_dim + qk_rope_head_dim) ** -0.5"
+        + (
+            " times mscale ** 2, mscale = 0.1 * mscale_all_dim * ln(factor) + 1 (YaRN)."
+            if _yarn_mscale_all_dim(spec)
+            else "."
+        )
+        + f" {rope}",
+        "``wo`` is o_proj.",
+    )
+
+
+@dataclass(frozen=True)
 class ModelView:
     """``model/model.py``: its overview, imports and parts, and each part's view."""
 
@@ -460,12 +602,15 @@ class ModelView:
     block: BlockView
     rope: RopeView | None
     transformer: TransformerView
+    latent: LatentView | None = None
 
 
 def model_view(spec: ArchSpec) -> ModelView:
     f, x = spec.features, _facts(spec)
     norm_class = _choose("norm", f.norm.kind, NORM_CLASSES)
-    needs_math = (x.rotary and spec.rope.type == "llama3") or spec.hidden_act == "gelu_new"
+    needs_math = (
+        x.rotary and spec.rope.type in ("llama3", "yarn")
+    ) or spec.hidden_act == "gelu_new"
     return ModelView(
         overview=overview(spec),
         stdlib_imports=keep((needs_math, "math")),
@@ -496,4 +641,5 @@ def model_view(spec: ArchSpec) -> ModelView:
         block=block_view(spec),
         rope=rope_view(spec) if x.rotary else None,
         transformer=transformer_view(spec),
+        latent=latent_view(spec),
     )

@@ -28,14 +28,15 @@ def overview(spec: ArchSpec) -> tuple[str, ...]:
             _positions(spec),
         ),
         (
-            f"Attention: {spec.n_heads} "
-            + (f"query heads sharing {kv_heads(spec)}" if spec.uses_gqa else "heads")
-            + f", head_dim {spec.head_dim}.",
+            _heads(spec),
             _biases(spec),
             qk_norm_sentence(f),
             scale_sentence(f),
             _overview_sliding(f),
             _softcap(softcap.attention if softcap else None, "attention scores", "attn"),
+            "Each attention head has a learned sink logit (sinks) in its softmax."
+            if f.attention_sinks
+            else None,
             "Attention probabilities are dropped in training (attention_dropout)."
             if f.attention_dropout
             else None,
@@ -55,6 +56,22 @@ def overview(spec: ArchSpec) -> tuple[str, ...]:
     return tuple("\n".join(line for line in lines if line) for lines in paragraphs)
 
 
+def _heads(spec: ArchSpec) -> str:
+    latent = spec.features.latent_attention
+    if latent is not None:
+        return (
+            f"Attention: multi-head latent attention, {spec.n_heads} heads of "
+            f"{latent.qk_nope_head_dim} + {latent.qk_rope_head_dim} query/key channels and "
+            f"{latent.v_head_dim} value channels, from a {latent.kv_lora_rank}-wide key/value "
+            "latent."
+        )
+    return (
+        f"Attention: {spec.n_heads} "
+        + (f"query heads sharing {kv_heads(spec)}" if spec.uses_gqa else "heads")
+        + f", head_dim {spec.head_dim}."
+    )
+
+
 def _blocks(f: Features) -> str:
     if f.parallel_residual:
         return (
@@ -69,6 +86,9 @@ def _blocks(f: Features) -> str:
 
 
 def _mlp(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is not None and moe.activation == "clamped_swiglu":
+        return "MLP: experts with biases and a clamped SwiGLU."
     if spec.features.gated_mlp:
         return "MLP: SwiGLU." if spec.hidden_act == "silu" else "MLP: GeGLU with the tanh GELU."
     names = spec.features.mlp_names

@@ -75,6 +75,17 @@ def _rope_rows(spec: ArchSpec) -> list[Row]:
                 f"attention_factor {yaml_literal(f.longrope.attention_factor)}",
             )
         )
+    if rope.type == "yarn":
+        truncate = "rounded" if rope.truncate else "not rounded: truncate false"
+        rows.append(
+            Row(
+                "rope_scaling yarn",
+                f"original_max_position_embeddings {rope.original_max_position_embeddings}, "
+                f"beta_fast {yaml_literal(rope.beta_fast)}, beta_slow "
+                f"{yaml_literal(rope.beta_slow)} (ramp bounds {truncate}), attention_factor "
+                f"{rope.attention_factor:.6g}",
+            )
+        )
     if f.partial_rotary is not None:
         rows.append(Row("partial_rotary_factor", yaml_literal(f.partial_rotary.factor)))
     if f.local_rope is not None:
@@ -140,6 +151,8 @@ def _scaling_rows(spec: ArchSpec) -> list[Row]:
         )
     if not f.scale_attn_weights:
         rows.append(Row("scale_attn_weights", "false (attention scores not scaled)"))
+    if f.attention_sinks:
+        rows.append(Row("sinks", "a learned logit per query head in each softmax"))
     if f.softcap is not None and f.softcap.attention:
         rows.append(Row("attn_logit_softcapping", yaml_literal(f.softcap.attention)))
     if f.softcap is not None and f.softcap.final:
@@ -184,7 +197,10 @@ def architecture_rows(spec: ArchSpec) -> tuple[Row, ...]:
         Row(fields.name("dim"), str(spec.dim)),
         Row(fields.name("n_layers"), str(spec.n_layers)),
     ]
-    if names.derived_head_dims:
+    latent = spec.features.latent_attention
+    if latent is not None:
+        rows += _latent_rows(spec)
+    elif names.derived_head_dims:
         rows += [
             Row(fields.name("n_heads"), f"{spec.n_heads} (each with its own keys and values)"),
             Row("head_dim", f"{spec.head_dim} ({fields.name('dim')} / {fields.name('n_heads')})"),
@@ -210,11 +226,91 @@ def architecture_rows(spec: ArchSpec) -> tuple[Row, ...]:
     return tuple(rows)
 
 
+def _latent_rows(spec: ArchSpec) -> list[Row]:
+    """Multi-head latent attention's heads, ranks and head parts."""
+    latent = spec.features.latent_attention
+    q_lora = "null (one q_proj)" if latent.q_lora_rank is None else str(latent.q_lora_rank)
+    rope = spec.rope
+    scale = []
+    if rope is not None and rope.type == "yarn" and rope.mscale_all_dim:
+        mscale = 0.1 * rope.mscale_all_dim * math.log(rope.factor) + 1.0 if rope.factor > 1 else 1.0
+        scale = [
+            Row(
+                "softmax scale",
+                f"(qk_nope_head_dim + qk_rope_head_dim) ** -0.5 * {mscale:.6g} ** 2 "
+                "(YaRN's mscale_all_dim)",
+            )
+        ]
+    return [
+        *scale,
+        Row("num_attention_heads", f"{spec.n_heads} (multi-head latent attention)"),
+        Row("q_lora_rank / kv_lora_rank", f"{q_lora} / {latent.kv_lora_rank}"),
+        Row(
+            "qk_nope_head_dim / qk_rope_head_dim / v_head_dim",
+            f"{latent.qk_nope_head_dim} / {latent.qk_rope_head_dim} / {latent.v_head_dim}",
+        ),
+        Row(
+            "rope_interleave",
+            "true (adjacent channel pairs)" if latent.interleaved else "false (two halves)",
+        ),
+    ]
+
+
+def _group_expert_rows(spec: ArchSpec) -> list[Row]:
+    """DeepSeek's mixture: group-limited routing, shared experts, dense first layers."""
+    moe = spec.features.moe
+    routing = moe.group_routing
+    if routing.scoring == "sigmoid":
+        how = "sigmoid scores" + (", top-k renormalized" if moe.renormalize else "")
+    else:
+        how = "softmax over all experts, top-k (not renormalized)"
+    rows = [
+        Row(f"{moe.experts_field} / num_experts_per_tok", f"{moe.num_experts} / {moe.top_k}"),
+        Row(f"{moe.ffn_field} (each expert)", str(moe.ffn_dim)),
+        Row("routing", f"{how}, times routed_scaling_factor {routing.scaling_factor}"),
+    ]
+    if routing.method is not None:
+        rows.append(Row("topk_method", routing.method))
+    if routing.grouped:
+        rows.append(Row("n_group / topk_group", f"{routing.n_group} / {routing.topk_group}"))
+    if routing.bias_name is not None:
+        rows.append(
+            Row(
+                routing.bias_name,
+                "the selection bias (our expert_bias), updated by auxiliary-loss-free balancing",
+            )
+        )
+    rows += [
+        Row(
+            "n_shared_experts",
+            f"{moe.shared_ffn_dim // moe.ffn_dim} (one ungated MLP of {moe.shared_ffn_dim})",
+        ),
+        Row(
+            "first_k_dense_replace",
+            f"{moe.first_dense}: dense MLPs of {spec.ffn_dim} in the first layers",
+        ),
+        Row(
+            "parameters: total / active per token",
+            f"{spec.num_params():,} / {spec.active_params():,}",
+        ),
+    ]
+    if spec.features.checkpoint.extra_layers:
+        rows.append(
+            Row(
+                "num_nextn_predict_layers",
+                "not generated (transformers does not run multi-token prediction either)",
+            )
+        )
+    return rows
+
+
 def _expert_rows(spec: ArchSpec) -> list[Row]:
     """The mixture of experts: sizes, routing, which layers, balancing, active parameters."""
     moe = spec.features.moe
     if moe is None:
         return []
+    if moe.group_routing is not None:
+        return _group_expert_rows(spec)
     if moe.routing == "topk_softmax":
         routing = "top-k router logits, softmax over them"
     elif moe.renormalize:
@@ -227,6 +323,18 @@ def _expert_rows(spec: ArchSpec) -> list[Row]:
         Row(f"{moe.ffn_field} (each expert)", str(moe.ffn_dim)),
         Row("routing", routing),
     ]
+    if moe.router_bias:
+        rows.append(Row("router bias", "a learned bias on the router logits (router.bias)"))
+    if moe.expert_biases:
+        rows.append(Row("expert biases", "on each expert's gate, up and down projections"))
+    if moe.activation == "clamped_swiglu":
+        rows.append(
+            Row(
+                "swiglu_limit / swiglu_alpha",
+                f"{yaml_literal(moe.swiglu_limit)} / {yaml_literal(moe.swiglu_alpha)}: "
+                "(up + 1) * gate * sigmoid(alpha * gate), gate clamped above, up both sides",
+            )
+        )
     if moe.renormalize_field is not None:
         rows.append(Row(moe.renormalize_field, yaml_literal(moe.renormalize)))
     if moe.shared_ffn_dim is not None:

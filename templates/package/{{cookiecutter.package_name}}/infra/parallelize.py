@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor import Replicate, Shard{% if v.tp_sinks %}, distribute_tensor{% endif %}
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     PrepareModuleInput,
@@ -27,6 +27,11 @@ from torch.distributed.tensor.parallel import (
 
 {%- if v.sharded_feature_norm %}
 from torch.distributed.tensor import DTensor, distribute_module, distribute_tensor
+from torch.distributed.tensor.parallel import ParallelStyle
+{%- endif %}
+{%- if v.rotary_key_gradient %}
+import torch
+import torch.distributed._functional_collectives as funcol
 from torch.distributed.tensor.parallel import ParallelStyle
 {%- endif %}
 
@@ -73,6 +78,47 @@ class ShardedFeatureNorm(ParallelStyle):
         return output.redistribute(placements=[Shard(output.dim() - 1)]).to_local()
 {%- endif %}
 
+{%- if v.rotary_key_gradient %}
+
+
+class _SumLastChannelsGradient(torch.autograd.Function):
+    """Identity forward; backward sums the gradient of the last ``channels`` outputs over a
+    process group (the others are already whole on every rank)."""
+
+    @staticmethod
+    def forward(ctx: Any, output: torch.Tensor, channels: int, group: Any) -> torch.Tensor:
+        ctx.channels, ctx.group = channels, group
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        kept, shared = grad.split([grad.shape[-1] - ctx.channels, ctx.channels], dim=-1)
+        shared = funcol.all_reduce(shared.contiguous(), "sum", ctx.group)
+        return torch.cat((kept, shared), dim=-1), None, None
+
+
+class SumRotaryKeyGradient(ParallelStyle):
+    """TP for wkv_a (kv_a_proj_with_mqa), which runs whole on every rank.
+
+    Its last ``qk_rope_head_dim`` outputs are the rotary key every head shares; with the heads
+    split over ranks each rank's heads give only their share of that key's gradient, so it is
+    summed over the ranks. The latent's gradient comes back whole through wkv_b.
+    """
+
+    def __init__(self, rope_dim: int) -> None:
+        super().__init__()
+        self.rope_dim = rope_dim
+
+    def _apply(self, module: nn.Module, device_mesh: DeviceMesh) -> nn.Module:
+        group = device_mesh.get_group()
+
+        def sum_rotary_key_gradient(module: nn.Module, inputs: Any, output: Any) -> Any:
+            return _SumLastChannelsGradient.apply(output, self.rope_dim, group)
+
+        module.register_forward_hook(sum_rotary_key_gradient)
+        return module
+{%- endif %}
+
 
 def parallelize_{{ s.family }}(
     model: nn.Module, parallel_dims: ParallelDims, job_config: Any
@@ -107,7 +153,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     """Megatron-style tensor parallelism with sequence parallel norms.
 
 {% filter prose(indent=4) %}
-{{ v.column_modules }} are split by output features (column-wise), wo and w2 by input features (row-wise), so each rank holds whole attention heads: {{ s.n_heads }} query heads and {{ s.n_kv_heads }} key/value heads must both divide by the TP degree.
+{{ v.column_modules }} are split by output features (column-wise), wo and w2 by input features (row-wise), so each rank holds whole attention heads: {{ v.heads_doc }}
 Norms run on sequence shards; the embedding is split by vocabulary and so is the output projection, whose logits stay sharded over the vocabulary: the runtime's loss computes cross entropy on the shards (loss parallel) and ``full_tensor()`` gathers them for other uses.
 {% endfilter %}
     """
@@ -136,8 +182,13 @@ Norms run on sequence shards; the embedding is split by vocabulary and so is the
 {%- endfor %}
             },
         )
+{%- if v.tp_sinks %}
+        # Attention sinks, one per query head: each rank keeps its heads' (Shard(0)).
+        sinks = block.attention.sinks
+        block.attention.sinks = nn.Parameter(distribute_tensor(sinks.data, tp_mesh, [Shard(0)]))
+{%- endif %}
 {%- if v.moe_plan %}
-        # decoder_sparse_step and mlp_only_layers: experts here, or a dense MLP.
+        # {{ v.layer_choice }}: experts here, or a dense MLP.
         if block.moe_enabled:
             parallelize_module(
                 block,

@@ -103,7 +103,7 @@ class ModelArgs(BaseModelArgs):
 {%- for line in v.matmul_params %}
         {{ line }}
 {%- endfor %}
-        attention_flops = 6 * self.n_layers * self.n_heads * 2 * self.head_dim * seq_len
+        attention_flops = {{ v.attention_flops }}
         return nparams, 6 * matmul_params + attention_flops
 
 

@@ -26,13 +26,19 @@ class Router(nn.Module):
     """{{ v.router_doc | prose(indent=4, first_indent=0) }}
     """
 
-    def __init__(self, dim: int, num_experts: int, top_k: int) -> None:
+    def __init__(self, dim: int, num_experts: int, top_k: int{{ v.router_params }}) -> None:
         super().__init__()
         self.top_k = top_k
-        self.gate = nn.Linear(dim, num_experts, bias=False)
+{%- for line in v.router_init %}
+        {{ line }}
+{%- endfor %}
+        self.gate = nn.Linear(dim, num_experts, bias={{ v.router_bias | py }})
 
     def init_weights(self, init_std: float) -> None:
         nn.init.normal_(self.gate.weight, mean=0.0, std=init_std)
+{%- if v.router_bias %}
+        nn.init.normal_(self.gate.bias, mean=0.0, std=init_std)
+{%- endif %}
 
     def forward(
         self, x: torch.Tensor, expert_bias: torch.Tensor
@@ -52,6 +58,9 @@ class GroupedExperts(nn.Module):
     """{{ v.experts_doc | prose(indent=4, first_indent=0) }}
     """
 
+{%- if v.expert_biases %}
+{% include 'parts/moe/experts_init_biased.py.j2' %}
+{%- else %}
     def __init__(self, dim: int, hidden_dim: int, num_experts: int, use_grouped_mm: bool) -> None:
         super().__init__()
         self.use_grouped_mm = use_grouped_mm
@@ -62,10 +71,14 @@ class GroupedExperts(nn.Module):
     def init_weights(self, init_std: float) -> None:
         for weight in (self.w1, self.w2, self.w3):
             nn.init.normal_(weight, mean=0.0, std=init_std)
+{%- endif %}
 
     def forward(self, x: torch.Tensor, tokens_per_expert: torch.Tensor) -> torch.Tensor:
         """Tokens ``[routed, dim]`` sorted by expert, ``tokens_per_expert[e]`` of them for expert
         ``e`` (of the experts this module holds), to outputs in the same order."""
+{%- if v.expert_biases %}
+{% include 'parts/moe/experts_forward_biased.py.j2' %}
+{%- else %}
         # Under expert parallelism the weights are DTensors sharded by expert: compute with this
         # rank's experts, which the token dispatcher sent these tokens to.
         w1, w2, w3 = (w.to_local() if hasattr(w, "to_local") else w for w in (self.w1, self.w2, self.w3))
@@ -80,6 +93,7 @@ class GroupedExperts(nn.Module):
             h = F.silu(chunk @ w1[expert].t()) * (chunk @ w3[expert].t())
             outputs.append(h @ w2[expert].t())
         return torch.cat(outputs)
+{%- endif %}
 
 
 def grouped_mm_applies(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> bool:
@@ -149,14 +163,16 @@ class MoE(nn.Module):
     def __init__(self, model_args: ModelArgs) -> None:
         super().__init__()
         num_experts = model_args.num_experts
-        self.router = Router(model_args.dim, num_experts, model_args.top_k)
+        self.router = Router(model_args.dim, num_experts, model_args.top_k{{ v.router_args }})
         self.experts = GroupedExperts(
-            model_args.dim, model_args.{{ v.ffn_arg }}, num_experts, model_args.use_grouped_mm
+            model_args.dim, model_args.{{ v.ffn_arg }}, num_experts, model_args.use_grouped_mm{{ v.experts_args }}
         )
         self.dispatcher = TokenDispatcher(num_experts)
 {%- if v.shared %}
-        self.shared_expert = SharedExpert(model_args.dim, model_args.shared_ffn_dim)
+        self.shared_expert = SharedExpert(model_args.dim, {{ v.shared_dim }})
+{%- if v.shared_gate %}
         self.shared_expert_gate = nn.Linear(model_args.dim, 1, bias=False)
+{%- endif %}
 {%- endif %}
         # Auxiliary-loss-free balancing: added to the router's scores to choose experts. The
         # trainer updates it from tokens_per_expert before each optimizer step.
@@ -173,7 +189,9 @@ class MoE(nn.Module):
         self.experts.init_weights(init_std)
 {%- if v.shared %}
         self.shared_expert.init_weights(init_std)
+{%- if v.shared_gate %}
         nn.init.normal_(self.shared_expert_gate.weight, mean=0.0, std=init_std)
+{%- endif %}
 {%- endif %}
         self.expert_bias.zero_()
         self.tokens_per_expert.zero_()
@@ -187,7 +205,11 @@ class MoE(nn.Module):
             self.experts(routed, tokens_per_expert), dispatch, torch.zeros_like(x)
         )
 {%- if v.shared %}
+{%- if v.shared_gate %}
         out = out + F.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+{%- else %}
+        out = out + self.shared_expert(x)
+{%- endif %}
 {%- endif %}
         if self.training:
             self.record_routing(logits, experts)

@@ -71,7 +71,7 @@ def test_model_preset_matches_model_args(module: ResolvedModule, args: ModelArgs
         "ffn_hidden_size": args.ffn_dim,
         "num_attention_heads": args.n_heads,
         "group_query_attention": gqa,
-        "kv_channels": args.head_dim,
+        "kv_channels": {{ t.kv_channels }},
         "max_position_embeddings": args.max_seq_len,
         "vocab_size": args.vocab_size,
         "layernorm_epsilon": args.norm_eps,
@@ -163,15 +163,9 @@ def test_runtime_mapping_matches_args(module: ResolvedModule, args: ModelArgs):
     mapped = megatron_to_runtime(module)
     model_args = mapped["model_args"]
     for field in (
-        "vocab_size",
-        "dim",
-        "n_layers",
-        "n_heads",
-        "n_kv_heads",
-        "head_dim",
-        "ffn_dim",
-        "max_seq_len",
-        "norm_eps",
+{%- for field in t.runtime_fields %}
+        {{ field | py }},
+{%- endfor %}
 {%- if s.rope %}
         "rope_theta",
 {%- endif %}
