@@ -78,6 +78,8 @@ def check_line(line: str, package: Path) -> str:
     [
         ("tinyllama", tinyllama_config()),
         ("mixtral", family_config("mixtral")),  # expert parallelism on the 8-GPU line
+        ("deepseek_v3", family_config("deepseek_v3")),
+        ("gpt_oss", family_config("gpt_oss")),
     ],
 )
 def test_every_training_command_in_the_readme_is_real(
@@ -94,7 +96,7 @@ def test_every_training_command_in_the_readme_is_real(
     assert kinds.count("torchrun") == 3 and kinds.count("override") == 3
     readme = (package / "README.md").read_text()
     assert "## Train it for real" in readme
-    if name == "mixtral":
+    if name != "tinyllama":
         assert "--parallelism.expert_parallel_degree 8" in readme
 
 
