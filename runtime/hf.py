@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,17 @@ def _write_metadata(out_dir: Path, key_lists: list, config: dict, assets_path: s
                 shutil.copy2(source, out_dir / name)
 
 
-def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_hf_folder(
+    folder: Path, progress: Callable[[int, int, Path], None] | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config.json dict or {}, all tensors of the folder's checkpoint)``, FP8 block-quantized
-    weights dequantized (:mod:`runtime.fp8`)."""
+    weights dequantized (:mod:`runtime.fp8`); ``progress`` as
+    :func:`runtime.hf_io.load_hf_state_dict` takes it."""
+    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     try:
-        tensors = load_hf_state_dict(folder)
+        tensors = load_hf_state_dict(folder, progress)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
-    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     try:
         tensors = dequantize_fp8(tensors, config)  # FP8 block-quantized weights (DeepSeek-V3)
     except Fp8CheckpointError as error:
@@ -153,11 +157,18 @@ def check_hf_config(config: dict[str, Any], model_args: Any, flavor: str) -> Non
 
 
 def import_hf(
-    model_parts: list[nn.Module], adapter: Any, folder: Path, model_args: Any, flavor: str
+    model_parts: list[nn.Module],
+    adapter: Any,
+    folder: Path,
+    model_args: Any,
+    flavor: str,
+    progress: Callable[[int, int, Path], None] | None = None,
 ) -> None:
-    """Load an HF folder's weights into the model parts (every rank reads the files)."""
-    config, tensors = read_hf_folder(folder)
-    check_hf_config(config, model_args, flavor)
+    """Load an HF folder's weights into the model parts (every rank reads the files; the
+    config's dimensions are checked against the flavor before any tensor is read)."""
+    if (folder / "config.json").is_file():
+        check_hf_config(load_hf_config(folder), model_args, flavor)
+    _config, tensors = read_hf_folder(folder, progress)
     state = adapter.from_hf(tensors)
     options = StateDictOptions(full_state_dict=True, strict=False)
     for part in model_parts:

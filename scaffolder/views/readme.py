@@ -355,3 +355,22 @@ def _expert_rows(spec: ArchSpec) -> list[Row]:
         ),
     ]
     return rows
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    """What the README's "Train it for real" section adapts to this model."""
+
+    # An 8-GPU node's extra overrides for the full-size run, e.g. expert parallelism.
+    node_overrides: str
+
+
+def training_view(spec: ArchSpec) -> TrainingView:
+    """The "Train it for real" section's model-dependent parts."""
+    moe = spec.features.moe
+    if moe is None:
+        return TrainingView(node_overrides="")
+    degree = math.gcd(moe.num_experts, 8)  # experts split over up to 8 data-parallel ranks
+    if degree == 1:
+        return TrainingView(node_overrides="")
+    return TrainingView(node_overrides=f" --parallelism.expert_parallel_degree {degree}")
