@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             out = root / f"out{index}"
             cache_dir = cache or root / f"cold-cache{index}"
             env = {**base_env, "SCAFFOLD_CACHE_DIR": str(cache_dir)}
-            run = timed([scaffold, "new-model", SOURCE, "--output", str(out)], env)
+            run = timed([scaffold, "new-model", SOURCE, "--output", str(out), "--no-verify"], env)
             if "max_rss_mib" in run:
                 rss[label].append(run["max_rss_mib"])
             shutil.rmtree(out, ignore_errors=True)
@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "comparison": "scaffold",
         "machine": machine.describe(),
-        "new_model_command": f"scaffold new-model {SOURCE} --output OUT (HF_HUB_OFFLINE=1)",
+        "new_model_command": (
+            f"scaffold new-model {SOURCE} --output OUT --no-verify (HF_HUB_OFFLINE=1)"
+        ),
         "new_model": {name: Summary.of(times).as_dict() for name, times in samples.items()},
         "new_model_max_rss_mib": {name: max(v) for name, v in rss.items() if v},
         "tests_command": f"cd OUT && pytest -q {PACKAGE}",

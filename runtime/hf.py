@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,15 +168,18 @@ def _write_metadata(
                 shutil.copy2(source, out_dir / name)
 
 
-def read_hf_folder(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_hf_folder(
+    folder: Path, progress: Callable[[int, int, Path], None] | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(config.json dict or {}, all tensors of the folder's checkpoint)``, FP8 block-quantized
-    weights dequantized (:mod:`runtime.fp8`). Whole: for tools and tests; the trainer's import
-    reads only each rank's slices (:func:`import_hf`)."""
+    weights dequantized (:mod:`runtime.fp8`); ``progress`` as
+    :func:`runtime.hf_io.load_hf_state_dict` takes it. Whole: for tools and tests; the
+    trainer's import reads only each rank's slices (:func:`import_hf`)."""
+    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     try:
-        tensors = load_hf_state_dict(folder)
+        tensors = load_hf_state_dict(folder, progress)
     except FileNotFoundError as error:
         raise ConfigError(str(error)) from None
-    config = load_hf_config(folder) if (folder / "config.json").is_file() else {}
     try:
         tensors = dequantize_fp8(tensors, config)  # FP8 block-quantized weights (DeepSeek-V3)
     except Fp8CheckpointError as error:
@@ -197,10 +201,17 @@ def check_hf_config(config: dict[str, Any], model_args: Any, flavor: str) -> Non
 
 
 def import_hf(
-    model_parts: list[nn.Module], adapter: Any, folder: Path, model_args: Any, flavor: str
+    model_parts: list[nn.Module],
+    adapter: Any,
+    folder: Path,
+    model_args: Any,
+    flavor: str,
+    progress: Callable[[int, int, Path], None] | None = None,
 ) -> None:
     """Load an HF folder's weights into the model parts: each rank reads only the slices of the
-    checkpoint tensors its (sharded) parts hold (``runtime.hf_shards``)."""
+    checkpoint tensors its (sharded) parts hold (``runtime.hf_shards``); the config's dimensions
+    are checked against the flavor before any tensor is read. ``progress(index, count, file)``
+    is called before each file is first read."""
     try:
         files = checkpoint_files(folder)
     except FileNotFoundError as error:
@@ -214,6 +225,6 @@ def import_hf(
         return ConfigError(f"HF checkpoint {folder} lacks {key} (and maybe more)")
 
     try:
-        load_local_shards(model_parts, adapter, files, config, missing)
+        load_local_shards(model_parts, adapter, files, config, missing, progress)
     except Fp8CheckpointError as error:
         raise ConfigError(f"HF checkpoint {folder}: {error}") from None

@@ -8,6 +8,7 @@ as transformers writes them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +86,27 @@ def checkpoint_files(folder: str | Path) -> dict[str, Path]:
     return {key: folder / name for key, name in weight_map.items()}
 
 
-def load_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
-    """Load every tensor of a transformers checkpoint folder (single file or sharded)."""
+def load_hf_state_dict(
+    folder: str | Path, progress: Callable[[int, int, Path], None] | None = None
+) -> dict[str, torch.Tensor]:
+    """Load every tensor of a transformers checkpoint folder (single file or sharded).
+
+    ``progress(index, count, file)`` is called before each file is read (1-based index).
+    """
     folder = Path(folder)
     if (folder / SINGLE_FILE).is_file():
-        return load_file(str(folder / SINGLE_FILE))
+        files = [folder / SINGLE_FILE]
+    else:
+        index = folder / INDEX_FILE
+        if not index.is_file():
+            raise FileNotFoundError(f"{folder} has neither {SINGLE_FILE} nor {INDEX_FILE}")
+        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        files = [folder / shard for shard in sorted(set(weight_map.values()))]
     state_dict: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(checkpoint_files(folder).values())):
-        state_dict.update(load_file(str(shard)))
+    for number, file in enumerate(files, start=1):
+        if progress is not None:
+            progress(number, len(files), file)
+        state_dict.update(load_file(str(file)))
     return state_dict
 
 

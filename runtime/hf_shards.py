@@ -181,6 +181,18 @@ def dequantized_metas(
     return seen, fp8
 
 
+class _FileProgress:
+    """Calls ``report(index, count, file)`` the first time each checkpoint file is read."""
+
+    def __init__(self, files: list[Path], report: Any):
+        self.count, self.report, self.seen = len(files), report, set()
+
+    def touch(self, file: Path) -> None:
+        if file not in self.seen:
+            self.seen.add(file)
+            self.report(len(self.seen), self.count, file)
+
+
 class SliceReader:
     """Reads slices of checkpoint tensors (one ``safe_open`` per read, so no file stays mapped
     and the pages read do not pile up in the process); FP8 weights (``fp8``: their block sizes)
@@ -197,9 +209,12 @@ class SliceReader:
         self.adapter = adapter
         self.metas = metas
         self.fp8 = fp8 or {}
+        self.progress: _FileProgress | None = None
         self._converted: tuple[tuple[str, ...], dict[str, Any]] | None = None
 
     def _slice(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
+        if self.progress is not None:
+            self.progress.touch(self.files[key])
         if key in self.fp8:
             shape = self.metas[key].shape
             box = (*box, *(slice(0, n) for n in shape[len(box) :]))
@@ -258,10 +273,12 @@ def load_local_shards(
     files: dict[str, Path],
     config: dict[str, Any],
     missing_error: Any,
+    progress: Any = None,
 ) -> None:
     """Fill every model part's (local shards of) parameters and buffers from the checkpoint.
 
-    ``missing_error(key)`` makes the exception for a model key the checkpoint cannot make.
+    ``missing_error(key)`` makes the exception for a model key the checkpoint cannot make;
+    ``progress(index, count, file)``, if given, is called before each file is first read.
     """
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
@@ -270,6 +287,8 @@ def load_local_shards(
     metas, fp8 = dequantized_metas(checkpoint_metas(files), config)
     plan = plan_sources(adapter, metas, wanted)
     reader = SliceReader(files, adapter, metas, fp8)
+    if progress is not None:
+        reader.progress = _FileProgress(sorted(set(files.values())), progress)
     with torch.no_grad():
         for state in states:
             for name, value in state.items():

@@ -18,14 +18,18 @@ DEFAULT_CONFIG = "debug_model.toml"
 
 
 def resolve_config_file(package_dir: Path | None, config: str | None) -> str:
-    """A config path: as given if it exists, else ``<package>/train_configs/<config>[.toml]``."""
+    """A config path: as given if it exists, else ``<package>/train_configs/<config>[.toml]``,
+    else ``<package>/<config>`` (``megatron/exp_pretrain.yaml``)."""
     if config and Path(config).is_file():
         return str(Path(config).resolve())
     if package_dir is None:
         raise ConfigError(f"config file not found: {config}" if config else "no config given")
     name = config or DEFAULT_CONFIG
-    for candidate in (name, f"{name}.toml"):
-        path = package_dir / "train_configs" / candidate
+    for path in (
+        package_dir / "train_configs" / name,
+        package_dir / "train_configs" / f"{name}.toml",
+        package_dir / name,
+    ):
         if path.is_file():
             return str(path)
     known = sorted(p.name for p in (package_dir / "train_configs").glob("*.toml"))
@@ -59,6 +63,27 @@ def build_argv(package: str, config: str | None, overrides: Sequence[str]) -> li
     return argv + list(overrides)
 
 
+SMOKE_KEYS = ("seq_len", "steps", "local_batch_size")  # taken from the debug TOML's [training]
+
+
+def smoke_overrides(package: str) -> list[str]:
+    """Overrides that shrink any config of ``package`` (a full-size TOML, the Primus experiment
+    YAML) to the package's debug run: the ``debugmodel`` flavor and ``debug_model.toml``'s
+    sequence length, steps and local batch size, global batch ``-1`` (any ``--nproc``)."""
+    package_dir = _package_dir(package)
+    debug = package_dir / "train_configs" / DEFAULT_CONFIG if package_dir else None
+    if debug is None or not debug.is_file():
+        raise ConfigError(f"--smoke needs a package folder with train_configs/{DEFAULT_CONFIG}")
+    import tomllib
+
+    training = tomllib.loads(debug.read_text()).get("training", {})
+    overrides = ["--model.flavor", "debugmodel", "--training.global_batch_size", "-1"]
+    for key in SMOKE_KEYS:
+        if key in training:
+            overrides += [f"--training.{key}", str(training[key])]
+    return overrides
+
+
 def torchrun_command(
     argv: Sequence[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str | None = None
 ) -> list[str]:
@@ -87,12 +112,14 @@ def run_train(
     overrides: Sequence[str] = (),
     nnodes: int = 1,
     rdzv_endpoint: str | None = None,
+    smoke: bool = False,
 ) -> int:
     """Train ``package`` (a package folder or import name) on ``nproc`` local ranks.
 
     ``config`` is a TOML/YAML path or a name in ``<package>/train_configs`` (default
-    ``debug_model.toml``); ``overrides`` are ``--section.key value`` strings. Returns the exit
-    code: 0 on success, 2 for bad input (printed as one line on stderr), else torchrun's.
+    ``debug_model.toml``); ``overrides`` are ``--section.key value`` strings, applied after the
+    :func:`smoke_overrides` when ``smoke``. Returns the exit code: 0 on success, 2 for bad input
+    (printed as one line on stderr), else torchrun's.
     """
     try:
         if nproc < 1:
@@ -104,10 +131,22 @@ def run_train(
                 f"--nnodes {nnodes} needs --rdzv-endpoint host:port, the rendezvous every node "
                 "joins (run the same command on each node)"
             )
+        if smoke:
+            overrides = [*smoke_overrides(package), *overrides]
         argv = build_argv(package, config, overrides)
         validate(argv, world_size=nproc * nnodes)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return ConfigError.exit_code
     command = torchrun_command(argv, nproc, nnodes, rdzv_endpoint)
-    return subprocess.call(command, env=dict(os.environ))
+    return subprocess.call(command, env=worker_env(nproc))
+
+
+def worker_env(nproc: int) -> dict[str, str]:
+    """The environment for torchrun: OMP_NUM_THREADS, when unset, shares this machine's cores
+    among the ``nproc`` ranks (torchrun would set 1 and print a banner saying so)."""
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // nproc))
+    return env

@@ -60,6 +60,18 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
     return measure_matmul_flops(device, dtype, size)
 
 
+def mfu_and_peak(achieved: float, peak: float) -> tuple[float, float, bool]:
+    """MFU of ``achieved`` FLOP/s against ``peak``: ``(mfu, peak to use from now on, raised)``.
+
+    A measured peak can come out low when the device was busy while it was measured (other
+    processes on a CPU). A step that ran faster proves the device does at least that much, so
+    the peak is raised to it (``raised`` True: the caller says so once) and MFU never exceeds 1.
+    """
+    if achieved > peak:
+        return 1.0, achieved, True
+    return achieved / peak, peak, False
+
+
 def memory_gib(device: torch.device) -> float:
     """Peak memory of this rank in GiB: allocated on CUDA, resident set size on CPU."""
     if device.type == "cuda":

@@ -16,6 +16,7 @@ import gc
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from runtime.distributed.utils import (
     world_size_from_env,
 )
 from runtime.hf import export_hf, import_hf
-from runtime.metrics import MetricsLogger, StepMetrics, memory_gib, peak_flops
+from runtime.metrics import MetricsLogger, StepMetrics, memory_gib, mfu_and_peak, peak_flops
 from runtime.moe import LoadBalancer
 from runtime.package import resolve_train_spec
 
@@ -138,16 +139,21 @@ class Trainer:
         self.device = init_distributed()
         self.rank = dist.get_rank()
         self._lock_dump_folder()
+        self._quiet_known_warnings()
         self._keep_fp32_on_cpu()
         set_seed(self.job_config.training.seed, self.job_config.training.deterministic)
+        flavor = f"{self.spec.name}/{self.job_config.model.flavor}"
+        self._phase(f"building {flavor} on the meta device")
         with torch.device("meta"):
             model = self.spec.model_cls(self.model_args)
         seq_len = self.job_config.training.seq_len
         self.n_params, self.flops_per_token = self.model_args.get_nparams_and_flops(model, seq_len)
         self.parallel_dims.build_mesh(self.device.type)
         self.loss_fn = self.spec.build_loss_fn(self.job_config)
+        self._phase(f"parallelizing over {self._describe_parallelism()}")
         self._parallelize(model)
         self._use_fused_output_loss()
+        self._phase(f"allocating {self.n_params / 1e6:.2f}M parameters on {self.device.type}")
         self._materialize()
         self.optimizers = self.spec.build_optimizers_fn(
             self.model_parts, self.job_config, self.parallel_dims
@@ -156,14 +162,69 @@ class Trainer:
         self.balancer = LoadBalancer(
             self.job_config.moe, self.model_parts, self.model_args, self.parallel_dims.dp_mesh
         )
+        self._phase(f"data: {self._describe_data()}")
         self._build_data()
         self.train_state = TrainState()
         self.checkpointer = CheckpointManager(self._states(), self.job_config)
         self.resumed_from = self._load_initial_state()
         param_dtype = dtype_from_name(self.job_config.training.mixed_precision_param)
+        self._phase("measuring the device's peak FLOP/s (the MFU denominator)")
         self.peak_flops = peak_flops(self.device, param_dtype)
+        self.peak_note = ""
         self.metrics = MetricsLogger(self.job_config, is_writer=self.rank == 0)
         self.metrics.start(self.train_state.step, self.resumed_from)
+
+    def _phase(self, message: str) -> None:
+        """One console line per setup phase (rank 0), so a long start is never silent."""
+        self._say(f"[setup] {message}")
+
+    def _describe_parallelism(self) -> str:
+        dims = self.parallel_dims
+        parts = [f"{dims.world_size} rank{'s' if dims.world_size > 1 else ''}"]
+        for name, degree in (
+            ("FSDP", dims.dp_shard),
+            ("replicas", dims.dp_replicate),
+            ("TP", dims.tp),
+            ("PP", dims.pp),
+        ):
+            if degree > 1:
+                parts.append(f"{name} {degree}")
+        return ", ".join(parts)
+
+    def _describe_data(self) -> str:
+        training = self.job_config.training
+        if training.dataset == "mock":
+            return "mock tokens (set training.dataset and training.dataset_path for real text)"
+        tokenizer = training.tokenizer_path or self.job_config.model.hf_assets_path
+        return f"{training.dataset} from {training.dataset_path}, tokenizer {tokenizer}"
+
+    def _quiet_known_warnings(self) -> None:
+        """Silence warnings known to be harmless here, and only those.
+
+        DTensor warns on CPU meshes that its random operators and manual_seed may not be fully
+        supported: random initialization of sharded weights. With ``training.init = "full"``, an
+        initial checkpoint or a resumed one, those values are overwritten before step 1, so the
+        warning says nothing about the run. (``init = "local"`` on CPU keeps it.)
+        """
+        config = self.job_config
+        overwritten = (
+            config.training.init == "full"
+            or bool(config.checkpoint.initial_load_path)
+            or self._has_checkpoint()
+        )
+        if self.device.type == "cpu" and overwritten:
+            warnings.filterwarnings(
+                "ignore",
+                message=r"DTensor (random operators|manual_seed\(\)) may not have complete "
+                r"support on cpu device mesh",
+            )
+
+    def _has_checkpoint(self) -> bool:
+        """Whether a checkpoint to resume exists in the dump folder (the weights come from it)."""
+        from runtime.checkpoint import completed_steps
+
+        config = self.job_config
+        return bool(completed_steps(Path(config.job.dump_folder) / config.checkpoint.folder))
 
     def _lock_dump_folder(self) -> None:
         """Refuse to share ``job.dump_folder`` with another training that is running.
@@ -282,17 +343,23 @@ class Trainer:
 
     def _load_initial_state(self) -> int | None:
         """Resume the latest checkpoint, else load initial weights, else seed-initialize."""
+        if self.checkpointer.enabled and self.checkpointer.latest_step() is not None:
+            self._phase(f"loading the newest checkpoint in {self.checkpointer.folder}")
         step = self.checkpointer.load_latest()
         if step is not None:
             self._say(f"resumed from checkpoint step {step}")
             return step
         config = self.job_config.checkpoint
+        if config.initial_load_path:
+            kind = "HF" if config.initial_load_in_hf else "DCP"
+            self._phase(f"loading {kind} weights from {config.initial_load_path}")
         if config.initial_load_path and config.initial_load_in_hf:
             self._import_hf(Path(config.initial_load_path))
         elif config.initial_load_path:
             self.checkpointer.load_from(config.initial_load_path)
             self._say(f"loaded initial weights from {config.initial_load_path}")
         elif self.job_config.training.init == "full":
+            self._phase(f"initializing weights from seed {self.job_config.training.seed}")
             self._init_full_model()
         return None
 
@@ -305,8 +372,13 @@ class Trainer:
         if not folder.is_dir():
             raise ConfigError(f"checkpoint.initial_load_path not found: {folder}")
         flavor = self.job_config.model.flavor
-        import_hf(self.model_parts, self._adapter(), folder, self.model_args, flavor)
+        import_hf(self.model_parts, self._adapter(), folder, self.model_args, flavor, self._reading)
         self._say(f"loaded HF weights from {folder}")
+
+    def _reading(self, index: int, count: int, file: Path) -> None:
+        """Progress through a checkpoint's files: one line each (rank 0)."""
+        size = file.stat().st_size / 2**30
+        self._phase(f"  reading {file.name} ({index}/{count}, {size:.2f} GiB)")
 
     def _say(self, message: str) -> None:
         if self.rank == 0:
@@ -392,7 +464,15 @@ class Trainer:
         tokens = self.global_batch * self.job_config.training.seq_len
         tokens_per_sec = tokens / seconds
         world = dist.get_world_size()
-        mfu = tokens_per_sec * self.flops_per_token / (self.peak_flops * world)
+        achieved = tokens_per_sec * self.flops_per_token / world  # FLOP/s per device
+        measured = self.peak_flops
+        mfu, self.peak_flops, raised = mfu_and_peak(achieved, measured)
+        if raised:
+            self._say(
+                f"note: step {step} reached {achieved / 1e9:.1f} GFLOP/s per device, above the "
+                f"peak measured at start ({measured / 1e9:.1f}; the device was busy then): MFU "
+                "is relative to the higher figure from now on"
+            )
         return StepMetrics(
             step=step,
             loss=loss,
@@ -421,6 +501,7 @@ class Trainer:
             result.final_step = self.train_state.step
             if self.job_config.checkpoint.last_save_in_hf:
                 result.hf_folder = self.export_hf()
+            self._report_outputs(result)
             return result
         finally:
             lock = getattr(self, "_lock_file", None)
@@ -483,6 +564,27 @@ class Trainer:
         )
         if self.job_config.job.print_config:
             self._say(json.dumps(self.job_config.to_dict(), indent=2))
+
+    def _report_outputs(self, result: TrainResult) -> None:
+        """The closing block: where every output of the run is (rank 0)."""
+        job = self.job_config
+        dump = Path(job.job.dump_folder)
+        lines = [f"metrics      {self.metrics.jsonl_path}"]
+        if job.metrics.enable_tensorboard:
+            lines.append(
+                f"tensorboard  {dump / job.metrics.save_tb_folder}   "
+                f"(tensorboard --logdir {dump / job.metrics.save_tb_folder})"
+            )
+        latest = self.checkpointer.latest_step() if job.checkpoint.enable else None
+        if latest is not None:
+            lines.append(f"checkpoint   {self.checkpointer.folder / f'step-{latest}'} (DCP)")
+        elif job.checkpoint.enable:
+            lines.append(f"checkpoint   none written yet to {self.checkpointer.folder}")
+        if result.hf_folder is not None:
+            lines.append(f"hf export    {result.hf_folder}   (transformers from_pretrained)")
+        self._say(f"done: {result.final_step} steps. Outputs:")
+        for line in lines:
+            self._say(f"  {line}")
 
     def export_hf(self) -> Path:
         """Export the current weights as a transformers folder ``<dump_folder>/hf``."""

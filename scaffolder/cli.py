@@ -20,6 +20,7 @@ from scaffolder.errors import ScaffoldError
 EXIT_OK = 0
 EXIT_CHANGES = 1  # regenerate: conflicts were written, or (--check) something would change
 EXIT_BAD_INPUT = 2  # a ScaffoldError: one line, nothing written
+EXIT_MISMATCH = 1  # verify: the package disagrees with transformers (or its tests broke)
 
 app = typer.Typer(
     name="scaffold",
@@ -28,6 +29,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: flags read as flags (`--force`, not typer's `--force <bool>`), and
+    # epilogs keep their `\b` blocks (train's override pattern).
+    rich_markup_mode=None,
 )
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -64,7 +68,7 @@ def main(
     """scaffold: config.json in, verified training package out."""
 
 
-@app.command("new-model")
+@app.command("new-model", short_help="Render a model package from a config.json, verified.")
 def new_model(
     source: Annotated[
         str,
@@ -92,8 +96,15 @@ def new_model(
             "folder holding files of yours).",
         ),
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Then compare the package with transformers (scaffold verify; seconds).",
+        ),
+    ] = True,
 ) -> None:
-    """Render a model package from SOURCE's config.json and say how to verify it."""
+    """Render a model package from SOURCE's config.json, then verify it against transformers."""
     from scaffolder.generate import generate
     from scaffolder.render import write_package
 
@@ -133,20 +144,117 @@ def new_model(
         f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) "
         f"to {shown(destination)} in {elapsed:.1f}s"
     )
-    console.print(f"[bold]next[/]     cd {shown(output)} && pytest {generated.package_name}")
+    if verify:
+        code = run_verification(destination)
+        if code != EXIT_OK:
+            raise typer.Exit(code=code)
+        console.print(
+            f"[bold]next[/]     scaffold train {shown(destination)}   "
+            f"(more: {shown(destination / 'README.md')})"
+        )
+    else:
+        console.print(f"[bold]next[/]     scaffold verify {shown(destination)}")
 
 
-@app.command("families")
+def run_verification(package: Path) -> int:
+    """Run ``scaffold verify`` on ``package``: progress, a table, the failures; the exit code."""
+    from rich.table import Table
+
+    from scaffolder.verify import rows
+    from scaffolder.verify import verify as run
+
+    with console.status("verifying against transformers: starting pytest...") as status:
+
+        def on_start(index: int, total: int, nodeid: str) -> None:
+            from scaffolder.verify import describe
+
+            section, name = describe(nodeid)
+            status.update(f"verifying against transformers: [{index}/{total}] {section}: {name}")
+
+        try:
+            result = run(package, on_start)
+        except ScaffoldError as error:
+            fail(error)
+    table = Table(title=f"{shown(result.package.name)} against transformers", title_justify="left")
+    table.add_column("part")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    marks = {
+        "passed": "[green]ok[/]",
+        "skipped": "[yellow]skipped[/]",
+        "failed": "[bold red]MISMATCH[/]",
+        "error": "[bold red]ERROR[/]",
+    }
+    for row in rows(result.checks):
+        name = shown(row.name) + (f" ({row.count})" if row.count > 1 else "")
+        mark = marks.get(row.outcome, shown(row.outcome))
+        table.add_row(row.section, name, mark, f"{row.seconds:.1f}s")
+    if result.checks:
+        console.print(table)
+    for check in result.failed:
+        console.print(f"[bold red]{check.outcome}[/]  {check.section}: {shown(check.name)}")
+        console.print(f"    {shown(check.message)}")
+    if result.ok:
+        console.print(
+            f"[bold green]verified[/] {len(result.checks)} checks against transformers "
+            f"in {result.seconds:.1f}s"
+        )
+        return EXIT_OK
+    if not result.checks:
+        for line in result.output.rstrip().splitlines():
+            console.print(shown(line))
+        console.print(
+            f"[bold red]verify failed[/]: the package's tests did not run "
+            f"(pytest exit {result.returncode}); see the output above"
+        )
+    else:
+        console.print(
+            f"[bold red]verify failed[/]: {len(result.failed)} of {len(result.checks)} checks "
+            f"disagree with transformers ({result.seconds:.1f}s); "
+            f"details: pytest {shown(result.package)}/tests"
+        )
+    return EXIT_MISMATCH
+
+
+@app.command(
+    "verify",
+    short_help="Compare a package with transformers.",
+    help="Compare PACKAGE with transformers: logits, loss, gradients, adapter round trips "
+    "through save_pretrained files, full-size parameter count (the package's own tests, in a "
+    "pytest subprocess). Exit 1 on a mismatch.",
+)
+def verify_command(
+    package: Annotated[Path, typer.Argument(help="A generated package folder.")],
+) -> None:
+    raise typer.Exit(code=run_verification(package))
+
+
+@app.command("families", short_help="List the supported model families.")
 def families() -> None:
     """List the supported model families (config.json model_type) and their features."""
+    import textwrap
+
     from scaffolder.families import RECIPES
 
+    width = max(console.width, 60)
     for model_type, recipe in sorted(RECIPES.items()):
-        console.print(f"[bold]{model_type}[/]  {recipe.description}", highlight=False)
-        console.print(f"    features: {', '.join(recipe.summary)}", highlight=False)
+        # Wrapped at the terminal's width between words, never cut.
+        wrap = {"width": width, "break_long_words": False, "break_on_hyphens": False}
+        head = textwrap.wrap(
+            f"{model_type}  {recipe.description}", subsequent_indent="    ", **wrap
+        )
+        console.print(f"[bold]{model_type}[/]" + escape(head[0][len(model_type) :]))
+        for line in head[1:]:
+            console.print(escape(line))
+        features = "features: " + ", ".join(recipe.summary)
+        for line in textwrap.wrap(
+            features, initial_indent="    ", subsequent_indent="      ", **wrap
+        ):
+            console.print(escape(line))
 
 
-@app.command("regenerate")
+@app.command("regenerate", short_help="Re-render a package, keeping hand edits.")
 def regenerate(
     package: Annotated[Path, typer.Argument(help="The generated package folder.")],
     config: Annotated[
@@ -195,8 +303,63 @@ def regenerate(
 
 
 @app.command(
+    "assets",
+    short_help="Fetch tokenizer and weights; point the TOMLs at them.",
+    help="Fetch PACKAGE's tokenizer (and weights) into PACKAGE/assets through the Hugging Face "
+    "cache (HF_HUB_OFFLINE=1: cached files only) and point its full-size TOMLs at them.",
+)
+def assets(
+    package: Annotated[Path, typer.Argument(help="A generated package folder.")],
+    weights: Annotated[
+        bool,
+        typer.Option(
+            "--weights",
+            help="Also fetch the safetensors checkpoint and start training from it "
+            "(checkpoint.initial_load_path, initial_load_in_hf).",
+        ),
+    ] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="Hub revision (default: the one the package records)."),
+    ] = None,
+) -> None:
+    from scaffolder.assets import fetch_assets
+
+    try:
+        with console.status("Fetching assets through the Hugging Face cache..."):
+            result = fetch_assets(package, weights=weights, revision=revision)
+    except ScaffoldError as error:
+        fail(error)
+    except OSError as error:
+        fail(ScaffoldError(f"could not write {package}/assets ({error})"))
+    console.print(f"[bold]source[/]   {shown(result.repo_id)} at {shown(result.revision)}")
+    for name in result.files:
+        how = " (link into the HF cache)" if name in result.linked else ""
+        console.print(f"[bold green]wrote[/]    {shown(result.folder / name)}{how}")
+    for path, changed in result.configs.items():
+        state = "updated" if changed else "already set"
+        console.print(f"[bold]config[/]   {shown(path)} {state}")
+    if not result.configs:
+        console.print("[bold yellow]warning[/]  no full-size TOML in train_configs/ to point")
+
+
+TRAIN_EPILOG = """Override any config key after `--`:
+
+\b
+  scaffold train PKG --nproc 2 -- --training.steps 20 --parallelism.tensor_parallel_degree 2
+  scaffold train PKG --config PKG.toml -- --training.dataset text --training.dataset_path corpus/
+  scaffold train PKG --config megatron/exp_pretrain.yaml --smoke --nproc 2
+
+Keys are `--section.key value` (a bare `--section.key` sets a boolean true), the same as
+`torchrun ... -m runtime.train --job.config_file FILE --section.key value`; docs/runtime.md
+lists every section and key."""
+
+
+@app.command(
     "train",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    short_help="Train a package with torchrun (overrides after --).",
+    epilog=TRAIN_EPILOG,
 )
 def train(
     ctx: typer.Context,
@@ -215,9 +378,18 @@ def train(
         str | None,
         typer.Option("--rdzv-endpoint", help="host:port of the c10d rendezvous (multi-node)."),
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke",
+            help="Shrink the config to the debug run (debugmodel flavor, debug_model.toml's "
+            "seq_len, steps and batch): e.g. --config megatron/exp_pretrain.yaml --smoke.",
+        ),
+    ] = False,
 ) -> None:
     """Train PACKAGE with torchrun; extra `--section.key value` pairs override the config."""
     from runtime.launch import run_train
 
     extra = [arg for arg in ctx.args if arg != "--"]
-    raise typer.Exit(code=run_train(package, nproc, config, extra, nnodes, rdzv_endpoint))
+    code = run_train(package, nproc, config, extra, nnodes, rdzv_endpoint, smoke=smoke)
+    raise typer.Exit(code=code)

@@ -45,7 +45,9 @@ class ConfigFields:
     fully, ``sliding_window_pattern`` 2). ``activation_aliases``: old activation names the config
     class reads as the spec's ``hidden_act``. ``switches``: config.json booleans this package's
     code fixes, with its value. ``zeroed``: dropouts the package does not apply whose default is
-    not 0, so ``to_hf`` states them as 0.
+    not 0, so ``to_hf`` states them as 0. ``rope_default``: the rope settings (rope_theta aside)
+    the config class assumes when config.json has neither rope_parameters nor rope_scaling, where
+    that is not plain rope (GptOssConfig: YaRN).
     """
 
     defaults: Mapping[str, Any]
@@ -55,6 +57,7 @@ class ConfigFields:
     activation_aliases: tuple[str, ...] = ()
     switches: Mapping[str, bool] = field(default_factory=dict)
     zeroed: tuple[str, ...] = ()
+    rope_default: Mapping[str, Any] = field(default_factory=dict)
 
     def name(self, arg: str) -> str:
         """The config.json field of ModelArgs field ``arg``."""

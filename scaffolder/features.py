@@ -19,6 +19,7 @@ LOCAL_ROPE_TYPES = ("default", "linear")
 MOE_ROUTINGS = ("softmax_topk", "topk_softmax")
 # DeepSeek routing: scores of every expert, the best topk_group of n_group groups, top-k in those.
 GROUP_SCORINGS = ("sigmoid", "softmax")
+EXPERT_ACTIVATIONS = ("swiglu", "clamped_swiglu")
 
 
 def _check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -315,6 +316,14 @@ class MoeLayout:
     fused_output: str | None = None
     shared_expert: str = "shared_expert"
     shared_gate: str | None = "shared_expert_gate"
+    # Experts stacked as transformers keeps them in memory, under ``experts.`` without a
+    # ``.weight``: ``fused_input`` ``[experts, dim, 2 * ffn]`` with gate and up interleaved
+    # column by column, ``fused_output`` ``[experts, ffn, dim]`` (both the transposes of ours),
+    # and their biases as ``<name>_bias``.
+    interleaved: bool = False
+    # The hub's files store the stacked expert weights as MXFP4 ``<name>_blocks`` /
+    # ``<name>_scales`` pairs, ``[experts, out, in]`` (quantized along the input features).
+    mxfp4: bool = False
 
     def __post_init__(self) -> None:
         if (self.fused_input is None) != (self.fused_output is None):
@@ -358,9 +367,21 @@ class Moe:
     group_routing: GroupRouting | None = None
     shared_field: str = "shared_expert_intermediate_size"
     balancing: str = "aux_loss"
+    # Biases on the router's logits and on each expert's gate, up and down projections.
+    router_bias: bool = False
+    expert_biases: bool = False
+    # The experts' activation: ``swiglu`` (silu(gate) * up) or ``clamped_swiglu``: gate clamped
+    # above and up on both sides at ``swiglu_limit``, ``(up + 1) * gate * sigmoid(swiglu_alpha *
+    # gate)``.
+    activation: str = "swiglu"
+    swiglu_limit: float | None = None
+    swiglu_alpha: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("Moe", "routing", self.routing, MOE_ROUTINGS)
+        _check_choice("Moe", "activation", self.activation, EXPERT_ACTIVATIONS)
+        if (self.activation == "clamped_swiglu") != (self.swiglu_limit is not None):
+            raise ScaffoldError("Moe: clamped_swiglu goes with swiglu_limit and swiglu_alpha")
         if not 1 <= self.top_k <= self.num_experts:
             raise ScaffoldError(f"Moe: top_k {self.top_k} not in 1..{self.num_experts}")
 
@@ -426,6 +447,9 @@ class Features:
     latent_attention: LatentAttention | None = None
     attention_dropout: float | None = None
     unapplied_dropout: tuple[tuple[str, float], ...] = ()
+    # One learned logit per query head joined to each softmax (a "sink" that takes probability
+    # mass and contributes no value).
+    attention_sinks: bool = False
 
     @property
     def mlp_names(self) -> str:

@@ -129,6 +129,8 @@ class ArchSpec:
             attn += 2 * self.head_dim
         elif qk_norm is not None:  # over all q heads, all k heads
             attn += (self.n_heads + self.n_kv_heads) * self.head_dim
+        if self.features.attention_sinks:  # one per query head
+            attn += self.n_heads
         per_layer = attn + 2 * self.dim
         embeddings = self.vocab_size * self.dim * (1 if self.tie_word_embeddings else 2)
         return embeddings + self.n_layers * per_layer + self.mlp_params() + self.dim
@@ -146,6 +148,10 @@ class ArchSpec:
             return self.n_layers * dense
         experts = moe.top_k if active else moe.num_experts
         sparse = experts * 3 * self.dim * moe.ffn_dim + moe.num_experts * self.dim
+        if moe.router_bias:
+            sparse += moe.num_experts
+        if moe.expert_biases:  # gate and up biases of ffn_dim, a down bias of dim, per expert
+            sparse += experts * (2 * moe.ffn_dim + self.dim)
         if moe.shared_ffn_dim is not None:
             sparse += 3 * self.dim * moe.shared_ffn_dim
             if moe.layout.shared_gate is not None:

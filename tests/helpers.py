@@ -64,6 +64,12 @@ def render_config_package(root: Path, name: str, config: dict[str, Any]) -> Gene
     return generated
 
 
-def run_cli(*args: str):
-    """Run ``scaffold`` in-process; returns click's Result (exit_code, stdout, stderr)."""
+def run_cli(*args: str, verify: bool = False):
+    """Run ``scaffold`` in-process; returns click's Result (exit_code, stdout, stderr).
+
+    ``new-model`` gets ``--no-verify`` unless ``verify``: the suite renders many packages, and
+    running each one's tests (seconds apiece) belongs to tests/test_verify.py.
+    """
+    if args and args[0] == "new-model" and not verify:
+        args = (*args, "--no-verify")
     return CliRunner().invoke(app, list(args))

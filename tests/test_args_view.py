@@ -67,3 +67,55 @@ def test_a_field_neither_required_nor_defaulted_is_an_error() -> None:
     with pytest.raises(KeyError, match="max_position_embeddings"):
         ConfigFields(defaults={}).is_required("max_position_embeddings")
     assert ConfigFields(defaults={}).is_required("vocab_size")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_stated_rope_default_is_the_config_class_one(family: str) -> None:
+    """Where a config class's rope without rope_parameters/rope_scaling is not plain rope
+    (GptOssConfig: YaRN), the recipe states it, and that is transformers' own."""
+    from transformers import CONFIG_MAPPING
+
+    spec = build_spec(family_config(family))
+    rope = dict(getattr(CONFIG_MAPPING[spec.model_type](), "rope_parameters", None) or {})
+    if "full_attention" in rope:  # per layer type: the local/global families' own fields
+        return
+    rope.pop("rope_theta", None)
+    stated = dict(spec.config_fields.rope_default)
+    assert stated == ({} if rope.get("rope_type", "default") == "default" else rope)
+
+
+def test_a_config_without_rope_fields_reads_as_the_config_class_does(tmp_path) -> None:
+    """gpt-oss without rope_scaling: transformers rotates with its default YaRN, and so do the
+    package's ModelArgs.from_hf and check_architecture."""
+    import importlib.util
+    import sys
+
+    from scaffolder.render import write_package
+
+    config = family_config("gpt_oss", rope_scaling=None)
+    spec = build_spec(config)
+    assert spec.rope.type == "yarn" and spec.rope.truncate is False
+    write_package(generate_from(config, tmp_path), tmp_path / "pkg")
+    path = tmp_path / "pkg" / "model" / "args.py"
+    module_spec = importlib.util.spec_from_file_location("pkg_args_under_test", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    try:
+        module_spec.loader.exec_module(module)
+        module.check_architecture(config)
+        args = module.ModelArgs.from_hf(config)
+    finally:
+        del sys.modules[module_spec.name]
+    assert (args.rope_factor, args.rope_original_max_seq_len) == (32.0, 4096)
+    assert args.rope_attention_factor == pytest.approx(spec.rope.attention_factor)
+
+
+def generate_from(config: dict[str, Any], folder) -> dict[str, str]:
+    """The files of ``config``'s package (written to ``folder/config.json`` first)."""
+    import json
+
+    from scaffolder.generate import generate
+
+    path = folder / "config.json"
+    path.write_text(json.dumps(config))
+    return generate(str(path), name="pkg").files

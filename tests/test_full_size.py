@@ -26,3 +26,24 @@ def test_full_size_tinyllama_matches_transformers(tmp_path: Path, monkeypatch) -
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def test_gpt_oss_20b_parameter_count_matches_transformers() -> None:
+    """gpt-oss-20b's config.json (tests/configs/gpt_oss.json): the spec's count (the README's)
+    is transformers' on the meta device. The generated package's own full-size test compares
+    its model too (SCAFFOLD_FULL_SIZE=1)."""
+    import json
+
+    import torch
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    from scaffolder.families import build_spec
+    from tests.helpers import FAMILY_CONFIGS
+
+    config = json.loads((FAMILY_CONFIGS / "gpt_oss.json").read_text())
+    spec = build_spec(config)
+    hf_config = {k: v for k, v in config.items() if k not in ("model_type", "quantization_config")}
+    with torch.device("meta"):
+        hf_model = GptOssForCausalLM(GptOssConfig(**hf_config))
+    count = sum(p.numel() for p in hf_model.parameters())
+    assert spec.num_params() == count == 20_914_757_184

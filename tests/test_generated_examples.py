@@ -30,6 +30,7 @@ EXAMPLE_FAMILIES = {
     "mixtral_8x7b": "mixtral",
     "qwen3_30b_a3b": "qwen3_moe",
     "deepseek_v3": "deepseek_v3",
+    "gpt_oss_20b": "gpt_oss",
 }
 
 

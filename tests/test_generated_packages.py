@@ -215,6 +215,12 @@ FAMILY_GROUPS: dict[str, dict[str, tuple[str, dict]]] = {
             },
         ),
     },
+    "gpt_oss": {
+        # gpt-oss-20b as served: attention sinks, q/k/v/o biases, sliding and full layers
+        # alternating, biased router and experts with the clamped SwiGLU (debug: clamped at
+        # 0.25, so random weights reach the clamp), YaRN with unrounded ramp bounds.
+        "gpt_oss": ("gpt_oss", {}),
+    },
     "olmo2_granite": {
         # OLMo 2 7B as served: post-norm blocks, q/k norms over whole projections, MHA,
         # pad_token_id 100277, untied.
@@ -439,6 +445,17 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "moonlight_halves": (("self.wq(x)", "rotate_half"), ("wq_a", "0::2")),
     "deepseek_v2_lite": (("self.wq(x)", "xq[..., 0::2]"), ("wq_a", "rotate_half")),
     "deepseek_v2_grouped": (("self.wq_b(self.q_norm(self.wq_a(x)))",), ("self.wq(x)",)),
+    "gpt_oss": (
+        (
+            "self.sinks = nn.Parameter(",
+            "sink_column",
+            "is_sliding_layer(",
+            "bias=True",
+            "* args.rope_attention_factor",
+            "from .moe import MoE",
+        ),
+        ("F.scaled_dot_product_attention", "math.floor", "class FeedForward", "shared_expert"),
+    ),
     "gemma3_text_scaled": (
         ("/ args.rope_factor", "final_logit_softcapping", "nn.init.normal_(self.output.weight"),
         ("attn_logit_softcapping", "self.output.weight = self.tok_embeddings.weight"),

@@ -100,6 +100,20 @@ def test_primus_preset_table_keys_are_megatron_arguments() -> None:
             ["max_position_embeddings 4096 (here 32768)", "moe_aux_loss_coeff 0.01 (here 0.02)"],
         ),
         ("qwen3_moe.json", "qwen3_30B_A3B.yaml", ["moe_aux_loss_coeff 0.0 (here 0.001)"]),
+        # Primus's gpt-oss preset extends its DeepSeek-V2 base: q/k norms, no biases, SwiGLU,
+        # softmax-first routing with a sequence-level loss, rope base 10000.
+        (
+            "gpt_oss.json",
+            "gpt_oss_20B.yaml",
+            [
+                "qk_layernorm True (here False)",
+                "add_bias_linear False (here True)",
+                "quick_geglu False (here True)",
+                "rotary_base 10000 (here 150000)",
+                "moe_router_pre_softmax True (here False)",
+                "moe_aux_loss_coeff 0.001 (here 0.9)",
+            ],
+        ),
         ("qwen2_moe.json", None, []),
         # transformers computes no load-balancing loss for DeepSeek; Primus trains with
         # DeepSeek's sequence-wise one. Every architecture value agrees.

@@ -37,6 +37,7 @@ FAMILY_WORDS = {
     "gpt2": r"gpt[-_]?2",
     "mixtral": r"mixtral",
     "deepseek": r"deepseek",
+    "gpt_oss": r"gpt[-_ ]?oss",
 }
 # A package whose config uses llama3 rope scaling names that rope type (transformers' name for
 # it, "Llama 3 scaling" in prose); that alone is not a family.

@@ -805,7 +805,7 @@ def tinyllama_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Render TinyLlama (bundled config, offline) with the CLI; return its experiment YAML."""
     output = tmp_path_factory.mktemp("render")
     source = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
-    result = CliRunner().invoke(app, ["new-model", source, "--output", str(output)])
+    result = CliRunner().invoke(app, ["new-model", source, "--output", str(output), "--no-verify"])
     assert result.exit_code == 0, result.output
     return output / "tinyllama_1_1b_chat_v1_0" / "megatron" / "exp_pretrain.yaml"
 

@@ -545,6 +545,7 @@ def test_yarn_reads_as_transformers_computes_it(scaling: dict) -> None:
         ({"mscale_all_dim": math.inf}, "rope_scaling.mscale_all_dim"),
         ({"attention_factor": 0.0}, "rope_scaling.attention_factor"),
         ({"truncate": "no"}, "rope_scaling.truncate"),
+        ({"rope_theta": 1.0}, "rope_theta"),
     ],
 )
 def test_bad_yarn_fields_name_the_field(changes: dict, field: str) -> None:
@@ -817,3 +818,35 @@ def test_checkpoint_layout_refuses_what_the_adapter_cannot_express() -> None:
     features = dataclasses.replace(spec.features, checkpoint=clash)
     with pytest.raises(ScaffoldError, match="two tensors to one key"):
         adapter_view(dataclasses.replace(spec, features=features))
+
+
+# ---------------------------------------------------------------- gpt_oss
+
+
+def test_gpt_oss_spec() -> None:
+    spec = build_spec(family_config("gpt_oss"))
+    moe, rope = spec.features.moe, spec.rope
+    assert spec.features.attention_sinks and spec.attention_bias
+    assert (moe.num_experts, moe.top_k, moe.ffn_dim, moe.routing) == (32, 4, 2880, "topk_softmax")
+    assert moe.router_bias and moe.expert_biases and moe.layout.interleaved
+    assert (moe.activation, moe.swiglu_limit, moe.swiglu_alpha) == ("clamped_swiglu", 7.0, 1.702)
+    assert (spec.features.sliding_window.window, spec.features.sliding_window.pattern) == (128, 2)
+    assert (rope.type, rope.factor, rope.truncate) == ("yarn", 32.0, False)
+    assert spec.features.padding.pad_token_id == 199999
+    # The debug flavor clamps where random weights reach it.
+    assert spec.debug_dims()["swiglu_limit"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"swiglu_limit": 0}, "swiglu_limit"),
+        ({"swiglu_limit": "7"}, "swiglu_limit"),
+        ({"swiglu_alpha": -1.0}, "swiglu_alpha"),
+        ({"layer_types": ["full_attention", "sliding_attention"] * 12}, "layer_types"),
+        ({"num_experts_per_tok": 33}, "num_experts_per_tok"),
+        ({"rope_scaling": {**YARN, "beta_slow": 64.0}}, "rope_scaling.beta_fast"),
+    ],
+)
+def test_bad_gpt_oss_fields_name_the_field(changes: dict, field: str) -> None:
+    _assert_names_field(family_config("gpt_oss", **changes), field)

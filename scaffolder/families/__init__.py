@@ -15,6 +15,7 @@ from scaffolder.families import (
     gemma,
     gpt2,
     gpt_neox,
+    gpt_oss,
     granite,
     granitemoe,
     llama,
@@ -51,6 +52,7 @@ ALL_RECIPES: tuple[Recipe, ...] = (
     *granitemoe.RECIPES,
     *deepseek_v2.RECIPES,
     *deepseek_v3.RECIPES,
+    *gpt_oss.RECIPES,
 )
 RECIPES: dict[str, Recipe] = {
     model_type: recipe for recipe in ALL_RECIPES for model_type in recipe.model_types

@@ -198,6 +198,7 @@ def read_yarn(params: dict[str, Any], theta: float, max_seq_len: int) -> RopeSpe
             return None
         return read_float({f"rope_scaling.{key}": value}, f"rope_scaling.{key}", positive=positive)
 
+    require(theta > 1.0, "rope_theta", f"must be greater than 1 for YaRN, got {theta}")
     factor = number("factor", positive=False)
     require(factor is not None, "rope_scaling.factor", "is missing; YaRN needs it (e.g. 4.0)")
     require(factor >= 1.0, "rope_scaling.factor", f"must be >= 1.0, got {factor}")

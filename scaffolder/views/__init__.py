@@ -18,7 +18,7 @@ from scaffolder.views.megatron import megatron_view
 from scaffolder.views.megatron_test import megatron_test_view
 from scaffolder.views.model import model_view
 from scaffolder.views.moe import moe_view
-from scaffolder.views.readme import architecture_rows
+from scaffolder.views.readme import architecture_rows, training_view
 
 
 def build_views(spec: ArchSpec) -> dict[str, Any]:
@@ -33,4 +33,5 @@ def build_views(spec: ArchSpec) -> dict[str, Any]:
         "model": model_view(spec),
         "moe": moe_view(spec),
         "readme": architecture_rows(spec),
+        "training": training_view(spec),
     }

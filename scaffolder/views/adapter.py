@@ -50,11 +50,19 @@ class AdapterView:
     router_key: str = ""  # transformers': a sparse layer's router (from_hf adds our expert bias)
     extra_layers: bool = False  # from_hf skips layers past n_layers (multi-token prediction)
     selection_bias: str = ""  # the checkpoint's name of our expert_bias ("": not in it)
+    # Keys stored with their last two dimensions swapped (stacked experts), and whether the
+    # fused tensors interleave gate and up column by column (split_gate_up / fuse_gate_up).
+    transposed: tuple[str, ...] = ()
+    interleaved: bool = False
+    # Keys the hub's files may hold as MXFP4 "<key>_blocks" / "<key>_scales", transposed.
+    mxfp4: tuple[str, ...] = ()
 
     @property
     def reads_template(self) -> bool:
         """``from_hf`` looks up a key's layer template before renaming it."""
-        return bool(self.fused or self.conv1d or self.buffers or self.expert_bias)
+        return bool(
+            self.fused or self.conv1d or self.buffers or self.expert_bias or self.transposed
+        )
 
     @property
     def reads_older(self) -> bool:
@@ -132,6 +140,8 @@ def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
     if f.qk_norm is not None:
         for name in ("q_norm", "k_norm"):
             entries.append((f"{attention}{name}.weight", f"layers.{{}}.attention.{name}.weight"))
+    if f.attention_sinks:
+        entries.append((f"{attention}sinks", "layers.{}.attention.sinks"))
     for theirs, ours in _block_norms(spec):
         norm(block + theirs, f"layers.{{}}.{ours}")
     moe = f.moe
@@ -150,7 +160,14 @@ def _from_hf(spec: ArchSpec, qkv_bias: bool) -> list[tuple[str, str]]:
         bias_name = moe.group_routing.bias_name if moe.group_routing is not None else None
         if bias_name is not None:  # the selection bias is the checkpoint's own buffer
             entries.append((f"{sparse}{ml.router}.{bias_name}", "layers.{}.moe.expert_bias"))
-        if ml.fused_output is not None:
+        if moe.router_bias:
+            entries.append((f"{sparse}{ml.router}.bias", "layers.{}.moe.router.gate.bias"))
+        if ml.interleaved:
+            down = f"{sparse}experts.{ml.fused_output}"
+            entries.append((down, "layers.{}.moe.experts.w2"))
+            if moe.expert_biases:
+                entries.append((f"{down}_bias", "layers.{}.moe.experts.b2"))
+        elif ml.fused_output is not None:
             entries.append((f"{sparse}{ml.fused_output}.weight", "layers.{}.moe.experts.w2"))
         if moe.shared_ffn_dim is not None:
             entries.extend(
@@ -211,7 +228,16 @@ def _fused(spec: ArchSpec, qkv_bias: bool) -> tuple[list[Fused], list[tuple[str,
                 )
             )
     moe = spec.features.moe
-    if moe is not None and moe.layout.fused_input is not None:
+    if moe is not None and moe.layout.interleaved:
+        gate_up = f"{block}{moe.layout.module}.experts.{moe.layout.fused_input}"
+        fused.append(Fused(gate_up, ("layers.{}.moe.experts.w1", "layers.{}.moe.experts.w3"), ""))
+        if moe.expert_biases:
+            fused.append(
+                Fused(
+                    f"{gate_up}_bias", ("layers.{}.moe.experts.b1", "layers.{}.moe.experts.b3"), ""
+                )
+            )
+    elif moe is not None and moe.layout.fused_input is not None:
         fused.append(
             Fused(
                 f"{block}{moe.layout.module}.{moe.layout.fused_input}.weight",
@@ -283,7 +309,17 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
     moe = f.moe
     if moe is not None:
         ml = moe.layout
-        if ml.fused_input is not None:
+        if ml.interleaved:
+            biases = " and their ``_bias`` tensors" if moe.expert_biases else ""
+            held = (
+                f"each layer's experts stacked as transformers keeps them, "
+                f"{_code('experts.' + ml.fused_input)} ``[experts, dim, 2 * ffn]`` (gate and up "
+                f"interleaved column by column) and {_code('experts.' + ml.fused_output)} "
+                f"``[experts, ffn, dim]``{biases}: the transposes of the model's ``[experts, "
+                "out, in]`` weights. ``from_hf`` takes the even and odd columns apart and "
+                "transposes, ``to_hf`` interleaves them again"
+            )
+        elif ml.fused_input is not None:
             held = (
                 f"each layer's experts fused, {_code(ml.fused_input)} ``[experts, 2 * ffn, dim]`` "
                 f"(gate rows, then up rows, per expert) and {_code(ml.fused_output)}; "
@@ -298,6 +334,14 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
                 "into the model's ``[experts, ...]`` weights and ``to_hf`` splits them again"
             )
         bullets.append(f"Experts: the checkpoint holds {held}.")
+        if ml.mxfp4:
+            bullets.append(
+                "MXFP4: the hub's files store those expert weights quantized, as "
+                "``<name>_blocks`` (two FP4 E2M1 values a byte) and ``<name>_scales`` (an E8M0 "
+                "exponent per 32 values) of their transpose ``[experts, out, in]``; ``from_hf`` "
+                "dequantizes them to float32 (``runtime.mxfp4``) and ``to_hf`` writes them "
+                "unquantized, as ``save_pretrained`` does."
+            )
         bias_name = moe.group_routing.bias_name if moe.group_routing is not None else None
         if bias_name is not None:
             bullets.append(
@@ -359,7 +403,33 @@ def _experts_fused(spec: ArchSpec) -> bool:
     return moe is not None and moe.layout.fused_input is not None
 
 
+def _interleaved(spec: ArchSpec) -> bool:
+    moe = spec.features.moe
+    return moe is not None and moe.layout.interleaved
+
+
+def _transposed(spec: ArchSpec) -> tuple[str, ...]:
+    """Stacked expert weights whose last two dimensions the checkpoint swaps (the fused
+    gate/up tensor is transposed by split_gate_up)."""
+    if not _interleaved(spec):
+        return ()
+    c, ml = spec.features.checkpoint, spec.features.moe.layout
+    return (f"{c.prefix}.{c.blocks}.{{}}.{ml.module}.experts.{ml.fused_output}",)
+
+
+def _mxfp4(spec: ArchSpec) -> tuple[str, ...]:
+    """The stacked expert weights the hub's files store as MXFP4 pairs."""
+    moe = spec.features.moe
+    if moe is None or not moe.layout.mxfp4:
+        return ()
+    c, ml = spec.features.checkpoint, moe.layout
+    experts = f"{c.prefix}.{c.blocks}.{{}}.{ml.module}.experts."
+    return (f"{experts}{ml.fused_input}", f"{experts}{ml.fused_output}")
+
+
 def _split_parts(spec: ArchSpec) -> str:
+    if _interleaved(spec):
+        return "split_gate_up(value)"
     if spec.features.checkpoint.qkv_per_head:
         return "split_qkv(value, self.model_args.n_heads)"
     if _experts_fused(spec):  # [experts, 2 * ffn, dim]: each expert's gate rows, then up rows
@@ -368,6 +438,8 @@ def _split_parts(spec: ArchSpec) -> str:
 
 
 def _fuse_parts(spec: ArchSpec) -> str:
+    if _interleaved(spec):
+        return "fuse_gate_up(parts[0], parts[1])"
     if spec.features.checkpoint.qkv_per_head:
         return "fuse_qkv(parts[0], parts[1], parts[2], self.model_args.n_heads)"
     if _experts_fused(spec):
@@ -472,4 +544,7 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
         router_key=_router_key(spec),
         extra_layers=c.extra_layers,
         selection_bias=_selection_bias(spec),
+        transposed=_transposed(spec),
+        interleaved=_interleaved(spec),
+        mxfp4=_mxfp4(spec),
     )

@@ -117,6 +117,7 @@ class ArgsView:
     rope_folds: tuple[tuple[str, str, Any], ...] = ()
     rope_old: str = ""
     rope_aliases: tuple[str, ...] = ()
+    rope_default: tuple[tuple[str, Any], ...] = ()  # (key, value): the config class's own rope
     layer_rope_thetas: tuple[float, float] | None = None
     max_window_layers_default: int | None = None
     pattern_fallback: str = ""
@@ -619,6 +620,16 @@ class _Builder:
             self.class_parts.append("is_moe_layer")
         elif moe.sparse_step is not None:
             self.tail += [Entry("decoder_sparse_step", "1"), Entry("mlp_only_layers", "[]")]
+        if moe.activation == "clamped_swiglu":
+            self.add_config(
+                "swiglu_limit",
+                "float",
+                moe.swiglu_limit,
+                doc="The experts clamp gate above and up on both sides at swiglu_limit.",
+            )
+            self.add_config(
+                "swiglu_alpha", "float", moe.swiglu_alpha, ": the sigmoid's gain in the SwiGLU"
+            )
         if moe.group_routing is None:
             self.add_config("router_aux_loss_coef", "float", moe.aux_loss_coef)
         self.add(
@@ -900,6 +911,7 @@ class _Builder:
             if self.rope_folds
             else "",
             rope_aliases=f.longrope_aliases,
+            rope_default=tuple(cf.rope_default.items()),
             layer_rope_thetas=(
                 (cf.defaults["rope_theta"], cf.defaults[cf.name("rope_local_theta")])
                 if f.local_rope is not None

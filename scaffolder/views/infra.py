@@ -51,6 +51,7 @@ class InfraView:
     # Blocks with experts and blocks with a dense MLP: their plans, added per block.
     moe_plan: tuple[PlanEntry, ...] = ()
     dense_plan: tuple[PlanEntry, ...] = ()
+    tp_sinks: bool = False  # attention sinks, one per query head: split with the heads
 
     @property
     def omitted_files(self) -> tuple[str, ...]:
@@ -218,6 +219,9 @@ def _debug_args(spec: ArchSpec) -> tuple[tuple[str, Any, str], ...]:
         comment = ""
         if name == "attention_dropout":
             comment = f"config.json: {spec.features.attention_dropout}"
+        elif name == "swiglu_limit":
+            limit = spec.features.moe.swiglu_limit
+            comment = f"config.json: {limit}; the tests' random weights reach this clamp"
         args.append((name, value, comment))
     return tuple(args)
 
@@ -249,6 +253,7 @@ def infra_view(spec: ArchSpec) -> InfraView:
         ep_doc=_ep_doc(spec),
         moe_plan=tuple(_moe_plan()) if mixed else (),
         dense_plan=tuple(_dense_plan(spec)) if mixed else (),
+        tp_sinks=spec.features.attention_sinks,
         rotary_key_gradient=spec.features.latent_attention is not None,
         heads_doc=_heads_doc(spec),
         layer_choice="first_k_dense_replace"

@@ -18,6 +18,9 @@ from scaffolder.features import Moe
 from scaffolder.literals import Name, ordinal
 from scaffolder.spec import ArchSpec
 
+# Megatron's quick GELU, x * sigmoid(1.702 * x) (megatron/core/fusions/fused_bias_geglu.py).
+MEGATRON_QUICK_GELU_ALPHA = 1.702
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -128,7 +131,7 @@ def _attention(spec: ArchSpec) -> Section:
         field = "use_bias" if "use_bias" in f.biases.fields else "attention_bias"
         qkv = Entry("add_qkv_bias", spec.attention_bias, field)
     items.append(qkv)
-    if spec.attention_bias and not spec.mlp_bias:
+    if spec.attention_bias and not spec.mlp_bias and not _biased_experts_only(spec):
         items.append(
             Note(
                 "attention_bias also biases o_proj, but Megatron biases its attention output "
@@ -186,6 +189,14 @@ def _attention(spec: ArchSpec) -> Section:
                 expressible=False,
             )
         )
+    if f.attention_sinks:
+        items.append(
+            Entry(
+                "softmax_type",
+                Name("learnable"),
+                "sinks: one learned logit per head in the softmax (Megatron's learnable offset)",
+            )
+        )
     if f.softcap is not None and f.softcap.attention:
         items.append(
             Note(
@@ -233,6 +244,42 @@ def _sliding_window(spec: ArchSpec) -> list[Entry | Note]:
     return items
 
 
+def _biased_experts_only(spec: ArchSpec) -> bool:
+    """Every layer's MLP is experts with biases: Megatron's add_bias_linear biases exactly them
+    and the attention output projection."""
+    moe = spec.features.moe
+    return moe is not None and moe.expert_biases and not moe.has_dense_layers(spec.n_layers)
+
+
+def _clamped_swiglu(moe: Any) -> list[Entry | Note]:
+    """The experts' clamped SwiGLU, ``(up + 1) * gate * sigmoid(alpha * gate)``: Megatron's
+    quick GeGLU (alpha fixed at 1.702) with a linear offset of 1 and its clamp."""
+    items: list[Entry | Note] = [
+        Entry("swiglu", False, "the experts' gate is clamped: quick_geglu, below"),
+        Entry(
+            "quick_geglu",
+            True,
+            "gate * sigmoid(1.702 * gate)"
+            + (": swiglu_alpha 1.702" if moe.swiglu_alpha == MEGATRON_QUICK_GELU_ALPHA else ""),
+        ),
+        Entry("glu_linear_offset", 1.0, "(up + 1): the up projection plus one"),
+        Entry(
+            "activation_func_clamp_value",
+            moe.swiglu_limit,
+            "swiglu_limit: gate clamped above, up on both sides",
+        ),
+    ]
+    if moe.swiglu_alpha != MEGATRON_QUICK_GELU_ALPHA:
+        items.append(
+            Note(
+                f"swiglu_alpha {moe.swiglu_alpha}: the experts' gate is gate * sigmoid(alpha * "
+                f"gate); Megatron's quick GELU fixes alpha at {MEGATRON_QUICK_GELU_ALPHA}.",
+                expressible=False,
+            )
+        )
+    return items
+
+
 def _mlp(spec: ArchSpec) -> Section:
     f = spec.features
     activation = f.names.activation
@@ -277,6 +324,8 @@ def _mlp(spec: ArchSpec) -> Section:
             ),
             Entry("swiglu", True),
         ]
+    elif f.moe is not None and f.moe.activation == "clamped_swiglu":
+        items += _clamped_swiglu(f.moe)
     else:
         items.append(
             Entry(
@@ -285,7 +334,10 @@ def _mlp(spec: ArchSpec) -> Section:
                 f"hidden_act {spec.hidden_act} with gate/up/down projections: SwiGLU",
             )
         )
-    if "use_bias" in f.biases.fields:
+    if _biased_experts_only(spec):
+        also = ", o_proj too (attention_bias)" if spec.attention_bias else ""
+        items.append(Entry("add_bias_linear", True, f"the experts' projections have biases{also}"))
+    elif "use_bias" in f.biases.fields:
         what = "every linear layer has a bias" if spec.mlp_bias else "no biases"
         items.append(Entry("add_bias_linear", spec.mlp_bias, f"use_bias: {what}"))
     elif f.biases.everywhere:
@@ -786,6 +838,18 @@ def _experts(spec: ArchSpec) -> Section | None:
         )
     items += [
         Entry("moe_router_score_function", Name("softmax")),
+        *(
+            (
+                Note(
+                    "the router's logits have a learned bias (router.bias); Megatron's router "
+                    "linear has none (moe_router_enable_expert_bias is a selection-only bias "
+                    "updated from token counts, not a trained logit bias).",
+                    expressible=False,
+                ),
+            )
+            if moe.router_bias
+            else ()
+        ),
         Entry("moe_router_dtype", Name("fp32"), "router scores in float32, as transformers"),
         Entry("moe_router_load_balancing_type", [Name("aux_loss")]),
         Entry("moe_aux_loss_coeff", [moe.aux_loss_coef], "router_aux_loss_coef"),

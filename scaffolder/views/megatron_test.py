@@ -65,6 +65,9 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
         mlp = 'ARCHITECTURE["mlp_bias"]' if "mlp_bias" in fields else "False"
         if f.biases.mlp_always:
             mlp = "True"
+    moe = f.moe
+    if moe is not None and moe.expert_biases and not moe.has_dense_layers(spec.n_layers):
+        mlp = "True"  # add_bias_linear: the experts' biases
     if "True" in (qkv, mlp):
         attention = "True"
     elif mlp == "False":
@@ -86,7 +89,8 @@ def megatron_test_view(spec: ArchSpec) -> MegatronTestView:
         mlp_bias=mlp,
         attention_bias=attention,
         normalization="LayerNorm" if f.norm.kind == "layernorm" else "RMSNorm",
-        swiglu=f.gated_mlp,
+        # The experts' clamped SwiGLU is Megatron's quick GeGLU instead.
+        swiglu=f.gated_mlp and (moe is None or moe.activation == "swiglu"),
         rope_scaling=scaling,
         runtime_rope_type=runtime_rope_type,
         **(

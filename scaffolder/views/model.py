@@ -65,6 +65,7 @@ class _Facts:
     scaled: bool  # a scale other than head_dim ** -0.5 (self.scale)
     multipliers: bool
     dropout: bool
+    sinks: bool = False  # a learned sink logit per head: scores computed explicitly too
 
 
 def _facts(spec: ArchSpec) -> _Facts:
@@ -84,6 +85,7 @@ def _facts(spec: ArchSpec) -> _Facts:
         scaled=f.query_pre_attn_scalar is not None or f.multipliers is not None,
         multipliers=f.multipliers is not None,
         dropout=bool(f.attention_dropout),
+        sinks=f.attention_sinks,
     )
 
 
@@ -110,11 +112,12 @@ class AttentionView:
     repeat_kv: tuple[str, ...]  # explicit scores: key/value heads repeated for their queries
     mask: tuple[str, ...]  # fused attention: the sliding-window mask
     sdpa_kwargs: tuple[str, ...]
+    dropout: bool = False  # explicit scores: attention probabilities dropped in training
 
 
 def attention_view(spec: ArchSpec) -> AttentionView:
     f, x = spec.features, _facts(spec)
-    gqa_repeat = x.explicit and spec.uses_gqa
+    gqa_repeat = (x.explicit or x.sinks) and spec.uses_gqa
     qkv_only = f.biases.qkv_only and not spec.attention_bias
     return AttentionView(
         doc=_attention_doc(spec, x),
@@ -132,6 +135,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
             (x.scaled and f.query_pre_attn_scalar is None, "scale_attention_multiplier"),
             (x.explicit, "softcap_attribute"),
             (x.dropout, "dropout_attribute"),
+            (x.sinks, "sinks_attribute"),
         ),
         qkv_bias=spec.attention_bias or f.biases.qkv_only,
         o_bias=spec.attention_bias,
@@ -142,6 +146,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
             (spec.attention_bias, "init_zero_bias"),
             (qkv_only, "init_zero_qkv_bias"),
             (f.qk_norm, "init_qk_norm"),
+            (x.sinks, "init_sinks"),
         ),
         q="self.q_norm(self.wq(x))" if x.projection_norm else "self.wq(x)",
         k="self.k_norm(self.wk(x))" if x.projection_norm else "self.wk(x)",
@@ -164,6 +169,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
             (x.dropout, "dropout_p=self.dropout if self.training else 0.0"),
             (spec.uses_gqa, "enable_gqa=True"),
         ),
+        dropout=x.dropout and x.sinks,
     )
 
 
@@ -174,6 +180,8 @@ def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
     positions = "rotary positions" if x.rotary else "learned position embeddings"
     if x.explicit:
         summary = f"Causal self-attention with soft-capped scores and {positions}."
+    elif x.sinks:
+        summary = f"Causal self-attention with attention sinks and {positions}."
     elif spec.uses_gqa:
         summary = f"Causal self-attention with grouped-query attention and {positions}."
     else:
@@ -183,7 +191,7 @@ def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
         "(num_key_value_heads)"
         + (
             "."
-            if x.explicit
+            if x.explicit or x.sinks
             else "; scaled_dot_product_attention broadcasts the key/value heads itself."
         )
     )
@@ -200,6 +208,13 @@ def _attention_doc(spec: ArchSpec, x: _Facts) -> str:
         "(attn_logit_softcapping) before the mask and the float32 softmax; "
         "scaled_dot_product_attention has no such step, so they are computed explicitly."
         if x.explicit
+        else None,
+        "Each head has a learned sink logit (``sinks``) joined to its softmax: it takes a share "
+        "of the probability and adds no value. scaled_dot_product_attention cannot take it, so "
+        "scores are computed explicitly: the matmul, the mask, a float32 softmax over the scores "
+        "and the sink's column, then that column dropped (memory grows with seqlen squared; "
+        "flash kernels with sink support are the efficient path on GPUs)."
+        if x.sinks
         else None,
         "In training, attention probabilities are dropped with probability ``attention_dropout``."
         if x.dropout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scaffolder.errors import ScaffoldError
 from scaffolder.features import GroupRouting, Moe
 from scaffolder.spec import ArchSpec
 
@@ -33,6 +34,15 @@ class MoeView:
     shared_gate: bool = True  # the shared expert's output is scaled by a sigmoid gate
     aux_test: bool = True  # transformers computes the load-balancing loss (the generated test)
     weight_bound: str = "1"  # the largest router weight (the generated test)
+    router_bias: bool = False  # the router's linear layer has a bias
+    # Biased experts (parts/moe/experts_*_biased.py.j2): GroupedExperts' extra parameters and
+    # attributes, what MoE passes for them, and its activation(gate, up).
+    expert_biases: bool = False
+    experts_params: str = ""
+    experts_attributes: tuple[str, ...] = ()
+    experts_args: str = ""
+    activation_doc: str = ""
+    activation_lines: tuple[str, ...] = ()
 
 
 def _routing(moe: Moe) -> str:
@@ -67,9 +77,46 @@ def _router_doc(moe: Moe) -> str:
             f"keep their scores as weights ({moe.renormalize_field} false: they sum to less than "
             "one)."
         )
+    bias = " Its logits have a learned bias (``router.bias``)." if moe.router_bias else ""
     return (
         f"Top-k router (``{name}`` in transformers).\n\n"
-        f"Each token goes to the top_k (num_experts_per_tok) of num_experts experts.\n{scoring}"
+        f"Each token goes to the top_k (num_experts_per_tok) of num_experts experts.{bias}\n"
+        f"{scoring}"
+    )
+
+
+def _biased_experts(moe: Moe) -> dict[str, object]:
+    """MoeView's fields for experts with biases (and their activation)."""
+    if not moe.expert_biases:
+        if moe.activation != "swiglu":
+            raise ScaffoldError("model/moe.py: a clamped SwiGLU needs the biased experts")
+        return {}
+    if moe.activation == "swiglu":
+        return dict(
+            expert_biases=True,
+            activation_doc="SwiGLU: ``silu(gate) * up``.",
+            activation_lines=("return F.silu(gate) * up",),
+        )
+    return dict(
+        expert_biases=True,
+        experts_params=", limit: float, alpha: float",
+        experts_attributes=(
+            "self.limit = limit  # swiglu_limit",
+            "self.alpha = alpha  # swiglu_alpha",
+        ),
+        experts_args=", model_args.swiglu_limit, model_args.swiglu_alpha",
+        activation_doc=(
+            "The clamped SwiGLU: ``(up + 1) * gate * sigmoid(alpha * gate)``.\n\n"
+            f"gate is clamped above at ``limit`` (swiglu_limit, {moe.swiglu_limit}) and up to "
+            f"``[-limit, limit]``; alpha is swiglu_alpha ({moe.swiglu_alpha}).\n"
+            "transformers' checkpoints interleave gate and up column by column in "
+            "``gate_up_proj``; the state-dict adapter splits them into w1 and w3."
+        ),
+        activation_lines=(
+            "gate = gate.clamp(max=self.limit)",
+            "up = up.clamp(min=-self.limit, max=self.limit)",
+            "return (up + 1) * (gate * torch.sigmoid(gate * self.alpha))",
+        ),
     )
 
 
@@ -126,9 +173,10 @@ def moe_view(spec: ArchSpec) -> MoeView | None:
             f"layers {moe.first_dense} and up (the layers below have a dense MLP, "
             "first_k_dense_replace)"
         )
+    mlps = "SwiGLU MLPs" if moe.activation == "swiglu" else "clamped SwiGLU MLPs with biases"
     overview = [
         f"In {where}, each token goes to {moe.top_k} of {moe.num_experts} experts "
-        f"(num_experts_per_tok of {moe.experts_field}), SwiGLU MLPs of {moe.ffn_dim} hidden "
+        f"(num_experts_per_tok of {moe.experts_field}), {mlps} of {moe.ffn_dim} hidden "
         f"units ({moe.ffn_field}).",
     ]
     gated = moe.layout.shared_gate is not None
@@ -142,7 +190,13 @@ def moe_view(spec: ArchSpec) -> MoeView | None:
             f"A shared expert of {moe.shared_ffn_dim} hidden units "
             "(shared_expert_intermediate_size) sees every token, gated by a sigmoid."
         )
-    if layout.fused_input is not None:
+    if layout.interleaved:
+        stored = (
+            f"transformers' checkpoints hold them stacked and transposed, ``{layout.fused_input}`` "
+            "``[experts, dim, 2 * hidden_dim]`` with gate and up interleaved column by column, "
+            f"and ``{layout.fused_output}``"
+        )
+    elif layout.fused_input is not None:
         stored = (
             f"transformers' checkpoints hold them the same way, as ``{layout.fused_input}`` "
             f"(w1 and w3 stacked) and ``{layout.fused_output}``"
@@ -152,10 +206,15 @@ def moe_view(spec: ArchSpec) -> MoeView | None:
             f"transformers' checkpoints hold one ``experts.<j>.{layout.gate}``, "
             f"``{layout.up}`` and ``{layout.down}`` per expert"
         )
+    what = "SwiGLU weights"
+    biases = ""
+    if moe.expert_biases:
+        what = "weights and biases"
+        biases = " ``b1`` and ``b3`` ``[experts, hidden_dim]``, ``b2`` ``[experts, dim]``."
     experts_doc = (
-        "The experts' SwiGLU weights, stacked by expert.\n\n"
+        f"The experts' {what}, stacked by expert.\n\n"
         "``w1`` and ``w3`` are ``[experts, hidden_dim, dim]``, "
-        f"``w2`` ``[experts, dim, hidden_dim]`` ({stored}).\n\n"
+        f"``w2`` ``[experts, dim, hidden_dim]`` ({stored}).{biases}\n\n"
         "``torch._grouped_mm`` multiplies every expert's rows at once where it applies (see "
         ":func:`grouped_mm_applies`); otherwise, or with ``use_grouped_mm`` off, a loop over the "
         "experts computes the same values."
@@ -196,6 +255,8 @@ def moe_view(spec: ArchSpec) -> MoeView | None:
         ffn_arg=moe.expert_ffn_arg,
         aux_doc=aux_doc,
         first_sparse=_first_sparse(spec),
+        router_bias=moe.router_bias,
+        **_biased_experts(moe),
         **_group_fields(moe),
     )
 

@@ -34,6 +34,9 @@ def overview(spec: ArchSpec) -> tuple[str, ...]:
             scale_sentence(f),
             _overview_sliding(f),
             _softcap(softcap.attention if softcap else None, "attention scores", "attn"),
+            "Each attention head has a learned sink logit (sinks) in its softmax."
+            if f.attention_sinks
+            else None,
             "Attention probabilities are dropped in training (attention_dropout)."
             if f.attention_dropout
             else None,
@@ -83,6 +86,9 @@ def _blocks(f: Features) -> str:
 
 
 def _mlp(spec: ArchSpec) -> str:
+    moe = spec.features.moe
+    if moe is not None and moe.activation == "clamped_swiglu":
+        return "MLP: experts with biases and a clamped SwiGLU."
     if spec.features.gated_mlp:
         return "MLP: SwiGLU." if spec.hidden_act == "silu" else "MLP: GeGLU with the tanh GELU."
     names = spec.features.mlp_names

@@ -76,7 +76,7 @@ def _rope_rows(spec: ArchSpec) -> list[Row]:
             )
         )
     if rope.type == "yarn":
-        truncate = "rounded" if rope.truncate else "not rounded (truncate false)"
+        truncate = "rounded" if rope.truncate else "not rounded: truncate false"
         rows.append(
             Row(
                 "rope_scaling yarn",
@@ -151,6 +151,8 @@ def _scaling_rows(spec: ArchSpec) -> list[Row]:
         )
     if not f.scale_attn_weights:
         rows.append(Row("scale_attn_weights", "false (attention scores not scaled)"))
+    if f.attention_sinks:
+        rows.append(Row("sinks", "a learned logit per query head in each softmax"))
     if f.softcap is not None and f.softcap.attention:
         rows.append(Row("attn_logit_softcapping", yaml_literal(f.softcap.attention)))
     if f.softcap is not None and f.softcap.final:
@@ -321,6 +323,18 @@ def _expert_rows(spec: ArchSpec) -> list[Row]:
         Row(f"{moe.ffn_field} (each expert)", str(moe.ffn_dim)),
         Row("routing", routing),
     ]
+    if moe.router_bias:
+        rows.append(Row("router bias", "a learned bias on the router logits (router.bias)"))
+    if moe.expert_biases:
+        rows.append(Row("expert biases", "on each expert's gate, up and down projections"))
+    if moe.activation == "clamped_swiglu":
+        rows.append(
+            Row(
+                "swiglu_limit / swiglu_alpha",
+                f"{yaml_literal(moe.swiglu_limit)} / {yaml_literal(moe.swiglu_alpha)}: "
+                "(up + 1) * gate * sigmoid(alpha * gate), gate clamped above, up both sides",
+            )
+        )
     if moe.renormalize_field is not None:
         rows.append(Row(moe.renormalize_field, yaml_literal(moe.renormalize)))
     if moe.shared_ffn_dim is not None:
@@ -341,3 +355,22 @@ def _expert_rows(spec: ArchSpec) -> list[Row]:
         ),
     ]
     return rows
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    """What the README's "Train it for real" section adapts to this model."""
+
+    # An 8-GPU node's extra overrides for the full-size run, e.g. expert parallelism.
+    node_overrides: str
+
+
+def training_view(spec: ArchSpec) -> TrainingView:
+    """The "Train it for real" section's model-dependent parts."""
+    moe = spec.features.moe
+    if moe is None:
+        return TrainingView(node_overrides="")
+    degree = math.gcd(moe.num_experts, 8)  # experts split over up to 8 data-parallel ranks
+    if degree == 1:
+        return TrainingView(node_overrides="")
+    return TrainingView(node_overrides=f" --parallelism.expert_parallel_degree {degree}")

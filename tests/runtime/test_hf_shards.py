@@ -5,7 +5,7 @@ of the whole checkpoint; the export groups convert to exactly ``to_hf``'s tensor
 The layouts: renames (Qwen2-MoE's dense tensors), stacked fused q/k/v and gate/up (Phi-3: views),
 per-head fused q/k/v (GPT-NeoX: a copy, converted whole), Conv1D transposes and a missing hub
 prefix (GPT-2: views), per-expert tensors (Qwen2-MoE: stacked, read expert by expert) and tied
-embeddings (Gemma), and DeepSeek-V3's attention and experts.
+embeddings (Gemma), DeepSeek-V3's attention and experts, gpt-oss's fused experts.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ FAMILIES = {
     "qwen2_moe": ({"decoder_sparse_step": 2, "mlp_only_layers": [0]}, "stack"),
     "gemma": ({}, "direct"),
     "deepseek_v3": ({}, "stack"),
+    "gpt_oss": ({}, "direct"),
 }
 
 

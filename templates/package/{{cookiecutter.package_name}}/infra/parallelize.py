@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor import Replicate, Shard{% if v.tp_sinks %}, distribute_tensor{% endif %}
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     PrepareModuleInput,
@@ -182,6 +182,11 @@ Norms run on sequence shards; the embedding is split by vocabulary and so is the
 {%- endfor %}
             },
         )
+{%- if v.tp_sinks %}
+        # Attention sinks, one per query head: each rank keeps its heads' (Shard(0)).
+        sinks = block.attention.sinks
+        block.attention.sinks = nn.Parameter(distribute_tensor(sinks.data, tp_mesh, [Shard(0)]))
+{%- endif %}
 {%- if v.moe_plan %}
         # {{ v.layer_choice }}: experts here, or a dense MLP.
         if block.moe_enabled:

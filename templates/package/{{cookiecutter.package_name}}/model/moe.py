@@ -32,10 +32,13 @@ class Router(nn.Module):
 {%- for line in v.router_init %}
         {{ line }}
 {%- endfor %}
-        self.gate = nn.Linear(dim, num_experts, bias=False)
+        self.gate = nn.Linear(dim, num_experts, bias={{ v.router_bias | py }})
 
     def init_weights(self, init_std: float) -> None:
         nn.init.normal_(self.gate.weight, mean=0.0, std=init_std)
+{%- if v.router_bias %}
+        nn.init.normal_(self.gate.bias, mean=0.0, std=init_std)
+{%- endif %}
 
     def forward(
         self, x: torch.Tensor, expert_bias: torch.Tensor
@@ -55,6 +58,9 @@ class GroupedExperts(nn.Module):
     """{{ v.experts_doc | prose(indent=4, first_indent=0) }}
     """
 
+{%- if v.expert_biases %}
+{% include 'parts/moe/experts_init_biased.py.j2' %}
+{%- else %}
     def __init__(self, dim: int, hidden_dim: int, num_experts: int, use_grouped_mm: bool) -> None:
         super().__init__()
         self.use_grouped_mm = use_grouped_mm
@@ -65,10 +71,14 @@ class GroupedExperts(nn.Module):
     def init_weights(self, init_std: float) -> None:
         for weight in (self.w1, self.w2, self.w3):
             nn.init.normal_(weight, mean=0.0, std=init_std)
+{%- endif %}
 
     def forward(self, x: torch.Tensor, tokens_per_expert: torch.Tensor) -> torch.Tensor:
         """Tokens ``[routed, dim]`` sorted by expert, ``tokens_per_expert[e]`` of them for expert
         ``e`` (of the experts this module holds), to outputs in the same order."""
+{%- if v.expert_biases %}
+{% include 'parts/moe/experts_forward_biased.py.j2' %}
+{%- else %}
         # Under expert parallelism the weights are DTensors sharded by expert: compute with this
         # rank's experts, which the token dispatcher sent these tokens to.
         w1, w2, w3 = (w.to_local() if hasattr(w, "to_local") else w for w in (self.w1, self.w2, self.w3))
@@ -83,6 +93,7 @@ class GroupedExperts(nn.Module):
             h = F.silu(chunk @ w1[expert].t()) * (chunk @ w3[expert].t())
             outputs.append(h @ w2[expert].t())
         return torch.cat(outputs)
+{%- endif %}
 
 
 def grouped_mm_applies(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> bool:
@@ -154,7 +165,7 @@ class MoE(nn.Module):
         num_experts = model_args.num_experts
         self.router = Router(model_args.dim, num_experts, model_args.top_k{{ v.router_args }})
         self.experts = GroupedExperts(
-            model_args.dim, model_args.{{ v.ffn_arg }}, num_experts, model_args.use_grouped_mm
+            model_args.dim, model_args.{{ v.ffn_arg }}, num_experts, model_args.use_grouped_mm{{ v.experts_args }}
         )
         self.dispatcher = TokenDispatcher(num_experts)
 {%- if v.shared %}

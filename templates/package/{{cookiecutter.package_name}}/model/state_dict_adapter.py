@@ -19,6 +19,9 @@ from typing import Any
 {% if v.fused or v.expert_bias or v.experts %}
 import torch
 {% endif %}
+{%- if v.mxfp4 %}
+from runtime.mxfp4 import BLOCKS_SUFFIX, SCALES_SUFFIX, dequantize_mxfp4
+{%- endif %}
 from runtime.protocols import StateDictAdapter
 {%- if v.size_locals %}
 
@@ -58,6 +61,24 @@ EXPERTS_TO_HF: dict[str, str] = {ours: theirs for theirs, ours in EXPERTS_FROM_H
 # zero in each layer that has a router.
 EXPERT_BIAS = {{ v.expert_bias | py }}
 ROUTER = {{ v.router_key | py }}
+{%- endif %}
+{%- if v.transposed %}
+# Stacked expert weights the checkpoint stores with their last two dimensions swapped
+# ([experts, in, out]; the model's are [experts, out, in]).
+TRANSPOSED = {
+{%- for key in v.transposed %}
+    {{ key | py }},
+{%- endfor %}
+}
+{%- endif %}
+{%- if v.mxfp4 %}
+# Stacked expert weights the hub's files store as MXFP4 "<key>_blocks" / "<key>_scales" pairs
+# of their transpose, [experts, out, in], quantized in groups of 32 along the input features.
+MXFP4_WEIGHTS = {
+{%- for key in v.mxfp4 %}
+    {{ key | py }},
+{%- endfor %}
+}
 {%- endif %}
 {%- if v.conv1d %}
 # Conv1D weights, stored transposed (input features first) in the checkpoint.
@@ -118,6 +139,42 @@ def _expert_template(key: str) -> tuple[str, str, int] | None:
         + key[expert.end() :]
     )
     return template, layer.group(1), int(expert.group(1))
+{%- endif %}
+{%- if v.mxfp4 %}
+
+
+def dequantize_hub_experts(hf_state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``hf_state_dict`` with each MXFP4 pair of :data:`MXFP4_WEIGHTS` replaced by its float32
+    tensor in the layout ``save_pretrained`` writes; every other tensor as it is."""
+    tensors = dict(hf_state_dict)
+    for key in [key for key in tensors if key.endswith(BLOCKS_SUFFIX)]:
+        name = key.removesuffix(BLOCKS_SUFFIX)
+        if _template(name)[0] not in MXFP4_WEIGHTS:
+            continue
+        if name + SCALES_SUFFIX not in tensors:
+            raise KeyError(f"{key} has no {name + SCALES_SUFFIX} to dequantize it with")
+        blocks, scales = tensors.pop(key), tensors.pop(name + SCALES_SUFFIX)
+        tensors[name] = dequantize_mxfp4(blocks, scales).transpose(-2, -1)
+    return tensors
+{%- endif %}
+{%- if v.interleaved %}
+
+
+def split_gate_up(fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gate and up out of a checkpoint's ``gate_up_proj`` ``[experts, dim, 2 * ffn]`` (or its
+    bias ``[experts, 2 * ffn]``): the even columns are the gate's, the odd ones up's. Weights
+    come back as the model's ``[experts, ffn, dim]``."""
+    gate, up = fused[..., ::2], fused[..., 1::2]
+    if fused.dim() == 3:
+        return gate.transpose(1, 2), up.transpose(1, 2)
+    return gate, up
+
+
+def fuse_gate_up(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`split_gate_up`: gate and up columns interleaved."""
+    if gate.dim() == 3:
+        gate, up = gate.transpose(1, 2), up.transpose(1, 2)
+    return torch.stack((gate, up), dim=-1).flatten(-2)
 {%- endif %}
 {%- if v.per_head %}
 
@@ -195,10 +252,18 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
             if _template(key)[0] in CONV1D_WEIGHTS:
                 hf_state_dict[key] = value.t()
 {%- endif %}
+{%- if v.transposed %}
+        for key, value in hf_state_dict.items():
+            if _template(key)[0] in TRANSPOSED:
+                hf_state_dict[key] = value.transpose(-2, -1)
+{%- endif %}
         return hf_state_dict
 
     def from_hf(self, hf_state_dict: dict[str, Any]) -> dict[str, Any]:
         state_dict = {}
+{%- if v.mxfp4 %}
+        hf_state_dict = dequantize_hub_experts(hf_state_dict)
+{%- endif %}
 {%- if v.experts %}
         experts: dict[str, dict[int, Any]] = {}  # our stacked key -> {expert: its tensor}
 {%- endif %}
@@ -236,6 +301,10 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 {%- if v.conv1d %}
             if template in CONV1D_WEIGHTS:
                 value = value.t()
+{%- endif %}
+{%- if v.transposed %}
+            if template in TRANSPOSED:
+                value = value.transpose(-2, -1)
 {%- endif %}
 {%- if v.fused %}
             if template in FUSED_FROM_HF:

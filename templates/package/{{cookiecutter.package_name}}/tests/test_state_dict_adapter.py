@@ -105,6 +105,9 @@ def test_from_hf_skips_layers_past_num_hidden_layers(debug_args: ModelArgs) -> N
     for key, value in expected.items():
         assert torch.equal(loaded[key], value), key
 {%- endif %}
+{%- if v.mxfp4 %}
+{% include 'parts/tests/mxfp4.py.j2' %}
+{%- endif %}
 {%- if v.reads_older %}
 
 

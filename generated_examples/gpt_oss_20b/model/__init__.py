@@ -1,0 +1,1 @@
+"""Model definition: args, single-device model, and the transformers state dict adapter."""

@@ -1,0 +1,1 @@
+"""Tests of the generated package; transformers is the numerical oracle."""

@@ -1,0 +1,155 @@
+"""gpt-oss in the runtime: attention sinks and biased, clamped experts train the same on one rank,
+under expert, tensor (sinks split with the heads) and pipeline parallelism, and a folder in the
+hub's MXFP4 layout imports and continues training.
+
+The package is gpt-oss-20b's config (tests/configs/gpt_oss.json) at its debug flavor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from runtime_helpers import assert_same_losses, read_metrics, run_driver, run_trainer
+
+from tests.helpers import family_config, render_config_package
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gpt_oss")
+    render_config_package(root, "oss_pkg", family_config("gpt_oss"))
+    return root / "oss_pkg"
+
+
+def argv(package: Path, dump: Path, *extra: str) -> list[str]:
+    """6 steps of the debug flavor, global batch 4 in micro-batches of 2, 64 tokens (the sliding
+    layers' window is 16)."""
+    return [
+        "--job.config_file",
+        str(package / "train_configs" / "debug_model.toml"),
+        "--job.dump_folder",
+        str(dump),
+        "--training.steps",
+        str(STEPS),
+        "--training.global_batch_size",
+        "4",
+        "--training.local_batch_size",
+        "2",
+        "--training.seq_len",
+        "64",
+        *extra,
+    ]
+
+
+def test_expert_tensor_and_pipeline_parallel_match_one_rank(package: Path, tmp_path: Path) -> None:
+    """One rank against EP 2 (experts split, tokens by all-to-all) and TP 2 (sinks and heads
+    split) on 2 ranks: the same micro-batches, load-balancing losses and curve. PP 2 against one
+    rank without balancing: the pooled loss is refused across pipeline stages, and expert-bias
+    updates move by sign(mean - count), so a token whose top-k flips on a last-bit difference
+    between the two runs' sums moves a bias by a whole step."""
+    none = ("--moe.load_balancing", "none")
+    one = run_driver(
+        tmp_path,
+        1,
+        {
+            "one": argv(package, tmp_path / "one"),
+            "one_none": argv(package, tmp_path / "one_none", *none),
+        },
+    )
+    runs = {
+        "ep2": argv(package, tmp_path / "ep2", "--parallelism.expert_parallel_degree", "2"),
+        "tp2": argv(
+            package,
+            tmp_path / "tp2",
+            "--parallelism.tensor_parallel_degree",
+            "2",
+            "--parallelism.data_parallel_shard_degree",
+            "1",
+        ),
+        "pp2": argv(
+            package,
+            tmp_path / "pp2",
+            *none,
+            "--parallelism.pipeline_parallel_degree",
+            "2",
+            "--parallelism.data_parallel_shard_degree",
+            "1",
+        ),
+    }
+    results = run_driver(tmp_path, 2, runs)
+    assert sorted(one["one"]["losses"]) == list(range(1, STEPS + 1))
+    for name in ("ep2", "tp2"):
+        assert_same_losses(results[name]["losses"], one["one"]["losses"])
+    assert_same_losses(results["pp2"]["losses"], one["one_none"]["losses"])
+
+
+def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path: Path) -> None:
+    """A folder as the hub serves gpt-oss (experts as MXFP4 _blocks/_scales, quantization_config)
+    loads through the adapter; the first step's loss is transformers' on the weights its own
+    dequantization gives."""
+    import importlib
+    import sys
+
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    from runtime.components import build_dataloader
+    from runtime.config import JobConfig
+    from runtime.hf_io import load_hf_state_dict, save_hf_checkpoint
+    from runtime.mxfp4 import quantize_mxfp4
+
+    sys.path.insert(0, str(package.parent))
+    try:
+        args = importlib.import_module(package.name).get_train_spec().model_args["debugmodel"]
+    finally:
+        sys.path.remove(str(package.parent))
+    torch.manual_seed(3)
+    hf_model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
+    hf_model.save_pretrained(tmp_path / "saved")
+    hub, dequantized = {}, {}
+    for key, value in load_hf_state_dict(tmp_path / "saved").items():
+        hub[key] = dequantized[key] = value
+        if key.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            # The hub quantizes [experts, out, in] along the input features.
+            blocks, scales = quantize_mxfp4(hub.pop(key).transpose(-2, -1))
+            hub[key + "_blocks"], hub[key + "_scales"] = blocks, scales
+            dequantized[key] = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+    (tmp_path / "hub").mkdir()
+    save_file(hub, str(tmp_path / "hub" / "model.safetensors"), metadata={"format": "pt"})
+    config = {**args.to_hf(), "quantization_config": {"quant_method": "mxfp4"}}
+    (tmp_path / "hub" / "config.json").write_text(json.dumps(config))
+    run = argv(
+        package,
+        tmp_path / "continued",
+        "--training.steps",
+        "2",
+        "--training.local_batch_size",
+        "4",
+        "--checkpoint.initial_load_path",
+        str(tmp_path / "hub"),
+        "--checkpoint.initial_load_in_hf",
+    )
+    result = run_trainer(*run)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "loaded HF weights" in result.stdout
+
+    save_hf_checkpoint(dequantized, args.to_hf(), tmp_path / "dequantized")
+    reference = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "dequantized", attn_implementation="eager", dtype=torch.float32
+    ).eval()
+    inputs, labels = build_dataloader(
+        1, 0, None, JobConfig.load(run), vocab_size=args.vocab_size
+    ).next_batch()
+    with torch.no_grad():
+        logits = reference(inputs).logits
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten()).item()
+    losses = {m["step"]: m["loss"] for m in read_metrics(tmp_path / "continued")}
+    assert losses[1] == pytest.approx(expected, rel=1e-5)
+    assert sorted(losses) == [1, 2]
