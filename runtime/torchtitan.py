@@ -194,8 +194,10 @@ def moe_load_balancing_hook(load_balancing: str, expert_bias_update_rate: float,
         dp_mesh = parallel_dims.get_optional_mesh("batch") if parallel_dims.dp_enabled else None
         balancer = LoadBalancer(config, model_parts, None, dp_mesh)
         if balancer.active:
-            optimizers.register_step_pre_hook(
-                lambda *args, **kwargs: balancer.before_optimizer_step()
-            )
+
+            def before_step(*args: Any, **kwargs: Any) -> None:
+                balancer.before_optimizer_step()
+
+            optimizers.register_step_pre_hook(before_step)
 
     return register
