@@ -204,9 +204,21 @@ def train(
         str | None,
         typer.Option("--rdzv-endpoint", help="host:port of the c10d rendezvous (multi-node)."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="runtime (this project's trainer) or torchtitan (torchtitan 0.3.0's own "
+            "trainer through the package's config_registry.py; needs the torchtitan extra).",
+        ),
+    ] = "runtime",
 ) -> None:
     """Train PACKAGE with torchrun; extra `--section.key value` pairs override the config."""
-    from runtime.launch import run_train
+    from runtime.launch import run_torchtitan, run_train
 
     extra = [arg for arg in ctx.args if arg != "--"]
-    raise typer.Exit(code=run_train(package, nproc, config, extra, nnodes, rdzv_endpoint))
+    if engine not in ("runtime", "torchtitan"):
+        typer.echo(f"error: --engine must be runtime or torchtitan, got {engine!r}", err=True)
+        raise typer.Exit(code=2)
+    launch = run_torchtitan if engine == "torchtitan" else run_train
+    raise typer.Exit(code=launch(package, nproc, config, extra, nnodes, rdzv_endpoint))

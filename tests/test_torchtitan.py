@@ -39,7 +39,7 @@ def _torchtitan_missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(
+needs_torchtitan = pytest.mark.skipif(
     _torchtitan_missing() is not None, reason=str(_torchtitan_missing())
 )
 
@@ -187,6 +187,7 @@ def _record(parallelism: str, name: str, ours: dict[int, float], theirs: dict[in
         print(f"{parallelism} {name} step {step}: {losses}")
 
 
+@needs_torchtitan
 @pytest.mark.parametrize("parallelism", sorted(PARALLELISMS))
 def test_torchtitan_trains_with_the_runtime_losses(parallelism, packages, tmp_path):
     nproc, extra = PARALLELISMS[parallelism]
@@ -242,3 +243,124 @@ def _check_hf_checkpoint(titan_folder: Path, runtime_folder: Path) -> None:
         torch.testing.assert_close(
             titan(tokens).logits, runtime(tokens).logits, rtol=1e-4, atol=1e-4
         )
+
+
+@needs_torchtitan
+@pytest.mark.parametrize("name", ["tinyllama", "mixtral"])
+def test_config_functions_mirror_the_toml_files(name, packages, monkeypatch):
+    """Each ``train_configs/*.toml`` has a torchtitan config function with the same values."""
+    import importlib
+
+    from torchtitan.distributed.activation_checkpoint import SelectiveAC
+
+    from runtime.config import JobConfig
+
+    package = packages[name][0]
+    monkeypatch.syspath_prepend(str(package.parent))
+    registry = importlib.import_module(f"{package.name}.config_registry")
+    tomls = sorted((package / "train_configs").glob("*.toml"))
+    assert [path.stem for path in tomls] == sorted(["debug_model", package.name])
+    for toml in tomls:
+        ours = JobConfig.load(["--job.config_file", str(toml)])
+        theirs = getattr(registry, toml.stem)()
+        group = theirs.optimizer.param_groups[0]
+        assert (group.optimizer_name, theirs.optimizer.implementation) == (
+            ours.optimizer.name,
+            ours.optimizer.implementation,
+        )
+        kwargs = group.optimizer_kwargs
+        assert (kwargs["lr"], kwargs["eps"], kwargs["weight_decay"], kwargs["betas"]) == (
+            ours.optimizer.lr,
+            ours.optimizer.eps,
+            ours.optimizer.weight_decay,
+            (ours.optimizer.beta1, ours.optimizer.beta2),
+        )
+        pairs = {
+            "flavor": (theirs.model_spec.flavor, ours.model.flavor),
+            "dump_folder": (theirs.dump_folder, ours.job.dump_folder),
+            "lr_scheduler": (
+                [getattr(theirs.lr_scheduler, f) for f in _SCHEDULE],
+                [getattr(ours.lr_scheduler, f) for f in _SCHEDULE],
+            ),
+            "training": (
+                [getattr(theirs.training, f) for f in _TRAINING],
+                [getattr(ours.training, f) for f in _TRAINING],
+            ),
+            "parallelism": (
+                [getattr(theirs.parallelism, f) for f in _PARALLELISM],
+                [getattr(ours.parallelism, f) for f in _PARALLELISM],
+            ),
+            "checkpoint": (
+                [getattr(theirs.checkpoint, f) for f in _CHECKPOINT],
+                [getattr(ours.checkpoint, f) for f in _CHECKPOINT],
+            ),
+            "activation_checkpoint": (
+                isinstance(theirs.activation_checkpoint, SelectiveAC.Config),
+                ours.activation_checkpoint.mode == "selective",
+            ),
+            "compile": (
+                (theirs.compile.enable, theirs.compile.components),
+                (ours.compile.enable, ours.compile.components),
+            ),
+            "metrics": (
+                (theirs.metrics.log_freq, theirs.metrics.enable_tensorboard),
+                (ours.metrics.log_freq, ours.metrics.enable_tensorboard),
+            ),
+            "seed": (theirs.dataloader.seed, ours.training.seed),
+        }
+        for section, (value, expected) in pairs.items():
+            assert value == expected, (toml.name, section)
+        assert ours.training.dataset == theirs.dataloader.dataset == "mock"
+        if name == "mixtral":
+            assert (registry.LOAD_BALANCING, registry.EXPERT_BIAS_UPDATE_RATE) == (
+                ours.moe.load_balancing,
+                ours.moe.expert_bias_update_rate,
+            )
+
+
+_SCHEDULE = ("warmup_steps", "decay_ratio", "decay_type", "min_lr_factor")
+_TRAINING = (
+    "local_batch_size",
+    "global_batch_size",
+    "seq_len",
+    "max_norm",
+    "steps",
+    "mixed_precision_param",
+    "mixed_precision_reduce",
+)
+_PARALLELISM = (
+    "data_parallel_replicate_degree",
+    "data_parallel_shard_degree",
+    "tensor_parallel_degree",
+    "pipeline_parallel_degree",
+)
+_CHECKPOINT = ("enable", "folder", "interval", "last_save_in_hf")
+
+
+def test_scaffold_train_engine_torchtitan_builds_the_torchtitan_command(tmp_path):
+    """``--engine torchtitan`` runs ``-m torchtitan.train --module PKG --config FN``; bad input
+    is one line and exit 2."""
+    from runtime.launch import torchtitan_argv
+    from scaffolder.generate import generate
+    from scaffolder.render import write_package
+    from tests.helpers import run_cli
+
+    package = tmp_path / "tiny_tt"
+    write_package(generate(str(TINYLLAMA_CONFIG), name="tiny_tt").files, package)
+    assert torchtitan_argv(str(package), None, ["--training.steps", "2"]) == [
+        "--module",
+        "tiny_tt",
+        "--config",
+        "debug_model",
+        "--training.steps",
+        "2",
+    ]
+    assert torchtitan_argv(str(package), "tiny_tt.toml", [])[3] == "tiny_tt"
+    result = run_cli("train", str(package), "--engine", "torchtitan", "--config", "nope")
+    assert result.exit_code == 2
+    assert "config 'nope' not found" in result.stderr and "debug_model" in result.stderr
+    (package / "config_registry.py").unlink()
+    result = run_cli("train", str(package), "--engine", "torchtitan")
+    assert result.exit_code == 2 and "scaffold regenerate" in result.stderr
+    result = run_cli("train", str(package), "--engine", "megatron")
+    assert result.exit_code == 2 and "--engine must be runtime or torchtitan" in result.stderr
