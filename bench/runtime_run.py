@@ -12,7 +12,6 @@ Run: ``python -m bench.runtime_run --ranks 1,2 --steps 12 --json out.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 from bench import machine
 from bench.stats import emit
 from bench.step import new_model
+from runtime.metrics import read_steps
 
 SOURCE = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 PACKAGE = "tinyllama_1_1b_chat_v1_0"
@@ -47,7 +47,7 @@ def train_command(package_dir: Path, ranks: int, steps: int, dump: Path, extra: 
 
 def read_metrics(path: Path, skip: int) -> dict[str, Any]:
     """Medians of the logged steps after the first ``skip`` ones."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_steps(path)  # run-start records left out
     kept = [row for row in rows if row["step"] > skip] or rows
     return {
         "steps_logged": len(rows),

@@ -139,6 +139,34 @@ def completed_steps(folder: Path) -> list[int]:
     return sorted(steps)
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a quota, permissions): one line, exit 1."""
+
+    exit_code = 1
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind a failed save: ``exc`` itself, or one a rank reported to DCP."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, CheckpointException):
+        for failure, _trace in exc.failures.values():
+            found = _os_error(failure)
+            if found is not None:
+                return found
+    cause = exc.__cause__ or exc.__context__
+    return _os_error(cause) if cause is not None else None
+
+
+def _free_space(folder: Path) -> str:
+    """The free space of the file system holding ``folder``, in words."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown space"
+    return f"{free / 2**30:.1f} GiB" if free >= 2**30 else f"{free / 2**20:.1f} MiB"
+
+
 def _why(exc: BaseException) -> str:
     """One line saying why a load failed (DCP's exception carries every rank's traceback)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -161,6 +189,7 @@ class CheckpointManager:
         self.async_mode = config.async_mode
         self.folder = Path(job_config.job.dump_folder) / config.folder
         self._pending: Future | None = None
+        self._pending_target: tuple[Path, bool] = (self.folder, True)  # (step folder, existed)
         self._async_group = None
         if self.enabled and self.async_mode == "async":
             self._async_group = dist.new_group(backend="gloo")
@@ -242,23 +271,62 @@ class CheckpointManager:
         return True
 
     def save(self, step: int) -> None:
-        """Write ``step-<step>`` (in the background in async mode) and drop old checkpoints."""
+        """Write ``step-<step>`` (in the background in async mode) and drop old checkpoints.
+
+        A write that fails for a reason of the file system (a full disk, a quota, permissions)
+        raises :class:`CheckpointWriteError` naming the folder; the incomplete ``step-<step>``
+        folder is removed when this save created it, and the checkpoints before it are kept.
+        """
         self.wait()
-        checkpoint_id = str(self.folder / f"step-{step}")
+        path = self.folder / f"step-{step}"
+        target = (path, path.exists())
         if self.async_mode == "async":
             self._pending = dcp.async_save(
-                self.states, checkpoint_id=checkpoint_id, process_group=self._async_group
+                self.states, checkpoint_id=str(path), process_group=self._async_group
             )
+            self._pending_target = target
         else:
-            dcp.save(self.states, checkpoint_id=checkpoint_id)
+            try:
+                dcp.save(self.states, checkpoint_id=str(path))
+            except (Exception, CheckpointException) as exc:
+                self._write_failed(exc, *target)
             self._purge()
 
     def wait(self) -> None:
         """Block until a pending async save has finished."""
         if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+            pending, self._pending = self._pending, None
+            try:
+                pending.result()
+            except (Exception, CheckpointException) as exc:
+                self._write_failed(exc, *self._pending_target)
             self._purge()
+
+    def _write_failed(self, exc: BaseException, path: Path, existed: bool) -> None:
+        """Turn a save DCP could not write into one line; re-raise anything else.
+
+        DCP reports each rank's failure to write as a CheckpointException; the OSError behind
+        it is named when there is one (torch's zip writer reports a refused write as a
+        RuntimeError of its own, so the free space is named too).
+        """
+        if not isinstance(exc, OSError | CheckpointException):
+            raise exc
+        error = _os_error(exc)
+        if error is not None:
+            reason = f"{error.strerror or error} (errno {error.errno})"
+        elif isinstance(exc, CheckpointException) and exc.failures:
+            reason = _why(next(iter(exc.failures.values()))[0])
+        else:
+            reason = _why(exc)
+        if dist.get_rank() == 0 and not existed and not (path / ".metadata").exists():
+            shutil.rmtree(path, ignore_errors=True)  # this save's partial files, nothing else
+        steps = completed_steps(self.folder)
+        kept = f"the newest checkpoint, step-{steps[-1]}, is intact" if steps else "none saved"
+        raise CheckpointWriteError(
+            f"cannot write checkpoint {path.name} to {self.folder} ({_free_space(self.folder)} "
+            f"free there): {reason}; {kept}: free space or choose another job.dump_folder, then "
+            "run again to resume"
+        ) from None
 
     def close(self) -> None:
         """Finish pending saves."""

@@ -117,6 +117,10 @@ class Training:
     # Steps in a row whose loss or gradient norm is not finite that are skipped (no update)
     # before the run stops; 0 stops at the first.
     nonfinite_patience: int = 0
+    # The output projection runs inside the loss, chunk by chunk over tokens, so that training
+    # never holds [tokens, vocab] logits (models with a ``skip_output`` switch and an output
+    # layer without bias; others use the plain loss on their logits).
+    fused_output_loss: bool = True
 
 
 @dataclass

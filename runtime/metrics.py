@@ -1,4 +1,11 @@
-"""Per-step metrics: console line, ``metrics.jsonl`` and TensorBoard (rank 0 writes)."""
+"""Per-step metrics: console line, ``metrics.jsonl`` and TensorBoard (rank 0 writes).
+
+``metrics.jsonl`` holds one JSON object a line: a step record (``step``, ``loss``, ...), or a
+run-start record, ``{"event": "run_start", "step": S, "resumed_from": N | null, "time": ...}``,
+that each run writes before its first step (S is the last step done before it: 0, or the
+resumed checkpoint's N). Runs into the same dump folder append, so the run-start records mark
+where each one begins. Step records have no ``event`` key; :func:`read_steps` reads only them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import math
 import resource
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +85,19 @@ class StepMetrics:
     moe_max_over_mean: float | None = None
 
 
+RUN_START = "run_start"
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every record of a ``metrics.jsonl`` file, in order (run starts and steps)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_steps(path: Path) -> list[dict[str, Any]]:
+    """The step records of a ``metrics.jsonl`` file, in order (run-start records left out)."""
+    return [record for record in read_records(path) if "event" not in record]
+
+
 class MetricsLogger:
     """Writes each step to the console, ``<dump_folder>/metrics.jsonl`` and TensorBoard."""
 
@@ -92,6 +113,19 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._writer = SummaryWriter(str(dump / job_config.metrics.save_tb_folder))
+
+    def start(self, step: int, resumed_from: int | None) -> None:
+        """Mark in ``metrics.jsonl`` that a run starts after ``step`` (see the module docstring)."""
+        if not self.is_writer:
+            return
+        record = {
+            "event": RUN_START,
+            "step": step,
+            "resumed_from": resumed_from,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with self.jsonl_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     def should_log(self, step: int, final: bool) -> bool:
         """Whether ``step`` is a logging step."""

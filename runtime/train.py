@@ -2,7 +2,8 @@
 
 Bad input (unknown config keys, impossible parallel degrees, a missing package) prints one line
 to stderr and exits 2; a loss or gradient norm that stays non-finite stops the run with one line
-and exit 1 (no checkpoint is written from it).
+and exit 1 (no checkpoint is written from it); so does a checkpoint the file system refuses
+(a full disk), naming the folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 
 import torch.distributed as dist
 
+from runtime.checkpoint import CheckpointWriteError
 from runtime.config import ConfigError, JobConfig
 from runtime.distributed.utils import exit_process
 from runtime.trainer import NonFiniteTraining, Trainer, TrainResult
@@ -29,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return ConfigError.exit_code
-    except NonFiniteTraining as exc:
+    except (NonFiniteTraining, CheckpointWriteError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return NonFiniteTraining.exit_code
+        return exc.exit_code
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -27,6 +27,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
 from runtime.checkpoint import CheckpointManager, ModelState, TrainState
+from runtime.components.loss import fused_output_cross_entropy_loss
 from runtime.config import ConfigError, JobConfig
 from runtime.distributed import ParallelDims
 from runtime.distributed.parallelize import dtype_from_name
@@ -146,6 +147,7 @@ class Trainer:
         self.parallel_dims.build_mesh(self.device.type)
         self.loss_fn = self.spec.build_loss_fn(self.job_config)
         self._parallelize(model)
+        self._use_fused_output_loss()
         self._materialize()
         self.optimizers = self.spec.build_optimizers_fn(
             self.model_parts, self.job_config, self.parallel_dims
@@ -161,6 +163,7 @@ class Trainer:
         param_dtype = dtype_from_name(self.job_config.training.mixed_precision_param)
         self.peak_flops = peak_flops(self.device, param_dtype)
         self.metrics = MetricsLogger(self.job_config, is_writer=self.rank == 0)
+        self.metrics.start(self.train_state.step, self.resumed_from)
 
     def _lock_dump_folder(self) -> None:
         """Refuse to share ``job.dump_folder`` with another training that is running.
@@ -193,12 +196,32 @@ class Trainer:
             training.mixed_precision_param = "float32"
 
     def _scaled_loss(self) -> Callable[..., torch.Tensor]:
-        loss_fn, accum = self.loss_fn, self.accum_steps
-
-        def scaled(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            return loss_fn(logits, labels) / accum
+        def scaled(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return self._loss(output, labels) / self.accum_steps
 
         return scaled
+
+    def _loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The language-model loss of the last model part's output (hidden states when the
+        output projection runs inside the loss)."""
+        if self.output_part is not None:
+            return fused_output_cross_entropy_loss(self.output_part, output, labels)
+        return self.loss_fn(output, labels)
+
+    def _use_fused_output_loss(self) -> None:
+        """Let the loss apply the output projection (``training.fused_output_loss``) when the
+        last model part can return its hidden states instead of logits."""
+        part = self.model_parts[-1]
+        output = getattr(part, "output", None)
+        self.output_part = None
+        if (
+            self.job_config.training.fused_output_loss
+            and hasattr(part, "skip_output")
+            and isinstance(output, nn.Linear)
+            and output.bias is None
+        ):
+            part.skip_output = True
+            self.output_part = part
 
     def _parallelize(self, model: nn.Module) -> None:
         dims, config = self.parallel_dims, self.job_config
@@ -302,7 +325,7 @@ class Trainer:
         inputs, labels = inputs.to(self.device), labels.to(self.device)
         if self.schedule is None:
             with self._autocast():
-                loss = self.loss_fn(self.model_parts[0](inputs), labels) / self.accum_steps
+                loss = self._loss(self.model_parts[0](inputs), labels) / self.accum_steps
                 aux = self.balancer.loss()
             if aux is None:
                 loss.backward()

@@ -103,7 +103,8 @@ def new_model(
             generated = generate(source, name=name, revision=revision)
             destination = output / generated.package_name
             # Regeneration record (.scaffold/): see scaffolder/record.py and issue 4.
-            write_package(generated.files_with_record(destination), destination, force=force)
+            files = generated.files_with_record(destination)
+            stale = write_package(files, destination, force=force)
     except ScaffoldError as error:
         fail(error)
     except OSError as error:  # rendering needs a temporary folder: nothing was written
@@ -121,6 +122,8 @@ def new_model(
     )
     for warning in generated.warnings:
         console.print(f"[bold yellow]warning[/]  {shown(warning)}")
+    for folder in stale:
+        console.print(f"[bold]removed[/]  {shown(folder)}, left by an interrupted scaffold run")
     console.print(
         f"[bold green]wrote[/]    {len(generated.files)} files (+ .scaffold/ record) "
         f"to {shown(destination)} in {elapsed:.1f}s"
@@ -161,19 +164,22 @@ def regenerate(
     from scaffolder import regenerate as regen
 
     try:
-        plan = regen.plan_regeneration(package, config, revision)
-        for line in regen.summary_lines(plan):
-            typer.echo(line)
-        if dry_run:
-            typer.echo(regen.unified_diff(plan), nl=False)
-        if check:
-            lines = regen.check_lines(plan)
-            code = EXIT_CHANGES if plan.changes_anything else EXIT_OK
-        else:
-            if not dry_run and plan.changes_anything:
-                regen.apply_plan(plan)
-            lines = regen.result_lines(plan, dry_run=dry_run)
-            code = EXIT_CHANGES if plan.conflicted else EXIT_OK
+        # One writer at a time on a package (readers share): see scaffolder/staging.py.
+        with regen.locked(package, shared=check or dry_run):
+            plan = regen.plan_regeneration(package, config, revision)
+            for line in regen.summary_lines(plan):
+                typer.echo(line)
+            if dry_run:
+                typer.echo(regen.unified_diff(plan), nl=False)
+            if check:
+                lines = regen.check_lines(plan)
+                code = EXIT_CHANGES if plan.changes_anything else EXIT_OK
+            else:
+                stale = [] if dry_run else regen.remove_stale(package)
+                if not dry_run and plan.changes_anything:
+                    regen.apply_plan(plan)
+                lines = regen.stale_lines(stale) + regen.result_lines(plan, dry_run=dry_run)
+                code = EXIT_CHANGES if plan.conflicted else EXIT_OK
     except ScaffoldError as error:
         fail(error)
     except OSError as error:  # the staged copy could not be written: nothing was swapped in

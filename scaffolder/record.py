@@ -213,12 +213,34 @@ def _read_json(package_dir: Path, relpath: str) -> dict[str, Any]:
     return data
 
 
+_REQUIRED_STRINGS = ("kind", "config_sha256")  # source.json's other fields may be null
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type of a value read from JSON, in words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
+
+
 def _source_from_json(data: dict[str, Any], path: Path) -> SourceRecord:
     """Validate ``source.json`` data into a SourceRecord."""
     fields = SourceRecord.__dataclass_fields__
     missing = [name for name in fields if name not in data]
     if missing:
         raise ScaffoldError(f"regeneration record {path} lacks {', '.join(missing)}")
+    for name in fields:
+        value, optional = data[name], name not in _REQUIRED_STRINGS
+        if not (isinstance(value, str) or (optional and value is None)):
+            kind = "a string or null" if optional else "a string"
+            raise ScaffoldError(
+                f"regeneration record {path}: {name} must be {kind}, not {_json_type(value)}; "
+                "restore the record from version control"
+            )
     record = SourceRecord(**{name: data[name] for name in fields})
     if record.kind not in SOURCE_KINDS:
         raise ScaffoldError(f"regeneration record {path}: unknown source kind '{record.kind}'")
@@ -312,6 +334,39 @@ def _read_any_base(package_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
     return pristine, tuple(f"{LEGACY_PRISTINE_DIR}/{relpath}" for relpath in [*pristine, *caches])
 
 
+def _check_generator(generator: dict[str, Any], path: Path) -> None:
+    """Validate ``generator.json``: a package name new-model would accept, a known format."""
+    from scaffolder.source import validate_package_name
+
+    name = generator.get("package_name")
+    if not isinstance(name, str):
+        raise ScaffoldError(f"regeneration record {path} lacks a valid package_name")
+    try:
+        validate_package_name(name)
+    except ScaffoldError as error:
+        raise ScaffoldError(
+            f"regeneration record {path}: the recorded package_name cannot be rendered: {error} "
+            "(then generate the package anew with scaffold new-model --name)"
+        ) from None
+    record_format = generator.get("record_format", RECORD_FORMAT)
+    if isinstance(record_format, bool) or not isinstance(record_format, int):
+        raise ScaffoldError(
+            f"regeneration record {path}: record_format must be an integer, not "
+            f"{_json_type(record_format)}; restore the record from version control"
+        )
+    if record_format > RECORD_FORMAT:
+        raise ScaffoldError(
+            f"regeneration record {path} has format {record_format}, newer than this "
+            f"model-scaffolder reads ({RECORD_FORMAT}); upgrade model-scaffolder"
+        )
+    for field in ("generator", "version"):
+        if not isinstance(generator.get(field, ""), str):
+            raise ScaffoldError(
+                f"regeneration record {path}: {field} must be a string, not "
+                f"{_json_type(generator[field])}; restore the record from version control"
+            )
+
+
 def read_record(package_dir: Path) -> Record:
     """Read a package's ``.scaffold/`` record; a missing or broken one is a ScaffoldError.
 
@@ -323,17 +378,7 @@ def read_record(package_dir: Path) -> Record:
         raise ScaffoldError(f"package folder '{package_dir}' does not exist")
     source = _source_from_json(_read_json(package_dir, SOURCE_FILE), package_dir / SOURCE_FILE)
     generator = _read_json(package_dir, GENERATOR_FILE)
-    name = generator.get("package_name")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ScaffoldError(
-            f"regeneration record {package_dir / GENERATOR_FILE} lacks a valid package_name"
-        )
-    record_format = generator.get("record_format")
-    if isinstance(record_format, int) and record_format > RECORD_FORMAT:
-        raise ScaffoldError(
-            f"regeneration record {package_dir / GENERATOR_FILE} has format {record_format}, "
-            f"newer than this model-scaffolder reads ({RECORD_FORMAT}); upgrade model-scaffolder"
-        )
+    _check_generator(generator, package_dir / GENERATOR_FILE)
     spec = _read_json(package_dir, SPEC_FILE)
     base, legacy_files = _read_any_base(package_dir)
     return Record(

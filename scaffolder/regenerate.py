@@ -11,18 +11,18 @@ prints them and owns the exit codes.
 
 from __future__ import annotations
 
-import ctypes
 import difflib
 import os
 import shutil
-import sys
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scaffolder import staging
 from scaffolder.errors import ScaffoldError
+from scaffolder.merge.newlines import from_lf, line_ending, to_lf
 from scaffolder.record import (
     BASE_FILE,
     LEGACY_PRISTINE_DIR,
@@ -210,16 +210,22 @@ def _read_disk(package_dir: Path, relpath: str) -> str | None:
 
 
 def _merged(relpath: str, base: str, ours: str, theirs: str) -> FileChange:
-    """Merge a file on disk with the new render (base: the previous render, or empty)."""
+    """Merge a file on disk with the new render (base: the previous render, or empty).
+
+    The merge is by content: a file checked out with ``\\r\\n`` line ends (git's autocrlf) is
+    merged as ``\\n`` and written back with ``\\r\\n`` (:mod:`scaffolder.merge.newlines`).
+    """
     from scaffolder.merge import merge_file
 
-    result = merge_file(relpath, base, ours, theirs)
+    ending = line_ending(ours)
+    content = to_lf(ours, ending)
+    result = merge_file(relpath, base, content, theirs)
     if result.conflicts:
-        return FileChange(relpath, CONFLICT, ours, result.text, result.conflicts)
-    if result.text == ours:
+        return FileChange(relpath, CONFLICT, ours, from_lf(result.text, ending), result.conflicts)
+    if result.text == content:
         return FileChange(relpath, UNCHANGED, ours, ours)
-    action = UPDATED if ours == base else MERGED
-    return FileChange(relpath, action, ours, result.text)
+    action = UPDATED if content == base else MERGED
+    return FileChange(relpath, action, ours, from_lf(result.text, ending))
 
 
 def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | None) -> FileChange:
@@ -234,7 +240,7 @@ def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | No
             return FileChange(relpath, ADDED, None, theirs)
         return _merged(relpath, "", ours, theirs)
     if base is not None and ours is not None:  # the generator drops it
-        if ours == base:
+        if to_lf(ours, line_ending(ours)) == base:
             return FileChange(relpath, REMOVED, ours, None)
         return FileChange(
             relpath, KEPT_EDITED, ours, ours, note="the generator dropped it; your edits keep it"
@@ -243,10 +249,11 @@ def plan_file(relpath: str, base: str | None, ours: str | None, theirs: str | No
 
 
 def _current_record(package_dir: Path) -> dict[str, str | None]:
-    """The record files on disk now, as ``{relpath: text}`` (None: absent)."""
+    """The record files on disk now, as ``{relpath: text}`` (None: absent), read with ``\\n``
+    line ends (a record checked out with ``\\r\\n`` is not a change)."""
     paths = (package_dir / relpath for relpath in RECORD_FILES)
     return {
-        relpath: read_text(path) if path.is_file() else None
+        relpath: read_text(path).replace("\r\n", "\n") if path.is_file() else None
         for relpath, path in zip(RECORD_FILES, paths, strict=True)
     }
 
@@ -290,6 +297,18 @@ def plan_regeneration(
 # ---------------------------------------------------------------- writing
 
 
+@contextmanager
+def locked(package_dir: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold the package's lock (:func:`scaffolder.staging.package_lock`) for the block: plan
+    and write under it, so that two runs never merge against the same files at once
+    (``shared`` for a run that only reads: ``--check``, ``--dry-run``)."""
+    package_dir = Path(package_dir)
+    if not package_dir.is_dir():
+        raise ScaffoldError(f"package folder '{package_dir}' does not exist")
+    with staging.package_lock(package_dir.resolve(), shared=shared):
+        yield
+
+
 def _link_or_copy(src: str, dst: str) -> None:
     """Hard-link a file into the staging tree (cheap), copying where links are not possible."""
     try:
@@ -317,40 +336,6 @@ def _remove_empty_parents(root: Path, folder: Path) -> None:
         folder = folder.parent
 
 
-def _exchange(first: Path, second: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    at_fdcwd, rename_exchange = -100, 2
-    return (
-        renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
-    )
-
-
-def swap_in(current: Path, staged: Path) -> None:
-    """Put ``staged`` at ``current``; afterwards ``staged`` holds the old tree (or is gone)."""
-    if _exchange(current, staged):
-        return
-    previous = staged.with_name(staged.name + ".previous")
-    os.replace(current, previous)
-    try:
-        os.replace(staged, current)
-    except BaseException:
-        os.replace(previous, current)
-        raise
-
-
 def write_atomically(
     package_dir: Path,
     files: dict[str, str | None],
@@ -361,22 +346,27 @@ def write_atomically(
 
     ``legacy_record`` names format-1 record files (``.scaffold/pristine/...``) to delete, with
     the folders they leave empty; anything else in ``.scaffold/`` is kept. The package is copied
-    (hard links) into a sibling temp folder, changed there and swapped in; any failure before the
-    swap leaves the package untouched and removes the temp folder.
+    (hard links) into a sibling staging workspace (:mod:`scaffolder.staging`), changed there and
+    swapped in; any failure before the swap leaves the package untouched and removes the
+    workspace. Call it holding the package's lock (:func:`locked`).
     """
     package_dir = package_dir.resolve()
-    workspace = Path(
-        tempfile.mkdtemp(prefix=f".{package_dir.name}.regenerate.", dir=package_dir.parent)
-    )
-    staged = workspace / "package"
+    workspace = staging.make_workspace(package_dir, "regenerate")
+    staged = workspace / staging.STAGED
     try:
         shutil.copytree(package_dir, staged, symlinks=True, copy_function=_link_or_copy)
         removed: dict[str, str | None] = dict.fromkeys(legacy_record)
         for relpath, text in {**files, **record, **removed}.items():
             _put(staged, relpath, text)
-        swap_in(package_dir, staged)
+        staging.swap_in(package_dir, staged)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def remove_stale(package_dir: Path) -> list[Path]:
+    """Remove the staging workspaces interrupted runs left beside the package (see
+    :mod:`scaffolder.staging`); returns them. Call it holding the lock (:func:`locked`)."""
+    return staging.remove_stale_workspaces(Path(package_dir).resolve())
 
 
 def apply_plan(plan: Plan) -> None:
@@ -434,6 +424,11 @@ def check_lines(plan: Plan) -> list[str]:
     if plan.record_changed:
         changed.append(f"{RECORD_DIR}/ (regeneration record)")
     return [_say("check", f"regenerating {plan.package_dir} would change: {', '.join(changed)}")]
+
+
+def stale_lines(removed: Iterable[Path]) -> list[str]:
+    """One line per staging workspace of an interrupted run that was removed."""
+    return [_say("removed", f"{path}, left by an interrupted scaffold run") for path in removed]
 
 
 def result_lines(plan: Plan, *, dry_run: bool = False) -> list[str]:

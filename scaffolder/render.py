@@ -24,7 +24,7 @@ from typing import Any
 
 from jinja2.ext import Extension
 
-from scaffolder import __version__, cache
+from scaffolder import __version__, cache, staging
 from scaffolder.errors import ScaffoldError
 from scaffolder.literals import (
     comment,
@@ -159,29 +159,55 @@ def format_python(folder: Path, package_name: str) -> None:
 # ---------------------------------------------------------------- writing
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # Caches that tools write inside a package (running its tests, linting it): not the user's work.
 CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"})
 
 
-def write_package(files: Mapping[str, str], destination: Path, *, force: bool = False) -> None:
+def write_package(
+    files: Mapping[str, str], destination: Path, *, force: bool = False
+) -> list[Path]:
     """Write ``files`` under ``destination`` atomically: all of them, or nothing.
 
-    The tree is built in a sibling temp folder and renamed into place. ``destination`` itself is
-    never followed: a symbolic link there is refused. With ``force`` an existing package is
-    replaced only after the new one is complete, and only if it is one that model-scaffolder
-    wrote (a ``.scaffold/`` record) holding no file the record does not list (caches aside):
-    nothing the tool did not write is ever deleted. A write that fails (permissions, a full
-    disk) leaves nothing behind and raises a one-line ScaffoldError.
+    The tree is built in a sibling staging workspace and renamed into place, holding the
+    package's lock throughout (:mod:`scaffolder.staging`): a second run on the same package is
+    refused while this one writes. ``destination`` itself is never followed: a symbolic link
+    there is refused. With ``force`` an existing package is replaced only after the new one is
+    complete, and only if it is one that model-scaffolder wrote (a ``.scaffold/`` record)
+    holding no file the record does not list (caches aside): nothing the tool did not write is
+    ever deleted. A write that fails (permissions, a full disk) leaves nothing behind and raises
+    a one-line ScaffoldError. Returns the workspaces of interrupted runs removed on the way.
     """
     destination = Path(destination)
     parent = destination.parent.resolve()  # the output folder may be a link; the package not
     destination = parent / destination.name
+    _check_destination(destination, force)
+    created = [folder for folder in (parent, *parent.parents) if not folder.exists()]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(created)
+        raise ScaffoldError(
+            f"cannot create output folder {parent}: {exc.strerror or exc}; choose another --output"
+        ) from None
+    try:
+        with staging.package_lock(destination):
+            _check_destination(destination, force)  # another run may have written it meanwhile
+            removed = staging.remove_stale_workspaces(destination)
+            _write_and_swap(files, destination)
+    except OSError as exc:
+        _remove_empty(created)
+        raise ScaffoldError(
+            f"cannot write the package to {destination}: {exc.strerror or exc}; nothing was "
+            "written: free space, fix the folder's permissions or choose another --output"
+        ) from None
+    except BaseException:
+        _remove_empty(created)
+        raise
+    return removed
+
+
+def _check_destination(destination: Path, force: bool) -> None:
+    """Refuse a package path that is a link or a file, or that exists without ``force``."""
     if destination.is_symlink():
         raise ScaffoldError(
             f"package path {destination} is a symbolic link; new-model never writes through "
@@ -199,58 +225,28 @@ def write_package(files: Mapping[str, str], destination: Path, *, force: bool = 
                 f"output folder {destination} already exists; pass --force to replace it"
             )
         check_replaceable(destination)
-    created = [folder for folder in (parent, *parent.parents) if not folder.exists()]
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _remove_empty(created)
-        raise ScaffoldError(
-            f"cannot create output folder {parent}: {exc.strerror or exc}; choose another --output"
-        ) from None
-    try:
-        _write_and_swap(files, destination)
-    except OSError as exc:
-        _remove_empty(created)
-        raise ScaffoldError(
-            f"cannot write the package to {destination}: {exc.strerror or exc}; nothing was "
-            "written: free space, fix the folder's permissions or choose another --output"
-        ) from None
-    except BaseException:
-        _remove_empty(created)
-        raise
 
 
 def _write_and_swap(files: Mapping[str, str], destination: Path) -> None:
-    """Build the package in a staging folder beside ``destination``, then rename it there."""
-    parent = destination.parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
+    """Build the package in a staging workspace beside ``destination``, then swap it there.
+
+    An existing package (``--force``) is exchanged with the new one in one step where the
+    system allows it, so the package path always holds the old package or the new one.
+    """
+    workspace = staging.make_workspace(destination, "new-model")
+    staged = workspace / staging.STAGED
     try:
-        staging.chmod(0o777 & ~_current_umask())
+        staged.mkdir()
         for relpath, text in files.items():
-            target = staging / relpath
+            target = staged / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        if not destination.exists():
-            os.replace(staging, destination)
-            return
-        backup = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=parent))
-        backup.rmdir()
-        os.replace(destination, backup)
-        try:
-            os.replace(staging, destination)
-        except BaseException:
-            os.replace(backup, destination)  # the old package goes back
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    try:
-        shutil.rmtree(backup)
-    except OSError as exc:
-        raise ScaffoldError(
-            f"wrote {destination}, but could not remove the package it replaced, now at "
-            f"{backup} ({exc.strerror or exc}); remove that folder"
-        ) from None
+        if destination.exists():
+            staging.swap_in(destination, staged)  # the old package ends up in the workspace
+        else:
+            os.replace(staged, destination)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def check_replaceable(package: Path) -> None:

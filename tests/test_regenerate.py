@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scaffolder import regenerate as regen
+from scaffolder import staging
 from scaffolder.record import (
     BASE_FILE,
     GENERATOR_FILE,
@@ -392,7 +394,7 @@ def test_interrupted_regenerate_leaves_the_package_as_it_was(package, tmp_path, 
 
 
 def test_swap_without_atomic_exchange_falls_back_to_renames(package, tmp_path, monkeypatch):
-    monkeypatch.setattr(regen, "_exchange", lambda first, second: False)
+    monkeypatch.setattr(staging, "_exchange", lambda first, second: False)
     result = regenerate(package, "--config", new_config(tmp_path, num_hidden_layers=24))
     assert result.exit_code == 0, result.output
     assert "num_layers: 24" in (package / YAML).read_text()
@@ -678,3 +680,170 @@ def test_spec_changes_list_values_and_sum_up_fields_one_side_has() -> None:
     ]
     assert not any("None ->" in line for line in lines)
     assert spec_changes(old, old) == []
+
+
+# ---------------------------------------------------------------- issue 14: faults and hostility
+
+# A `scaffold regenerate` in another process that pauses (stdout "staging", then a line on stdin)
+# when it stages its first file, holding whatever the command holds at that point.
+PAUSED_REGENERATE = """
+import sys
+from scaffolder import regenerate
+from scaffolder.cli import app
+
+put = regenerate._put
+
+def paused(root, relpath, text):
+    if not getattr(paused, "done", False):
+        paused.done = True
+        print("staging", flush=True)
+        sys.stdin.readline()
+    put(root, relpath, text)
+
+regenerate._put = paused
+app(["regenerate", *sys.argv[1:]])
+"""
+
+# A `scaffold regenerate` SIGKILLed once it has copied the package into its staging folder.
+KILLED_REGENERATE = """
+import os, signal, sys
+from scaffolder import regenerate
+from scaffolder.cli import app
+
+def killed(root, relpath, text):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+regenerate._put = killed
+app(["regenerate", *sys.argv[1:]])
+"""
+
+
+def python_process(script: str, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", script, *args], env=env, text=True, **kwargs)
+
+
+def test_two_regenerates_at_once_the_second_is_refused(package, tmp_path):
+    """Used to: both planned from the same files and exited 0, the later swap silently undoing
+    the other's. Now the second says the package is busy (exit 2) and the first's files and
+    record agree."""
+    first = python_process(
+        PAUSED_REGENERATE,
+        str(package),
+        "--config",
+        new_config(tmp_path, num_hidden_layers=24),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        while (line := first.stdout.readline()) and line.strip() != "staging":
+            pass  # the report's first lines
+        assert line.strip() == "staging"
+        other = tmp_path / "other"
+        other.mkdir()
+        second = regenerate(package, "--config", new_config(other, num_hidden_layers=26))
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert first.wait(timeout=120) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.exit_code == 2, second.output
+    assert len(second.output.strip().splitlines()) == 1 and "is busy" in second.output
+    assert "num_layers: 24" in (package / YAML).read_text()
+    assert read_record(package).spec["n_layers"] == 24
+    assert regenerate(package, "--check").exit_code == 0  # files and record agree
+    assert [p.name for p in package.parent.iterdir()] == [PACKAGE]  # no lock, no staging
+
+
+def test_staging_left_by_a_killed_regenerate_is_removed_and_nothing_else(package, tmp_path):
+    killed = python_process(
+        KILLED_REGENERATE, str(package), "--config", new_config(tmp_path, num_hidden_layers=24)
+    )
+    assert killed.wait(timeout=120) == -signal.SIGKILL
+    before = snapshot(package)
+    left = [p for p in package.parent.iterdir() if p.name.startswith(f".{PACKAGE}.regenerate.")]
+    assert len(left) == 1 and (left[0] / "package" / "README.md").is_file()
+    mine = package.parent / f".{PACKAGE}.regenerate.abcd1234"  # the name, but not the marker
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+
+    result = regenerate(package)
+
+    assert result.exit_code == 0, result.output
+    assert f"removed    {left[0]}, left by an interrupted scaffold run" in result.output
+    assert not left[0].exists() and (mine / "notes.txt").read_text() == "keep"
+    assert snapshot(package) == before  # the killed run changed nothing
+
+
+def test_crlf_checkout_merges_by_content_and_keeps_crlf(package, tmp_path):
+    """A core.autocrlf=true checkout: every file (record included) has CRLF line ends. A hand
+    edit and a config change merge cleanly; the files keep CRLF; --check then finds nothing."""
+    edit(package / "README.md", lambda t: t + README_LINE + "\n")
+    edit(package / "model/model.py", lambda t: t + USER_FUNCTION)
+    for path in package.rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+
+    result = regenerate(package, "--config", new_config(tmp_path, **LONGER_CONTEXT))
+
+    assert result.exit_code == 0, result.output
+    assert "conflict" not in result.output
+    for relpath in ("README.md", "model/model.py", YAML, "model/args.py"):
+        data = (package / relpath).read_bytes()
+        assert data.count(b"\n") == data.count(b"\r\n") > 0, relpath
+    assert "num_layers: 24" in (package / YAML).read_text()
+    assert README_LINE in (package / "README.md").read_text()
+    assert USER_FUNCTION.replace("\n", "\r\n").encode() in (package / "model/model.py").read_bytes()
+    assert regenerate(package, "--check").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "value", "needle"),
+    [
+        ("source.json", "path", 5, "path must be a string or null, not a number"),
+        ("source.json", "path", ["config.json"], "path must be a string or null, not an array"),
+        ("source.json", "kind", {"local": 1}, "kind must be a string, not an object"),
+        ("source.json", "repo_id", 3, "repo_id must be a string or null"),
+        ("source.json", "config_sha256", None, "config_sha256 must be a string, not null"),
+        ("generator.json", "record_format", "2", "record_format must be an integer"),
+        ("generator.json", "version", [0], "version must be a string"),
+        ("generator.json", "package_name", "class", "'class' is a Python keyword"),
+        ("generator.json", "package_name", "os", "would shadow the module 'os'"),
+        ("generator.json", "package_name", "torch", "would shadow the module 'torch'"),
+    ],
+)
+def test_record_of_wrong_types_or_an_unsafe_package_name_is_one_line_exit_2(
+    package, record, field, value, needle
+):
+    path = package / ".scaffold" / record
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    before = snapshot(package)
+
+    result = regenerate(package)
+
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output and str(path) in result.output
+    assert snapshot(package) == before
+
+
+def test_check_and_dry_run_share_the_lock_and_writers_do_not(package, tmp_path):
+    """Readers (--check, --dry-run) take the package's lock shared: they run beside another
+    reader, not beside a writer; a writer runs beside neither."""
+    import fcntl
+
+    config = new_config(tmp_path, num_hidden_layers=24)
+    lock = package.parent / f".{PACKAGE}.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another reader
+        assert regenerate(package, "--check").exit_code == 0
+        assert regenerate(package, "--config", config, "--dry-run").exit_code == 0
+        writer = regenerate(package, "--config", config)
+        assert writer.exit_code == 2 and "is busy" in writer.output
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a writer
+        reader = regenerate(package, "--check")
+        assert reader.exit_code == 2 and "is busy" in reader.output
+    assert "num_layers: 22" in (package / YAML).read_text()
+    assert regenerate(package, "--config", config).exit_code == 0
+    assert not lock.exists()

@@ -6,13 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.tensor import DTensor
+from torch import nn
+from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
 
 IGNORE_INDEX = -100
 # Rows of logits handled at a time in the eager loss: about 8 MiB of fp32, so the max, softmax,
 # row weighting and label update of a chunk run while it is still in cache.
 _CHUNK_ELEMENTS = 2**21
+# Logits elements of one chunk of the fused output loss (64 MiB of fp32): large enough that the
+# weight gradient, accumulated once per chunk, is not re-read too often.
+_OUTPUT_CHUNK_ELEMENTS = 2**24
 
 
 def _owned(tensor: torch.Tensor) -> bool:
@@ -94,15 +99,230 @@ class FusedCrossEntropy(torch.autograd.Function):
         return grad.to(ctx.logits_dtype), None, None
 
 
+class VocabParallelCrossEntropy(torch.autograd.Function):
+    """Mean token cross entropy of logits sharded over the vocabulary (loss parallel).
+
+    Each tensor-parallel rank holds ``logits[:, vocab_start : vocab_start + V_local]`` (the
+    output projection's column shards, never gathered) and the same labels. The forward works
+    like ``FusedCrossEntropy`` on the local shard: chunk by chunk it writes the shard's softmax
+    into the gradient buffer and reads the shard's logsumexp off its largest probability. Two
+    all-reduces over ``[rows]`` vectors then give the global logsumexp (max, then the sum of
+    ``exp(local - max)`` together with the label's logit, which only its owner contributes),
+    and a second pass rescales the buffer to the global softmax weighted by ``1 / count``
+    minus the one-hot at the label. The loss is the same on every rank; backward returns this
+    rank's gradient shard with no communication.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        vocab_start: int,
+        group: dist.ProcessGroup,
+        ignore_index: int,
+    ) -> torch.Tensor:
+        rows, vocab = logits.shape
+        in_place = logits.dtype == torch.float32 and logits.is_contiguous() and _owned(logits)
+        if in_place:
+            grad = logits.detach()
+        else:
+            grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
+        valid = labels != ignore_index
+        count = valid.sum()
+        weights = valid / count
+        local_labels = labels - vocab_start
+        owned = valid & (local_labels >= 0) & (local_labels < vocab)
+        safe_labels = torch.where(owned, local_labels, 0)
+        label_logits = logits.gather(1, safe_labels.unsqueeze(1)).squeeze(1).float() * owned
+        local_lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
+        chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            out, source = grad[part], logits[part].float()
+            row_max = source.amax(dim=-1)
+            torch.softmax(source, dim=-1, out=out)
+            local_lse[part] = row_max - out.amax(dim=-1).log()
+        global_max = local_lse.clone()
+        dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
+        sums = torch.stack([(local_lse - global_max).exp(), label_logits])
+        dist.all_reduce(sums, group=group)
+        logsumexp = global_max + sums[0].log()
+        # The local softmax times exp(local_lse - logsumexp) is the global softmax on this shard.
+        row_scale = weights * (local_lse - logsumexp).exp()
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            grad[part].mul_(row_scale[part].unsqueeze(1))
+        at_label = torch.arange(rows, device=logits.device) * vocab + safe_labels
+        grad.view(-1).index_add_(0, at_label, -(weights * owned))
+        ctx.save_for_backward(grad)
+        ctx.logits_dtype = logits.dtype
+        ctx.used = False
+        return ((logsumexp - sums[1]) * valid).sum() / count
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.used:
+            raise RuntimeError("VocabParallelCrossEntropy supports a single backward per forward")
+        ctx.used = True
+        (grad,) = ctx.saved_tensors
+        if grad_output.is_cuda or grad_output.item() != 1.0:
+            grad.mul_(grad_output)
+        return grad.to(ctx.logits_dtype), None, None, None, None
+
+
+def _vocab_shard(logits: DTensor) -> tuple[int, dist.ProcessGroup] | None:
+    """``(first vocabulary id, process group)`` of logits sharded over their last dim only."""
+    if logits.device_mesh.ndim != 1 or logits.placements[0] != Shard(logits.ndim - 1):
+        return None
+    mesh, vocab = logits.device_mesh, logits.shape[-1]
+    # DTensor shards like torch.chunk: ceil(vocab / n) columns a rank, fewer on the last ones.
+    columns = -(-vocab // mesh.size())
+    return min(vocab, columns * mesh.get_local_rank()), mesh.get_group()
+
+
+class FusedOutputCrossEntropy(torch.autograd.Function):
+    """Output projection and mean token cross entropy in one pass over chunks of tokens.
+
+    ``hidden [N, D]`` are the final hidden states, ``weight [V, D]`` the output projection
+    (or this rank's rows of it, ``V`` columns from ``vocab_start``, under tensor parallelism).
+    Chunk by chunk (``chunk`` tokens, the same on every rank), the forward computes the chunk's
+    logits, applies ``transform`` (the model's ``output_transform``, if any), writes their
+    softmax into a chunk buffer, reads the loss off it as ``FusedCrossEntropy`` does (with the
+    two all-reduces of ``VocabParallelCrossEntropy`` when ``group`` is given), turns it into the
+    gradient of the logits and immediately multiplies it into the gradients of ``hidden`` and
+    ``weight``. Training never holds ``[N, V]`` logits: two chunk buffers instead. Backward
+    returns the saved gradients (scaled by the incoming gradient unless it is 1); under tensor
+    parallelism the hidden-state gradient is this rank's partial sum.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        labels: torch.Tensor,
+        vocab_start: int,
+        group: dist.ProcessGroup | None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None,
+        chunk: int,
+        ignore_index: int,
+    ) -> torch.Tensor:
+        rows, vocab = hidden.shape[0], weight.shape[0]
+        valid = labels != ignore_index
+        count = valid.sum()
+        weights = valid / count
+        local_labels = labels - vocab_start
+        owned = valid & (local_labels >= 0) & (local_labels < vocab)
+        safe_labels = torch.where(owned, local_labels, 0)
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        probs = torch.empty(min(chunk, rows), vocab, dtype=torch.float32, device=hidden.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            h, p = hidden[part], probs[: hidden[part].shape[0]]
+            projected = (h @ weight.t()).float()
+            if transform is not None:
+                projected.requires_grad_()
+                with torch.enable_grad():
+                    logits = transform(projected)
+            else:
+                logits = projected
+            row_max = logits.detach().amax(dim=-1)
+            torch.softmax(logits.detach(), dim=-1, out=p)
+            lse = row_max - p.amax(dim=-1).log()
+            label_logits = logits.detach().gather(1, safe_labels[part].unsqueeze(1)).squeeze(1)
+            label_logits = label_logits * owned[part]
+            if group is None:
+                row_scale = weights[part]
+            else:
+                global_max = lse.clone()
+                dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
+                sums = torch.stack([(lse - global_max).exp(), label_logits])
+                dist.all_reduce(sums, group=group)
+                local_lse, lse, label_logits = lse, global_max + sums[0].log(), sums[1]
+                row_scale = weights[part] * (local_lse - lse).exp()
+            total += ((lse - label_logits) * valid[part]).sum()
+            p.mul_(row_scale.unsqueeze(1))
+            at_label = torch.arange(p.shape[0], device=p.device) * vocab + safe_labels[part]
+            p.view(-1).index_add_(0, at_label, -(weights[part] * owned[part]))
+            grad_logits = p
+            if transform is not None:
+                (grad_logits,) = torch.autograd.grad(logits, projected, p)
+            grad_logits = grad_logits.to(hidden.dtype)
+            torch.mm(grad_logits, weight, out=grad_hidden[part])
+            grad_weight.addmm_(grad_logits.t().float(), h.float())
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return total / count
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_output.is_cuda or grad_output.item() != 1.0:
+            grad_hidden = grad_hidden * grad_output
+            grad_weight = grad_weight * grad_output
+        return grad_hidden, grad_weight.to(ctx.weight_dtype), None, None, None, None, None, None
+
+
+def fused_output_cross_entropy_loss(
+    model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Mean token cross entropy of ``model.output`` applied to ``hidden [B, L, D]``.
+
+    ``hidden`` is what ``model`` returns with ``skip_output`` set (the final normed hidden
+    states; see ``runtime.protocols.model``). The output projection runs inside the loss, chunk
+    by chunk (``FusedOutputCrossEntropy``), followed by ``model.output_transform`` where the
+    model has one. Under tensor parallelism (``output.weight`` sharded over the vocabulary,
+    ``hidden`` a DTensor), hidden states are gathered once and each rank works on its own
+    vocabulary rows; their gradient goes back as a partial sum.
+    """
+    weight, group, vocab_start = model.output.weight, None, 0
+    rows_per_rank = weight.shape[0]
+    transform = getattr(model, "output_transform", None)
+    if isinstance(weight, DTensor):
+        mesh = weight.device_mesh
+        if mesh.ndim != 1 or weight.placements[0] != Shard(0):
+            raise ValueError(f"the fused output loss needs rows sharded on one mesh: {weight}")
+        # Sharded like torch.chunk; every rank takes chunks of the same number of tokens, so
+        # that the chunks' all-reduces pair up.
+        rows_per_rank = -(-weight.shape[0] // mesh.size())
+        vocab_start = min(weight.shape[0], rows_per_rank * mesh.get_local_rank())
+        group, weight = mesh.get_group(), weight.to_local()
+        if isinstance(hidden, DTensor):
+            hidden = hidden.redistribute(hidden.device_mesh, [Replicate()])
+            hidden = hidden.to_local(grad_placements=[Partial()])
+    return FusedOutputCrossEntropy.apply(
+        hidden.flatten(0, 1),
+        weight,
+        labels.flatten(0, 1),
+        vocab_start,
+        group,
+        transform,
+        max(1, _OUTPUT_CHUNK_ELEMENTS // rows_per_rank),
+        IGNORE_INDEX,
+    )
+
+
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean token cross entropy in fp32; ``logits [B, L, V]``, ``labels [B, L]``.
 
-    DTensor logits (a tensor-parallel output layer that keeps them sharded) are gathered first.
-    Without autograd (evaluation) it is plain ``F.cross_entropy``.
+    Logits sharded over the vocabulary (a tensor-parallel output projection with
+    ``output_layouts=Shard(-1)``) get the vocabulary-parallel loss and are never gathered;
+    other DTensor logits are gathered first. Without autograd (evaluation) it is plain
+    ``F.cross_entropy``.
     """
     if not (torch.is_grad_enabled() and logits.requires_grad):
         return reference_cross_entropy_loss(logits, labels)
     if isinstance(logits, DTensor):
+        shard = _vocab_shard(logits)
+        if shard is not None:
+            vocab_start, group = shard
+            local = logits.to_local().flatten(0, 1)
+            return VocabParallelCrossEntropy.apply(
+                local, labels.flatten(0, 1), vocab_start, group, IGNORE_INDEX
+            )
         logits = logits.full_tensor()
     return FusedCrossEntropy.apply(logits.flatten(0, 1), labels.flatten(0, 1), IGNORE_INDEX)
 

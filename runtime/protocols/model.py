@@ -39,3 +39,25 @@ class ModelProtocol(Protocol):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Map token ids ``[batch, seq]`` to logits ``[batch, seq, vocab]``."""
+
+
+class FusedOutputProtocol(Protocol):
+    """Optional: what lets the trainer run the output projection inside its loss.
+
+    A model whose logits are ``output_transform(output(h))`` (``output_transform`` optional,
+    elementwise: a softcap, a scale) of its final hidden states ``h``, with ``output`` an
+    ``nn.Linear`` without bias, and a ``skip_output`` switch: when the trainer sets it,
+    ``forward`` returns ``h`` (``[batch, seq, dim]``) instead of logits. The trainer then computes
+    the loss with ``runtime.components.loss.fused_output_cross_entropy_loss``, which applies
+    ``output.weight`` and ``output_transform`` chunk by chunk over tokens, so that training
+    never holds ``[tokens, vocab]`` logits (``training.fused_output_loss``, on by default).
+    Evaluation, export and tests call ``forward`` with the switch off and get logits. Like
+    torchtitan's ``_skip_lm_head``, it is an attribute, not a ``forward`` argument, because
+    pipeline schedules call ``forward`` with positional inputs only.
+    """
+
+    skip_output: bool
+    output: nn.Linear
+
+    def output_transform(self, logits: torch.Tensor) -> torch.Tensor:
+        """Optional: what ``forward`` applies to the output projection's result."""

@@ -72,8 +72,8 @@ def _model_plan(spec: ArchSpec) -> tuple[PlanEntry, ...]:
         PlanEntry("norm", SEQUENCE_PARALLEL),
         PlanEntry(
             "output",
-            "ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate(), "
-            "use_local_output=True)",
+            "ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), "
+            "use_local_output=False)",
         ),
     ]
     return tuple(entries)

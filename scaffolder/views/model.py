@@ -419,12 +419,6 @@ def transformer_view(spec: ArchSpec) -> TransformerView:
         embed = "embed_multiplied"
     else:
         embed = "embed"
-    if final_softcap:
-        logits = "logits_softcapped"
-    elif x.multipliers:
-        logits = "logits_scaled"
-    else:
-        logits = "logits"
     return TransformerView(
         tok_embeddings="embed_table_padded" if f.padding else "embed_table",
         output_init="output_retie" if spec.tie_word_embeddings else "output_init",
@@ -433,8 +427,12 @@ def transformer_view(spec: ArchSpec) -> TransformerView:
         if x.rotary and spec.rope.type == "dynamic"
         else "rope_rows_all",
         layers="layers_local_global" if f.local_rope else "layers",
-        logits=logits,
-        methods=keep((f.moe is not None, "moe_load_balancing")),
+        logits="logits_transformed" if final_softcap or x.multipliers else "logits",
+        methods=keep(
+            (final_softcap, "output_transform_softcapped"),
+            (not final_softcap and x.multipliers, "output_transform_scaled"),
+            (f.moe is not None, "moe_load_balancing"),
+        ),
         moe_layers=""
         if f.moe is None
         else "[layer.moe for layer in self.layers.values()"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from runtime.distributed.utils import free_port
+from runtime.metrics import read_steps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(
@@ -72,11 +73,10 @@ def run_trainer(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[s
 
 
 def read_metrics(dump: Path) -> list[dict]:
-    """The records of ``dump/metrics.jsonl`` in order (none while the file does not exist)."""
+    """The step records of ``dump/metrics.jsonl`` in order (none while the file does not exist);
+    run-start records are left out (:func:`runtime.metrics.read_steps`)."""
     metrics = dump / "metrics.jsonl"
-    if not metrics.is_file():
-        return []
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return read_steps(metrics) if metrics.is_file() else []
 
 
 def torchrun_args(nproc: int, *, nnodes: int = 1, endpoint: str | None = None) -> list[str]:

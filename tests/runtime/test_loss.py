@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from runtime_helpers import child_env, torchrun_args
 
 from runtime.components import loss as loss_module
-from runtime.components.loss import FusedCrossEntropy, build_cross_entropy_loss, cross_entropy_loss
+from runtime.components.loss import (
+    FusedCrossEntropy,
+    build_cross_entropy_loss,
+    cross_entropy_loss,
+    fused_output_cross_entropy_loss,
+)
 from runtime.config import JobConfig
 
 
@@ -133,3 +142,60 @@ def test_compiled_loss_keeps_the_fused_loss_for_cpu_logits(monkeypatch):
     loss = loss_fn(logits, labels)
     assert loss.grad_fn.name() == "FusedCrossEntropyBackward" and compiled_calls == []
     torch.testing.assert_close(loss, expected)
+
+
+def test_vocab_parallel_loss_matches_cross_entropy_on_two_ranks():
+    """Logits sharded over the vocabulary on 2 gloo ranks: loss and gradient shards exact."""
+    script = Path(__file__).with_name("loss_parallel_check.py")
+    completed = subprocess.run(
+        [*torchrun_args(2), str(script)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+
+
+class _Head(torch.nn.Module):
+    """A model's last part as the fused output loss sees it: ``output`` and an optional
+    ``output_transform``; ``embed`` shares the output weight when ``tied``."""
+
+    def __init__(self, dim: int, vocab: int, softcap: float | None, tied: bool) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.output = torch.nn.Linear(dim, vocab, bias=False)
+        if tied:
+            self.output.weight = self.embed.weight
+        if softcap is not None:
+            self.output_transform = lambda logits: torch.tanh(logits / softcap) * softcap
+
+
+@pytest.mark.parametrize(
+    ("softcap", "tied", "chunk_elements"),
+    [(None, False, 2**24), (None, True, 40), (3.0, False, 40), (3.0, True, 2**24)],
+)
+def test_fused_output_loss_matches_projection_then_cross_entropy(
+    monkeypatch, softcap, tied, chunk_elements
+):
+    """Loss and gradients of the hidden states and of the output (or tied embedding) weight
+    equal the unfused projection + transform + F.cross_entropy, with a ragged last chunk."""
+    monkeypatch.setattr(loss_module, "_OUTPUT_CHUNK_ELEMENTS", chunk_elements)
+    torch.manual_seed(0)
+    head = _Head(dim=8, vocab=13, softcap=softcap, tied=tied)
+    generator = torch.Generator().manual_seed(1)
+    hidden = torch.randn(3, 7, 8, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 13, (3, 7), generator=generator)
+    labels[1, 3] = -100
+
+    loss = fused_output_cross_entropy_loss(head, hidden * 1.0, labels)
+    grads = torch.autograd.grad(2.5 * loss, [hidden, head.output.weight])
+    logits = head.output(hidden)
+    if softcap is not None:
+        logits = head.output_transform(logits)
+    expected = _reference(logits, labels)
+    expected_grads = torch.autograd.grad(2.5 * expected, [hidden, head.output.weight])
+
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)

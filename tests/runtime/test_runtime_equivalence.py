@@ -24,7 +24,9 @@ from safetensors.torch import load_file
 from runtime.distributed.utils import free_port
 
 
-def test_activation_checkpointing_and_compile_leave_the_loss_unchanged(tmp_path):
+def test_activation_checkpointing_compile_and_the_unfused_loss_leave_the_loss_unchanged(tmp_path):
+    """The base run applies the output projection inside its loss (the default); the
+    ``unfused_loss`` run computes full logits and then the loss."""
     runs = {
         "base": debug_argv(tmp_path / "base"),
         "ac_full": debug_argv(tmp_path / "ac_full", "--activation_checkpoint.mode", "full"),
@@ -36,11 +38,12 @@ def test_activation_checkpointing_and_compile_leave_the_loss_unchanged(tmp_path)
             "op",
         ),
         "compile": debug_argv(tmp_path / "compile", "--compile.enable"),
+        "unfused_loss": debug_argv(tmp_path / "unfused", "--training.fused_output_loss", "false"),
     }
     results = run_driver(tmp_path, 1, runs)
     base = results["base"]["losses"]
     assert len(base) == 8 and all(loss > 0 for loss in base.values())
-    for name in ("ac_full", "ac_op", "compile"):
+    for name in ("ac_full", "ac_op", "compile", "unfused_loss"):
         assert_same_losses(results[name]["losses"], base)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,3 +189,68 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path):
         assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and message in errors[0] and "refused" in errors[0]
+
+
+def _files_of_at_most_a_mebibyte() -> None:
+    """In the trainer's process: no file may grow past 1 MiB. A write beyond it fails with
+    EFBIG (SIGXFSZ ignored, as it is inherited through exec), as a full disk fails one with
+    ENOSPC: write(2) refuses the checkpoint's data file where DCP writes it (short writes, then
+    an error), and no code of the trainer or torch is changed. Here torch's zip writer reports
+    it as a RuntimeError; a plain OSError (as torch.save onto /dev/full gives) takes the same
+    path, named with its errno."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+
+
+def test_a_full_disk_while_checkpointing_names_the_folder_and_keeps_the_last_checkpoint(tmp_path):
+    """A checkpoint the file system refuses (the data file, ~46 MB, cannot be written): one
+    line naming the folder, exit 1, the partial step folder removed; the checkpoint before it
+    still loads."""
+    from runtime_helpers import DEBUG_TOML, run_trainer
+
+    dump = tmp_path / "run"
+    common = ("--job.config_file", str(DEBUG_TOML), "--job.dump_folder", str(dump))
+    ckpt = ("--checkpoint.enable", "--checkpoint.interval", "2")
+    first = run_trainer(*common, *ckpt, "--training.steps", "2")
+    assert first.returncode == 0, first.stderr[-2000:]
+
+    full = subprocess.run(
+        [sys.executable, "-m", "runtime.train", *common, *ckpt, "--training.steps", "4"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_files_of_at_most_a_mebibyte,
+    )
+    assert full.returncode == 1, full.stdout[-2000:] + full.stderr[-3000:]
+    errors = [line for line in full.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, full.stderr[-3000:]
+    assert errors[0].startswith(f"error: cannot write checkpoint step-4 to {dump / 'checkpoint'}")
+    assert "free there" in errors[0] and "step-2, is intact" in errors[0]
+    assert sorted(p.name for p in (dump / "checkpoint").iterdir()) == ["step-2"]
+
+    again = run_trainer(*common, *ckpt, "--training.steps", "3")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resumed from checkpoint step 2" in again.stdout
+
+
+def test_each_run_marks_where_it_starts_in_metrics(tmp_path):
+    """A repeated run appends to metrics.jsonl: a run-start record (the step it starts after,
+    the checkpoint it resumed) precedes each run's steps; the step readers skip it."""
+    import json
+
+    from runtime_helpers import DEBUG_TOML, run_trainer
+
+    dump = tmp_path / "run"
+    common = ("--job.config_file", str(DEBUG_TOML), "--job.dump_folder", str(dump))
+    ckpt = ("--checkpoint.enable", "--checkpoint.interval", "1")
+    for steps in ("1", "2"):
+        result = run_trainer(*common, *ckpt, "--training.steps", steps)
+        assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (dump / "metrics.jsonl").read_text().splitlines()]
+    shape = [
+        (r["event"], r["step"], r["resumed_from"]) if "event" in r else r["step"] for r in records
+    ]
+    assert shape == [("run_start", 0, None), 1, ("run_start", 1, 1), 2]
+    assert all(isinstance(r["time"], str) for r in records if "event" in r)
+    assert [r["step"] for r in read_metrics(dump)] == [1, 2]

@@ -232,6 +232,9 @@ class Transformer(nn.Module):
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)
         # tie_word_embeddings: the output projection reuses the embedding table.
         self.output.weight = self.tok_embeddings.weight
+        # Set by a trainer that applies the output projection inside its loss: forward then
+        # returns the final hidden states.
+        self.skip_output = False
 
     def init_weights(self, buffer_device: torch.device | None = None) -> None:
         """Initialize like transformers: normal(0, initializer_range) weights, unit norms.
@@ -267,8 +270,11 @@ class Transformer(nn.Module):
         for layer in self.layers.values():
             h = layer(h, rope_cache)
         h = self.norm(h) if self.norm is not None else h
-        if self.output is None:
+        if self.output is None or self.skip_output:
             return h
-        # final_logit_softcapping: logits squashed smoothly into (-cap, cap).
+        return self.output_transform(self.output(h))
+
+    def output_transform(self, logits: torch.Tensor) -> torch.Tensor:
+        """final_logit_softcapping: the output projection's logits squashed into (-cap, cap)."""
         cap = self.model_args.final_logit_softcapping
-        return torch.tanh(self.output(h) / cap) * cap
+        return torch.tanh(logits / cap) * cap

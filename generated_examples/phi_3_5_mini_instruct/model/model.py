@@ -199,6 +199,9 @@ class Transformer(nn.Module):
         )
         self.norm = nn.RMSNorm(model_args.dim, eps=model_args.norm_eps)
         self.output = nn.Linear(model_args.dim, model_args.vocab_size, bias=False)
+        # Set by a trainer that applies the output projection inside its loss: forward then
+        # returns the final hidden states.
+        self.skip_output = False
 
     def init_weights(self, buffer_device: torch.device | None = None) -> None:
         """Initialize like transformers: normal(0, initializer_range) weights, unit norms.
@@ -228,4 +231,6 @@ class Transformer(nn.Module):
         for layer in self.layers.values():
             h = layer(h, rope_cache)
         h = self.norm(h) if self.norm is not None else h
-        return self.output(h) if self.output is not None else h
+        if self.output is None or self.skip_output:
+            return h
+        return self.output(h)

@@ -57,7 +57,9 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
     q/k/v and w1/w3 are split by output features (column-wise), wo and w2 by input features
     (row-wise), so each rank holds whole attention heads: 32 query heads and 4 key/value heads must
     both divide by the TP degree. Norms run on sequence shards; the embedding is split by vocabulary
-    and the output projection by vocabulary too, gathered back to full logits.
+    and so is the output projection, whose logits stay sharded over the vocabulary: the runtime's
+    loss computes cross entropy on the shards (loss parallel) and ``full_tensor()`` gathers them for
+    other uses.
     """
     parallelize_module(
         model,
@@ -66,7 +68,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
             "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
             "norm": SequenceParallel(),
             "output": ColwiseParallel(
-                input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True
+                input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False
             ),
         },
     )

@@ -108,7 +108,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh) -> None:
 
 {% filter prose(indent=4) %}
 {{ v.column_modules }} are split by output features (column-wise), wo and w2 by input features (row-wise), so each rank holds whole attention heads: {{ s.n_heads }} query heads and {{ s.n_kv_heads }} key/value heads must both divide by the TP degree.
-Norms run on sequence shards; the embedding is split by vocabulary and the output projection by vocabulary too, gathered back to full logits.
+Norms run on sequence shards; the embedding is split by vocabulary and so is the output projection, whose logits stay sharded over the vocabulary: the runtime's loss computes cross entropy on the shards (loss parallel) and ``full_tensor()`` gathers them for other uses.
 {% endfilter %}
     """
     parallelize_module(
