@@ -166,13 +166,16 @@ class AddAuxiliaryLoss(torch.autograd.Function):
         return grad_output, grad_aux
 
 
-def aux_loss_weight(coef: float, training: Any, parallel_dims: Any) -> float:
-    """The factor on a load-balancing loss that matches the runtime's gradients.
+def aux_loss_weight(load_balancing: str, coef: float, training: Any, parallel_dims: Any) -> float:
+    """The factor on the load-balancing loss that gives the runtime's gradients (0: not used).
 
+    ``load_balancing`` is ``[moe] load_balancing``: only ``"aux_loss"`` trains with the loss.
     The runtime adds ``coef * aux / accumulation steps`` to each micro-batch's mean loss and
     averages gradients over the data-parallel ranks; torchtitan sums them (see
     :func:`disable_gradient_division`), so each rank weighs its term by ``1 / (dp * steps)``.
     """
+    if load_balancing != "aux_loss":
+        return 0.0
     dp = parallel_dims.dp_replicate * parallel_dims.dp_shard
     return coef / (dp * gradient_accumulation_steps(training, dp))
 

@@ -144,8 +144,9 @@ def parallelize(
         )
         disable_gradient_division(model)
 {%- if v.has_experts %}
-    if LOAD_BALANCING == "aux_loss":
-        model.aux_loss_weight = aux_loss_weight(AUX_LOSS_COEF, training, parallel_dims)
+    model.aux_loss_weight = aux_loss_weight(
+        LOAD_BALANCING, AUX_LOSS_COEF, training, parallel_dims
+    )
 {%- endif %}
     return model
 
