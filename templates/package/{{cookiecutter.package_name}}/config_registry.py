@@ -1,15 +1,18 @@
 {%- set s = cookiecutter.spec -%}
 {%- set v = cookiecutter.views.torchtitan -%}
 {%- set prefix = cookiecutter.class_prefix -%}
-"""{{ cookiecutter.display_name }} as a torchtitan 0.3.0 model.
+"""{% filter prose %}
+{{ cookiecutter.display_name }} as a torchtitan 0.3.0 model.
+{% endfilter %}
 
-    torchrun --nproc_per_node 2 -m torchtitan.train --module {{ cookiecutter.package_name }} --config debug_model
+    torchrun --nproc_per_node 2 -m torchtitan.train \\
+        --module {{ cookiecutter.package_name }} --config debug_model
 
-torchtitan imports this module for ``--module {{ cookiecutter.package_name }}`` and calls the
-``--config`` function, one per ``train_configs/*.toml`` with the same values. Only torchtitan
-imports it (``pip install 'model-scaffolder[torchtitan]'``); the rest of the package does not
-need torchtitan. The bridge is thin: the model, its tensor-parallel plan and its state dict
-adapter are the package's own (``model/``, ``infra/``).
+{% filter prose -%}
+torchtitan imports this module for ``--module {{ cookiecutter.package_name }}`` and calls the ``--config`` function, one per ``train_configs/*.toml`` with the same values.
+Only torchtitan imports it (``pip install 'model-scaffolder[torchtitan]'``); the rest of the package does not need torchtitan.
+The bridge is thin: the model, its tensor-parallel plan and its state dict adapter are the package's own (``model/``, ``infra/``).
+{%- endfilter %}
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ class {{ prefix }}TorchtitanAdapter({{ prefix }}StateDictAdapter, BaseStateDictA
 
 
 def model_registry(flavor: str) -> ModelSpec:
-    """The model of ``flavor`` ({{ cookiecutter.package_name }}_configs) and its callables."""
+    """The model of ``flavor`` (a key of the package's flavors dict) and its callables."""
     return ModelSpec(
         name={{ cookiecutter.package_name | py }},
         flavor=flavor,
