@@ -3,10 +3,10 @@
 From the same Hugging Face initial weights and the same mock token batches, both engines train
 the debug flavor of TinyLlama (llama) and Qwen3 (q/k norms, tied embeddings) for 4 steps on
 1 rank, FSDP 2 and TP 2, and Mixtral (experts, load-balancing loss) on 1 rank: every step's
-loss agrees within 1e-4 relative. One launch per engine and parallelism trains the packages in
-turn (6 launches, each a few seconds of training), which costs less than a launch per package.
-The 1-rank torchtitan jobs also save a Hugging Face checkpoint through the package's adapter;
-it loads with ``from_pretrained`` and gives the logits of the runtime's export.
+loss and gradient norm agree within 1e-4 relative. One launch per engine and parallelism trains
+the packages in turn (6 launches, each a few seconds of training), which costs less than a
+launch per package. The 1-rank torchtitan jobs also save a Hugging Face checkpoint through the
+package's adapter; it loads with ``from_pretrained`` and gives the logits of the runtime's export.
 
 torchtitan runs on CPU through ``tests/torchtitan_cpu.py`` (device and gloo patches); the
 packages themselves patch nothing. Skipped only where torchtitan is not installed.
@@ -26,7 +26,7 @@ import torch
 
 from runtime.distributed.utils import free_port
 from tests.helpers import FAMILY_CONFIGS, TINYLLAMA_CONFIG
-from tests.runtime.runtime_helpers import run_driver, torchrun_args
+from tests.runtime.runtime_helpers import read_metrics, run_driver, torchrun_args
 
 
 def _torchtitan_missing() -> str | None:
@@ -222,6 +222,15 @@ def test_torchtitan_trains_with_the_runtime_losses(parallelism, packages, tmp_pa
         assert sorted(theirs[name]["losses"]) == list(range(1, STEPS + 1))
         for step, loss in ours[name]["losses"].items():
             assert theirs[name]["losses"][step] == pytest.approx(loss, rel=1e-4), (name, step)
+        # Gradient norms too: clipping and AdamW hide a gradient scaled by 1/dp from the losses
+        # (averaging FSDP under torchtitan's summed loss; the issue measured 4.599 vs 9.199).
+        norms = {
+            record["step"]: record["grad_norm"]
+            for record in read_metrics(tmp_path / f"runtime_{name}")
+            if "grad_norm" in record
+        }
+        for step, norm in norms.items():
+            assert theirs[name]["grad_norms"][step] == pytest.approx(norm, rel=1e-4), (name, step)
     if hf_save:
         for name in packages:
             _check_hf_checkpoint(
