@@ -54,7 +54,9 @@ from runtime.torchtitan import (
 )
 
 from . import {{ cookiecutter.package_name }}_configs
+{%- if not v.has_experts %}
 from .infra.parallelize import apply_tp
+{%- endif %}
 from .model.args import ModelArgs
 from .model.model import Transformer
 from .model.state_dict_adapter import {{ prefix }}StateDictAdapter
@@ -119,11 +121,29 @@ def parallelize(
     ac_config: ActivationCheckpointingConfig | None,
     dump_folder: str,
 ) -> nn.Module:
+{%- if v.has_experts %}
+    """Activation checkpointing, compile, then FSDP2.
+{%- else %}
     """Tensor parallel (this package's plan), activation checkpointing, compile, then FSDP2.
+{%- endif %}
 
     FSDP sums gradients over the data-parallel ranks: torchtitan's loss is already divided by
     the global number of tokens.
     """
+{%- if v.has_experts %}
+    # Under tensor parallelism the experts keep plain-tensor gradients beside the DTensor ones,
+    # which torchtitan's gradient clipping cannot mix (the runtime's can).
+    if (
+        parallel_dims.tp_enabled
+        or parallel_dims.ep_enabled
+        or parallel_dims.cp_enabled
+        or parallel_dims.pp_enabled
+    ):
+        raise ValueError(
+            "this bridge runs data parallelism; train with `scaffold train` for tensor, "
+            "expert, context or pipeline parallelism"
+        )
+{%- else %}
     if parallel_dims.ep_enabled or parallel_dims.cp_enabled or parallel_dims.pp_enabled:
         raise ValueError(
             "this bridge runs data and tensor parallelism; train with `scaffold train` for "
@@ -131,6 +151,7 @@ def parallelize(
         )
     if parallel_dims.tp_enabled:
         apply_tp(model, parallel_dims.get_mesh("tp"))
+{%- endif %}
     if ac_config is not None:
         ac_config.build(dump_folder=dump_folder).apply(model)
     if compile_config.enable and "model" in compile_config.components:
