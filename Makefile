@@ -15,6 +15,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# torchtitan 0.3.0 for tests/test_torchtitan.py, keeping torch (its tests skip without it).
+	-bash bench/setup_torchtitan.sh --into $(VENV)
 	touch $(STAMP)
 
 test: lint

@@ -150,3 +150,86 @@ def worker_env(nproc: int) -> dict[str, str]:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         env["OMP_NUM_THREADS"] = str(max(1, (cores or 1) // nproc))
     return env
+
+
+# ----- torchtitan engine -------------------------------------------------------------------------
+
+TORCHTITAN_REGISTRY = "config_registry.py"
+
+
+def torchtitan_argv(package: str, config: str | None, overrides: Sequence[str]) -> list[str]:
+    """``torchtitan.train`` arguments for a package folder: ``--module NAME --config FN ...``.
+
+    ``config`` names one of the package's ``train_configs/*.toml`` (with or without ``.toml``,
+    or its path); ``config_registry.py`` has a function of the same name.
+    """
+    package_dir = _package_dir(package)
+    if package_dir is None:
+        raise ConfigError(f"package folder not found: {package}")
+    registry = package_dir / TORCHTITAN_REGISTRY
+    if not registry.is_file():
+        raise ConfigError(
+            f"{package_dir.name} has no {TORCHTITAN_REGISTRY} (made by an older scaffold); "
+            f"run `scaffold regenerate {package}`"
+        )
+    name = Path(config).stem if config else Path(DEFAULT_CONFIG).stem
+    functions = _top_level_functions(registry)
+    if name not in functions:
+        raise ConfigError(
+            f"config '{name}' not found in {registry} (torchtitan configs: "
+            f"{sorted(f for f in functions if f != 'model_registry' and f != 'parallelize')})"
+        )
+    return ["--module", package_dir.name, "--config", name, *overrides]
+
+
+def _top_level_functions(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def run_torchtitan(
+    package: str,
+    nproc: int = 1,
+    config: str | None = None,
+    overrides: Sequence[str] = (),
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+) -> int:
+    """Train a package folder with torchtitan's own trainer (``-m torchtitan.train``).
+
+    Needs torchtitan 0.3.0 (``pip install 'model-scaffolder[torchtitan]'``) and, as torchtitan
+    does, accelerators. ``overrides`` are torchtitan's ``--section.key value`` options. Returns
+    the exit code as :func:`run_train` does.
+    """
+    import importlib.util
+
+    try:
+        if nproc < 1:
+            raise ConfigError(f"nproc must be >= 1, got {nproc}")
+        if nnodes > 1 and not rdzv_endpoint:
+            raise ConfigError(f"--nnodes {nnodes} needs --rdzv-endpoint host:port")
+        if importlib.util.find_spec("torchtitan") is None:
+            raise ConfigError(
+                "--engine torchtitan: torchtitan is not installed; "
+                "pip install 'model-scaffolder[torchtitan]'"
+            )
+        argv = torchtitan_argv(package, config, overrides)
+        import torch
+
+        if not torch.accelerator.is_available():
+            raise ConfigError(
+                "--engine torchtitan needs an accelerator (torchtitan 0.3.0 assumes one); "
+                "train on CPU with --engine runtime"
+            )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return ConfigError.exit_code
+    command = torchrun_command(argv, nproc, nnodes, rdzv_endpoint)
+    command[command.index("runtime.train")] = "torchtitan.train"
+    env = worker_env(nproc)
+    # torchtitan imports the package by name: its parent folder goes on the path.
+    parent = str(Path(package).resolve().parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [parent, env.get("PYTHONPATH")]))
+    return subprocess.call(command, env=env)

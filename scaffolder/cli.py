@@ -386,10 +386,26 @@ def train(
             "seq_len, steps and batch): e.g. --config megatron/exp_pretrain.yaml --smoke.",
         ),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="runtime (this project's trainer) or torchtitan (torchtitan 0.3.0's own "
+            "trainer through the package's config_registry.py; needs the torchtitan extra).",
+        ),
+    ] = "runtime",
 ) -> None:
     """Train PACKAGE with torchrun; extra `--section.key value` pairs override the config."""
-    from runtime.launch import run_train
+    from runtime.launch import run_torchtitan, run_train
 
     extra = [arg for arg in ctx.args if arg != "--"]
+    if engine not in ("runtime", "torchtitan"):
+        typer.echo(f"error: --engine must be runtime or torchtitan, got {engine!r}", err=True)
+        raise typer.Exit(code=2)
+    if engine == "torchtitan":
+        if smoke:
+            typer.echo("error: --smoke is for --engine runtime (Primus YAML or TOML)", err=True)
+            raise typer.Exit(code=2)
+        raise typer.Exit(code=run_torchtitan(package, nproc, config, extra, nnodes, rdzv_endpoint))
     code = run_train(package, nproc, config, extra, nnodes, rdzv_endpoint, smoke=smoke)
     raise typer.Exit(code=code)

@@ -88,7 +88,7 @@ def build_context(spec: ArchSpec, package_name: str, source: SourceInfo) -> dict
         "generator_version": __version__,
         "class_prefix": class_prefix(spec),
         "spec": spec.to_context(),
-        "views": build_views(spec),
+        "views": build_views(spec, package_name),
         "_extensions": ["scaffolder.render.LiteralsExtension"],
     }
 

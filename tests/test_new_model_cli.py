@@ -32,6 +32,7 @@ EXPECTED_FILES = {
     "infra/pipeline.py",
     "train_configs/debug_model.toml",
     "train_configs/tinyllama_1_1b_chat_v1_0.toml",
+    "config_registry.py",
     "tests/__init__.py",
     "tests/conftest.py",
     "tests/test_model.py",

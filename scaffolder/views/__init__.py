@@ -19,10 +19,11 @@ from scaffolder.views.megatron_test import megatron_test_view
 from scaffolder.views.model import model_view
 from scaffolder.views.moe import moe_view
 from scaffolder.views.readme import architecture_rows, training_view
+from scaffolder.views.torchtitan import torchtitan_view
 
 
-def build_views(spec: ArchSpec) -> dict[str, Any]:
-    """Every area's view of ``spec``, keyed by area."""
+def build_views(spec: ArchSpec, package_name: str) -> dict[str, Any]:
+    """Every area's view of ``spec`` (rendered as ``package_name``), keyed by area."""
     return {
         "adapter": adapter_view(spec),
         "args": args_view(spec),
@@ -34,4 +35,5 @@ def build_views(spec: ArchSpec) -> dict[str, Any]:
         "moe": moe_view(spec),
         "readme": architecture_rows(spec),
         "training": training_view(spec),
+        "torchtitan": torchtitan_view(spec, package_name),
     }
