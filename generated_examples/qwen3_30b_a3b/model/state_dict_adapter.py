@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -127,3 +128,14 @@ class Qwen3MoeStateDictAdapter(StateDictAdapter):
                 )
             state_dict[name] = torch.stack([tensors[e] for e in range(len(tensors))])
         return state_dict
+
+    def stacked_sources(self, hf_keys: Iterable[str]) -> dict[str, list[str]]:
+        """This model's stacked expert weights -> the checkpoint keys ``from_hf`` stacks into
+        them, expert by expert: a rank of expert parallelism reads only its experts' tensors."""
+        experts: dict[str, dict[int, str]] = {}  # our stacked key -> {expert: checkpoint key}
+        for key in hf_keys:
+            per_expert = _expert_template(key)
+            if per_expert is not None and per_expert[0] in EXPERTS_FROM_HF:
+                template, layer, expert = per_expert
+                experts.setdefault(EXPERTS_FROM_HF[template].format(layer), {})[expert] = key
+        return {name: [keys[e] for e in sorted(keys)] for name, keys in experts.items()}

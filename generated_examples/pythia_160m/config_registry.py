@@ -1,0 +1,218 @@
+"""pythia_160m as a torchtitan 0.3.0 model.
+
+    torchrun --nproc_per_node 2 -m torchtitan.train \\
+        --module pythia_160m --config debug_model
+
+torchtitan imports this module for ``--module pythia_160m`` and calls the ``--config`` function, one
+per ``train_configs/*.toml`` with the same values. Only torchtitan imports it
+(``pip install 'model-scaffolder[torchtitan]'``); the rest of the package does not need torchtitan.
+The bridge is thin: the model, its tensor-parallel plan and its state dict adapter are the package's
+own (``model/``, ``infra/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributed.checkpoint import HuggingFaceStorageReader
+from torchtitan.components.checkpoint import CheckpointManager
+from torchtitan.components.loss import CrossEntropyLoss
+from torchtitan.components.metrics import MetricsProcessor
+from torchtitan.components.optimizer import default_adamw
+from torchtitan.config import CompileConfig, ParallelismConfig, TrainingConfig
+from torchtitan.distributed import ParallelDims
+from torchtitan.distributed.activation_checkpoint import ActivationCheckpointingConfig, SelectiveAC
+from torchtitan.distributed.compile import apply_compile
+from torchtitan.protocols import BaseModel
+from torchtitan.protocols.model_spec import ModelSpec
+from torchtitan.protocols.state_dict_adapter import BaseStateDictAdapter
+from torchtitan.trainer import Trainer
+
+from runtime.distributed.parallelize import apply_fsdp, dtype_from_name
+from runtime.torchtitan import (
+    MockDataLoader,
+    NoTokenizer,
+    RuntimeLRSchedulers,
+    disable_gradient_division,
+)
+
+from . import pythia_160m_configs
+from .infra.parallelize import apply_tp
+from .model.args import ModelArgs
+from .model.model import Transformer
+from .model.state_dict_adapter import GptNeoxStateDictAdapter
+
+
+class GptNeoxModel(Transformer, BaseModel):
+    """The package's ``Transformer`` as a torchtitan ``BaseModel`` (built by ``Config.build()``).
+
+    Weights are initialized by ``Transformer.init_weights`` (torchtitan calls it after
+    ``to_empty``); its modules are plain ``torch.nn`` modules, not torchtitan ``Module``s.
+    """
+
+    @dataclass(kw_only=True, slots=True)
+    class Config(BaseModel.Config):
+        args: ModelArgs = field(default_factory=ModelArgs)
+
+        def update_from_config(self, *, config: Trainer.Config, **kwargs: Any) -> None:
+            self.args.update_from_config(config)
+
+        def get_nparams_and_flops(self, model: nn.Module, seq_len: int) -> tuple[int, int]:
+            return self.args.get_nparams_and_flops(model, seq_len)
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config.args)
+
+    def verify_module_protocol(self) -> None:
+        """Plain ``torch.nn`` modules inside: nothing to verify."""
+
+    def init_states(self, *, buffer_device: torch.device | None = None) -> None:
+        self.init_weights(buffer_device=buffer_device)
+
+
+def parallelize(
+    model: GptNeoxModel,
+    *,
+    parallel_dims: ParallelDims,
+    training: TrainingConfig,
+    parallelism: ParallelismConfig,
+    compile_config: CompileConfig,
+    ac_config: ActivationCheckpointingConfig | None,
+    dump_folder: str,
+) -> nn.Module:
+    """Tensor parallel (this package's plan), activation checkpointing, compile, then FSDP2.
+
+    FSDP sums gradients over the data-parallel ranks: torchtitan's loss is already divided by
+    the global number of tokens.
+    """
+    if parallel_dims.ep_enabled or parallel_dims.cp_enabled or parallel_dims.pp_enabled:
+        raise ValueError(
+            "this bridge runs data and tensor parallelism; train with `scaffold train` for "
+            "expert, context or pipeline parallelism"
+        )
+    if parallel_dims.tp_enabled:
+        apply_tp(model, parallel_dims.get_mesh("tp"))
+    if ac_config is not None:
+        ac_config.build(dump_folder=dump_folder).apply(model)
+    if compile_config.enable and "model" in compile_config.components:
+        apply_compile(model, compile_config=compile_config, parallel_dims=parallel_dims)
+    if parallel_dims.fsdp_enabled:
+        names = ["dp_replicate", "fsdp"] if parallel_dims.dp_replicate_enabled else ["fsdp"]
+        apply_fsdp(
+            model,
+            parallel_dims.get_mesh(names),
+            param_dtype=dtype_from_name(training.mixed_precision_param),
+            reduce_dtype=dtype_from_name(training.mixed_precision_reduce),
+            pp_enabled=False,
+            reshard_after_forward_policy=parallelism.fsdp_reshard_after_forward,
+        )
+        disable_gradient_division(model)
+    return model
+
+
+class GptNeoxTorchtitanAdapter(GptNeoxStateDictAdapter, BaseStateDictAdapter):
+    """The package's adapter for torchtitan's checkpointer (HF load and ``last_save_in_hf``)."""
+
+    def __init__(self, model_config: GptNeoxModel.Config, hf_assets_path: str | None):
+        super().__init__(model_config.args, hf_assets_path or None)
+
+    def get_hf_storage_reader(
+        self, path: str, from_quantized: bool = False
+    ) -> HuggingFaceStorageReader:
+        if from_quantized:
+            raise ValueError("quantized Hugging Face checkpoints do not load into this model")
+        return HuggingFaceStorageReader(path)
+
+
+def model_registry(flavor: str) -> ModelSpec:
+    """The model of ``flavor`` (a key of the package's flavors dict) and its callables."""
+    return ModelSpec(
+        name="pythia_160m",
+        flavor=flavor,
+        model=GptNeoxModel.Config(args=pythia_160m_configs[flavor]),
+        parallelize_fn=parallelize,
+        pipelining_fn=None,
+        post_optimizer_build_fn=None,
+        state_dict_adapter=GptNeoxTorchtitanAdapter,
+    )
+
+
+def debug_model() -> Trainer.Config:
+    """Debug run: small dims, same features, fp32, mock data (debug_model.toml)."""
+    model_spec = model_registry("debugmodel")
+    return Trainer.Config(
+        model_spec=model_spec,
+        dump_folder="./outputs/pythia_160m_debug",
+        hf_assets_path="",
+        tokenizer=NoTokenizer.Config(),
+        dataloader=MockDataLoader.Config(vocab_size=model_spec.model.args.vocab_size, seed=42),
+        loss=CrossEntropyLoss.Config(),
+        optimizer=default_adamw(lr=0.0008, weight_decay=0.1),
+        lr_scheduler=RuntimeLRSchedulers.Config(
+            warmup_steps=2,
+            decay_type="linear",
+            min_lr_factor=0.0,
+        ),
+        training=TrainingConfig(
+            local_batch_size=4,
+            global_batch_size=8,
+            seq_len=128,
+            max_norm=1.0,
+            steps=10,
+            mixed_precision_param="float32",
+            mixed_precision_reduce="float32",
+        ),
+        # DTensor for tensor parallelism only, as infra/parallelize.py applies it.
+        parallelism=ParallelismConfig(spmd_backend="partial_dtensor"),
+        checkpoint=CheckpointManager.Config(
+            enable=False,
+            folder="checkpoint",
+            interval=5,
+            last_save_in_hf=False,
+        ),
+        activation_checkpoint=None,
+        compile=CompileConfig(enable=False, components=["model", "loss"]),
+        metrics=MetricsProcessor.Config(log_freq=1, enable_tensorboard=False),
+    )
+
+
+def pythia_160m() -> Trainer.Config:
+    """Full-size 162M continued pretraining (pythia_160m.toml)."""
+    model_spec = model_registry("162M")
+    return Trainer.Config(
+        model_spec=model_spec,
+        dump_folder="./outputs/pythia_160m",
+        hf_assets_path="",
+        tokenizer=NoTokenizer.Config(),
+        dataloader=MockDataLoader.Config(vocab_size=model_spec.model.args.vocab_size, seed=42),
+        loss=CrossEntropyLoss.Config(),
+        optimizer=default_adamw(lr=0.0003, weight_decay=0.1),
+        lr_scheduler=RuntimeLRSchedulers.Config(
+            warmup_steps=200,
+            decay_type="cosine",
+            min_lr_factor=0.1,
+        ),
+        training=TrainingConfig(
+            local_batch_size=4,
+            global_batch_size=-1,
+            seq_len=2048,
+            max_norm=1.0,
+            steps=1000,
+            mixed_precision_param="float16",
+            mixed_precision_reduce="float32",
+        ),
+        # DTensor for tensor parallelism only, as infra/parallelize.py applies it.
+        parallelism=ParallelismConfig(spmd_backend="partial_dtensor"),
+        checkpoint=CheckpointManager.Config(
+            enable=True,
+            folder="checkpoint",
+            interval=500,
+            last_save_in_hf=True,
+        ),
+        activation_checkpoint=SelectiveAC.Config(),
+        compile=CompileConfig(enable=True, components=["model", "loss"]),
+        metrics=MetricsProcessor.Config(log_freq=10, enable_tensorboard=True),
+    )
