@@ -9,9 +9,10 @@ cross-entropy plus router_aux_loss_coef (0.001) times the load-balancing loss, b
   (``runtime.moe.LoadBalancer``); experts multiplied with ``torch._grouped_mm``;
 - ``generated, expert loop``: the same model with ``use_grouped_mm`` off (one expert after the
   other): what the grouped matmul buys;
-- ``generated, logits then loss``: the same model computing full logits, then the runtime's
-  fused cross entropy on them (``training.fused_output_loss`` off): what running the output
-  projection inside the loss buys;
+- ``generated, output projection in the loss``: the same model with
+  ``training.fused_output_loss = "on"`` (at this vocabulary the default, ``"auto"``, computes
+  full logits, then the runtime's fused cross entropy on them): what the fused output loss
+  costs in time where it saves little memory;
 - ``transformers``: ``Qwen3MoeForCausalLM`` (sdpa; experts implementation as named) loaded from
   the generated model's weights exported through its state dict adapter (``save_pretrained``
   layout), ``output_router_logits`` on so that its loss carries the same load-balancing term,
@@ -72,7 +73,7 @@ def bench_config() -> dict[str, Any]:
 
 
 def generated_contender(
-    package: Any, args: Any, state: dict[str, Any], fused_output_loss: bool = True
+    package: Any, args: Any, state: dict[str, Any], fused_output_loss: str = "auto"
 ) -> Contender:
     """The package's model on ``state``, trained as the runtime trains it."""
     from runtime.config import JobConfig
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "generated, expert loop": generated_contender(
                 package, dataclasses.replace(args, use_grouped_mm=False), state
             ),
-            "generated, logits then loss": generated_contender(
-                package, args, state, fused_output_loss=False
+            "generated, output projection in the loss": generated_contender(
+                package, args, state, fused_output_loss="on"
             ),
             "transformers (eager experts)": transformers_contender(hf_folder, "eager"),
             "transformers (grouped_mm experts)": transformers_contender(hf_folder, "grouped_mm"),

@@ -217,12 +217,14 @@ class Contender:
 
 
 def runtime_loss(spec: Any, model: Any, job_config: Any) -> Any:
-    """The loss the runtime's trainer uses for ``model``: with ``training.fused_output_loss``
-    (the default) and a model that supports it, ``model`` returns hidden states and the loss
-    applies the output projection; else the TrainSpec's loss on logits."""
-    from runtime.components.loss import fused_output_cross_entropy_loss, supports_fused_output
+    """The loss the runtime's trainer uses for ``model`` on ``BATCH x SEQ`` micro-batches: where
+    ``training.fused_output_loss`` picks it, ``model`` returns hidden states and the loss applies
+    the output projection; else the TrainSpec's loss on logits."""
+    from runtime.components.loss import fused_output_cross_entropy_loss, wants_fused_output
 
-    if job_config.training.fused_output_loss and supports_fused_output(model):
+    setting = job_config.training.fused_output_loss
+    logits = BATCH * SEQ * model.output.weight.shape[0]
+    if wants_fused_output(setting, model, logits):
         model.skip_output = True
         return functools.partial(fused_output_cross_entropy_loss, model)
     return spec.build_loss_fn(job_config)

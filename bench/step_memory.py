@@ -4,11 +4,12 @@ The benchmark llama of ``bench.step`` (hidden 512, 8 heads / 1 kv head, ffn 1408
 batch 4 x 256 tokens) at vocabulary 32000 and at Qwen's 151936. Each contender runs in a fresh
 process of its own (one at a time), so that one's buffers never count for another:
 
-- ``generated``: the package ``scaffold new-model`` renders, trained as the runtime trains it
-  (``training.fused_output_loss`` on: the output projection runs inside the loss, chunk by
-  chunk, and no ``[tokens, vocab]`` logits exist);
+- ``generated (output projection in the loss)``: the package ``scaffold new-model`` renders,
+  with ``training.fused_output_loss = "on"``: the output projection runs inside the loss, chunk
+  by chunk, and no ``[tokens, vocab]`` logits exist;
 - ``generated (logits then loss)``: the same model with full logits, then the runtime's fused
-  cross entropy on them (``training.fused_output_loss`` off);
+  cross entropy on them (``"off"``). The runtime's default, ``"auto"``, is the first at
+  vocabulary 151936 and the second at 32000 (``runtime.components.loss.wants_fused_output``);
 - ``transformers``: ``LlamaForCausalLM`` (sdpa) with the same weights and its own
   ``loss_function``;
 - ``torchtitan``: torchtitan 0.3.0's Llama3 with its ``cross_entropy_loss`` (when its side venv
@@ -53,7 +54,8 @@ from bench.step import (
     runtime_loss,
 )
 
-CONTENDERS = ("generated", "generated (logits then loss)", "transformers", "torchtitan")
+FUSED = "generated (output projection in the loss)"
+CONTENDERS = (FUSED, "generated (logits then loss)", "transformers", "torchtitan")
 MIB = 2**20
 
 
@@ -85,8 +87,8 @@ def build(contender: str, package_dir: Path, vocab: int) -> tuple[Contender | No
     model = spec.model_cls(args)
     model.init_weights()
     if contender.startswith("generated"):
-        fused = contender == "generated"
-        job_config = JobConfig.from_dict({"training": {"fused_output_loss": fused}})
+        setting = "on" if contender == FUSED else "off"
+        job_config = JobConfig.from_dict({"training": {"fused_output_loss": setting}})
         optimizer = spec.build_optimizers_fn([model], job_config)
         return Contender(model, runtime_loss(spec, model, job_config), optimizer), None
     if contender == "transformers":
@@ -112,7 +114,7 @@ def build(contender: str, package_dir: Path, vocab: int) -> tuple[Contender | No
     tt = build_torchtitan_model(args)
 
     def tt_loss(logits: Any, labels: Any) -> Any:
-        return cross_entropy_loss(logits.flatten(0, 1), labels.flatten(0, 1)) / (BATCH * SEQ)
+        return cross_entropy_loss(logits, labels) / (BATCH * SEQ)
 
     optimizer = torch.optim.AdamW(tt.parameters(), lr=8e-4, weight_decay=0.1, fused=True)
     return Contender(tt, tt_loss, optimizer), None

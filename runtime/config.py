@@ -119,8 +119,9 @@ class Training:
     nonfinite_patience: int = 0
     # The output projection runs inside the loss, chunk by chunk over tokens, so that training
     # never holds [tokens, vocab] logits (models with a ``skip_output`` switch and an output
-    # layer without bias; others use the plain loss on their logits).
-    fused_output_loss: bool = True
+    # layer without bias; others use the plain loss on their logits): "auto" when a
+    # micro-batch's logits would fill at least FUSED_OUTPUT_MIN_LOGITS, "on", or "off".
+    fused_output_loss: str = _choice("auto", "auto", "on", "off")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
 from runtime.checkpoint import CheckpointManager, ModelState, TrainState
-from runtime.components.loss import fused_output_cross_entropy_loss, supports_fused_output
+from runtime.components.loss import fused_output_cross_entropy_loss, wants_fused_output
 from runtime.config import ConfigError, JobConfig
 from runtime.distributed import ParallelDims
 from runtime.distributed.parallelize import dtype_from_name
@@ -272,9 +272,18 @@ class Trainer:
     def _use_fused_output_loss(self) -> None:
         """Let the loss apply the output projection (``training.fused_output_loss``) when the
         last model part can return its hidden states instead of logits."""
-        part = self.model_parts[-1]
+        part, training = self.model_parts[-1], self.job_config.training
         self.output_part = None
-        if self.job_config.training.fused_output_loss and supports_fused_output(part):
+        output = getattr(part, "output", None)
+        if output is None:
+            return
+        parallelism = self.job_config.parallelism
+        if self.parallel_dims.pp_enabled:
+            rows = parallelism.pipeline_parallel_microbatch_size
+        else:
+            rows = training.local_batch_size
+        logits = rows * training.seq_len * output.weight.shape[0]
+        if wants_fused_output(training.fused_output_loss, part, logits):
             part.skip_output = True
             self.output_part = part
 

@@ -266,6 +266,21 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight.to(ctx.weight_dtype), None, None, None, None, None, None
 
 
+# ``training.fused_output_loss = "auto"`` fuses from four chunks' worth of logits per micro-batch
+# (about 268M elements): below that the full logits cost little more memory than the fused loss's
+# buffers, and computing them is faster on CPU (the per-chunk weight-gradient pass; benchmark at
+# vocab 32000 in docs/benchmarks.md).
+FUSED_OUTPUT_MIN_LOGITS = 4 * _OUTPUT_CHUNK_ELEMENTS
+
+
+def wants_fused_output(setting: str, model: nn.Module, logits_per_microbatch: int) -> bool:
+    """Whether to run ``model``'s output projection inside the loss for ``setting`` (``"on"``,
+    ``"off"`` or ``"auto"``) and micro-batches of ``logits_per_microbatch`` logits."""
+    if setting == "off" or not supports_fused_output(model):
+        return False
+    return setting == "on" or logits_per_microbatch >= FUSED_OUTPUT_MIN_LOGITS
+
+
 def supports_fused_output(model: nn.Module) -> bool:
     """Whether ``model`` follows ``runtime.protocols.model.FusedOutputProtocol``: a
     ``skip_output`` switch and an output projection without bias."""

@@ -50,7 +50,8 @@ class FusedOutputProtocol(Protocol):
     ``forward`` returns ``h`` (``[batch, seq, dim]``) instead of logits. The trainer then computes
     the loss with ``runtime.components.loss.fused_output_cross_entropy_loss``, which applies
     ``output.weight`` and ``output_transform`` chunk by chunk over tokens, so that training
-    never holds ``[tokens, vocab]`` logits (``training.fused_output_loss``, on by default).
+    never holds ``[tokens, vocab]`` logits (``training.fused_output_loss``; ``"auto"`` fuses
+    large logits).
     Evaluation, export and tests call ``forward`` with the switch off and get logits. Like
     torchtitan's ``_skip_lm_head``, it is an attribute, not a ``forward`` argument, because
     pipeline schedules call ``forward`` with positional inputs only.

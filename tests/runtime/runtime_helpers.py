@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,8 @@ STEPS = 8
 
 
 def debug_argv(dump_folder: Path, *extra: str) -> list[str]:
-    """Trainer arguments of the shared equivalence setup: 8 steps, global batch 8, local 2.
+    """Trainer arguments of the shared equivalence setup: 8 steps, global batch 8, local 2,
+    the output projection inside the loss.
 
     The debug flavor gets 2 kv heads so that tensor parallelism of degree 2 can split them.
     """
@@ -48,6 +50,10 @@ def debug_argv(dump_folder: Path, *extra: str) -> list[str]:
         "8",
         "--training.seq_len",
         "64",
+        # At these sizes "auto" would compute full logits: every parallelism here checks the
+        # fused output loss instead (test_runtime_equivalence compares it with "off").
+        "--training.fused_output_loss",
+        "on",
         *extra,
     ]
 
@@ -127,9 +133,10 @@ def assert_same_losses(actual: dict[int, float], expected: dict[int, float], rel
         assert actual[step] == pytest.approx(loss, rel=rel), f"step {step}"
 
 
-def write_hf_folder(package_dir: Path, out: Path, *, seed: int = 0) -> Path:
-    """A transformers folder of the package's debug flavor with random weights, as
-    ``save_pretrained`` writes it (several shards and an index)."""
+def write_hf_folder(package_dir: Path, out: Path, *, seed: int = 0, **changes: Any) -> Path:
+    """A transformers folder of the package's debug flavor (with ``changes`` to its args) with
+    random weights, as ``save_pretrained`` writes it (several shards and an index)."""
+    import dataclasses
     import importlib
 
     import torch
@@ -140,7 +147,7 @@ def write_hf_folder(package_dir: Path, out: Path, *, seed: int = 0) -> Path:
         package = importlib.import_module(package_dir.name)
     finally:
         sys.path.remove(str(package_dir.parent))
-    args = package.get_train_spec().model_args["debugmodel"]
+    args = dataclasses.replace(package.get_train_spec().model_args["debugmodel"], **changes)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
     model.save_pretrained(out, max_shard_size="1MB")

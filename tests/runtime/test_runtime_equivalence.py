@@ -28,8 +28,8 @@ from runtime.hf_io import load_hf_state_dict
 
 
 def test_activation_checkpointing_compile_and_the_unfused_loss_leave_the_loss_unchanged(tmp_path):
-    """The base run applies the output projection inside its loss (the default); the
-    ``unfused_loss`` run computes full logits and then the loss."""
+    """The base run applies the output projection inside its loss (``debug_argv`` turns it
+    on); the ``unfused_loss`` run computes full logits and then the loss."""
     runs = {
         "base": debug_argv(tmp_path / "base"),
         "ac_full": debug_argv(tmp_path / "ac_full", "--activation_checkpoint.mode", "full"),
@@ -41,7 +41,7 @@ def test_activation_checkpointing_compile_and_the_unfused_loss_leave_the_loss_un
             "op",
         ),
         "compile": debug_argv(tmp_path / "compile", "--compile.enable"),
-        "unfused_loss": debug_argv(tmp_path / "unfused", "--training.fused_output_loss", "false"),
+        "unfused_loss": debug_argv(tmp_path / "unfused", "--training.fused_output_loss", "off"),
     }
     results = run_driver(tmp_path, 1, runs)
     base = results["base"]["losses"]

@@ -1,9 +1,13 @@
-"""Every family's generated package trains under 2-rank FSDP and under 2-rank tensor parallelism.
+"""Every family's generated package continues training from a ``save_pretrained`` folder under
+2-rank FSDP and under 2-rank tensor parallelism.
 
-The test renders the package from a hub-shaped config (tests/configs/); then one torchrun job
-runs the runtime's own driver, which trains the debug flavor twice in one process group, FSDP
-(dp_shard 2) and TP (tp 2), and both loss curves must agree. A TP plan that shards a module
-wrongly (a q/k norm, a bias, a sequence-sized mask) changes the loss.
+The test renders the package from a hub-shaped config (tests/configs/) and writes its debug
+flavor with transformers' own class and ``save_pretrained`` (random weights, several shards);
+then one torchrun job runs the runtime's own driver, which imports that folder
+(``initial_load_in_hf``) and trains twice in one process group, FSDP (dp_shard 2) and TP (tp 2),
+and both loss curves must agree. An adapter that does not read the checkpoint's names or shapes
+stops the import; a TP plan that shards a module wrongly (a q/k norm, a bias, a sequence-sized
+mask) changes the loss.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runtime_helpers import assert_same_losses, run_driver
+from runtime_helpers import assert_same_losses, run_driver, write_hf_folder
 
 from tests.helpers import family_config, render_config_package
 
@@ -64,7 +68,8 @@ STEPS = 4
 
 
 def family_argv(package: Path, dump_folder: Path, *extra: str) -> list[str]:
-    """4 steps of the debug flavor, global batch 4, 64 tokens; kv heads even for TP 2."""
+    """4 steps of the debug flavor, global batch 4, 64 tokens, the fused output loss; kv heads
+    even for TP 2."""
     return [
         "--job.config_file",
         str(package / "train_configs" / "debug_model.toml"),
@@ -76,20 +81,26 @@ def family_argv(package: Path, dump_folder: Path, *extra: str) -> list[str]:
         "4",
         "--training.seq_len",
         "64",
+        # The output projection inside the loss ("auto" leaves it out at these sizes): each
+        # family's output_transform (softcap, scaling) and tied weights go through it.
+        "--training.fused_output_loss",
+        "on",
         *extra,
     ]
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_fsdp_and_tensor_parallel_agree(family: str, tmp_path: Path) -> None:
+def test_hf_folder_trains_alike_under_fsdp_and_tp(family: str, tmp_path: Path) -> None:
     config_name, changes = FAMILIES[family]
     generated = render_config_package(tmp_path, family, family_config(config_name, **changes))
     package = tmp_path / family
     debug = generated.spec.debug_dims()
     even_kv = [] if debug["n_kv_heads"] % 2 == 0 else ["--model.args_overrides", "n_kv_heads=2"]
+    hf_folder = write_hf_folder(package, tmp_path / "hf", **({"n_kv_heads": 2} if even_kv else {}))
+    start = ["--checkpoint.initial_load_path", str(hf_folder), "--checkpoint.initial_load_in_hf"]
     runs = {
         "fsdp": family_argv(
-            package, tmp_path / "fsdp", "--training.local_batch_size", "2", *even_kv
+            package, tmp_path / "fsdp", "--training.local_batch_size", "2", *even_kv, *start
         ),
         "tp": family_argv(
             package,
@@ -101,9 +112,49 @@ def test_fsdp_and_tensor_parallel_agree(family: str, tmp_path: Path) -> None:
             "--parallelism.data_parallel_shard_degree",
             "1",
             *even_kv,
+            *start,
         ),
     }
     results = run_driver(tmp_path, 2, runs)
     fsdp = results["fsdp"]["losses"]
     assert sorted(fsdp) == list(range(1, STEPS + 1)) and all(loss > 0 for loss in fsdp.values())
     assert_same_losses(results["tp"]["losses"], fsdp)
+
+
+# The mixture-of-experts families, each from its hub-shaped config as served.
+MOE_FAMILIES = (
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
+    "granitemoe",
+    "deepseek_v2_lite",
+    "deepseek_v3",
+    "gpt_oss",
+)
+
+
+def test_moe_families_continue_training_from_hf_folders(tmp_path: Path) -> None:
+    """Each mixture-of-experts family imports its ``save_pretrained`` folder (per-expert,
+    fused or stacked expert tensors as the family's checkpoints hold them) on one rank and
+    trains on; one torchrun job runs them all (their parallelisms are tested in
+    test_runtime_moe.py and the generated packages' own checks)."""
+    runs = {}
+    for name in MOE_FAMILIES:
+        package = tmp_path / name
+        render_config_package(tmp_path, name, family_config(name))
+        hf_folder = write_hf_folder(package, tmp_path / f"{name}_hf")
+        runs[name] = family_argv(
+            package,
+            tmp_path / f"{name}_run",
+            "--training.local_batch_size",
+            "4",
+            "--checkpoint.initial_load_path",
+            str(hf_folder),
+            "--checkpoint.initial_load_in_hf",
+        )
+    results = run_driver(tmp_path, 1, runs)
+    for name in MOE_FAMILIES:
+        losses = results[name]["losses"]
+        assert sorted(losses) == list(range(1, STEPS + 1)), name
+        assert all(0 < loss < 20 for loss in losses.values()), (name, losses)
