@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -24,6 +24,47 @@ def _owned(tensor: torch.Tensor) -> bool:
     """True when ``tensor`` and the storage it views are an operation's output, not a leaf."""
     base = tensor._base if tensor._base is not None else tensor
     return not tensor.is_leaf and not base.is_leaf
+
+
+def _gradient_buffer(logits: torch.Tensor) -> torch.Tensor:
+    """Where the fused losses write the logits' fp32 gradient: over the logits themselves when
+    they are float32, contiguous and an operation's output (see ``FusedCrossEntropy``), else a
+    fresh buffer."""
+    if logits.dtype == torch.float32 and logits.is_contiguous() and _owned(logits):
+        return logits.detach()
+    return torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+
+
+def _softmax_chunks(
+    logits: torch.Tensor, grad: torch.Tensor, logsumexp: torch.Tensor
+) -> Iterator[slice]:
+    """Write the rows' softmax into ``grad`` and their logsumexp into ``logsumexp``, a chunk of
+    rows at a time (about ``_CHUNK_ELEMENTS`` logits on CPU, all rows on GPU); yields each chunk's
+    rows while they are still in cache."""
+    rows, vocab = logits.shape
+    chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
+    for start in range(0, rows, chunk):
+        part = slice(start, start + chunk)
+        out, source = grad[part], logits[part].float()
+        row_max = source.amax(dim=-1)
+        # The softmax kernel's exp stays vectorized where results underflow (aten's exp_ of
+        # shifted logits leaves that path for gaps over ~87: 20x slower on CPU).
+        torch.softmax(source, dim=-1, out=out)
+        # The largest probability is 1 / sum(exp(x - max)): never underflows (>= 1 / vocab).
+        logsumexp[part] = row_max - out.amax(dim=-1).log()
+        yield part
+
+
+def _saved_gradient(ctx: Any, grad_output: torch.Tensor, name: str) -> torch.Tensor:
+    """The gradient a fused loss's forward saved, times ``grad_output``, in the logits' dtype."""
+    if ctx.used:
+        raise RuntimeError(f"{name} supports a single backward per forward")
+    ctx.used = True
+    (grad,) = ctx.saved_tensors
+    # A training step's loss gets gradient 1: skip the pass (a free check on CPU only).
+    if grad_output.is_cuda or grad_output.item() != 1.0:
+        grad.mul_(grad_output)
+    return grad.to(ctx.logits_dtype)
 
 
 class FusedCrossEntropy(torch.autograd.Function):
@@ -56,11 +97,7 @@ class FusedCrossEntropy(torch.autograd.Function):
         ctx: Any, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     ) -> torch.Tensor:
         rows, vocab = logits.shape
-        in_place = logits.dtype == torch.float32 and logits.is_contiguous() and _owned(logits)
-        if in_place:
-            grad = logits.detach()
-        else:
-            grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
+        grad = _gradient_buffer(logits)
         valid = labels != ignore_index
         count = valid.sum()
         # Each row's weight in the mean: 1 / count, or 0 for an ignored label (which points at
@@ -71,16 +108,8 @@ class FusedCrossEntropy(torch.autograd.Function):
         at_label = torch.arange(rows, device=logits.device) * vocab + safe_labels
         flat_grad = grad.view(-1)
         logsumexp = torch.empty(rows, dtype=torch.float32, device=logits.device)
-        chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
-        for start in range(0, rows, chunk):
-            part = slice(start, start + chunk)
-            out, source = grad[part], logits[part].float()
-            row_max = source.amax(dim=-1)
-            # The softmax kernel's exp stays vectorized where results underflow (aten's exp_ of
-            # shifted logits leaves that path for gaps over ~87: 20x slower on CPU).
-            torch.softmax(source, dim=-1, out=out)
-            logsumexp[part] = row_max - out.amax(dim=-1).log()
-            out.mul_(weights[part].unsqueeze(1))
+        for part in _softmax_chunks(logits, grad, logsumexp):
+            grad[part].mul_(weights[part].unsqueeze(1))
             flat_grad.index_add_(0, at_label[part], -weights[part])
         ctx.save_for_backward(grad)
         ctx.logits_dtype = logits.dtype
@@ -89,14 +118,7 @@ class FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        if ctx.used:
-            raise RuntimeError("FusedCrossEntropy supports a single backward per forward")
-        ctx.used = True
-        (grad,) = ctx.saved_tensors
-        # A training step's loss gets gradient 1: skip the pass (a free check on CPU only).
-        if grad_output.is_cuda or grad_output.item() != 1.0:
-            grad.mul_(grad_output)
-        return grad.to(ctx.logits_dtype), None, None
+        return _saved_gradient(ctx, grad_output, "FusedCrossEntropy"), None, None
 
 
 class VocabParallelCrossEntropy(torch.autograd.Function):
@@ -123,11 +145,7 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
         ignore_index: int,
     ) -> torch.Tensor:
         rows, vocab = logits.shape
-        in_place = logits.dtype == torch.float32 and logits.is_contiguous() and _owned(logits)
-        if in_place:
-            grad = logits.detach()
-        else:
-            grad = torch.empty(rows, vocab, dtype=torch.float32, device=logits.device)
+        grad = _gradient_buffer(logits)
         valid = labels != ignore_index
         count = valid.sum()
         weights = valid / count
@@ -136,13 +154,8 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
         safe_labels = torch.where(owned, local_labels, 0)
         label_logits = logits.gather(1, safe_labels.unsqueeze(1)).squeeze(1).float() * owned
         local_lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
-        chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
-        for start in range(0, rows, chunk):
-            part = slice(start, start + chunk)
-            out, source = grad[part], logits[part].float()
-            row_max = source.amax(dim=-1)
-            torch.softmax(source, dim=-1, out=out)
-            local_lse[part] = row_max - out.amax(dim=-1).log()
+        for _part in _softmax_chunks(logits, grad, local_lse):
+            pass
         global_max = local_lse.clone()
         dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
         sums = torch.stack([(local_lse - global_max).exp(), label_logits])
@@ -150,6 +163,7 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
         logsumexp = global_max + sums[0].log()
         # The local softmax times exp(local_lse - logsumexp) is the global softmax on this shard.
         row_scale = weights * (local_lse - logsumexp).exp()
+        chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
             grad[part].mul_(row_scale[part].unsqueeze(1))
@@ -162,13 +176,8 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        if ctx.used:
-            raise RuntimeError("VocabParallelCrossEntropy supports a single backward per forward")
-        ctx.used = True
-        (grad,) = ctx.saved_tensors
-        if grad_output.is_cuda or grad_output.item() != 1.0:
-            grad.mul_(grad_output)
-        return grad.to(ctx.logits_dtype), None, None, None, None
+        grad = _saved_gradient(ctx, grad_output, "VocabParallelCrossEntropy")
+        return grad, None, None, None, None
 
 
 def _vocab_shard(logits: DTensor) -> tuple[int, dist.ProcessGroup] | None:
