@@ -1,8 +1,9 @@
-"""gpt-oss in the runtime: attention sinks and biased, clamped experts train the same on one rank,
-under expert, tensor (sinks split with the heads) and pipeline parallelism, and a folder in the
-hub's MXFP4 layout imports and continues training.
+"""gpt-oss and DeepSeek-V3 in the runtime: attention sinks and biased, clamped experts, and
+latent attention with group-limited routing, train the same on one rank and under expert, tensor
+(sinks and latent heads split with the heads) and pipeline parallelism; a folder in gpt-oss's
+hub MXFP4 layout imports and continues training.
 
-The package is gpt-oss-20b's config (tests/configs/gpt_oss.json) at its debug flavor.
+The packages are gpt-oss-20b's and DeepSeek-V3's configs (tests/configs/) at their debug flavors.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "oss_pkg"
 
 
+@pytest.fixture(scope="module")
+def deepseek_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("deepseek_v3")
+    render_config_package(root, "dsv3_pkg", family_config("deepseek_v3"))
+    return root / "dsv3_pkg"
+
+
 def argv(package: Path, dump: Path, *extra: str) -> list[str]:
     """6 steps of the debug flavor, global batch 4 in micro-batches of 2, 64 tokens (the sliding
     layers' window is 16)."""
@@ -46,46 +54,45 @@ def argv(package: Path, dump: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_expert_tensor_and_pipeline_parallel_match_one_rank(package: Path, tmp_path: Path) -> None:
-    """One rank against EP 2 (experts split, tokens by all-to-all) and TP 2 (sinks and heads
-    split) on 2 ranks: the same micro-batches, load-balancing losses and curve. PP 2 against one
-    rank without balancing: the pooled loss is refused across pipeline stages, and expert-bias
-    updates move by sign(mean - count), so a token whose top-k flips on a last-bit difference
-    between the two runs' sums moves a bias by a whole step."""
+def test_expert_tensor_and_pipeline_parallel_match_one_rank(
+    package: Path, deepseek_package: Path, tmp_path: Path
+) -> None:
+    """One rank against EP 2 (experts split, tokens by all-to-all), TP 2 (sinks, latent and
+    attention heads split) and PP 2 on 2 ranks: the same micro-batches and curve, one job per
+    world size for both packages. gpt-oss's EP and TP runs keep its load-balancing loss; PP and
+    every DeepSeek-V3 run train without balancing: the pooled loss is refused across pipeline
+    stages, and expert-bias updates (DeepSeek-V3's default) move by sign(mean - count), so a
+    token whose top-k flips on a last-bit difference between two runs' sums moves a bias by a
+    whole step."""
     none = ("--moe.load_balancing", "none")
+    no_fsdp = ("--parallelism.data_parallel_shard_degree", "1")
+    tp2 = ("--parallelism.tensor_parallel_degree", "2", *no_fsdp)
+    pp2 = ("--parallelism.pipeline_parallel_degree", "2", *no_fsdp)
+    ep2 = ("--parallelism.expert_parallel_degree", "2")
     one = run_driver(
         tmp_path,
         1,
         {
             "one": argv(package, tmp_path / "one"),
             "one_none": argv(package, tmp_path / "one_none", *none),
+            "ds_one": argv(deepseek_package, tmp_path / "ds_one", *none),
         },
     )
     runs = {
-        "ep2": argv(package, tmp_path / "ep2", "--parallelism.expert_parallel_degree", "2"),
-        "tp2": argv(
-            package,
-            tmp_path / "tp2",
-            "--parallelism.tensor_parallel_degree",
-            "2",
-            "--parallelism.data_parallel_shard_degree",
-            "1",
-        ),
-        "pp2": argv(
-            package,
-            tmp_path / "pp2",
-            *none,
-            "--parallelism.pipeline_parallel_degree",
-            "2",
-            "--parallelism.data_parallel_shard_degree",
-            "1",
-        ),
+        "ep2": argv(package, tmp_path / "ep2", *ep2),
+        "tp2": argv(package, tmp_path / "tp2", *tp2),
+        "pp2": argv(package, tmp_path / "pp2", *none, *pp2),
+        "ds_ep2": argv(deepseek_package, tmp_path / "ds_ep2", *none, *ep2),
+        "ds_tp2": argv(deepseek_package, tmp_path / "ds_tp2", *none, *tp2),
+        "ds_pp2": argv(deepseek_package, tmp_path / "ds_pp2", *none, *pp2),
     }
     results = run_driver(tmp_path, 2, runs)
     assert sorted(one["one"]["losses"]) == list(range(1, STEPS + 1))
     for name in ("ep2", "tp2"):
         assert_same_losses(results[name]["losses"], one["one"]["losses"])
     assert_same_losses(results["pp2"]["losses"], one["one_none"]["losses"])
+    for name in ("ds_ep2", "ds_tp2", "ds_pp2"):
+        assert_same_losses(results[name]["losses"], one["ds_one"]["losses"])
 
 
 def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path: Path) -> None:
