@@ -145,9 +145,12 @@ def write_hf_folder(package_dir: Path, out: Path, *, seed: int = 0, **changes: A
     sys.path.insert(0, str(package_dir.parent))
     try:
         package = importlib.import_module(package_dir.name)
+        args = dataclasses.replace(package.get_train_spec().model_args["debugmodel"], **changes)
     finally:
         sys.path.remove(str(package_dir.parent))
-    args = dataclasses.replace(package.get_train_spec().model_args["debugmodel"], **changes)
+        # Forget the package: another test in this process may import one of the same name.
+        for name in [n for n in sys.modules if n.split(".")[0] == package_dir.name]:
+            del sys.modules[name]
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
     model.save_pretrained(out, max_shard_size="1MB")
