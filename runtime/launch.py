@@ -85,15 +85,32 @@ def smoke_overrides(package: str) -> list[str]:
 
 
 def torchrun_command(
-    argv: Sequence[str], nproc: int, nnodes: int = 1, rdzv_endpoint: str | None = None
+    argv: Sequence[str],
+    nproc: int,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    module: str = "runtime.train",
 ) -> list[str]:
-    """``python -m torch.distributed.run ... -m runtime.train ARGV`` (standalone on one node)."""
+    """``python -m torch.distributed.run ... -m MODULE ARGV`` (standalone on one node)."""
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
     if nnodes == 1 and rdzv_endpoint is None:
         command.append("--standalone")
     else:
         command += [f"--nnodes={nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}"]
-    return [*command, "-m", "runtime.train", *argv]
+    return [*command, "-m", module, *argv]
+
+
+def check_launch(nproc: int, nnodes: int, rdzv_endpoint: str | None) -> None:
+    """Refuse rank and node counts torchrun cannot start (``ConfigError``, one line)."""
+    if nproc < 1:
+        raise ConfigError(f"nproc must be >= 1, got {nproc}")
+    if nnodes < 1:
+        raise ConfigError(f"nnodes must be >= 1, got {nnodes}")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise ConfigError(
+            f"--nnodes {nnodes} needs --rdzv-endpoint host:port, the rendezvous every node "
+            "joins (run the same command on each node)"
+        )
 
 
 def validate(argv: Sequence[str], world_size: int) -> JobConfig:
@@ -122,15 +139,7 @@ def run_train(
     (printed as one line on stderr), else torchrun's.
     """
     try:
-        if nproc < 1:
-            raise ConfigError(f"nproc must be >= 1, got {nproc}")
-        if nnodes < 1:
-            raise ConfigError(f"nnodes must be >= 1, got {nnodes}")
-        if nnodes > 1 and not rdzv_endpoint:
-            raise ConfigError(
-                f"--nnodes {nnodes} needs --rdzv-endpoint host:port, the rendezvous every node "
-                "joins (run the same command on each node)"
-            )
+        check_launch(nproc, nnodes, rdzv_endpoint)
         if smoke:
             overrides = [*smoke_overrides(package), *overrides]
         argv = build_argv(package, config, overrides)
@@ -206,10 +215,7 @@ def run_torchtitan(
     import importlib.util
 
     try:
-        if nproc < 1:
-            raise ConfigError(f"nproc must be >= 1, got {nproc}")
-        if nnodes > 1 and not rdzv_endpoint:
-            raise ConfigError(f"--nnodes {nnodes} needs --rdzv-endpoint host:port")
+        check_launch(nproc, nnodes, rdzv_endpoint)
         if importlib.util.find_spec("torchtitan") is None:
             raise ConfigError(
                 "--engine torchtitan: torchtitan is not installed; "
@@ -226,8 +232,7 @@ def run_torchtitan(
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return ConfigError.exit_code
-    command = torchrun_command(argv, nproc, nnodes, rdzv_endpoint)
-    command[command.index("runtime.train")] = "torchtitan.train"
+    command = torchrun_command(argv, nproc, nnodes, rdzv_endpoint, module="torchtitan.train")
     env = worker_env(nproc)
     # torchtitan imports the package by name: its parent folder goes on the path.
     parent = str(Path(package).resolve().parent)

@@ -35,6 +35,7 @@ from torchtitan.components.tokenizer import BaseTokenizer
 from runtime.components.dataloader import TokenDataLoader, mock_sample
 from runtime.components.lr_scheduler import lr_factor
 from runtime.moe import LoadBalancer
+from runtime.trainer import gradient_accumulation_steps
 
 
 def disable_gradient_division(model: nn.Module) -> None:
@@ -46,14 +47,6 @@ def disable_gradient_division(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)
-
-
-def gradient_accumulation_steps(training: Any, dp_degree: int) -> int:
-    """Micro-batches per optimizer step, as torchtitan's trainer computes them."""
-    global_batch = training.global_batch_size
-    if global_batch < 0:
-        return 1
-    return global_batch // (training.local_batch_size * dp_degree)
 
 
 class NoTokenizer(BaseTokenizer):
@@ -127,7 +120,7 @@ class MockDataLoader(BaseDataLoader):
         if config.vocab_size <= 0:
             raise ValueError("dataloader.vocab_size must be the model's vocabulary size")
         samples = functools.partial(
-            _mock_sample, seq_len=seq_len, vocab_size=config.vocab_size, seed=config.seed
+            mock_sample, seq_len=seq_len, vocab_size=config.vocab_size, seed=config.seed
         )
         self._loader = TokenDataLoader(samples, local_batch_size, dp_world_size, dp_rank)
 
@@ -141,10 +134,6 @@ class MockDataLoader(BaseDataLoader):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loader.load_state_dict(state_dict)
-
-
-def _mock_sample(index: int, *, seq_len: int, vocab_size: int, seed: int) -> torch.Tensor:
-    return mock_sample(index, seq_len, vocab_size, seed)
 
 
 class AddAuxiliaryLoss(torch.autograd.Function):

@@ -60,10 +60,11 @@ class TrainResult:
     hf_folder: Path | None = None
 
 
-def gradient_accumulation_steps(job_config: JobConfig, dp_degree: int) -> int:
-    """Micro-steps per optimizer step so that ``global_batch_size`` holds on ``dp_degree``."""
-    local = job_config.training.local_batch_size
-    global_batch = job_config.training.global_batch_size
+def gradient_accumulation_steps(training: Any, dp_degree: int) -> int:
+    """Micro-steps per optimizer step so that ``training.global_batch_size`` holds on
+    ``dp_degree`` (``training``: the ``[training]`` section, ours or torchtitan's)."""
+    local = training.local_batch_size
+    global_batch = training.global_batch_size
     if global_batch == -1:
         return 1
     per_step = local * dp_degree
@@ -104,7 +105,9 @@ class Trainer:
         world_size = world_size or world_size_from_env()
         self.parallel_dims = ParallelDims.from_config(job_config.parallelism, world_size)
         self._check_model_fits()
-        self.accum_steps = gradient_accumulation_steps(job_config, self.parallel_dims.dp_degree)
+        self.accum_steps = gradient_accumulation_steps(
+            job_config.training, self.parallel_dims.dp_degree
+        )
         self.global_batch = (
             job_config.training.local_batch_size * self.parallel_dims.dp_degree * self.accum_steps
         )

@@ -47,8 +47,8 @@ from .model.args import ModelArgs
 from .model.model import Transformer
 from .model.state_dict_adapter import DeepseekV3StateDictAdapter
 
-# [moe] of the TOML configs: the load-balancing loss times router_aux_loss_coef.
-LOAD_BALANCING = "aux_loss"
+# [moe] of the TOML configs.
+LOAD_BALANCING = "expert_bias"
 EXPERT_BIAS_UPDATE_RATE = 0.001
 AUX_LOSS_COEF = 0.0  # router_aux_loss_coef
 

@@ -47,7 +47,7 @@ from .model.args import ModelArgs
 from .model.model import Transformer
 from .model.state_dict_adapter import GptOssStateDictAdapter
 
-# [moe] of the TOML configs: the load-balancing loss times router_aux_loss_coef.
+# [moe] of the TOML configs.
 LOAD_BALANCING = "aux_loss"
 EXPERT_BIAS_UPDATE_RATE = 0.001
 AUX_LOSS_COEF = 0.9  # router_aux_loss_coef

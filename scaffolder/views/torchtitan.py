@@ -1,8 +1,7 @@
 """The package's ``config_registry.py``: the torchtitan 0.3.0 bridge.
 
-One config function per ``train_configs/*.toml`` (named after the file), with the same values:
-``TomlValues`` below is what those TOML templates print, read here so the two cannot drift
-(tests/test_torchtitan.py compares them field by field).
+One config function per ``train_configs/*.toml`` (named after the file), with the same values
+as those TOML templates print (tests/test_torchtitan.py compares them field by field).
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ class TorchtitanView:
     configs: tuple[ConfigFunction, ...]
     has_experts: bool
     aux_loss_coef: float  # router_aux_loss_coef (MoE only)
+    balancing: str = "none"  # [moe] load_balancing of the TOMLs (MoE only)
 
 
 def torchtitan_view(spec: ArchSpec, package_name: str) -> TorchtitanView:
@@ -99,4 +99,5 @@ def torchtitan_view(spec: ArchSpec, package_name: str) -> TorchtitanView:
         configs=(debug, full),
         has_experts=moe is not None,
         aux_loss_coef=float(moe.aux_loss_coef) if moe is not None else 0.0,
+        balancing=moe.balancing if moe is not None else "none",
     )

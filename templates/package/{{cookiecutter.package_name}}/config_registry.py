@@ -63,8 +63,8 @@ from .model.state_dict_adapter import {{ prefix }}StateDictAdapter
 
 {%- if v.has_experts %}
 
-# [moe] of the TOML configs: the load-balancing loss times router_aux_loss_coef.
-LOAD_BALANCING = "aux_loss"
+# [moe] of the TOML configs.
+LOAD_BALANCING = {{ v.balancing | py }}
 EXPERT_BIAS_UPDATE_RATE = 0.001
 AUX_LOSS_COEF = {{ v.aux_loss_coef | py }}  # router_aux_loss_coef
 {%- endif %}
