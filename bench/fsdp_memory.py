@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import emit
+from bench.stats import emit, failure_text
 
 MIB = 2**20
 
@@ -99,7 +99,6 @@ def worker(package_dir: Path, steps: int, out: Path) -> None:
     dist.all_gather_object(reports, report)
     if dist.get_rank() == 0:
         out.write_text(json.dumps(reports))
-    dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package-dir", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
+        from runtime.distributed.utils import exit_process
+
         worker(options.package_dir, options.steps, options.worker)
-        return 0
+        exit_process(0)  # skips the interpreter teardown gloo's threads can abort in
 
     from bench.step import render_package
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             proc = subprocess.run(command, capture_output=True, text=True)
             entry: dict[str, Any] = {"wall_s": time.perf_counter() - start}
             if proc.returncode != 0 or not out.exists():
-                entry["error"] = (proc.stderr or proc.stdout)[-2000:]
+                entry["error"] = failure_text(proc.stderr or proc.stdout)
             else:
                 entry["ranks"] = json.loads(out.read_text())
             runs[str(ranks)] = entry

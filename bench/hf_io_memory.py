@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import emit
+from bench.stats import emit, failure_text
 
 MIB = 2**20
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +152,6 @@ def worker(package_dir: Path, flavor: str, overrides: dict[str, int], folder: Pa
     dist.all_gather_object(reports, report)
     if dist.get_rank() == 0:
         out.write_text(json.dumps(reports))
-    dist.destroy_process_group()
 
 
 def run_ranks(
@@ -170,7 +169,7 @@ def run_ranks(
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     entry: dict[str, Any] = {"wall_s": time.perf_counter() - start}
     if proc.returncode != 0 or not out.exists():
-        entry["error"] = (proc.stderr or proc.stdout)[-2000:]
+        entry["error"] = failure_text(proc.stderr or proc.stdout)
     else:
         entry["ranks"] = json.loads(out.read_text())
     shutil.rmtree(out.with_suffix(".hf"), ignore_errors=True)  # the export: gigabytes
@@ -189,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     overrides = _overrides(options.overrides)
     if options.worker:
+        from runtime.distributed.utils import exit_process
+
         worker(options.package_dir, options.flavor, overrides, options.folder, options.worker)
-        return 0
+        exit_process(0)  # skips the interpreter teardown gloo's threads can abort in
     results: dict[str, Any] = {"comparison": "hf_io_memory", "machine": machine.describe()}
     results["model"] = {"flavor": options.flavor, "overrides": overrides}
     runs: dict[str, Any] = {}

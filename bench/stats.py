@@ -61,6 +61,19 @@ def emit(results: Mapping[str, Any], path: Path | None) -> None:
     print(text)
 
 
+def failure_text(output: str, limit: int = 3000) -> str:
+    """What a failed child printed, for a results file: its first error lines (a rank's own
+    traceback or gloo's "terminate called ...") and the end (torchrun's summary), at most
+    ``limit`` characters in all."""
+    if len(output) <= limit:
+        return output
+    markers = ("Traceback", "terminate called", "Error", "error:")
+    lines = output.splitlines()
+    first = next((i for i, line in enumerate(lines) if any(m in line for m in markers)), 0)
+    head = "\n".join(lines[first:])[: limit // 2]
+    return head + "\n...\n" + output[-(limit // 2) :]
+
+
 def speedup(baseline: Summary, other: Summary) -> float:
     """How many times faster ``other`` is than ``baseline`` (median time over median time)."""
     return baseline.median / other.median
