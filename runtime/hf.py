@@ -40,6 +40,7 @@ from runtime.hf_shards import (
     load_local_shards,
     local_box,
 )
+from runtime.mxfp4 import Mxfp4CheckpointError
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -226,5 +227,5 @@ def import_hf(
 
     try:
         load_local_shards(model_parts, adapter, files, config, missing, progress)
-    except Fp8CheckpointError as error:
+    except (Fp8CheckpointError, Mxfp4CheckpointError) as error:
         raise ConfigError(f"HF checkpoint {folder}: {error}") from None

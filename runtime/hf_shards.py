@@ -18,8 +18,12 @@ how, the runtime learns from the package's StateDictAdapter without knowing the 
   gets the unattributed keys' ``from_hf`` in one go (correct, not sharded).
 
 FP8 block-quantized weights (:mod:`runtime.fp8`) are dequantized slice by slice, each with the
-scales of the blocks it touches. No rank reads the whole checkpoint; none holds more than one
-checkpoint tensor beyond its shards.
+scales of the blocks it touches. MXFP4 pairs (:mod:`runtime.mxfp4`) that the adapter's optional
+``mxfp4_sources(hf_keys)`` names stand, in the plan, for the float32 tensor ``from_hf`` also
+takes in their place (``save_pretrained``'s layout, maybe the pair's transpose): a rank reads the
+bytes and scales of just the rows, experts and 32-value groups its slice touches and dequantizes
+those. No rank reads the whole checkpoint; none holds more than one checkpoint tensor beyond its
+shards.
 
 Export: the model's tensors are grouped by the checkpoint tensors ``to_hf`` makes of them (run on
 meta: a fused q/k/v is one group), each group is assigned to one rank of its pipeline stage
@@ -40,6 +44,14 @@ from torch.distributed.tensor import DTensor
 from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
 from runtime.fp8 import SCALE_SUFFIX, dequantize_block_slice, fp8_layout
+from runtime.mxfp4 import (
+    BLOCKS_SUFFIX,
+    SCALES_SUFFIX,
+    Mxfp4CheckpointError,
+    dequantize_mxfp4_slice,
+    mxfp4_groups,
+    mxfp4_layout,
+)
 
 _DTYPES = {
     "F64": torch.float64,
@@ -128,7 +140,7 @@ def _attribute(adapter, metas, plan, made, stacked) -> dict[str, Source]:
     except _PROBE_ERRORS:
         from_context = set()
     found: dict[str, Source] = {}
-    silent: list[str] = []  # keys that make nothing on their own
+    silent: list[str] = []  # keys that make nothing on their own (or fail alone)
     for key in metas:
         if key in stacked or key in context:
             continue
@@ -137,7 +149,7 @@ def _attribute(adapter, metas, plan, made, stacked) -> dict[str, Source]:
         except _PROBE_ERRORS:
             produced = {}
         names = [name for name in made if name in produced and name not in from_context]
-        if not names:
+        if not produced:
             silent.append(key)
         for name in names:
             found.setdefault(
@@ -181,6 +193,67 @@ def dequantized_metas(
     return seen, fp8
 
 
+def mxfp4_metas(
+    metas: dict[str, torch.Tensor], adapter: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, bool]]:
+    """MXFP4 checkpoints (:mod:`runtime.mxfp4`): the metas as ``from_hf`` also takes them, each
+    pair the adapter's ``mxfp4_sources`` names replaced by its float32 tensor, and ``{key:
+    whether that tensor is the transpose of the pair's [..., rows, cols]}``. The pairs are
+    checked from the headers (one line for one that does not fit)."""
+    sources = adapter.mxfp4_sources(list(metas)) if hasattr(adapter, "mxfp4_sources") else {}
+    if not sources:
+        return metas, {}
+    shapes = {key: (tuple(meta.shape), meta.dtype) for key, meta in metas.items()}
+    layout = mxfp4_layout(shapes, sources)
+    seen: dict[str, torch.Tensor] = {}
+    for key, meta in metas.items():
+        name = key.removesuffix(BLOCKS_SUFFIX)
+        if key.endswith(BLOCKS_SUFFIX) and name in sources:
+            shape = layout[name]
+            if sources[name]:
+                if len(shape) < 2:
+                    raise Mxfp4CheckpointError(f"{key}: a 1-D tensor cannot be transposed")
+                shape = (*shape[:-2], shape[-1], shape[-2])
+            seen[name] = torch.empty(shape, dtype=torch.float32, device="meta")
+        elif not (key.endswith(SCALES_SUFFIX) and key.removesuffix(SCALES_SUFFIX) in sources):
+            seen[key] = meta
+    return seen, dict(sources)
+
+
+def _strided_box(
+    base: tuple[int, ...], start: int, shape: tuple[int, ...], stride: tuple[int, ...]
+) -> tuple[tuple[slice, ...], list[int]] | None:
+    """The box of a contiguous ``base``-shaped tensor that a strided block (``shape``,
+    ``stride``, first element at flat index ``start``) touches, when each of the block's
+    dimensions steps along a dimension of its own in ``base`` (a transpose, an even/odd split, a
+    slice): (that box, its slices stepping as the block does, and the base dimension each block
+    dimension runs along, -1 for those of size 1); None otherwise."""
+    base_strides = [math.prod(base[d + 1 :]) for d in range(len(base))]
+    first = [start // step % size for step, size in zip(base_strides, base, strict=True)]
+    box = [slice(index, index + 1) for index in first]
+    along: list[int] = []
+    for size, step in zip(shape, stride, strict=True):
+        if size == 1:
+            along.append(-1)
+            continue
+        # The base dimension this one steps along: ``hop`` of its indices a step, staying
+        # inside it (so no step carries into the next dimension), and used by no other.
+        dims = [
+            d
+            for d, base_step in enumerate(base_strides)
+            if step > 0
+            and step % base_step == 0
+            and box[d].stop - box[d].start == 1
+            and first[d] + (size - 1) * (step // base_step) < base[d]
+        ]
+        if not dims:
+            return None
+        d, hop = dims[0], step // base_strides[dims[0]]
+        box[d] = slice(first[d], first[d] + (size - 1) * hop + 1, hop)
+        along.append(d)
+    return tuple(box), along
+
+
 class _FileProgress:
     """Calls ``report(index, count, file)`` the first time each checkpoint file is read."""
 
@@ -196,7 +269,8 @@ class _FileProgress:
 class SliceReader:
     """Reads slices of checkpoint tensors (one ``safe_open`` per read, so no file stays mapped
     and the pages read do not pile up in the process); FP8 weights (``fp8``: their block sizes)
-    are dequantized slice by slice."""
+    and MXFP4 pairs (``mxfp4``: :func:`mxfp4_metas`' transposes) are dequantized slice by
+    slice."""
 
     def __init__(
         self,
@@ -204,30 +278,62 @@ class SliceReader:
         adapter: Any,
         metas: dict[str, torch.Tensor],
         fp8: dict[str, tuple[int, int]] | None = None,
+        mxfp4: dict[str, bool] | None = None,
     ):
         self.files = files
         self.adapter = adapter
         self.metas = metas
         self.fp8 = fp8 or {}
+        self.mxfp4 = mxfp4 or {}
         self.progress: _FileProgress | None = None
         self._converted: tuple[tuple[str, ...], dict[str, Any]] | None = None
 
-    def _slice(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
+    def _read(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
+        """``box`` of checkpoint tensor ``key`` as its file holds it (``()``: the whole); the
+        one place that reads the files."""
         if self.progress is not None:
             self.progress.touch(self.files[key])
-        if key in self.fp8:
-            shape = self.metas[key].shape
-            box = (*box, *(slice(0, n) for n in shape[len(box) :]))
-            with safe_open(str(self.files[key + SCALE_SUFFIX]), framework="pt") as handle:
-                scale = handle.get_tensor(key + SCALE_SUFFIX)
-            with safe_open(str(self.files[key]), framework="pt") as handle:
-                block = handle.get_slice(key)[box]
-            offset = tuple(b.start for b in box)
-            return dequantize_block_slice(block, scale, self.fp8[key], offset)
         with safe_open(str(self.files[key]), framework="pt") as handle:
             if not box:
                 return handle.get_tensor(key)
             return handle.get_slice(key)[box]
+
+    def _slice(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
+        """``box`` of checkpoint tensor ``key`` as ``from_hf`` sees it (dequantized); a slice
+        with a step (a view's even/odd split) is read whole and stepped after."""
+        if key in self.mxfp4:
+            return self._mxfp4_slice(key, box)
+        steps = tuple(slice(None, None, b.step) for b in box)
+        box = tuple(slice(b.start, b.stop) for b in box)
+        if key in self.fp8:
+            shape = self.metas[key].shape
+            box = (*box, *(slice(0, n) for n in shape[len(box) :]))
+            scale = self._read(key + SCALE_SUFFIX, ())
+            block = self._read(key, box)
+            offset = tuple(b.start for b in box)
+            value = dequantize_block_slice(block, scale, self.fp8[key], offset)
+        else:
+            value = self._read(key, box)
+        return value[steps] if any(b.step not in (None, 1) for b in steps) else value
+
+    def _mxfp4_slice(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
+        """``box`` of the float32 tensor an MXFP4 pair stands for: the pair's rows and the
+        groups its columns lie in are read, and only the rows of the box (taking its steps)
+        dequantized."""
+        shape = self.metas[key].shape
+        box = (*box, *(slice(0, n) for n in shape[len(box) :]))
+        transposed = self.mxfp4[key]
+        if transposed:  # the pair holds [..., rows, cols]; the box is of [..., cols, rows]
+            box = (*box[:-2], box[-1], box[-2])
+        *outer, columns = box
+        pair_box = (*(slice(b.start, b.stop) for b in outer), mxfp4_groups(columns))
+        steps = tuple(slice(None, None, b.step) for b in outer)
+        blocks = self._read(key + BLOCKS_SUFFIX, pair_box)[steps]
+        scales = self._read(key + SCALES_SUFFIX, pair_box)[steps]
+        values = dequantize_mxfp4_slice(blocks, scales, slice(columns.start, columns.stop))
+        if columns.step not in (None, 1):
+            values = values[..., :: columns.step]
+        return values.transpose(-2, -1) if transposed else values
 
     def read(self, name: str, source: Source, shape, offset) -> torch.Tensor:
         """The ``shape`` block at ``offset`` of model tensor ``name``."""
@@ -242,17 +348,25 @@ class SliceReader:
         return self._convert(name, source)[box]
 
     def _read_view(self, source: Source, shape, offset) -> torch.Tensor:
-        """The block of a strided view of one checkpoint tensor: read the rows it touches."""
+        """The block of a strided view of one checkpoint tensor: read the box of it the block
+        touches (a transpose or a split steps along the tensor's own dimensions), or else the
+        rows it spans."""
         _, stride, base_offset = source.view
         key = source.keys[0]
         if math.prod(shape) == 0:
             return torch.empty(shape)
         start = base_offset + sum(o * s for o, s in zip(offset, stride, strict=True))
         last = start + sum((n - 1) * s for n, s in zip(shape, stride, strict=True))
-        full_shape = self.metas[key].shape
+        full_shape = tuple(self.metas[key].shape)
         if not full_shape:
             scalar = self._slice(key, ())
             return scalar.as_strided(shape, stride, scalar.storage_offset() + start)
+        strided = _strided_box(full_shape, start, tuple(shape), tuple(stride))
+        if strided is not None:
+            box, dims = strided
+            part = self._slice(key, box)  # exactly the block's elements, in base order
+            steps = [part.stride(d) if d >= 0 else 0 for d in dims]
+            return part.as_strided(shape, steps, part.storage_offset())
         row = math.prod(full_shape[1:])
         first_row, end_row = start // row, last // row + 1
         rows = self._slice(key, (slice(first_row, end_row),)).contiguous()
@@ -285,8 +399,9 @@ def load_local_shards(
     states = [get_model_state_dict(part) for part in model_parts]
     wanted = {key for state in states for key in state}
     metas, fp8 = dequantized_metas(checkpoint_metas(files), config)
+    metas, mxfp4 = mxfp4_metas(metas, adapter)
     plan = plan_sources(adapter, metas, wanted)
-    reader = SliceReader(files, adapter, metas, fp8)
+    reader = SliceReader(files, adapter, metas, fp8, mxfp4)
     if progress is not None:
         reader.progress = _FileProgress(sorted(set(files.values())), progress)
     with torch.no_grad():

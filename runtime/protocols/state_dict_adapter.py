@@ -50,3 +50,14 @@ class StateDictAdapter(ABC):
         Lets each rank read only the experts it holds; the default names none.
         """
         return {}
+
+    def mxfp4_sources(self, hf_keys: Iterable[str]) -> dict[str, bool]:
+        """Checkpoint tensors stored as MXFP4 pairs (``<key>_blocks`` / ``<key>_scales`` among
+        ``hf_keys``, :mod:`runtime.mxfp4`) that ``from_hf`` dequantizes -> whether ``<key>``,
+        the float32 tensor ``from_hf`` also takes in the pair's place (as ``save_pretrained``
+        writes it), is the transpose of the pair's dequantized ``[..., rows, cols]``.
+
+        Lets each rank read and dequantize only the slices it holds; the default names none
+        (the pairs are then read and dequantized whole).
+        """
+        return {}

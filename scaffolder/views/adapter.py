@@ -340,7 +340,9 @@ def _bullets(spec: ArchSpec, embedding_key: str) -> list[str]:
                 "``<name>_blocks`` (two FP4 E2M1 values a byte) and ``<name>_scales`` (an E8M0 "
                 "exponent per 32 values) of their transpose ``[experts, out, in]``; ``from_hf`` "
                 "dequantizes them to float32 (``runtime.mxfp4``) and ``to_hf`` writes them "
-                "unquantized, as ``save_pretrained`` does."
+                "unquantized, as ``save_pretrained`` does; ``mxfp4_sources`` names them, so "
+                "that a rank of the sharded import dequantizes only the rows and experts it "
+                "holds."
             )
         bias_name = moe.group_routing.bias_name if moe.group_routing is not None else None
         if bias_name is not None:

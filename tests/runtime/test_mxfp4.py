@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.mxfp4 import E2M1_VALUES, dequantize_mxfp4, quantize_mxfp4
+import runtime.mxfp4
+from runtime.mxfp4 import (
+    E2M1_VALUES,
+    Mxfp4CheckpointError,
+    dequantize_mxfp4,
+    dequantize_mxfp4_slice,
+    mxfp4_groups,
+    mxfp4_layout,
+    quantize_mxfp4,
+)
 
 
 def test_dequantize_matches_transformers() -> None:
@@ -49,3 +58,45 @@ def test_mismatched_pairs_are_refused() -> None:
         dequantize_mxfp4(blocks.float(), torch.zeros(2, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match="groups of 32"):
         quantize_mxfp4(torch.zeros(4, 48))
+
+
+@pytest.mark.parametrize("chunk", [runtime.mxfp4.CHUNK_VALUES, 64])
+def test_a_slice_dequantizes_as_the_whole_tensor(chunk: int, monkeypatch) -> None:
+    """Any rows and columns (aligned to the 32-value groups or not, a few rows at a time or
+    all at once) from just the groups they lie in: that slice of the whole tensor, bit for bit."""
+    monkeypatch.setattr(runtime.mxfp4, "CHUNK_VALUES", chunk)
+    generator = torch.Generator().manual_seed(2)
+    blocks = torch.randint(0, 256, (3, 5, 4, 16), dtype=torch.uint8, generator=generator)
+    scales = torch.randint(110, 140, (3, 5, 4), dtype=torch.uint8, generator=generator)
+    whole = dequantize_mxfp4(blocks, scales)
+    for start, stop in [(0, 128), (0, 32), (5, 6), (31, 33), (40, 100), (96, 128), (7, 7)]:
+        groups = mxfp4_groups(slice(start, stop))
+        rows = slice(1, 4)
+        part = dequantize_mxfp4_slice(
+            blocks[1:, rows, groups], scales[1:, rows, groups], slice(start, stop)
+        )
+        assert torch.equal(part, whole[1:, rows, start:stop]), (start, stop)
+    assert mxfp4_groups(slice(31, 33)) == slice(0, 2)
+    with pytest.raises(ValueError, match="lie in groups 1:3"):
+        dequantize_mxfp4_slice(blocks[..., :1, :], scales[..., :1], slice(40, 70))
+
+
+def _pair(blocks: tuple[int, ...], scales: tuple[int, ...], dtype=torch.uint8) -> dict:
+    return {"w_blocks": (blocks, dtype), "w_scales": (scales, torch.uint8)}
+
+
+def test_the_layout_is_checked_from_the_headers() -> None:
+    """Each pair's dequantized shape from shapes and dtypes alone; a pair that does not fit is
+    refused in one line naming its key."""
+    assert mxfp4_layout(_pair((4, 6, 3, 16), (4, 6, 3)), ["w"]) == {"w": (4, 6, 96)}
+    refused = {
+        "does not match": _pair((4, 6, 3, 16), (4, 6, 2)),
+        "groups, 16": _pair((4, 6, 3, 8), (4, 6, 3)),
+        "is torch.float32": _pair((4, 6, 3, 16), (4, 6, 3), torch.float32),
+        "has no w_scales": {"w_blocks": ((4, 6, 3, 16), torch.uint8)},
+        "has no w_blocks": {"w_scales": ((4, 6, 3), torch.uint8)},
+    }
+    for message, shapes in refused.items():
+        with pytest.raises(Mxfp4CheckpointError, match=message) as error:
+            mxfp4_layout(shapes, ["w"])
+        assert "\n" not in str(error.value) and "w_" in str(error.value)

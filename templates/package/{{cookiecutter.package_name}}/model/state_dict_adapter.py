@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import re
-{%- if v.experts %}
+{%- if v.experts or v.mxfp4 %}
 from collections.abc import Iterable
 {%- endif %}
 from typing import Any
@@ -343,4 +343,17 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
                 template, layer, expert = per_expert
                 experts.setdefault(EXPERTS_FROM_HF[template].format(layer), {})[expert] = key
         return {name: [keys[e] for e in sorted(keys)] for name, keys in experts.items()}
+{%- endif %}
+{%- if v.mxfp4 %}
+
+    def mxfp4_sources(self, hf_keys: Iterable[str]) -> dict[str, bool]:
+        """The MXFP4 pairs among ``hf_keys`` that ``from_hf`` dequantizes -> True: each stands
+        for the tensor ``save_pretrained`` writes, the transpose of the pair's ``[experts, out,
+        in]``. Lets a rank read and dequantize only its experts' rows and groups."""
+        pairs = {}
+        for key in hf_keys:
+            name = key.removesuffix(BLOCKS_SUFFIX)
+            if key.endswith(BLOCKS_SUFFIX) and _template(name)[0] in MXFP4_WEIGHTS:
+                pairs[name] = True
+        return pairs
 {%- endif %}
