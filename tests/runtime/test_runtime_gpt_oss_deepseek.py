@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from runtime_helpers import assert_same_losses, read_metrics, run_driver, run_trainer
+from runtime_helpers import (
+    assert_same_hf_tensors,
+    assert_same_losses,
+    hf_import_argv,
+    read_metrics,
+    run_driver,
+    run_trainer,
+)
 
 from tests.helpers import family_config, render_config_package
 
@@ -54,6 +61,46 @@ def argv(package: Path, dump: Path, *extra: str) -> list[str]:
     ]
 
 
+def _model_args(package: Path):
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(package.parent))
+    try:
+        return importlib.import_module(package.name).get_train_spec().model_args["debugmodel"]
+    finally:
+        sys.path.remove(str(package.parent))
+
+
+def _hub_folder(args, folder: Path) -> dict[str, torch.Tensor]:
+    """Write ``folder`` as the hub serves gpt-oss (experts as MXFP4 _blocks/_scales of
+    ``save_pretrained``'s tensors, quantization_config); returns the tensors transformers'
+    own dequantization makes of it."""
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    from runtime.hf_io import load_hf_state_dict
+    from runtime.mxfp4 import quantize_mxfp4
+
+    torch.manual_seed(3)
+    hf_model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
+    hf_model.save_pretrained(folder.with_name(folder.name + "_saved"))
+    hub, dequantized = {}, {}
+    for key, value in load_hf_state_dict(folder.with_name(folder.name + "_saved")).items():
+        hub[key] = dequantized[key] = value
+        if key.endswith(("experts.gate_up_proj", "experts.down_proj")):
+            # The hub quantizes [experts, out, in] along the input features.
+            blocks, scales = quantize_mxfp4(hub.pop(key).transpose(-2, -1))
+            hub[key + "_blocks"], hub[key + "_scales"] = blocks, scales
+            dequantized[key] = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+    folder.mkdir()
+    save_file(hub, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = {**args.to_hf(), "quantization_config": {"quant_method": "mxfp4"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    return dequantized
+
+
 def test_expert_tensor_and_pipeline_parallel_match_one_rank(
     package: Path, deepseek_package: Path, tmp_path: Path
 ) -> None:
@@ -63,7 +110,15 @@ def test_expert_tensor_and_pipeline_parallel_match_one_rank(
     every DeepSeek-V3 run train without balancing: the pooled loss is refused across pipeline
     stages, and expert-bias updates (DeepSeek-V3's default) move by sign(mean - count), so a
     token whose top-k flips on a last-bit difference between two runs' sums moves a bias by a
-    whole step."""
+    whole step.
+
+    The EP 2 job also imports a folder in gpt-oss's hub layout (each rank reads and dequantizes
+    only its experts' MXFP4 bytes), takes a step at learning rate 0 and exports it: the export
+    is transformers' dequantization of the folder, bit for bit."""
+    from runtime.hf_io import save_hf_checkpoint
+
+    dequantized = _hub_folder(_model_args(package), tmp_path / "hub")
+    save_hf_checkpoint(dequantized, {}, tmp_path / "dequantized")
     none = ("--moe.load_balancing", "none")
     no_fsdp = ("--parallelism.data_parallel_shard_degree", "1")
     tp2 = ("--parallelism.tensor_parallel_degree", "2", *no_fsdp)
@@ -85,8 +140,10 @@ def test_expert_tensor_and_pipeline_parallel_match_one_rank(
         "ds_ep2": argv(deepseek_package, tmp_path / "ds_ep2", *none, *ep2),
         "ds_tp2": argv(deepseek_package, tmp_path / "ds_tp2", *none, *tp2),
         "ds_pp2": argv(deepseek_package, tmp_path / "ds_pp2", *none, *pp2),
+        "ep2_mxfp4": argv(package, tmp_path / "ep2_mxfp4", *ep2, *hf_import_argv(tmp_path / "hub")),
     }
     results = run_driver(tmp_path, 2, runs)
+    assert_same_hf_tensors(tmp_path / "ep2_mxfp4" / "hf", tmp_path / "dequantized")
     assert sorted(one["one"]["losses"]) == list(range(1, STEPS + 1))
     for name in ("ep2", "tp2"):
         assert_same_losses(results[name]["losses"], one["one"]["losses"])
@@ -99,39 +156,15 @@ def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path
     """A folder as the hub serves gpt-oss (experts as MXFP4 _blocks/_scales, quantization_config)
     loads through the adapter; the first step's loss is transformers' on the weights its own
     dequantization gives."""
-    import importlib
-    import sys
-
     import torch.nn.functional as F
-    from safetensors.torch import save_file
-    from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    from transformers import AutoModelForCausalLM
 
     from runtime.components import build_dataloader
     from runtime.config import JobConfig
-    from runtime.hf_io import load_hf_state_dict, save_hf_checkpoint
-    from runtime.mxfp4 import quantize_mxfp4
+    from runtime.hf_io import save_hf_checkpoint
 
-    sys.path.insert(0, str(package.parent))
-    try:
-        args = importlib.import_module(package.name).get_train_spec().model_args["debugmodel"]
-    finally:
-        sys.path.remove(str(package.parent))
-    torch.manual_seed(3)
-    hf_model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**args.to_hf()))
-    hf_model.save_pretrained(tmp_path / "saved")
-    hub, dequantized = {}, {}
-    for key, value in load_hf_state_dict(tmp_path / "saved").items():
-        hub[key] = dequantized[key] = value
-        if key.endswith(("experts.gate_up_proj", "experts.down_proj")):
-            # The hub quantizes [experts, out, in] along the input features.
-            blocks, scales = quantize_mxfp4(hub.pop(key).transpose(-2, -1))
-            hub[key + "_blocks"], hub[key + "_scales"] = blocks, scales
-            dequantized[key] = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
-    (tmp_path / "hub").mkdir()
-    save_file(hub, str(tmp_path / "hub" / "model.safetensors"), metadata={"format": "pt"})
-    config = {**args.to_hf(), "quantization_config": {"quant_method": "mxfp4"}}
-    (tmp_path / "hub" / "config.json").write_text(json.dumps(config))
+    args = _model_args(package)
+    dequantized = _hub_folder(args, tmp_path / "hub")
     run = argv(
         package,
         tmp_path / "continued",
