@@ -11,6 +11,10 @@ through ``/proc/self/clear_refs`` before the phase); the "growth" is the peak ov
 the phase (for the import: the model's shard it fills plus everything the import holds on the
 way; the model's pages are untouched before, so not resident).
 
+With ``--mxfp4`` the tensors the package's adapter names in ``mxfp4_sources`` (gpt-oss's
+experts) are written as the hub stores them, MXFP4 ``_blocks`` / ``_scales`` pairs
+(``runtime.mxfp4.quantize_mxfp4``), and the import dequantizes them.
+
 Run: ``python -m bench.hf_io_memory --ranks 1,2,4 --json out.json`` (launches torchrun itself).
 """
 
@@ -20,7 +24,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -68,23 +71,38 @@ def load_package(package_dir: Path, flavor: str, overrides: dict[str, int]):
     return spec, dataclasses.replace(spec.model_args[flavor], **overrides)
 
 
-def write_random_folder(package_dir: Path, flavor: str, overrides: dict[str, int], out: Path):
+def write_random_folder(
+    package_dir: Path, flavor: str, overrides: dict[str, int], out: Path, mxfp4: bool = False
+):
     """A transformers folder of random fp32 weights for the flavor, written shard by shard (no
-    more than one shard in memory)."""
+    more than one shard in memory); with ``mxfp4``, the adapter's MXFP4 tensors as the hub's
+    pairs. Returns the bytes written."""
     import torch
     from safetensors.torch import save_file
 
     from runtime.hf import hf_config
     from runtime.hf_io import INDEX_FILE
+    from runtime.mxfp4 import BLOCKS_SUFFIX
 
     spec, args = load_package(package_dir, flavor, overrides)
     with torch.device("meta"):
         model = spec.model_cls(args)
-    metas = spec.state_dict_adapter(args, None).to_hf(model.state_dict())
+    adapter = spec.state_dict_adapter(args, None)
+    metas = adapter.to_hf(model.state_dict())
+    quantized: dict[str, bool] = {}  # key -> stored transposed
+    if mxfp4:
+        pairs = adapter.mxfp4_sources([key + BLOCKS_SUFFIX for key in metas])
+        quantized = {key: pairs[key] for key in metas if key in pairs}
+        if not quantized:
+            raise SystemExit(f"{package_dir.name}: the adapter names no MXFP4 tensors")
+    stored_bytes = {  # MXFP4: half a byte a value and a byte of scale per 32
+        key: meta.numel() * 17 // 32 if key in quantized else meta.numel() * 4
+        for key, meta in metas.items()
+    }
     shards: list[list[str]] = [[]]
     size = 0
-    for key, meta in metas.items():
-        nbytes = meta.numel() * 4
+    for key in metas:
+        nbytes = stored_bytes[key]
         if shards[-1] and size + nbytes > SHARD_BYTES:
             shards.append([])
             size = 0
@@ -95,15 +113,37 @@ def write_random_folder(package_dir: Path, flavor: str, overrides: dict[str, int
     weight_map = {}
     for number, keys in enumerate(shards, start=1):
         name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
-        tensors = {key: torch.randn(metas[key].shape, generator=generator) * 0.02 for key in keys}
+        tensors = {}
+        for key in keys:
+            value = torch.randn(metas[key].shape, generator=generator) * 0.02
+            if key in quantized:
+                tensors.update(_mxfp4_pair(key, value, transposed=quantized[key]))
+            else:
+                tensors[key] = value
         save_file(tensors, str(out / name), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(keys, name))
-    total = sum(math.prod(meta.shape) * 4 for meta in metas.values())
+        weight_map.update({stored: name for stored in tensors})
+    total = sum(stored_bytes.values())
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2))
-    base = json.loads((package_dir / "hf_config.json").read_text())
-    (out / "config.json").write_text(json.dumps(hf_config(args, base, "float32"), indent=2))
+    config = hf_config(args, json.loads((package_dir / "hf_config.json").read_text()), "float32")
+    if quantized:
+        config["quantization_config"] = {"quant_method": "mxfp4"}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
     return total
+
+
+def _mxfp4_pair(key: str, value, transposed: bool) -> dict[str, Any]:
+    """``key``'s ``_blocks`` / ``_scales`` pair for ``value`` (stored transposed if so), quantized
+    one leading entry (expert) at a time: quantize_mxfp4's work tensors are 16 times its input."""
+    import torch
+
+    from runtime.mxfp4 import BLOCKS_SUFFIX, SCALES_SUFFIX, quantize_mxfp4
+
+    stored = value.transpose(-2, -1) if transposed else value
+    pieces = [quantize_mxfp4(entry) for entry in stored.reshape(-1, *stored.shape[-2:])]
+    blocks = torch.stack([b for b, _ in pieces]).reshape(*stored.shape[:-1], -1, 16)
+    scales = torch.stack([s for _, s in pieces]).reshape(*stored.shape[:-1], -1)
+    return {key + BLOCKS_SUFFIX: blocks, key + SCALES_SUFFIX: scales}
 
 
 def worker(package_dir: Path, flavor: str, overrides: dict[str, int], folder: Path, out: Path):
@@ -184,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package-dir", type=Path, default=PACKAGE_DIR)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--folder", type=Path, help="an HF folder to read (default: write one)")
+    parser.add_argument(
+        "--mxfp4", action="store_true", help="write the adapter's MXFP4 tensors as the hub does"
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     overrides = _overrides(options.overrides)
@@ -198,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-hf-io-") as tmp:
         folder = options.folder or Path(tmp) / "hf"
         if options.folder is None:
-            size = write_random_folder(options.package_dir, options.flavor, overrides, folder)
+            size = write_random_folder(
+                options.package_dir, options.flavor, overrides, folder, options.mxfp4
+            )
             results["checkpoint_mib"] = size / MIB
         for ranks in [int(r) for r in options.ranks.split(",")]:
             runs[str(ranks)] = run_ranks(
@@ -207,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = f"python -m bench.hf_io_memory --ranks {options.ranks}" + (
         f" --flavor {options.flavor}" + (f" --overrides {options.overrides}" if overrides else "")
     )
+    if options.package_dir != PACKAGE_DIR:
+        results["command"] += f" --package-dir {options.package_dir}"
+    if options.mxfp4:
+        results["command"] += " --mxfp4"
     results["runs"] = runs
     emit(results, options.json)
     return 0
