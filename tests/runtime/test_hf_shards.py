@@ -122,8 +122,8 @@ def test_every_block_reads_as_from_hf_makes_it(family: str, tmp_path: Path) -> N
 
 def _mxfp4_folder(root: Path, args) -> Path:
     """gpt-oss's debug flavor as the hub serves it: ``save_pretrained``'s expert weights as
-    MXFP4 pairs of their transposes (``quantize_mxfp4``), in shards so small that a pair's blocks
-    and scales lie in different files."""
+    MXFP4 pairs of their transposes (``quantize_mxfp4``), in shards so small that gate_up's
+    blocks and scales lie in different files."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(0)
@@ -198,6 +198,7 @@ def test_mxfp4_blocks_read_as_from_hf_makes_them(gpt_oss) -> None:
     metas, mxfp4 = mxfp4_metas(checkpoint_metas(files), adapter)
     assert len(mxfp4) == 2 * args.n_layers and all(mxfp4.values())
     assert not any(key.endswith((BLOCKS_SUFFIX, SCALES_SUFFIX)) for key in metas)
+    assert any(files[key + BLOCKS_SUFFIX] != files[key + SCALES_SUFFIX] for key in mxfp4)
     plan = plan_sources(adapter, metas, wanted)
     full = adapter.from_hf(load_hf_state_dict(folder))
     assert set(plan) == wanted
