@@ -13,7 +13,8 @@
 - MXFP4: the hub's files store those expert weights quantized, as ``<name>_blocks`` (two FP4 E2M1
   values a byte) and ``<name>_scales`` (an E8M0 exponent per 32 values) of their transpose
   ``[experts, out, in]``; ``from_hf`` dequantizes them to float32 (``runtime.mxfp4``) and ``to_hf``
-  writes them unquantized, as ``save_pretrained`` does.
+  writes them unquantized, as ``save_pretrained`` does; ``mxfp4_sources`` names them, so that a rank
+  of the sharded import dequantizes only the rows and experts it holds.
 - ``moe.expert_bias`` (auxiliary-loss-free balancing) is not in transformers' checkpoints:
   ``from_hf`` starts it at zero and ``to_hf`` leaves it out, so a model trained with a non-zero bias
   routes differently once exported.
@@ -22,6 +23,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -175,3 +177,14 @@ class GptOssStateDictAdapter(StateDictAdapter):
             if template == ROUTER:
                 state_dict[EXPERT_BIAS.format(layer)] = torch.zeros(value.shape[0])
         return state_dict
+
+    def mxfp4_sources(self, hf_keys: Iterable[str]) -> dict[str, bool]:
+        """The MXFP4 pairs among ``hf_keys`` that ``from_hf`` dequantizes -> True: each stands
+        for the tensor ``save_pretrained`` writes, the transpose of the pair's ``[experts, out,
+        in]``. Lets a rank read and dequantize only its experts' rows and groups."""
+        pairs = {}
+        for key in hf_keys:
+            name = key.removesuffix(BLOCKS_SUFFIX)
+            if key.endswith(BLOCKS_SUFFIX) and _template(name)[0] in MXFP4_WEIGHTS:
+                pairs[name] = True
+        return pairs
