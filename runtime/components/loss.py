@@ -196,11 +196,12 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
     ``hidden [N, D]`` are the final hidden states, ``weight [V, D]`` the output projection
     (or this rank's rows of it, ``V`` columns from ``vocab_start``, under tensor parallelism).
     Chunk by chunk (``chunk`` tokens, the same on every rank), the forward computes the chunk's
-    logits, applies ``transform`` (the model's ``output_transform``, if any), writes their
-    softmax into a chunk buffer, reads the loss off it as ``FusedCrossEntropy`` does (with the
-    two all-reduces of ``VocabParallelCrossEntropy`` when ``group`` is given), turns it into the
+    logits into a buffer that every chunk reuses (through ``transform``, the model's
+    ``output_transform``, where it has one), writes their softmax into that buffer a cache-sized
+    piece of rows at a time, reads the loss off it as ``FusedCrossEntropy`` does (with the two
+    all-reduces of ``VocabParallelCrossEntropy`` when ``group`` is given), turns it into the
     gradient of the logits and immediately multiplies it into the gradients of ``hidden`` and
-    ``weight``. Training never holds ``[N, V]`` logits: two chunk buffers instead. Backward
+    ``weight``. Training never holds ``[N, V]`` logits, only one ``[chunk, V]`` buffer. Backward
     returns the saved gradients (scaled by the incoming gradient unless it is 1); under tensor
     parallelism the hidden-state gradient is this rank's partial sum.
     """
@@ -224,44 +225,64 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
         local_labels = labels - vocab_start
         owned = valid & (local_labels >= 0) & (local_labels < vocab)
         safe_labels = torch.where(owned, local_labels, 0)
+        label_weights = weights * owned
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        probs = torch.empty(min(chunk, rows), vocab, dtype=torch.float32, device=hidden.device)
+        grad_weight = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
+        # One chunk buffer for the whole pass: the chunk's logits, then (over them) their
+        # softmax and gradient. fp32 logits without a transform are multiplied straight into it.
+        buffer = torch.empty(min(chunk, rows), vocab, dtype=torch.float32, device=hidden.device)
+        direct = transform is None and hidden.dtype == weight.dtype == torch.float32
+        sub_rows = chunk if hidden.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
-            h, p = hidden[part], probs[: hidden[part].shape[0]]
-            projected = (h @ weight.t()).float()
-            if transform is not None:
-                projected.requires_grad_()
-                with torch.enable_grad():
-                    logits = transform(projected)
+            h = hidden[part]
+            p = buffer[: h.shape[0]]
+            if direct:
+                logits = torch.mm(h, weight.t(), out=p)
             else:
-                logits = projected
-            row_max = logits.detach().amax(dim=-1)
-            torch.softmax(logits.detach(), dim=-1, out=p)
-            lse = row_max - p.amax(dim=-1).log()
-            label_logits = logits.detach().gather(1, safe_labels[part].unsqueeze(1)).squeeze(1)
+                projected = (h @ weight.t()).float()
+                if transform is not None:
+                    projected.requires_grad_()
+                    with torch.enable_grad():
+                        logits = transform(projected)
+                else:
+                    logits = projected
+            values = logits.detach()
+            label_logits = values.gather(1, safe_labels[part].unsqueeze(1)).squeeze(1)
             label_logits = label_logits * owned[part]
+            lse = torch.empty(h.shape[0], dtype=torch.float32, device=hidden.device)
+            at_label = torch.arange(h.shape[0], device=p.device) * vocab + safe_labels[part]
+            row_weights, subtract = weights[part], label_weights[part]
             if group is None:
-                row_scale = weights[part]
+                # Softmax, row weights and the label's subtraction while each piece is in cache.
+                for piece in _softmax_chunks(values, p, lse):
+                    p[piece].mul_(row_weights[piece].unsqueeze(1))
+                    p.view(-1).index_add_(0, at_label[piece], -subtract[piece])
             else:
+                for _piece in _softmax_chunks(values, p, lse):
+                    pass
                 global_max = lse.clone()
                 dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
                 sums = torch.stack([(lse - global_max).exp(), label_logits])
                 dist.all_reduce(sums, group=group)
                 local_lse, lse, label_logits = lse, global_max + sums[0].log(), sums[1]
-                row_scale = weights[part] * (local_lse - lse).exp()
+                # The local softmax times exp(local_lse - lse) is the global one on this shard.
+                row_scale = row_weights * (local_lse - lse).exp()
+                for first in range(0, h.shape[0], sub_rows):
+                    piece = slice(first, first + sub_rows)
+                    p[piece].mul_(row_scale[piece].unsqueeze(1))
+                    p.view(-1).index_add_(0, at_label[piece], -subtract[piece])
             total += ((lse - label_logits) * valid[part]).sum()
-            p.mul_(row_scale.unsqueeze(1))
-            at_label = torch.arange(p.shape[0], device=p.device) * vocab + safe_labels[part]
-            p.view(-1).index_add_(0, at_label, -(weights[part] * owned[part]))
             grad_logits = p
             if transform is not None:
                 (grad_logits,) = torch.autograd.grad(logits, projected, p)
             grad_logits = grad_logits.to(hidden.dtype)
             torch.mm(grad_logits, weight, out=grad_hidden[part])
-            grad_weight.addmm_(grad_logits.t().float(), h.float())
+            if start == 0:
+                torch.mm(grad_logits.t().float(), h.float(), out=grad_weight)
+            else:
+                grad_weight.addmm_(grad_logits.t().float(), h.float())
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return total / count

@@ -172,15 +172,24 @@ class _Head(torch.nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("softcap", "tied", "chunk_elements"),
-    [(None, False, 2**24), (None, True, 40), (3.0, False, 40), (3.0, True, 2**24)],
+    ("softcap", "tied", "chunk_elements", "piece_elements"),
+    [
+        (None, False, 2**24, 2**21),
+        (None, False, 2**24, 26),
+        (None, True, 40, 2**21),
+        (None, False, 70, 26),
+        (3.0, False, 40, 2**21),
+        (3.0, True, 2**24, 26),
+    ],
 )
 def test_fused_output_loss_matches_projection_then_cross_entropy(
-    monkeypatch, softcap, tied, chunk_elements
+    monkeypatch, softcap, tied, chunk_elements, piece_elements
 ):
     """Loss and gradients of the hidden states and of the output (or tied embedding) weight
-    equal the unfused projection + transform + F.cross_entropy, with a ragged last chunk."""
+    equal the unfused projection + transform + F.cross_entropy, with a ragged last chunk and
+    (``piece_elements``: rows the softmax takes at a time) ragged pieces inside chunks."""
     monkeypatch.setattr(loss_module, "_OUTPUT_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(loss_module, "_CHUNK_ELEMENTS", piece_elements)
     torch.manual_seed(0)
     head = _Head(dim=8, vocab=13, softcap=softcap, tied=tied)
     generator = torch.Generator().manual_seed(1)
