@@ -102,8 +102,9 @@ def export_hf(
 
     No rank holds the whole model: the checkpoint tensors are split among the ranks of each
     pipeline stage (``runtime.hf_shards``); the other ranks send their blocks of a group of
-    tensors to its owner, which converts it (``to_hf``) and keeps it; each owner writes one
-    safetensors file, rank 0 the index.
+    tensors to its owner, which converts it (``to_hf``), casts it to ``dtype_name`` (but the
+    adapter's ``float32_keys``) and keeps it; each owner writes one safetensors file, rank 0 the
+    index.
     """
     dtype = dtype_from_name(dtype_name)
     index, size = _stage_group(parallel_dims)
@@ -117,16 +118,19 @@ def export_hf(
     rank_of = {i: rank for rank, (at, i, _) in enumerate(everyone) if at == stage}
     metas = {key: torch.empty(v.shape, dtype=dtype, device="meta") for key, v in state.items()}
     groups = export_groups(adapter, metas)
+    # Written in float32 whatever ``dtype_name`` (see StateDictAdapter.float32_keys).
+    float32_keys = tuple(getattr(adapter, "float32_keys", ()))
     mine: dict[str, torch.Tensor] = {}
     for group, owner in zip(groups, assign_groups(groups, metas, size), strict=True):
         full = {}
         for key in group:
             value = gather_to(state[key], rank_of[owner], block_holders(key, peers))
             if value is not None:
-                full[key] = value.to(dtype)
+                full[key] = value
         if full:
             for key, value in adapter.to_hf(full).items():
-                value = value.contiguous()
+                kept = float32_keys and key.endswith(float32_keys)
+                value = value.to(torch.float32 if kept else dtype).contiguous()
                 # A view (of a tensor another key may share) gets its own storage.
                 mine[key] = value.clone() if value._base is not None else value
     key_lists: list[Any] = [None] * dist.get_world_size()

@@ -191,7 +191,9 @@ class CheckpointLayout:
     gate and up. ``conv1d``: modules (relative to a block) whose weights are stored transposed,
     ``[in, out]``. ``buffers``: non-parameter entries (relative to a block) some checkpoints
     carry. ``legacy_names``: (other key, checkpoint key) pairs ``from_hf`` also reads.
-    ``hub_unprefixed``: some checkpoints leave the prefix out of their keys.
+    ``hub_unprefixed``: some checkpoints leave the prefix out of their keys. ``float32``:
+    endings of checkpoint keys that transformers keeps in float32 whatever the model's dtype
+    (its ``_keep_in_fp32_modules_strict``); an HF export in bf16 or fp16 writes them in float32.
     """
 
     prefix: str = "model"
@@ -223,6 +225,7 @@ class CheckpointLayout:
     # The hub's checkpoints hold layers past num_hidden_layers (multi-token prediction modules,
     # num_nextn_predict_layers) that the model does not have: from_hf skips them.
     extra_layers: bool = False
+    float32: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.qkv_per_head and (self.fused_qkv is None or self.fused_gate_up is not None):

@@ -18,6 +18,10 @@ class StateDictAdapter(ABC):
             ``model.safetensors.index.json``); used to keep the original shard layout on export.
     """
 
+    # Endings of checkpoint keys that an HF export writes in float32 whatever its dtype (those
+    # transformers keeps in float32: its ``_keep_in_fp32_modules_strict``).
+    float32_keys: tuple[str, ...] = ()
+
     def __init__(self, model_args: Any, hf_assets_path: str | Path | None) -> None:
         self.model_args = model_args
         self.hf_assets_path = Path(hf_assets_path) if hf_assets_path else None

@@ -29,7 +29,7 @@ from scaffolder.families.common import (
     read_latent_attention,
     read_padding,
 )
-from scaffolder.features import Biases, Features, GroupRouting
+from scaffolder.features import Biases, CheckpointLayout, Features, GroupRouting
 from scaffolder.fields import read_choice, read_float, read_int, require
 from scaffolder.recipe import Recipe
 from scaffolder.spec import DEFAULT_PARTS, ArchSpec, normalize_with_transformers
@@ -109,6 +109,9 @@ def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
         parts=dict(PARTS),
         features=Features(
             biases=Biases(fields=("attention_bias",)),
+            # DeepseekV2ForCausalLM._keep_in_fp32_modules_strict: the router's weight stays
+            # float32 in bf16 checkpoints.
+            checkpoint=CheckpointLayout(float32=("mlp.gate.weight",)),
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
             latent_attention=read_latent_attention(hf, interleaved=True),

@@ -13,7 +13,8 @@ config.json field -> spec field: as common_fields (scaffolder/families/common.py
   n_group, topk_group, norm_topk_prob, routed_scaling_factor -> GroupRouting (sigmoid scores,
     the best topk_group of n_group groups by their best two scores, renormalized, scaled),
   e_score_correction_bias (a checkpoint buffer, no config field) -> the router's selection bias,
-    which auxiliary-loss-free balancing updates in training.
+    which auxiliary-loss-free balancing updates in training; it and the router's weight stay
+    float32 in exports of any dtype (CheckpointLayout.float32), as transformers keeps them.
 num_nextn_predict_layers (multi-token prediction) is not generated: transformers does not run it
 either. quantization_config (FP8 hub weights) is read by checkpoint import, which dequantizes.
 """
@@ -108,7 +109,12 @@ def build(config: dict[str, Any], recipe: Recipe) -> ArchSpec:
         parts=dict(PARTS),
         features=Features(
             biases=Biases(fields=("attention_bias",)),
-            checkpoint=CheckpointLayout(extra_layers=bool(mtp)),
+            checkpoint=CheckpointLayout(
+                extra_layers=bool(mtp),
+                # DeepseekV3ForCausalLM._keep_in_fp32_modules_strict: the router's weight and
+                # selection bias stay float32 in bf16 checkpoints.
+                float32=("mlp.gate.weight", "mlp.gate.e_score_correction_bias"),
+            ),
             attention_dropout=read_attention_dropout(hf),
             padding=read_padding(hf),
             latent_attention=read_latent_attention(

@@ -56,6 +56,8 @@ class AdapterView:
     interleaved: bool = False
     # Keys the hub's files may hold as MXFP4 "<key>_blocks" / "<key>_scales", transposed.
     mxfp4: tuple[str, ...] = ()
+    # Endings of checkpoint keys exported in float32 whatever the export dtype.
+    float32: tuple[str, ...] = ()
 
     @property
     def reads_template(self) -> bool:
@@ -549,4 +551,5 @@ def adapter_view(spec: ArchSpec) -> AdapterView:
         transposed=_transposed(spec),
         interleaved=_interleaved(spec),
         mxfp4=_mxfp4(spec),
+        float32=c.float32,
     )

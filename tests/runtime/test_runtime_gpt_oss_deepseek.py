@@ -124,6 +124,7 @@ def test_expert_tensor_and_pipeline_parallel_match_one_rank(
     tp2 = ("--parallelism.tensor_parallel_degree", "2", *no_fsdp)
     pp2 = ("--parallelism.pipeline_parallel_degree", "2", *no_fsdp)
     ep2 = ("--parallelism.expert_parallel_degree", "2")
+    bf16_export = ("--checkpoint.last_save_in_hf", "--checkpoint.export_dtype", "bfloat16")
     one = run_driver(
         tmp_path,
         1,
@@ -137,7 +138,7 @@ def test_expert_tensor_and_pipeline_parallel_match_one_rank(
         "ep2": argv(package, tmp_path / "ep2", *ep2),
         "tp2": argv(package, tmp_path / "tp2", *tp2),
         "pp2": argv(package, tmp_path / "pp2", *none, *pp2),
-        "ds_ep2": argv(deepseek_package, tmp_path / "ds_ep2", *none, *ep2),
+        "ds_ep2": argv(deepseek_package, tmp_path / "ds_ep2", *none, *ep2, *bf16_export),
         "ds_tp2": argv(deepseek_package, tmp_path / "ds_tp2", *none, *tp2),
         "ds_pp2": argv(deepseek_package, tmp_path / "ds_pp2", *none, *pp2),
         "ep2_mxfp4": argv(package, tmp_path / "ep2_mxfp4", *ep2, *hf_import_argv(tmp_path / "hub")),
@@ -150,6 +151,26 @@ def test_expert_tensor_and_pipeline_parallel_match_one_rank(
     assert_same_losses(results["pp2"]["losses"], one["one_none"]["losses"])
     for name in ("ds_ep2", "ds_tp2", "ds_pp2"):
         assert_same_losses(results[name]["losses"], one["ds_one"]["losses"])
+    # The bf16 export keeps the router's weight and selection bias in float32, as transformers
+    # does (DeepseekV3's _keep_in_fp32_modules_strict).
+    dtypes = _safetensors_dtypes(tmp_path / "ds_ep2" / "hf")
+    float32 = sorted(k for k, dtype in dtypes.items() if dtype == "F32")
+    assert float32 and all(
+        k.endswith((".gate.weight", ".gate.e_score_correction_bias")) for k in float32
+    )
+    assert len(float32) == 2 * sum(k.endswith(".gate.e_score_correction_bias") for k in dtypes)
+    assert {dtype for k, dtype in dtypes.items() if k not in float32} == {"BF16"}
+
+
+def _safetensors_dtypes(folder: Path) -> dict[str, str]:
+    """Checkpoint key -> safetensors dtype name, from the files' headers."""
+    dtypes = {}
+    for file in folder.glob("*.safetensors"):
+        with open(file, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+        dtypes.update({k: v["dtype"] for k, v in header.items() if k != "__metadata__"})
+    return dtypes
 
 
 def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path: Path) -> None:

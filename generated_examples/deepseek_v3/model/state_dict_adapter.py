@@ -98,6 +98,13 @@ class DeepseekV3StateDictAdapter(StateDictAdapter):
     Tensors are renamed, split or stacked exactly, so a round trip is bit-identical.
     """
 
+    # Kept in float32 by transformers whatever the model's dtype (_keep_in_fp32_modules_strict):
+    # the HF export writes these keys in float32 when it writes the rest in bf16 or fp16.
+    float32_keys = (
+        "mlp.gate.weight",
+        "mlp.gate.e_score_correction_bias",
+    )
+
     def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         hf_state_dict = {}
         for key, value in state_dict.items():

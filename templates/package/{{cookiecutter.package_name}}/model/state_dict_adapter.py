@@ -197,6 +197,16 @@ class {{ cookiecutter.class_prefix }}StateDictAdapter(StateDictAdapter):
 
     {{ v.exactness | prose(indent=4, first_indent=0) }}
     """
+{%- if v.float32 %}
+
+    # Kept in float32 by transformers whatever the model's dtype (_keep_in_fp32_modules_strict):
+    # the HF export writes these keys in float32 when it writes the rest in bf16 or fp16.
+    float32_keys = (
+{%- for key in v.float32 %}
+        {{ key | py }},
+{%- endfor %}
+    )
+{%- endif %}
 {%- if v.size_locals %}
 
     def __init__(self, model_args: ModelArgs, hf_assets_path: Any = None) -> None:
