@@ -15,9 +15,13 @@ IGNORE_INDEX = -100
 # Rows of logits handled at a time in the eager loss: about 8 MiB of fp32, so the max, softmax,
 # row weighting and label update of a chunk run while it is still in cache.
 _CHUNK_ELEMENTS = 2**21
-# Logits elements of one chunk of the fused output loss (64 MiB of fp32): large enough that the
-# weight gradient, accumulated once per chunk, is not re-read too often.
+# Logits elements of one chunk of the fused output loss: 64 MiB of fp32 on accelerators, 256 MiB
+# on CPU. Every chunk after the first re-reads and re-writes the whole weight gradient, a
+# memory-bound pass on CPU: at vocabulary 151936 (1024 tokens, hidden 512), output projection
+# and loss took 6.0 s with 64 MiB chunks and 5.3 s with 256 MiB ones, as long as full logits
+# (docs/benchmarks.md).
 _OUTPUT_CHUNK_ELEMENTS = 2**24
+_CPU_OUTPUT_CHUNK_ELEMENTS = 2**26
 
 
 def _owned(tensor: torch.Tensor) -> bool:
@@ -303,6 +307,11 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
 FUSED_OUTPUT_MIN_LOGITS = 4 * _OUTPUT_CHUNK_ELEMENTS
 
 
+def _output_chunk_elements(device: torch.device) -> int:
+    """Logits elements per chunk of the fused output loss on ``device``."""
+    return _CPU_OUTPUT_CHUNK_ELEMENTS if device.type == "cpu" else _OUTPUT_CHUNK_ELEMENTS
+
+
 def wants_fused_output(setting: str, model: nn.Module, logits_per_microbatch: int) -> bool:
     """Whether to run ``model``'s output projection inside the loss for ``setting`` (``"on"``,
     ``"off"`` or ``"auto"``) and micro-batches of ``logits_per_microbatch`` logits."""
@@ -352,7 +361,7 @@ def fused_output_cross_entropy_loss(
         vocab_start,
         group,
         transform,
-        max(1, _OUTPUT_CHUNK_ELEMENTS // rows_per_rank),
+        max(1, _output_chunk_elements(weight.device) // rows_per_rank),
         IGNORE_INDEX,
     )
 

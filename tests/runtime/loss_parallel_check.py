@@ -55,7 +55,7 @@ class Head(nn.Module):
 
 
 def check_fused_output(mesh, chunk_elements: int, softcap: float | None) -> None:
-    loss_module._OUTPUT_CHUNK_ELEMENTS = chunk_elements
+    loss_module._CPU_OUTPUT_CHUNK_ELEMENTS = chunk_elements
     torch.manual_seed(0)
     reference = Head(softcap)
     generator = torch.Generator().manual_seed(1)

@@ -188,7 +188,7 @@ def test_fused_output_loss_matches_projection_then_cross_entropy(
     """Loss and gradients of the hidden states and of the output (or tied embedding) weight
     equal the unfused projection + transform + F.cross_entropy, with a ragged last chunk and
     (``piece_elements``: rows the softmax takes at a time) ragged pieces inside chunks."""
-    monkeypatch.setattr(loss_module, "_OUTPUT_CHUNK_ELEMENTS", chunk_elements)
+    monkeypatch.setattr(loss_module, "_CPU_OUTPUT_CHUNK_ELEMENTS", chunk_elements)
     monkeypatch.setattr(loss_module, "_CHUNK_ELEMENTS", piece_elements)
     torch.manual_seed(0)
     head = _Head(dim=8, vocab=13, softcap=softcap, tied=tied)
