@@ -1,11 +1,23 @@
-"""bench/: medians and ratios, interleaving order, the markdown table and the doc splice."""
+"""bench/: medians and ratios, interleaving order, the markdown table and the doc splice, a
+failed child's text, the output-loss comparison on a tiny size."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from bench import report
-from bench.stats import BEGIN, END, Summary, interleave, markdown_table, speedup, splice
+from bench import output_loss, report
+from bench.stats import (
+    BEGIN,
+    END,
+    Summary,
+    failure_text,
+    interleave,
+    markdown_table,
+    speedup,
+    splice,
+)
 
 
 def test_summary_is_median_min_max():
@@ -77,3 +89,28 @@ def test_step_table_reports_speedup_and_skipped_columns():
     assert "| eager | torchtitan | skipped | not importable |" in text
     assert "torch.compile: not run." in text
     assert "eager (load average at start 0.5, 0.4, 0.3)" in text
+
+
+def test_failure_text_keeps_the_first_error_and_the_end():
+    noise = "".join(f"progress line {i}\n" for i in range(400))
+    output = noise + "terminate called after throwing an instance of 'gloo::IoException'\n"
+    output += noise + "torch.distributed.elastic.multiprocessing.errors.ChildFailedError\n"
+    text = failure_text(output, limit=2000)
+    assert len(text) <= 2010 and text.startswith("terminate called")
+    assert text.endswith("ChildFailedError\n")
+    assert failure_text("short") == "short"
+
+
+def test_output_loss_contenders_agree_and_are_timed(tmp_path):
+    out = tmp_path / "output_loss.json"
+    output_loss.main(
+        ["--vocab", "300", "--chunks", "10,12", "--tokens", "64", "--dim", "16"]
+        + ["--repeats", "2", "--json", str(out)]
+    )
+    results = json.loads(out.read_text())["by_vocab"]["300"]
+    assert sorted(results) == [
+        "fused, 2^10 logits a chunk",
+        "fused, 2^12 logits a chunk",
+        "logits then loss",
+    ]
+    assert all(run["wall_s"] > 0 and run["cpu_s"] >= 0 for run in results.values())
