@@ -300,11 +300,11 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight.to(ctx.weight_dtype), None, None, None, None, None, None
 
 
-# ``training.fused_output_loss = "auto"`` fuses from four chunks' worth of logits per micro-batch
-# (about 268M elements): below that the full logits cost little more memory than the fused loss's
-# buffers, and computing them is faster on CPU (the per-chunk weight-gradient pass; benchmark at
-# vocab 32000 in docs/benchmarks.md).
-FUSED_OUTPUT_MIN_LOGITS = 4 * _OUTPUT_CHUNK_ELEMENTS
+# ``training.fused_output_loss = "auto"`` fuses from 2^26 logits per micro-batch (256 MiB of fp32,
+# e.g. 1024 tokens at a vocabulary of 65536): below that the full logits cost little more memory
+# than the fused loss's chunk buffer, and computing them is a few percent faster on CPU
+# (``python -m bench.output_loss``; docs/benchmarks.md).
+FUSED_OUTPUT_MIN_LOGITS = 2**26
 
 
 def _output_chunk_elements(device: torch.device) -> int:
