@@ -3,10 +3,11 @@
 From the same Hugging Face initial weights and the same mock token batches, both engines train
 the debug flavor of TinyLlama (llama) and Qwen3 (q/k norms, tied embeddings) for 4 steps on
 1 rank, FSDP 2 and TP 2, and Mixtral (experts, load-balancing loss) on 1 rank: every step's
-loss and gradient norm agree within 1e-4 relative. One launch per engine and parallelism trains
-the packages in turn (6 launches, each a few seconds of training), which costs less than a
-launch per package. The 1-rank torchtitan jobs also save a Hugging Face checkpoint through the
-package's adapter; it loads with ``from_pretrained`` and gives the logits of the runtime's export.
+loss and gradient norm agree within 1e-4 relative. One launch per engine and world size trains
+the packages under each of its parallelisms in turn (4 launches, each a few seconds of training
+after seconds of imports), which costs less than a launch per package or parallelism. The 1-rank
+torchtitan jobs also save a Hugging Face checkpoint through the package's adapter; it loads with
+``from_pretrained`` and gives the logits of the runtime's export.
 
 torchtitan runs on CPU through ``tests/torchtitan_cpu.py`` (device and gloo patches); the
 packages themselves patch nothing. Skipped only where torchtitan is not installed.
@@ -65,17 +66,20 @@ SHAPE = [
     "--training.seq_len",
     "64",
 ]
-PARALLELISMS = {
-    "1rank": (1, []),
-    "fsdp2": (2, ["--parallelism.data_parallel_shard_degree", "2"]),
-    "tp2": (
+# World size -> (ranks, {parallelism: its arguments}): one launch per engine and world size.
+LAUNCHES = {
+    "1rank": (1, {"1rank": []}),
+    "2ranks": (
         2,
-        [
-            "--parallelism.data_parallel_shard_degree",
-            "1",
-            "--parallelism.tensor_parallel_degree",
-            "2",
-        ],
+        {
+            "fsdp2": ["--parallelism.data_parallel_shard_degree", "2"],
+            "tp2": [
+                "--parallelism.data_parallel_shard_degree",
+                "1",
+                "--parallelism.tensor_parallel_degree",
+                "2",
+            ],
+        },
     ),
 }
 
@@ -188,54 +192,62 @@ def _record(parallelism: str, name: str, ours: dict[int, float], theirs: dict[in
 
 
 @needs_torchtitan
-@pytest.mark.parametrize("parallelism", sorted(PARALLELISMS))
-def test_torchtitan_trains_with_the_runtime_losses(parallelism, packages, tmp_path):
-    nproc, extra = PARALLELISMS[parallelism]
+@pytest.mark.parametrize("launch", sorted(LAUNCHES))
+def test_torchtitan_trains_with_the_runtime_losses(launch, packages, tmp_path):
+    nproc, parallelisms = LAUNCHES[launch]
     root = next(iter(packages.values()))[0].parent
-    if parallelism != "1rank":
+    if nproc > 1:
         packages = {name: packages[name] for name in DENSE}
-    hf_save = ["--checkpoint.last_save_in_hf"] if parallelism == "1rank" else []
+    hf_save = ["--checkpoint.last_save_in_hf"] if nproc == 1 else []
+    # Run names: "<parallelism>_<package>", trained in turn in one launch per engine.
+    runs = {
+        f"{parallelism}_{name}": (package, weights, extra)
+        for parallelism, extra in parallelisms.items()
+        for name, (package, weights) in packages.items()
+    }
     ours = run_driver(
         tmp_path,
         nproc,
         {
-            name: _runtime_argv(
+            run: _runtime_argv(
                 package,
                 weights,
-                tmp_path / f"runtime_{name}",
+                tmp_path / f"runtime_{run}",
                 [*extra, *(["--checkpoint.last_save_in_hf", "true"] if hf_save else [])],
             )
-            for name, (package, weights) in packages.items()
+            for run, (package, weights, extra) in runs.items()
         },
     )
     theirs = _run_titan(
         tmp_path,
         nproc,
         {
-            name: _titan_argv(package, weights, tmp_path / f"titan_{name}", [*extra, *hf_save])
-            for name, (package, weights) in packages.items()
+            run: _titan_argv(package, weights, tmp_path / f"titan_{run}", [*extra, *hf_save])
+            for run, (package, weights, extra) in runs.items()
         },
         root,
     )
-    for name in packages:
-        _record(parallelism, name, ours[name]["losses"], theirs[name]["losses"])
-        assert sorted(theirs[name]["losses"]) == list(range(1, STEPS + 1))
-        for step, loss in ours[name]["losses"].items():
-            assert theirs[name]["losses"][step] == pytest.approx(loss, rel=1e-4), (name, step)
+    for run in runs:
+        parallelism, name = run.split("_", 1)
+        _record(parallelism, name, ours[run]["losses"], theirs[run]["losses"])
+        assert sorted(theirs[run]["losses"]) == list(range(1, STEPS + 1)), run
+        for step, loss in ours[run]["losses"].items():
+            assert theirs[run]["losses"][step] == pytest.approx(loss, rel=1e-4), (run, step)
         # Gradient norms too: clipping and AdamW hide a gradient scaled by 1/dp from the losses
         # (averaging FSDP under torchtitan's summed loss; the issue measured 4.599 vs 9.199).
         norms = {
             record["step"]: record["grad_norm"]
-            for record in read_metrics(tmp_path / f"runtime_{name}")
+            for record in read_metrics(tmp_path / f"runtime_{run}")
             if "grad_norm" in record
         }
+        assert sorted(norms) == list(range(1, STEPS + 1)), run
         for step, norm in norms.items():
-            assert theirs[name]["grad_norms"][step] == pytest.approx(norm, rel=1e-4), (name, step)
+            assert theirs[run]["grad_norms"][step] == pytest.approx(norm, rel=1e-4), (run, step)
     if hf_save:
-        for name in packages:
+        for run in runs:
             _check_hf_checkpoint(
-                tmp_path / f"titan_{name}" / "checkpoint" / f"step-{STEPS}",
-                Path(ours[name]["hf_folder"]),
+                tmp_path / f"titan_{run}" / "checkpoint" / f"step-{STEPS}",
+                Path(ours[run]["hf_folder"]),
             )
 
 
