@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,16 +40,20 @@ def _gradient_buffer(logits: torch.Tensor) -> torch.Tensor:
     return torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
 
 
+def _pieces(rows: int, vocab: int, device: torch.device) -> Iterator[slice]:
+    """Slices of rows the losses' passes take at a time: about ``_CHUNK_ELEMENTS`` logits (in
+    cache) on CPU, all rows on GPU."""
+    step = rows if device.type == "cuda" else max(1, _CHUNK_ELEMENTS // vocab)
+    for start in range(0, rows, step):
+        yield slice(start, start + step)
+
+
 def _softmax_chunks(
     logits: torch.Tensor, grad: torch.Tensor, logsumexp: torch.Tensor
 ) -> Iterator[slice]:
-    """Write the rows' softmax into ``grad`` and their logsumexp into ``logsumexp``, a chunk of
-    rows at a time (about ``_CHUNK_ELEMENTS`` logits on CPU, all rows on GPU); yields each chunk's
-    rows while they are still in cache."""
-    rows, vocab = logits.shape
-    chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
-    for start in range(0, rows, chunk):
-        part = slice(start, start + chunk)
+    """Write the rows' softmax into ``grad`` and their logsumexp into ``logsumexp``, a piece of
+    rows at a time (``_pieces``); yields each piece's rows while they are still in cache."""
+    for part in _pieces(*logits.shape, logits.device):
         out, source = grad[part], logits[part].float()
         row_max = source.amax(dim=-1)
         # The softmax kernel's exp stays vectorized where results underflow (aten's exp_ of
@@ -57,6 +62,77 @@ def _softmax_chunks(
         # The largest probability is 1 / sum(exp(x - max)): never underflows (>= 1 / vocab).
         logsumexp[part] = row_max - out.amax(dim=-1).log()
         yield part
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """Next-token labels against logits over ``vocab`` ids from ``vocab_start`` (the whole
+    vocabulary, or a tensor-parallel rank's shard of it)."""
+
+    valid: torch.Tensor  # not ignore_index
+    count: torch.Tensor  # valid labels in all
+    weights: torch.Tensor  # each row's weight in the mean: 1 / count, or 0 where ignored
+    owned: torch.Tensor  # valid and among these ids
+    local: torch.Tensor  # the label's column here (0 where not owned)
+
+    @classmethod
+    def of(cls, labels: torch.Tensor, ignore_index: int, vocab_start: int, vocab: int) -> _Labels:
+        valid = labels != ignore_index
+        count = valid.sum()
+        local = labels - vocab_start
+        owned = valid & (local >= 0) & (local < vocab)
+        return cls(valid, count, valid / count, owned, torch.where(owned, local, 0))
+
+    def rows(self, part: slice) -> _Labels:
+        """The labels of rows ``part`` (their weights still over all rows' count)."""
+        return _Labels(
+            self.valid[part], self.count, self.weights[part], self.owned[part], self.local[part]
+        )
+
+    def loss(self, logsumexp: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
+        """The mean over valid rows of ``logsumexp - label_logit``."""
+        return ((logsumexp - label_logits) * self.valid).sum() / self.count
+
+
+def _cross_entropy_gradient(
+    logits: torch.Tensor,
+    grad: torch.Tensor,
+    labels: _Labels,
+    group: dist.ProcessGroup | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write the mean cross entropy's gradient of ``logits [rows, V]`` into ``grad`` (which may
+    be the logits' own storage): each row's softmax times its weight, minus its weight at the
+    label. Returns each row's logsumexp and label logit, for ``_Labels.loss``.
+
+    With ``group``, ``logits`` are this rank's vocabulary shard: two all-reduces over
+    ``[rows]`` vectors (the max, then the sum of ``exp(local - max)`` with the label's logit,
+    which only its owner contributes) give the global logsumexp, and the local softmax times
+    ``exp(local_lse - logsumexp)`` is the global softmax on this shard.
+    """
+    rows, vocab = logits.shape
+    label_logits = logits.gather(1, labels.local.unsqueeze(1)).squeeze(1).float() * labels.owned
+    at_label = torch.arange(rows, device=logits.device) * vocab + labels.local
+    subtract = labels.weights * labels.owned
+    flat = grad.view(-1)
+    local_lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
+    if group is None:
+        # Softmax, row weights and the label's subtraction while each piece is in cache.
+        for part in _softmax_chunks(logits, grad, local_lse):
+            grad[part].mul_(labels.weights[part].unsqueeze(1))
+            flat.index_add_(0, at_label[part], -subtract[part])
+        return local_lse, label_logits
+    for _part in _softmax_chunks(logits, grad, local_lse):
+        pass
+    global_max = local_lse.clone()
+    dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
+    sums = torch.stack([(local_lse - global_max).exp(), label_logits])
+    dist.all_reduce(sums, group=group)
+    logsumexp = global_max + sums[0].log()
+    row_scale = labels.weights * (local_lse - logsumexp).exp()
+    for part in _pieces(rows, vocab, logits.device):
+        grad[part].mul_(row_scale[part].unsqueeze(1))
+        flat.index_add_(0, at_label[part], -subtract[part])
+    return logsumexp, sums[1]
 
 
 def _saved_gradient(ctx: Any, grad_output: torch.Tensor, name: str) -> torch.Tensor:
@@ -100,25 +176,13 @@ class FusedCrossEntropy(torch.autograd.Function):
     def forward(
         ctx: Any, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int
     ) -> torch.Tensor:
-        rows, vocab = logits.shape
         grad = _gradient_buffer(logits)
-        valid = labels != ignore_index
-        count = valid.sum()
-        # Each row's weight in the mean: 1 / count, or 0 for an ignored label (which points at
-        # its row's first logit).
-        weights = valid / count
-        safe_labels = torch.where(valid, labels, 0)
-        label_logits = logits.gather(1, safe_labels.unsqueeze(1)).squeeze(1).float()
-        at_label = torch.arange(rows, device=logits.device) * vocab + safe_labels
-        flat_grad = grad.view(-1)
-        logsumexp = torch.empty(rows, dtype=torch.float32, device=logits.device)
-        for part in _softmax_chunks(logits, grad, logsumexp):
-            grad[part].mul_(weights[part].unsqueeze(1))
-            flat_grad.index_add_(0, at_label[part], -weights[part])
+        targets = _Labels.of(labels, ignore_index, 0, logits.shape[1])
+        logsumexp, label_logits = _cross_entropy_gradient(logits, grad, targets)
         ctx.save_for_backward(grad)
         ctx.logits_dtype = logits.dtype
         ctx.used = False
-        return ((logsumexp - label_logits) * valid).sum() / count
+        return targets.loss(logsumexp, label_logits)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -148,35 +212,13 @@ class VocabParallelCrossEntropy(torch.autograd.Function):
         group: dist.ProcessGroup,
         ignore_index: int,
     ) -> torch.Tensor:
-        rows, vocab = logits.shape
         grad = _gradient_buffer(logits)
-        valid = labels != ignore_index
-        count = valid.sum()
-        weights = valid / count
-        local_labels = labels - vocab_start
-        owned = valid & (local_labels >= 0) & (local_labels < vocab)
-        safe_labels = torch.where(owned, local_labels, 0)
-        label_logits = logits.gather(1, safe_labels.unsqueeze(1)).squeeze(1).float() * owned
-        local_lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
-        for _part in _softmax_chunks(logits, grad, local_lse):
-            pass
-        global_max = local_lse.clone()
-        dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
-        sums = torch.stack([(local_lse - global_max).exp(), label_logits])
-        dist.all_reduce(sums, group=group)
-        logsumexp = global_max + sums[0].log()
-        # The local softmax times exp(local_lse - logsumexp) is the global softmax on this shard.
-        row_scale = weights * (local_lse - logsumexp).exp()
-        chunk = rows if logits.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
-        for start in range(0, rows, chunk):
-            part = slice(start, start + chunk)
-            grad[part].mul_(row_scale[part].unsqueeze(1))
-        at_label = torch.arange(rows, device=logits.device) * vocab + safe_labels
-        grad.view(-1).index_add_(0, at_label, -(weights * owned))
+        targets = _Labels.of(labels, ignore_index, vocab_start, logits.shape[1])
+        logsumexp, label_logits = _cross_entropy_gradient(logits, grad, targets, group)
         ctx.save_for_backward(grad)
         ctx.logits_dtype = logits.dtype
         ctx.used = False
-        return ((logsumexp - sums[1]) * valid).sum() / count
+        return targets.loss(logsumexp, label_logits)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -223,20 +265,13 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
         ignore_index: int,
     ) -> torch.Tensor:
         rows, vocab = hidden.shape[0], weight.shape[0]
-        valid = labels != ignore_index
-        count = valid.sum()
-        weights = valid / count
-        local_labels = labels - vocab_start
-        owned = valid & (local_labels >= 0) & (local_labels < vocab)
-        safe_labels = torch.where(owned, local_labels, 0)
-        label_weights = weights * owned
+        targets = _Labels.of(labels, ignore_index, vocab_start, vocab)
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
         # One chunk buffer for the whole pass: the chunk's logits, then (over them) their
         # softmax and gradient. fp32 logits without a transform are multiplied straight into it.
         buffer = torch.empty(min(chunk, rows), vocab, dtype=torch.float32, device=hidden.device)
         direct = transform is None and hidden.dtype == weight.dtype == torch.float32
-        sub_rows = chunk if hidden.is_cuda else max(1, _CHUNK_ELEMENTS // vocab)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, rows, chunk):
             part = slice(start, start + chunk)
@@ -252,32 +287,10 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
                         logits = transform(projected)
                 else:
                     logits = projected
-            values = logits.detach()
-            label_logits = values.gather(1, safe_labels[part].unsqueeze(1)).squeeze(1)
-            label_logits = label_logits * owned[part]
-            lse = torch.empty(h.shape[0], dtype=torch.float32, device=hidden.device)
-            at_label = torch.arange(h.shape[0], device=p.device) * vocab + safe_labels[part]
-            row_weights, subtract = weights[part], label_weights[part]
-            if group is None:
-                # Softmax, row weights and the label's subtraction while each piece is in cache.
-                for piece in _softmax_chunks(values, p, lse):
-                    p[piece].mul_(row_weights[piece].unsqueeze(1))
-                    p.view(-1).index_add_(0, at_label[piece], -subtract[piece])
-            else:
-                for _piece in _softmax_chunks(values, p, lse):
-                    pass
-                global_max = lse.clone()
-                dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=group)
-                sums = torch.stack([(lse - global_max).exp(), label_logits])
-                dist.all_reduce(sums, group=group)
-                local_lse, lse, label_logits = lse, global_max + sums[0].log(), sums[1]
-                # The local softmax times exp(local_lse - lse) is the global one on this shard.
-                row_scale = row_weights * (local_lse - lse).exp()
-                for first in range(0, h.shape[0], sub_rows):
-                    piece = slice(first, first + sub_rows)
-                    p[piece].mul_(row_scale[piece].unsqueeze(1))
-                    p.view(-1).index_add_(0, at_label[piece], -subtract[piece])
-            total += ((lse - label_logits) * valid[part]).sum()
+            rows_here = targets.rows(part)
+            logsumexp, label_logits = _cross_entropy_gradient(logits.detach(), p, rows_here, group)
+            # Summed here, divided by the count of all rows at the end.
+            total += ((logsumexp - label_logits) * rows_here.valid).sum()
             grad_logits = p
             if transform is not None:
                 (grad_logits,) = torch.autograd.grad(logits, projected, p)
@@ -289,7 +302,7 @@ class FusedOutputCrossEntropy(torch.autograd.Function):
                 grad_weight.addmm_(grad_logits.t().float(), h.float())
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
-        return total / count
+        return total / targets.count
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:

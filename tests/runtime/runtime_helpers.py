@@ -182,3 +182,19 @@ def assert_same_hf_tensors(folder: Path, reference: Path) -> None:
     assert sorted(actual) == sorted(expected)
     for key, value in expected.items():
         assert actual[key].dtype == value.dtype and torch.equal(actual[key], value), key
+
+
+def transformers_first_loss(hf_model: Any, argv: list[str], vocab_size: int) -> float:
+    """transformers' mean cross entropy of ``hf_model`` on the first batch the trainer reads
+    with ``argv`` on one rank: the first loss a run that starts from its weights must log."""
+    import torch
+    import torch.nn.functional as F
+
+    from runtime.components import build_dataloader
+    from runtime.config import JobConfig
+
+    config = JobConfig.load(argv)
+    inputs, labels = build_dataloader(1, 0, None, config, vocab_size=vocab_size).next_batch()
+    with torch.no_grad():
+        logits = hf_model.eval()(inputs).logits
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten()).item()

@@ -20,6 +20,7 @@ from runtime_helpers import (
     read_metrics,
     run_driver,
     run_trainer,
+    transformers_first_loss,
 )
 
 from tests.helpers import family_config, render_config_package
@@ -177,11 +178,8 @@ def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path
     """A folder as the hub serves gpt-oss (experts as MXFP4 _blocks/_scales, quantization_config)
     loads through the adapter; the first step's loss is transformers' on the weights its own
     dequantization gives."""
-    import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    from runtime.components import build_dataloader
-    from runtime.config import JobConfig
     from runtime.hf_io import save_hf_checkpoint
 
     args = _model_args(package)
@@ -204,13 +202,8 @@ def test_mxfp4_hub_folder_imports_and_continues_training(package: Path, tmp_path
     save_hf_checkpoint(dequantized, args.to_hf(), tmp_path / "dequantized")
     reference = AutoModelForCausalLM.from_pretrained(
         tmp_path / "dequantized", attn_implementation="eager", dtype=torch.float32
-    ).eval()
-    inputs, labels = build_dataloader(
-        1, 0, None, JobConfig.load(run), vocab_size=args.vocab_size
-    ).next_batch()
-    with torch.no_grad():
-        logits = reference(inputs).logits
-    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten()).item()
+    )
+    expected = transformers_first_loss(reference, run, args.vocab_size)
     losses = {m["step"]: m["loss"] for m in read_metrics(tmp_path / "continued")}
     assert losses[1] == pytest.approx(expected, rel=1e-5)
     assert sorted(losses) == [1, 2]

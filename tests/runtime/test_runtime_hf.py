@@ -6,10 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
-import torch.nn.functional as F
-from runtime_helpers import DEBUG_TOML, PACKAGE_DIR, read_metrics, run_trainer
+from runtime_helpers import (
+    DEBUG_TOML,
+    PACKAGE_DIR,
+    read_metrics,
+    run_trainer,
+    transformers_first_loss,
+)
 
-from runtime.components import build_dataloader
 from runtime.config import JobConfig
 from runtime.package import resolve_train_spec
 
@@ -84,12 +88,9 @@ def test_import_continues_training_from_the_hf_weights(exported, tmp_path):
         "--checkpoint.initial_load_in_hf",
     )
     assert "loaded HF weights" in output
-    config = JobConfig.load([*COMMON, "--training.local_batch_size", "8"])
-    inputs, labels = build_dataloader(1, 0, None, config, vocab_size=2048).next_batch()
-    hf_model = AutoModelForCausalLM.from_pretrained(exported / "hf", dtype=torch.float32).eval()
-    with torch.no_grad():
-        logits = hf_model(inputs).logits
-    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten()).item()
+    hf_model = AutoModelForCausalLM.from_pretrained(exported / "hf", dtype=torch.float32)
+    argv = [*COMMON, "--training.local_batch_size", "8"]
+    expected = transformers_first_loss(hf_model, argv, vocab_size=2048)
     losses = _losses(dump)
     assert losses[1] == pytest.approx(expected, rel=1e-5)
     assert sorted(losses) == [1, 2] and losses[2] == losses[2]  # step 2 trained, loss not NaN

@@ -20,6 +20,7 @@ from runtime_helpers import (
     read_metrics,
     run_driver,
     run_trainer,
+    transformers_first_loss,
     write_hf_folder,
 )
 
@@ -172,10 +173,7 @@ def test_aux_loss_with_pipeline_parallel_is_refused(package: Path) -> None:
 def test_import_of_a_transformers_folder_continues_training(package: Path, tmp_path: Path):
     """A folder transformers' save_pretrained wrote (one tensor per expert) loads through the
     adapter; the first step's loss is transformers' on the same batch."""
-    import torch.nn.functional as F
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from runtime.components import build_dataloader
 
     _, args = _model(package)
     torch.manual_seed(3)
@@ -195,12 +193,7 @@ def test_import_of_a_transformers_folder_continues_training(package: Path, tmp_p
     result = run_trainer(*run)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "loaded HF weights" in result.stdout
-    inputs, labels = build_dataloader(
-        1, 0, None, JobConfig.load(run), vocab_size=args.vocab_size
-    ).next_batch()
-    with torch.no_grad():
-        logits = hf_model.eval()(inputs).logits
-    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten()).item()
+    expected = transformers_first_loss(hf_model, run, args.vocab_size)
     losses = {m["step"]: m["loss"] for m in read_metrics(tmp_path / "continued")}
     assert losses[1] == pytest.approx(expected, rel=1e-5)
     assert sorted(losses) == [1, 2]
