@@ -19,15 +19,13 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import emit, failure_text
+from bench.stats import emit, run_worker
 
 MIB = 2**20
 
@@ -127,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             command += [f"--nproc_per_node={ranks}", "-m", "bench.fsdp_memory"]
             command += ["--worker", str(out), "--package-dir", str(package_dir)]
             command += ["--steps", str(options.steps)]
-            start = time.perf_counter()
-            proc = subprocess.run(command, capture_output=True, text=True)
-            entry: dict[str, Any] = {"wall_s": time.perf_counter() - start}
-            if proc.returncode != 0 or not out.exists():
-                entry["error"] = failure_text(proc.stderr or proc.stdout)
-            else:
-                entry["ranks"] = json.loads(out.read_text())
-            runs[str(ranks)] = entry
+            runs[str(ranks)] = run_worker(command, out)
     results["command"] = (
         "torchrun --standalone --nproc_per_node=N -m bench.fsdp_memory --worker ..."
     )

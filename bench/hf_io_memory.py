@@ -26,7 +26,6 @@ import importlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.stats import emit, failure_text
+from bench.stats import emit, run_worker
 
 MIB = 2**20
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,13 +204,7 @@ def run_ranks(
     command += ["-m", "bench.hf_io_memory", "--worker", str(out), "--folder", str(folder)]
     command += ["--package-dir", str(package_dir), "--flavor", flavor, "--overrides", overrides]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    entry: dict[str, Any] = {"wall_s": time.perf_counter() - start}
-    if proc.returncode != 0 or not out.exists():
-        entry["error"] = failure_text(proc.stderr or proc.stdout)
-    else:
-        entry["ranks"] = json.loads(out.read_text())
+    entry = run_worker(command, out, env=env, cwd=ROOT)
     shutil.rmtree(out.with_suffix(".hf"), ignore_errors=True)  # the export: gigabytes
     return entry
 

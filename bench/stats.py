@@ -4,13 +4,16 @@ Every comparison runs its contenders in one process, alternating (A B C A B C ..
 phases of a shared machine hit all of them alike. A contender's figure is the median of its
 runs; ratios are medians divided by the baseline's median, and the min-max spread is printed so
 a reader can see how noisy the machine was. ``emit`` prints (and optionally writes) a
-comparison's JSON results.
+comparison's JSON results; ``run_worker`` runs a multi-rank worker and collects its reports (or
+what it printed when it failed).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +75,19 @@ def failure_text(output: str, limit: int = 3000) -> str:
     first = next((i for i, line in enumerate(lines) if any(m in line for m in markers)), 0)
     head = "\n".join(lines[first:])[: limit // 2]
     return head + "\n...\n" + output[-(limit // 2) :]
+
+
+def run_worker(command: Sequence[str], out: Path, **kwargs: Any) -> dict[str, Any]:
+    """Run a benchmark worker (``subprocess.run`` ``kwargs``) that writes its ranks' reports to
+    ``out`` as JSON: ``{"wall_s", "ranks"}``, or ``{"wall_s", "error"}`` when it failed."""
+    start = time.perf_counter()
+    proc = subprocess.run(list(command), capture_output=True, text=True, **kwargs)
+    entry: dict[str, Any] = {"wall_s": time.perf_counter() - start}
+    if proc.returncode != 0 or not out.exists():
+        entry["error"] = failure_text(proc.stderr or proc.stdout)
+    else:
+        entry["ranks"] = json.loads(out.read_text())
+    return entry
 
 
 def speedup(baseline: Summary, other: Summary) -> float:
