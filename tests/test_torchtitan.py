@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.distributed.utils import free_port
 from tests.helpers import FAMILY_CONFIGS, TINYLLAMA_CONFIG
 from tests.runtime.runtime_helpers import read_metrics, run_driver, torchrun_args
 
@@ -165,10 +164,7 @@ def _titan_argv(package_dir: Path, weights: Path, dump: Path, extra: list[str]) 
 def _run_titan(tmp_path: Path, nproc: int, runs: dict[str, list[str]], root: Path) -> dict:
     plan = tmp_path / "titan_plan.json"
     result = tmp_path / "titan_result.json"
-    ports = {name: free_port() for name in runs}
-    plan.write_text(
-        json.dumps({"runs": [{"name": n, "port": ports[n], "argv": a} for n, a in runs.items()]})
-    )
+    plan.write_text(json.dumps({"runs": [{"name": n, "argv": a} for n, a in runs.items()]}))
     completed = subprocess.run(
         [*torchrun_args(nproc), str(TITAN_DRIVER), str(plan), str(result)],
         env=_env(root),

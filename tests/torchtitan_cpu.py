@@ -94,12 +94,15 @@ def _sum_instead_of_premul_sum() -> None:
 def run_plan(plan_path: str, result_path: str) -> None:
     """Train every job of the plan in turn (a fresh process group each); rank 0 writes results.
 
-    The plan: ``{"runs": [{"name": str, "port": free port, "argv": [...]}]}``.
+    The plan: ``{"runs": [{"name": str, "argv": [...]}]}``. Each job's process group meets on
+    a port rank 0 picks just before the job and hands the other ranks through torchrun's store.
     """
     patch_torchtitan_for_cpu()
     import torch.distributed as dist
     from torchtitan.components.metrics import MetricsProcessor
     from torchtitan.train import main
+
+    from runtime.distributed.utils import free_port
 
     record: dict[str, dict[int, float]] = {}
     original_log = MetricsProcessor.log
@@ -113,17 +116,24 @@ def run_plan(plan_path: str, result_path: str) -> None:
 
     MetricsProcessor.log = log
     results = {}
+    rank = int(os.environ.get("RANK", "0"))
+    agent_store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False
+    )
     for entry in json.loads(Path(plan_path).read_text())["runs"]:
         record.clear()
         record.update(losses={}, grad_norms={})
         # A fresh store for each job's process group (rank 0 hosts it on the plan's port): on
         # torchrun's shared store a new group may meet keys of the previous one.
+        key = f"titan_port/{entry['name']}"
+        if rank == 0:
+            agent_store.set(key, str(free_port()))
         os.environ["TORCHELASTIC_USE_AGENT_STORE"] = "False"
-        os.environ["MASTER_PORT"] = str(entry["port"])
+        os.environ["MASTER_PORT"] = agent_store.get(key).decode()
         sys.argv = ["torchtitan.train", *entry["argv"]]
         main()  # destroys its process group at the end; the next job makes a new one
         results[entry["name"]] = {key: dict(values) for key, values in record.items()}
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank == 0:
         Path(result_path).write_text(json.dumps(results))
     assert not dist.is_initialized()
 

@@ -34,8 +34,9 @@ def init_distributed(timeout_s: int = 600) -> torch.device:
     """Join the default process group (once) and return this rank's device.
 
     Under torchrun the environment names the rendezvous; a plain ``python -m runtime.train`` runs
-    as a one-rank group on a free local port. CUDA ranks use NCCL (plus gloo for CPU
-    collectives); CPU ranks use gloo.
+    as a one-rank group on an in-process store (no port, so nothing another process starts at
+    the same moment can take it). CUDA ranks use NCCL (plus gloo for CPU collectives); CPU
+    ranks use gloo.
     """
     cuda = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -44,20 +45,17 @@ def init_distributed(timeout_s: int = 600) -> torch.device:
         torch.cuda.set_device(device)
     if dist.is_initialized():
         return device
-    if "RANK" not in os.environ:
-        os.environ.update(
-            {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
-        )
-        os.environ["MASTER_PORT"] = str(free_port())
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
     timeout = timedelta(seconds=timeout_s)
-    dist.init_process_group(
-        backend,
-        store=_attempt_store(timeout),
-        rank=int(os.environ["RANK"]),
-        world_size=int(os.environ["WORLD_SIZE"]),
-        timeout=timeout,
-    )
+    if "RANK" in os.environ:
+        store, rank, world_size = (
+            _attempt_store(timeout),
+            int(os.environ["RANK"]),
+            world_size_from_env(),
+        )
+    else:
+        store, rank, world_size = dist.HashStore(), 0, 1
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     return device
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from runtime.distributed.utils import free_port
 from runtime.metrics import read_steps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,16 +85,18 @@ def read_metrics(dump: Path) -> list[dict]:
 
 
 def torchrun_args(nproc: int, *, nnodes: int = 1, endpoint: str | None = None) -> list[str]:
-    """``python -m torch.distributed.run`` on a free local port (or a given c10d endpoint)."""
-    endpoint = endpoint or f"127.0.0.1:{free_port()}"
+    """``python -m torch.distributed.run``: one node ``--standalone`` (torchrun binds a free port
+    itself, so no other test can take it first), or one of ``nnodes`` agents that are clients
+    of the c10d store at ``endpoint`` (which the caller hosts)."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    if nnodes == 1:
+        return [*command, "--standalone"]
     return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
+        *command,
         f"--nnodes={nnodes}",
-        f"--nproc_per_node={nproc}",
         "--rdzv_backend=c10d",
         f"--rdzv_endpoint={endpoint}",
+        "--rdzv_conf=is_host=0",
     ]
 
 

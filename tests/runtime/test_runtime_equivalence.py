@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 
 import torch
+import torch.distributed as dist
 from runtime_helpers import (
     DRIVER,
     assert_same_hf_tensors,
@@ -23,7 +24,6 @@ from runtime_helpers import (
 )
 from safetensors.torch import load_file
 
-from runtime.distributed.utils import free_port
 from runtime.hf_io import load_hf_state_dict
 
 
@@ -52,7 +52,9 @@ def test_activation_checkpointing_compile_and_the_unfused_loss_leave_the_loss_un
 
 def _run_two_nodes(tmp_path, runs: dict[str, list[str]]) -> dict:
     plan, result = write_plan(tmp_path, runs)
-    endpoint = f"127.0.0.1:{free_port()}"
+    # The test hosts the rendezvous store on a port it holds from the start; both agents join it.
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    endpoint = f"127.0.0.1:{store.port}"
     agents = [
         subprocess.Popen(
             [*torchrun_args(1, nnodes=2, endpoint=endpoint), str(DRIVER), str(plan), str(result)],
@@ -64,8 +66,12 @@ def _run_two_nodes(tmp_path, runs: dict[str, list[str]]) -> dict:
         for _ in range(2)
     ]
     outputs = [agent.communicate(timeout=300)[0] for agent in agents]
-    for agent, output in zip(agents, outputs, strict=True):
-        assert agent.returncode == 0, output[-5000:]
+    failed = [
+        f"--- agent {index} (exit {agent.returncode}) ---\n{output[-4000:]}"
+        for index, (agent, output) in enumerate(zip(agents, outputs, strict=True))
+        if agent.returncode != 0
+    ]
+    assert not failed, "\n".join(failed)
     return read_result(result)
 
 

@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-from runtime.distributed.utils import free_port
-
 from .conftest import PACKAGE_DIR
 
 
@@ -16,12 +14,9 @@ def test_parallelize_and_pipeline_match_one_device() -> None:
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         "--nproc_per_node",
         "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
         "-m",
         "gemma2_9b.tests.distributed_check",
     ]
