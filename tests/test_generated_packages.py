@@ -471,13 +471,13 @@ FAMILY_MODEL_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 # without biases). tests/runtime/test_runtime_families.py trains each dense TP plan under FSDP and
 # TP from a save_pretrained folder.
 SINGLE_DEVICE_VARIANTS = {
-    # TinyLlama's infra/ (TP plan, pipeline split) to the byte but for a docstring's head counts;
-    # their rope types only change the replicated rope cache, and the check's 32 tokens stay
-    # under max_position_embeddings, so the dynamic variant takes TinyLlama's branch. Heads
-    # without GQA under TP run in gpt_neox's and gpt2_untied's 2-rank tests, linear rope under
-    # TP and PP in qwen3_sliding's.
+    # TinyLlama's infra/ (TP plan, pipeline split) to the byte but for a docstring's head counts.
+    # llama_dynamic's 2-rank test runs TinyLlama's with a max_position_embeddings the check's 32
+    # tokens run past (dynamic NTK recomputed in attention under TP); the rope type of
+    # llama_mha_linear only changes the replicated rope cache. Heads without GQA under TP run in
+    # gpt_neox's and gpt2_untied's 2-rank tests, linear rope under TP and PP in qwen3_sliding's.
+    "tinyllama",
     "llama_mha_linear",
-    "llama_dynamic",
     "mistral",
     "mistral_nemo_tied",
     "qwen2_tied",

@@ -56,6 +56,7 @@ class _Facts:
 
     rotary: bool
     longrope: bool
+    dynamic: bool  # dynamic NTK rope: frequencies recomputed past max_position_embeddings
     sliding: bool  # some layer slides
     per_layer: bool  # some layers slide, the others attend fully
     pattern: bool  # ... every sliding_window_pattern-th layer attending fully
@@ -76,6 +77,7 @@ def _facts(spec: ArchSpec) -> _Facts:
     return _Facts(
         rotary=spec.rope is not None,
         longrope=spec.rope is not None and spec.rope.type == "longrope",
+        dynamic=spec.rope is not None and spec.rope.type == "dynamic",
         sliding=sliding,
         per_layer=per_layer,
         pattern=per_layer and f.sliding_window.layout == "sliding_window_pattern",
@@ -130,6 +132,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
         ),
         attributes=keep(
             (x.longrope, "longrope_attribute"),
+            (x.dynamic, "rope_dynamic_attribute"),
             (gqa_repeat, "repeat_kv_attribute"),
             (f.query_pre_attn_scalar is not None, "scale_query_pre_attn_scalar"),
             (x.scaled and f.query_pre_attn_scalar is None, "scale_attention_multiplier"),
@@ -153,6 +156,7 @@ def attention_view(spec: ArchSpec) -> AttentionView:
         positions=keep(
             (x.per_head_norm, "qk_norm_per_head_apply"),
             (x.longrope, "longrope_rows"),
+            (x.dynamic, "rope_dynamic_rows"),
             (x.rotary, "rope_apply"),
         ),
         repeat_kv=keep((gqa_repeat, "repeat_kv")),
@@ -464,7 +468,6 @@ class TransformerView:
     tok_embeddings: str  # __init__
     output_init: str  # end of init_weights: tie the output again, or initialize it
     embed: str  # forward: tokens to h
-    rope_cache: str  # forward
     layers: str  # forward
     logits: str  # forward
     methods: tuple[str, ...] = ()  # parts after forward
@@ -484,9 +487,6 @@ def transformer_view(spec: ArchSpec) -> TransformerView:
         tok_embeddings="embed_table_padded" if f.padding else "embed_table",
         output_init="output_retie" if spec.tie_word_embeddings else "output_init",
         embed=embed,
-        rope_cache="rope_rows_dynamic"
-        if x.rotary and spec.rope.type == "dynamic"
-        else "rope_rows_all",
         layers="layers_local_global" if f.local_rope else "layers",
         logits="logits_transformed" if final_softcap or x.multipliers else "logits",
         methods=keep(
@@ -514,6 +514,7 @@ class LatentView:
     norms: str
     scale: tuple[str, ...]  # __init__'s lines setting self.scale, the softmax scale
     latent_eps: float  # the latents' RMSNorm epsilon (transformers' default, not rms_norm_eps)
+    rope_rows: tuple[str, ...]  # forward, before the rotation: dynamic NTK's recomputed cache
 
 
 def latent_view(spec: ArchSpec) -> LatentView | None:
@@ -529,6 +530,7 @@ def latent_view(spec: ArchSpec) -> LatentView | None:
         norms="self.q_norm, self.kv_norm" if q_lora else "self.kv_norm,",
         scale=_latent_scale(spec),
         latent_eps=1e-6,
+        rope_rows=keep((spec.rope.type == "dynamic", "rope_dynamic_rows")),
     )
 
 

@@ -264,11 +264,8 @@ class Transformer(nn.Module):
             h = h * torch.tensor(self.model_args.dim**0.5, dtype=h.dtype)
         else:
             h = tokens
-        # All positions: attention takes as many as its sequence has (blocks see sequence shards
-        # under tensor parallelism, attention the whole sequence).
-        rope_cache = self.rope_cache
         for layer in self.layers.values():
-            h = layer(h, rope_cache)
+            h = layer(h, self.rope_cache)
         h = self.norm(h) if self.norm is not None else h
         if self.output is None or self.skip_output:
             return h

@@ -225,11 +225,8 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids ``[batch, seq]`` (or hidden states on a later pipeline stage) to logits."""
         h = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
-        # All positions: attention takes as many as its sequence has (blocks see sequence shards
-        # under tensor parallelism, attention the whole sequence).
-        rope_cache = self.rope_cache
         for layer in self.layers.values():
-            h = layer(h, rope_cache)
+            h = layer(h, self.rope_cache)
         h = self.norm(h) if self.norm is not None else h
         if self.output is None or self.skip_output:
             return h

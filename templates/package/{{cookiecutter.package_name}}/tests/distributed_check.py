@@ -9,7 +9,9 @@ Every rank first computes the single-device reference (same weights, same batch)
 """
 
 from __future__ import annotations
-
+{% if s.rope and s.rope.type == "dynamic" %}
+import dataclasses
+{% endif %}
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import (
@@ -121,7 +123,14 @@ def check_pipeline(spec, args, state_dict, ref_loss) -> None:
 def main() -> None:
     dist.init_process_group("gloo")
     spec = get_train_spec()
+{%- if s.rope and s.rope.type == "dynamic" %}
+    # The batch's 32 tokens run past a max_position_embeddings of 24: dynamic NTK recomputes
+    # the rotary frequencies in attention, which sees the whole sequence (under tensor
+    # parallelism the blocks around it see half).
+    args = dataclasses.replace(spec.model_args["debugmodel"], max_seq_len=24)
+{%- else %}
     args = spec.model_args["debugmodel"]
+{%- endif %}
     inputs, labels = batch(args.vocab_size)
     loss_fn = build_cross_entropy_loss(job_config())
     state_dict, ref_loss, ref_grads = reference(spec, args, inputs, labels, loss_fn)
