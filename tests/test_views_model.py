@@ -52,10 +52,10 @@ def included_parts(view: ModelView) -> tuple[str, ...]:
         *view.feed_forward.init_weights,
         *view.block.attributes,
         *((view.rope.inv_freq_part, view.rope.cache_part, view.rope.rotate) if view.rope else ()),
+        *(view.latent.rope_rows if view.latent else ()),
         t.tok_embeddings,
         t.output_init,
         t.embed,
-        t.rope_cache,
         t.layers,
         t.logits,
     )
