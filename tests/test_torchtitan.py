@@ -381,3 +381,30 @@ def test_scaffold_train_engine_torchtitan_builds_the_torchtitan_command(tmp_path
     assert result.exit_code == 2 and "scaffold regenerate" in result.stderr
     result = run_cli("train", str(package), "--engine", "megatron")
     assert result.exit_code == 2 and "--engine must be runtime or torchtitan" in result.stderr
+
+
+@needs_torchtitan
+def test_the_bridge_hf_save_keeps_float32_keys_in_float32(tmp_path, monkeypatch):
+    """torchtitan casts the model to checkpoint.export_dtype before ``to_hf``; DeepSeek-V3's
+    router weight and selection bias (transformers keeps them in float32) go back to float32."""
+    import importlib
+
+    from scaffolder.generate import generate
+    from scaffolder.render import write_package
+
+    write_package(
+        generate(str(FAMILY_CONFIGS / "deepseek_v3.json"), name="dsv3_tt").files,
+        tmp_path / "dsv3_tt",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = importlib.import_module("dsv3_tt.config_registry")
+    model_spec = registry.model_registry("debugmodel")
+    adapter = model_spec.state_dict_adapter(model_spec.model, None)
+    assert adapter.float32_keys == ("mlp.gate.weight", "mlp.gate.e_score_correction_bias")
+    model = registry.Transformer(model_spec.model.args)
+    exported = {key: value.to(torch.bfloat16) for key, value in model.state_dict().items()}
+    hf_state_dict = adapter.to_hf(exported)
+    kept = {key for key in hf_state_dict if key.endswith(adapter.float32_keys)}
+    assert kept and {hf_state_dict[key].dtype for key in kept} == {torch.float32}
+    rest = {hf_state_dict[key].dtype for key in hf_state_dict.keys() - kept}
+    assert rest == {torch.bfloat16}

@@ -149,6 +149,19 @@ class DeepseekV3TorchtitanAdapter(DeepseekV3StateDictAdapter, BaseStateDictAdapt
             raise ValueError("quantized Hugging Face checkpoints do not load into this model")
         return HuggingFaceStorageReader(path)
 
+    def to_hf(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """transformers' layout, with ``float32_keys`` in float32.
+
+        torchtitan casts the model to checkpoint.export_dtype before its HF save; the tensors
+        transformers keeps in float32 go back to float32 here (holding the values that cast
+        rounded), as transformers' checkpoints store them.
+        """
+        hf_state_dict = super().to_hf(state_dict)
+        for key, value in hf_state_dict.items():
+            if key.endswith(self.float32_keys):
+                hf_state_dict[key] = value.float()
+        return hf_state_dict
+
 
 def model_registry(flavor: str) -> ModelSpec:
     """The model of ``flavor`` (a key of the package's flavors dict) and its callables."""
