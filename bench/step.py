@@ -16,7 +16,10 @@ batch 4 x 256 tokens:
   a separate site-packages (``bench/setup_torchtitan.sh``) appended *after* this venv's, so
   torch stays this venv's; when it is missing the column is skipped with the reason.
 
-Run: ``python -m bench.step [--compile] --repeats N --json out.json``.
+Run: ``python -m bench.step [--compile] --repeats N --json out.json``. ``--profile N`` adds,
+per contender, where N more steps spend their time (``torch.profiler`` self CPU time by
+operator, milliseconds per step; the profiler's own overhead inflates them, so compare the
+contenders' columns with each other, not with the step times).
 """
 
 from __future__ import annotations
@@ -314,6 +317,46 @@ def build_contenders(
     return contenders, skipped, args, flops_per_token
 
 
+def profile_steps(
+    contenders: dict[str, Contender], steps: int, tokens: Any, labels: Any, top: int = 16
+) -> dict[str, Any]:
+    """Self CPU time per operator over ``steps`` more steps of each contender: the ``top``
+    operators of any contender, each with every contender's milliseconds and calls per step,
+    and each contender's total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    per_op: dict[str, dict[str, tuple[float, int]]] = {}
+    totals = {}
+    for name, contender in contenders.items():
+        timed = list(contender.cpu_seconds)  # profiled steps stay out of the CPU-time medians
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                contender.step(tokens, labels)
+        contender.cpu_seconds[:] = timed
+        events = prof.key_averages()
+        totals[name] = sum(event.self_cpu_time_total for event in events) / 1e3 / steps
+        for event in events:
+            per_op.setdefault(event.key, {})[name] = (
+                event.self_cpu_time_total / 1e3 / steps,
+                event.count // steps,
+            )
+    ranked = sorted(per_op, key=lambda op: -max(ms for ms, _ in per_op[op].values()))[:top]
+    return {
+        "steps": steps,
+        "total_ms": totals,
+        "ops": [
+            {
+                "op": op,
+                **{
+                    name: {"ms": round(ms, 1), "calls": calls}
+                    for name, (ms, calls) in per_op[op].items()
+                },
+            }
+            for op in ranked
+        ],
+    }
+
+
 def summarize(
     samples: Mapping[str, list[float]],
     contenders: Mapping[str, Contender],
@@ -340,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package-dir", type=Path, help="an already rendered package")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then profile N more steps of each contender (self CPU time by operator)",
+    )
     parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
@@ -380,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         samples = interleave(runs, options.repeats)
         peak = max(peak_before, *samples.pop("matmul_peak"))
+        profiled = (
+            profile_steps(contenders, options.profile, tokens, labels) if options.profile else None
+        )
 
     flops_per_step = flops_per_token * BATCH * SEQ
     results: dict[str, Any] = {
@@ -397,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
     }
     results["contenders"] = summarize(samples, contenders, flops_per_step, peak)
+    if profiled:
+        results["profile"] = profiled
     emit(results, options.json)
     return 0
 

@@ -1,5 +1,5 @@
 """bench/: medians and ratios, interleaving order, the markdown table and the doc splice, a
-failed child's text, the output-loss comparison on a tiny size."""
+failed child's text, the output-loss comparison on a tiny size, the step profile."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bench.stats import (
     speedup,
     splice,
 )
+from bench.step import Contender, profile_steps
 
 
 def test_summary_is_median_min_max():
@@ -114,3 +115,25 @@ def test_output_loss_contenders_agree_and_are_timed(tmp_path):
         "logits then loss",
     ]
     assert all(run["wall_s"] > 0 and run["cpu_s"] >= 0 for run in results.values())
+
+
+def test_step_profile_counts_operators_per_step():
+    import torch
+    import torch.nn.functional as F
+
+    def contender(hidden: int) -> Contender:
+        model = torch.nn.Sequential(
+            torch.nn.Linear(16, hidden, bias=False), torch.nn.Linear(hidden, 8, bias=False)
+        )
+        return Contender(model, F.cross_entropy, torch.optim.SGD(model.parameters(), lr=0.1))
+
+    contenders = {"small": contender(4), "large": contender(256)}
+    contenders["small"].cpu_seconds.append(1.0)
+    tokens, labels = torch.randn(32, 16), torch.randint(0, 8, (32,))
+    profiled = profile_steps(contenders, 2, tokens, labels, top=100)
+    assert profiled["steps"] == 2
+    assert 0 < profiled["total_ms"]["small"] and 0 < profiled["total_ms"]["large"]
+    mm = next(entry for entry in profiled["ops"] if entry["op"] == "aten::mm")
+    # Per step: two forward products, two weight gradients, one gradient of the hidden layer.
+    assert mm["small"]["calls"] == mm["large"]["calls"] == 5
+    assert contenders["small"].cpu_seconds == [1.0]  # profiled steps are not timed samples
