@@ -270,7 +270,10 @@ class SliceReader:
     """Reads slices of checkpoint tensors (one ``safe_open`` per read, so no file stays mapped
     and the pages read do not pile up in the process); FP8 weights (``fp8``: their block sizes)
     and MXFP4 pairs (``mxfp4``: :func:`mxfp4_metas`' transposes) are dequantized slice by
-    slice."""
+    slice. The last ``MXFP4_KEPT`` packed reads stay, so that gate and up, which interleave
+    their rows in one pair (gpt-oss's ``gate_up_proj``), read those rows once, not once each."""
+
+    MXFP4_KEPT = 2  # a layer's w1, w2 (another pair), w3: w3 finds w1's read
 
     def __init__(
         self,
@@ -287,6 +290,8 @@ class SliceReader:
         self.mxfp4 = mxfp4 or {}
         self.progress: _FileProgress | None = None
         self._converted: tuple[tuple[str, ...], dict[str, Any]] | None = None
+        # (pair, its box's bounds) -> (blocks, scales), as read; the newest last.
+        self._packed: dict[tuple[str, tuple[tuple[int, int], ...]], tuple[torch.Tensor, ...]] = {}
 
     def _read(self, key: str, box: tuple[slice, ...]) -> torch.Tensor:
         """``box`` of checkpoint tensor ``key`` as its file holds it (``()``: the whole); the
@@ -325,15 +330,35 @@ class SliceReader:
         transposed = self.mxfp4[key]
         if transposed:  # the pair holds [..., rows, cols]; the box is of [..., cols, rows]
             box = (*box[:-2], box[-1], box[-2])
+            shape = (*shape[:-2], shape[-1], shape[-2])
         *outer, columns = box
-        pair_box = (*(slice(b.start, b.stop) for b in outer), mxfp4_groups(columns))
-        steps = tuple(slice(None, None, b.step) for b in outer)
-        blocks = self._read(key + BLOCKS_SUFFIX, pair_box)[steps]
-        scales = self._read(key + SCALES_SUFFIX, pair_box)[steps]
-        values = dequantize_mxfp4_slice(blocks, scales, slice(columns.start, columns.stop))
+        # A stepped range (gate's or up's rows of interleaved gate_up) is read from a multiple
+        # of its step to one: gate and up then read the same rows, and the second finds them.
+        bounds, steps = [], []
+        for b, size in zip(outer, shape, strict=False):
+            step = b.step or 1
+            start = b.start - b.start % step
+            stop = min(size, start + step * -(-(b.stop - start) // step))
+            bounds.append(slice(start, stop))
+            steps.append(slice(b.start - start, b.stop - start, step))
+        blocks, scales = self._packed_pair(key, (*bounds, mxfp4_groups(columns)))
+        steps = tuple(steps)
+        values = dequantize_mxfp4_slice(
+            blocks[steps], scales[steps], slice(columns.start, columns.stop)
+        )
         if columns.step not in (None, 1):
             values = values[..., :: columns.step]
         return values.transpose(-2, -1) if transposed else values
+
+    def _packed_pair(self, key: str, box: tuple[slice, ...]) -> tuple[torch.Tensor, ...]:
+        """``box`` of the blocks and scales of pair ``key``, from the files or the last reads."""
+        tag = (key, tuple((b.start, b.stop) for b in box))
+        if tag not in self._packed:
+            pair = tuple(self._read(key + suffix, box) for suffix in (BLOCKS_SUFFIX, SCALES_SUFFIX))
+            self._packed[tag] = pair
+            while len(self._packed) > self.MXFP4_KEPT:
+                del self._packed[next(iter(self._packed))]
+        return self._packed[tag]
 
     def read(self, name: str, source: Source, shape, offset) -> torch.Tensor:
         """The ``shape`` block at ``offset`` of model tensor ``name``."""

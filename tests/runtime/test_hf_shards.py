@@ -279,8 +279,20 @@ def test_a_rank_reads_only_the_mxfp4_bytes_of_its_slice(gpt_oss, monkeypatch) ->
     w1 = "layers.1.moe.experts.w1"  # [experts, ffn, dim]: gate_up's even rows
     dequantized.clear()
     gate.read(w1, plan[w1], (experts, cols // 4, rows), (0, cols // 4, 0))
-    assert [box[1] for _, box, _ in gate.reads] == [slice(cols // 2, cols - 1)] * 2
+    # From gate's first row to up's last: the rows w3 of the same slice reads.
+    assert [box[1] for _, box, _ in gate.reads] == [slice(cols // 2, cols)] * 2
     assert dequantized == [experts * cols // 4 * rows]  # not up's rows between
+    # As an import reads a layer, w1, w2 (down_proj), w3 through one reader: gate_up's blocks
+    # and scales are read once for w1 and w3.
+    layer = _RecordingReader(files, adapter, metas, None, mxfp4)
+    for name in ("w1", "w2", "w3"):
+        key = f"layers.1.moe.experts.{name}"
+        layer.read(key, plan[key], (experts // 2, *plan[key].shape[1:]), (experts // 2, 0, 0))
+    assert sorted(name for name, _, _ in layer.reads) == sorted(
+        f"model.layers.1.mlp.experts.{pair}{suffix}"
+        for pair in ("gate_up_proj", "down_proj")
+        for suffix in (BLOCKS_SUFFIX, SCALES_SUFFIX)
+    )
 
 
 def test_a_pair_that_does_not_fit_is_refused_in_one_line(gpt_oss, tmp_path: Path) -> None:
