@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.stats import failure_text
 from runtime.metrics import read_steps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,14 +104,43 @@ def torchrun_args(nproc: int, *, nnodes: int = 1, endpoint: str | None = None) -
 
 
 def run_driver(tmp_path: Path, nproc: int, runs: dict[str, list[str]], timeout: int = 300):
-    """Run ``runs`` ({name: argv}) one after another in one torchrun job of ``nproc`` ranks."""
+    """Run ``runs`` ({name: argv}) one after another in one torchrun job of ``nproc`` ranks
+    (once more after a gloo abort: :func:`again_after_gloo_abort`)."""
     plan, result = write_plan(tmp_path, runs)
     command = [*torchrun_args(nproc), str(DRIVER), str(plan), str(result)]
-    completed = subprocess.run(
-        command, env=child_env(), capture_output=True, text=True, timeout=timeout
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+
+    def job() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, env=child_env(), capture_output=True, text=True, timeout=timeout
+        )
+
+    completed = job()
+    if again_after_gloo_abort([completed.stdout + completed.stderr], runs, result):
+        completed = job()
+    assert completed.returncode == 0, failure_text(completed.stdout + completed.stderr, 8000)
     return read_result(result)
+
+
+def again_after_gloo_abort(outputs: list[str], runs: dict[str, list[str]], result: Path) -> bool:
+    """Whether a failed job should run once more: one of its ranks died of SIGABRT, as gloo's
+    TCP transport now and then aborts a CPU rank mid-collective on a loaded machine (3 jobs in
+    about 25 suite runs of sessions 6-7, never twice in a row; no rank printed a Python error).
+    Warns with the first error lines and clears the runs' dump folders and the result file,
+    so that the second run neither resumes from the first one's checkpoints nor reads its
+    results. A deterministic failure fails the second run too."""
+    aborted = [output for output in outputs if "(SIGABRT)" in output]
+    if not aborted:
+        return False
+    warnings.warn(
+        "a rank died of SIGABRT; running the job once more. The first run:\n"
+        + failure_text(aborted[0], 4000),
+        stacklevel=2,
+    )
+    for argv in runs.values():
+        if "--job.dump_folder" in argv:
+            shutil.rmtree(argv[argv.index("--job.dump_folder") + 1], ignore_errors=True)
+    result.unlink(missing_ok=True)
+    return True
 
 
 def write_plan(tmp_path: Path, runs: dict[str, list[str]]) -> tuple[Path, Path]:
