@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from runtime_helpers import child_env
+from runtime_helpers import again_after_gloo_abort, child_env
 
 from bench import hf_io_memory
 
@@ -22,8 +22,15 @@ def test_per_rank_import_and_export_peaks_fall_with_the_rank_count(tmp_path, mon
     for key, value in child_env().items():
         monkeypatch.setenv(key, value)
     out = tmp_path / "memory.json"
-    hf_io_memory.main(["--ranks", "1,4", "--overrides", DIMS, "--json", str(out)])
-    runs = json.loads(out.read_text())["runs"]
+
+    def measure() -> dict:
+        hf_io_memory.main(["--ranks", "1,4", "--overrides", DIMS, "--json", str(out)])
+        return json.loads(out.read_text())["runs"]
+
+    runs = measure()
+    errors = [run["error"] for run in runs.values() if "error" in run]
+    if errors and again_after_gloo_abort(errors, {}, out):
+        runs = measure()
     assert all("error" not in run for run in runs.values()), runs
     one, four = runs["1"]["ranks"][0], runs["4"]["ranks"]
     assert one["import_growth_mib"] > 150  # the model's 170 MiB, filled by the import
