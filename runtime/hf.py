@@ -118,8 +118,6 @@ def export_hf(
     rank_of = {i: rank for rank, (at, i, _) in enumerate(everyone) if at == stage}
     metas = {key: torch.empty(v.shape, dtype=dtype, device="meta") for key, v in state.items()}
     groups = export_groups(adapter, metas)
-    # Written in float32 whatever ``dtype_name`` (see StateDictAdapter.float32_keys).
-    float32_keys = tuple(getattr(adapter, "float32_keys", ()))
     mine: dict[str, torch.Tensor] = {}
     for group, owner in zip(groups, assign_groups(groups, metas, size), strict=True):
         full = {}
@@ -129,8 +127,7 @@ def export_hf(
                 full[key] = value
         if full:
             for key, value in adapter.to_hf(full).items():
-                kept = float32_keys and key.endswith(float32_keys)
-                value = value.to(torch.float32 if kept else dtype).contiguous()
+                value = value.to(adapter.hf_dtype(key, dtype)).contiguous()
                 # A view (of a tensor another key may share) gets its own storage.
                 mine[key] = value.clone() if value._base is not None else value
     key_lists: list[Any] = [None] * dist.get_world_size()

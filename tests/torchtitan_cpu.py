@@ -123,8 +123,8 @@ def run_plan(plan_path: str, result_path: str) -> None:
     for entry in json.loads(Path(plan_path).read_text())["runs"]:
         record.clear()
         record.update(losses={}, grad_norms={})
-        # A fresh store for each job's process group (rank 0 hosts it on the plan's port): on
-        # torchrun's shared store a new group may meet keys of the previous one.
+        # A fresh store for each job's process group (rank 0 hosts it on a port it picks now):
+        # on torchrun's shared store a new group may meet keys of the previous one.
         key = f"titan_port/{entry['name']}"
         if rank == 0:
             agent_store.set(key, str(free_port()))

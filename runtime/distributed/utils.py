@@ -48,14 +48,12 @@ def init_distributed(timeout_s: int = 600) -> torch.device:
     backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
     timeout = timedelta(seconds=timeout_s)
     if "RANK" in os.environ:
-        store, rank, world_size = (
-            _attempt_store(timeout),
-            int(os.environ["RANK"]),
-            world_size_from_env(),
-        )
+        store, rank = _attempt_store(timeout), int(os.environ["RANK"])
     else:
-        store, rank, world_size = dist.HashStore(), 0, 1
-    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+        store, rank = dist.HashStore(), 0
+    dist.init_process_group(
+        backend, store=store, rank=rank, world_size=world_size_from_env(), timeout=timeout
+    )
     return device
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 class StateDictAdapter(ABC):
     """Maps state dicts between the generated model and the Hugging Face checkpoint layout.
@@ -21,6 +23,11 @@ class StateDictAdapter(ABC):
     # Endings of checkpoint keys that an HF export writes in float32 whatever its dtype (those
     # transformers keeps in float32: its ``_keep_in_fp32_modules_strict``).
     float32_keys: tuple[str, ...] = ()
+
+    def hf_dtype(self, key: str, dtype: torch.dtype) -> torch.dtype:
+        """The dtype an HF export in ``dtype`` writes checkpoint tensor ``key`` in: float32 for
+        the ``float32_keys``, else ``dtype``."""
+        return torch.float32 if self.float32_keys and key.endswith(self.float32_keys) else dtype
 
     def __init__(self, model_args: Any, hf_assets_path: str | Path | None) -> None:
         self.model_args = model_args

@@ -196,11 +196,10 @@ class {{ prefix }}TorchtitanAdapter({{ prefix }}StateDictAdapter, BaseStateDictA
         transformers keeps in float32 go back to float32 here (holding the values that cast
         rounded), as transformers' checkpoints store them.
         """
-        hf_state_dict = super().to_hf(state_dict)
-        for key, value in hf_state_dict.items():
-            if key.endswith(self.float32_keys):
-                hf_state_dict[key] = value.float()
-        return hf_state_dict
+        return {
+            key: value.to(self.hf_dtype(key, value.dtype))
+            for key, value in super().to_hf(state_dict).items()
+        }
 {%- endif %}
 
 
